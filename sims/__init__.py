@@ -1,0 +1,1 @@
+"""Room simulation and datasets: scenes from YAML, pyroomacoustics rooms, moving sources, noise."""

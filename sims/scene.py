@@ -1,0 +1,303 @@
+"""Scene descriptions: YAML templates with random ranges, resolved into concrete scenes.
+
+A *template* is a YAML mapping in which any value may be a random spec::
+
+    {uniform: [lo, hi]}    a float drawn uniformly
+    {randint: [lo, hi]}    an integer in [lo, hi]
+    {choice: [a, b, ...]}  one of the options
+    {grid: [a, b, ...]}    datasets cycle through the product of all grids (scene i gets combo i)
+
+A *scene* is a template with every random choice made; it is written to ``scene.yaml`` and
+re-simulates bit for bit (its own ``seed`` drives the noise).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from sslkit.errors import ConfigError
+from sslkit.sims.signals import draw_signal
+
+TOP_KEYS = {"name", "description", "fs", "duration", "c", "seed", "room", "mics", "sources", "noise", "truth_hop", "block"}
+ROOM_KEYS = {"dimensions", "rt60", "absorption", "materials", "max_order", "ray_tracing", "air_absorption"}
+MIC_KEYS = {"positions", "file", "random", "near_source", "ids"}
+SOURCE_KEYS = {"signal", "position", "trajectory", "start", "length", "gain_db", "label"}
+NOISE_KEYS = {"snr_db", "kind"}
+RANDOM_KEYS = {"uniform", "randint", "choice", "grid"}
+NOISE_KINDS = ("white", "diffuse", "babble")
+
+
+@dataclass
+class RoomSpec:
+    """Shoebox room: dimensions (m) and either rt60 (s, inverse Sabine), absorption or materials."""
+
+    dimensions: list[float]
+    rt60: float | None = None
+    absorption: float | None = None
+    materials: dict | None = None
+    max_order: int | None = None
+    ray_tracing: bool = False
+    air_absorption: bool = False
+
+
+@dataclass
+class SourceSpec:
+    """One source: a resolved signal reference and a static position or a trajectory.
+
+    ``waypoints`` has shape (n_waypoints, 3); with one waypoint the source is static, otherwise it
+    moves along a smooth curve through them at ``speed`` m/s. ``start``/``length`` (s) bound when
+    it is active (``length`` None: until the end).
+    """
+
+    signal: str
+    waypoints: list[list[float]]
+    speed: float = 0.0
+    start: float = 0.0
+    length: float | None = None
+    gain_db: float = 0.0
+    label: str | None = None
+
+
+@dataclass
+class Scene:
+    """A fully resolved scene (see module docstring)."""
+
+    fs: int
+    duration: float
+    room: RoomSpec
+    mics: list[list[float]]
+    sources: list[SourceSpec]
+    mic_ids: list[str] = field(default_factory=list)
+    near_source: float | None = None
+    snr_db: float | None = None
+    noise_kind: str = "white"
+    c: float = 343.0
+    seed: int = 0
+    truth_hop: float = 0.1
+    block: float = 0.05
+    name: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Scene:
+        d = dict(d)
+        d["room"] = RoomSpec(**d["room"])
+        d["sources"] = [SourceSpec(**s) for s in d["sources"]]
+        return cls(**d)
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates
+# ---------------------------------------------------------------------------------------------
+def preset_dir() -> Path:
+    return Path(str(resources.files("sslkit.sims") / "presets"))
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name → one-line description."""
+    out = {}
+    for p in sorted(preset_dir().glob("*.yaml")):
+        out[p.stem] = yaml.safe_load(p.read_text()).get("description", "")
+    return out
+
+
+def load_template(name_or_path: str | Path) -> dict:
+    """Load a preset by name or a YAML template/scene file, and check its keys."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        preset = preset_dir() / f"{name_or_path}.yaml"
+        if not preset.is_file():
+            raise ConfigError(f"{name_or_path}: no such scene file or preset (see --list-presets)")
+        path = preset
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of scene keys")
+    if "mic_ids" in data:  # a resolved scene.yaml
+        return data
+    _check_keys(data, TOP_KEYS, "scene", path)
+    _check_keys(data.get("room") or {}, ROOM_KEYS, "room", path)
+    mics = data.get("mics")
+    if isinstance(mics, dict):
+        _check_keys(mics, MIC_KEYS, "mics", path)
+    for i, src in enumerate(data.get("sources") or []):
+        _check_keys(src, SOURCE_KEYS, f"sources[{i}]", path)
+    _check_keys(data.get("noise") or {}, NOISE_KEYS, "noise", path)
+    for key in ("room", "mics", "sources"):
+        if key not in data:
+            raise ConfigError(f"{path}: missing required key '{key}'")
+    return data
+
+
+def _check_keys(d: object, allowed: set[str], where: str, path: Path) -> None:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: '{where}' must be a mapping")
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key '{unknown[0]}' in {where} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _is_random(v: object) -> bool:
+    return isinstance(v, dict) and len(v) == 1 and next(iter(v)) in RANDOM_KEYS
+
+
+def grid_size(template: object) -> int:
+    """Number of combinations of the template's ``grid`` values (1 without grids)."""
+    return int(np.prod([len(g) for g in _grids(template)] or [1]))
+
+
+def _grids(node: object) -> list[list]:
+    if _is_random(node):
+        return [node["grid"]] if "grid" in node else []
+    if isinstance(node, dict):
+        return [g for v in node.values() for g in _grids(v)]
+    if isinstance(node, list):
+        return [g for v in node for g in _grids(v)]
+    return []
+
+
+class _Drawer:
+    """Replaces random specs in a template by values, drawing from ``rng`` and the grid combo."""
+
+    def __init__(self, template: dict, rng: np.random.Generator, index: int):
+        self.rng = rng
+        combos = list(itertools.product(*_grids(template))) or [()]
+        self.combo = iter(combos[index % len(combos)])
+
+    def __call__(self, node: object) -> object:
+        if _is_random(node):
+            (kind, arg), = node.items()
+            if kind == "grid":
+                return next(self.combo)
+            if kind == "uniform":
+                return float(self.rng.uniform(*arg))
+            if kind == "randint":
+                return int(self.rng.integers(arg[0], arg[1] + 1))
+            return self(arg[int(self.rng.integers(len(arg)))])
+        if isinstance(node, dict):
+            return {k: self(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self(v) for v in node]
+        return node
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolution
+# ---------------------------------------------------------------------------------------------
+def resolve_scene(template: dict, seed: int = 0, index: int = 0, audio_dir: str | Path | None = None) -> Scene:
+    """Make every random choice in ``template`` (reproducibly from ``seed`` and ``index``).
+
+    A template that is already a resolved scene is returned as it is.
+    """
+    if "mic_ids" in template:
+        return Scene.from_dict(template)
+    rng = np.random.default_rng([seed, index])
+    t = _Drawer(template, rng, index)(template)
+    fs = int(t.get("fs", 16000))
+    duration = float(t.get("duration", 5.0))
+    room = _resolve_room(t["room"])
+    dims = np.array(room.dimensions)
+    mics, mic_ids, near = _resolve_mics(t["mics"], dims, rng)
+    sources = [_resolve_source(s, dims, duration, rng, audio_dir) for s in t["sources"]]
+    noise = t.get("noise") or {}
+    kind = noise.get("kind", "white")
+    if kind not in NOISE_KINDS:
+        raise ConfigError(f"noise.kind '{kind}' is not one of {', '.join(NOISE_KINDS)}")
+    snr = noise.get("snr_db")
+    return Scene(
+        fs=fs, duration=duration, room=room, mics=mics, sources=sources, mic_ids=mic_ids, near_source=near,
+        snr_db=None if snr is None else float(snr), noise_kind=kind, c=float(t.get("c", 343.0)),
+        seed=int(rng.integers(0, 2**31)), truth_hop=float(t.get("truth_hop", 0.1)), block=float(t.get("block", 0.05)),
+        name=str(t.get("name", "")),
+    )
+
+
+def _resolve_room(r: dict) -> RoomSpec:
+    dims = r.get("dimensions")
+    if not (isinstance(dims, list) and len(dims) == 3 and all(isinstance(v, (int, float)) and v > 0 for v in dims)):
+        raise ConfigError(f"room.dimensions must be three positive numbers (metres), got {dims}")
+    given = [k for k in ("rt60", "absorption", "materials") if r.get(k) is not None]
+    if len(given) > 1:
+        raise ConfigError(f"room: give only one of rt60, absorption, materials (got {', '.join(given)})")
+    if r.get("rt60") is not None and float(r["rt60"]) <= 0:
+        raise ConfigError(f"room.rt60 must be positive, got {r['rt60']}")
+    return RoomSpec(**{**r, "dimensions": [float(v) for v in dims]})
+
+
+def _resolve_mics(m: object, dims: np.ndarray, rng: np.random.Generator) -> tuple[list, list[str], float | None]:
+    """Mic positions (n, 3), ids, and the near-source mic distance (None: no near-source channel)."""
+    spec = {"positions": m} if isinstance(m, list) else dict(m)
+    near = spec.get("near_source")
+    if "positions" in spec:
+        pos = np.array(spec["positions"], dtype=float)
+    elif "file" in spec:
+        from sslkit.recording import read_mics
+
+        f = spec["file"]
+        path = preset_dir() / "luvira_mics.csv" if f == "luvira" else Path(f)
+        pos = read_mics(path)[1]
+    elif "random" in spec:
+        r = spec["random"]
+        pos = random_points(rng, int(r["count"]), dims, float(r.get("min_wall_distance", 0.3)), r.get("height"))
+    else:
+        raise ConfigError("mics needs one of positions, file, random")
+    if pos.ndim != 2 or pos.shape[1] != 3 or len(pos) < 1:
+        raise ConfigError(f"mic positions must be a list of [x, y, z], got shape {pos.shape}")
+    ids = [str(i) for i in spec.get("ids", range(1, len(pos) + 1))]
+    if near:
+        ids.append(str(len(pos) + 1))
+    return pos.tolist(), ids, (float(near) if near else None)
+
+
+def random_points(
+    rng: np.random.Generator, n: int, dims: np.ndarray, margin: float, height: list | None = None
+) -> np.ndarray:
+    """n points drawn uniformly in the room shrunk by ``margin``, z optionally within ``height``."""
+    lo, hi = np.full(3, margin), dims - margin
+    if height is not None:
+        lo[2], hi[2] = max(lo[2], height[0]), min(hi[2], height[1])
+    if np.any(hi <= lo):
+        raise ConfigError(f"room {dims.tolist()} is too small for a wall distance of {margin} m")
+    return rng.uniform(lo, hi, size=(n, 3))
+
+
+def _resolve_source(s: dict, dims: np.ndarray, duration: float, rng: np.random.Generator, audio_dir) -> SourceSpec:
+    if "position" in s and "trajectory" in s:
+        raise ConfigError("a source takes either position or trajectory, not both")
+    speed = 0.0
+    if "trajectory" in s:
+        traj = s["trajectory"]
+        if "random" in traj:
+            r = traj["random"]
+            speed = float(r.get("speed", 0.5))
+            wp = random_points(rng, int(r.get("waypoints", 3)), dims, float(r.get("min_wall_distance", 0.5)), r.get("height"))
+        else:
+            wp = np.array(traj["waypoints"], dtype=float)
+            speed = float(traj.get("speed", 0.5))
+        if speed <= 0:
+            raise ConfigError(f"trajectory speed must be positive, got {speed}")
+    else:
+        pos = s.get("position", "random")
+        if pos == "random" or isinstance(pos, dict):
+            r = pos.get("random", {}) if isinstance(pos, dict) else {}
+            wp = random_points(rng, 1, dims, float(r.get("min_wall_distance", 0.5)), r.get("height"))
+        else:
+            wp = np.array([pos], dtype=float)
+    if wp.ndim != 2 or wp.shape[1] != 3:
+        raise ConfigError(f"source positions must be [x, y, z], got {wp.tolist()}")
+    length = s.get("length")
+    return SourceSpec(
+        signal=draw_signal(str(s.get("signal", "speech")), rng, audio_dir), waypoints=wp.tolist(), speed=speed,
+        start=float(s.get("start", 0.0)), length=None if length is None else float(length),
+        gain_db=float(s.get("gain_db", 0.0)), label=s.get("label"),
+    )

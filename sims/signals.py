@@ -1,0 +1,160 @@
+"""Source signals: bundled speech, synthesized music and noise, and users' own audio folders.
+
+A resolved signal is a reference string that names its content exactly, so that a scene file
+regenerates the same audio:
+
+- ``speech/train:speech_03.flac`` — a bundled clip (``train`` or ``test`` split)
+- ``music:1234`` — a melody synthesized from seed 1234 (even seeds train, odd seeds test)
+- ``noise:white:7`` / ``noise:pink:7`` — seeded noise
+- ``file:/abs/path.wav`` — any audio file (``--audio-dir`` resolves to these)
+"""
+
+from __future__ import annotations
+
+import zlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from sslkit.errors import ConfigError
+
+KINDS = ("speech", "music", "noise")
+SPLITS = ("train", "test")
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+TEST_SPEAKER_MODULUS = 5
+"""In a user's audio folder, a speaker (first sub-folder) is held out for test when crc32 % 5 == 0."""
+
+
+def bundled_dir() -> Path:
+    return Path(str(resources.files("sslkit.sims") / "signals"))
+
+
+def bundled_speech(split: str) -> list[Path]:
+    """The bundled espeak-ng speech clips of one split, sorted."""
+    return sorted((bundled_dir() / split).glob("*.flac"))
+
+
+def user_audio(audio_dir: str | Path, split: str) -> list[Path]:
+    """Audio files under ``audio_dir`` in the given split, split by speaker (first sub-folder).
+
+    Files directly in ``audio_dir`` count as their own speaker, so a flat folder is split by file.
+    """
+    root = Path(audio_dir)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: --audio-dir is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise ConfigError(f"{root}: no wav/flac/ogg files in --audio-dir")
+
+    def is_test(p: Path) -> bool:
+        speaker = p.relative_to(root).parts[0]
+        return zlib.crc32(speaker.encode()) % TEST_SPEAKER_MODULUS == 0
+
+    chosen = [p for p in files if is_test(p) == (split == "test")]
+    if not chosen:
+        raise ConfigError(f"{root}: no files fall in the {split} split (speakers are split by sub-folder)")
+    return chosen
+
+
+def draw_signal(kind: str, rng: np.random.Generator, audio_dir: str | Path | None = None) -> str:
+    """Resolve a signal kind such as ``speech``, ``music/test`` or a file path to a reference string."""
+    name, _, split = kind.partition("/")
+    split = split or "train"
+    if name not in KINDS:
+        path = Path(kind).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"signal '{kind}': not one of {', '.join(KINDS)} (with /train or /test) nor an audio file")
+        return f"file:{path.resolve()}"
+    if split not in SPLITS:
+        raise ConfigError(f"signal '{kind}': split must be train or test")
+    seed = int(rng.integers(0, 2**30))
+    if name == "music":
+        return f"music:{2 * seed + (split == 'test')}"
+    if name == "noise":
+        return f"noise:pink:{seed}"
+    if audio_dir is not None:
+        return f"file:{rng.choice(user_audio(audio_dir, split)).resolve()}"
+    clips = bundled_speech(split)
+    return f"speech/{split}:{clips[int(rng.integers(len(clips)))].name}"
+
+
+def render_signal(ref: str, duration: float, fs: int) -> np.ndarray:
+    """The signal named by ``ref`` at ``fs``, looped or cut to ``duration`` seconds, unit peak."""
+    n = int(round(duration * fs))
+    kind, _, arg = ref.partition(":")
+    if kind == "music":
+        x = synth_music(int(arg), duration, fs)
+    elif kind == "noise":
+        color, _, seed = arg.partition(":")
+        x = colored_noise(np.random.default_rng(int(seed)), n, color)
+    elif kind.startswith("speech/") or kind == "file":
+        path = bundled_dir() / kind.split("/")[1] / arg if kind != "file" else Path(arg)
+        x = load_mono(path, fs)
+    else:
+        raise ConfigError(f"unknown signal reference '{ref}'")
+    x = np.resize(x, n)  # loops a short clip
+    peak = np.max(np.abs(x))
+    return (x / peak if peak > 0 else x).astype(np.float64)
+
+
+def load_mono(path: Path, fs: int) -> np.ndarray:
+    """Read an audio file, mix to mono and resample to ``fs``."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    try:
+        x, file_fs = sf.read(path, dtype="float64", always_2d=True)
+    except Exception as err:
+        raise ConfigError(f"{path}: not a readable audio file ({err})") from None
+    x = x.mean(axis=1)
+    if file_fs != fs:
+        g = np.gcd(int(file_fs), int(fs))
+        x = resample_poly(x, fs // g, file_fs // g)
+    return x
+
+
+def colored_noise(rng: np.random.Generator, n: int, color: str = "white") -> np.ndarray:
+    """White or pink (1/f power) Gaussian noise of length n, unit variance."""
+    x = rng.standard_normal(n)
+    if color == "pink":
+        spec = np.fft.rfft(x)
+        f = np.arange(len(spec))
+        spec[1:] /= np.sqrt(f[1:])
+        spec[0] = 0
+        x = np.fft.irfft(spec, n)
+    elif color != "white":
+        raise ConfigError(f"unknown noise colour '{color}' (white or pink)")
+    return x / (np.std(x) + 1e-12)
+
+
+def synth_music(seed: int, duration: float, fs: int) -> np.ndarray:
+    """A melody of harmonic notes with ADSR-like envelopes and a bass line, drawn from ``seed``.
+
+    Notes come from a random major or minor scale; each has 3–8 decaying harmonics and a slight
+    vibrato, so the signal is broadband and tonal like real music.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(duration * fs))
+    out = np.zeros(n)
+    tonic = 110.0 * 2 ** (rng.integers(0, 12) / 12)
+    scale = np.array([0, 2, 4, 5, 7, 9, 11] if rng.random() < 0.5 else [0, 2, 3, 5, 7, 8, 10])
+    beat = rng.uniform(0.15, 0.4)
+    n_harm = int(rng.integers(3, 9))
+    harm_decay = rng.uniform(0.4, 0.8)
+    for voice_octave, beats_per_note in ((2, 1), (0, 4)):  # melody and bass line
+        t0 = 0.0
+        while t0 < duration:
+            length = beat * beats_per_note * rng.choice([1, 1, 2])
+            degree = int(rng.integers(0, 7))
+            f0 = tonic * 2 ** (voice_octave + scale[degree] / 12)
+            i0, i1 = int(t0 * fs), min(n, int((t0 + length) * fs))
+            t = np.arange(i1 - i0) / fs
+            vibrato = 1 + 0.004 * np.sin(2 * np.pi * 5.5 * t)
+            phase = 2 * np.pi * f0 * np.cumsum(vibrato) / fs
+            k = np.arange(1, n_harm + 1)[:, None]
+            tone = (harm_decay ** (k - 1) * np.sin(k * phase)).sum(axis=0)
+            envelope = np.minimum(t / 0.01, 1) * np.exp(-t * rng.uniform(2, 6))
+            out[i0:i1] += tone * envelope * (0.5 if voice_octave == 0 else 1.0)
+            t0 += length
+    return out

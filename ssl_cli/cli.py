@@ -1,0 +1,163 @@
+"""The ``sslkit`` command line: a thin Typer layer over the library.
+
+Each command parses options, calls one library function and prints a short rich summary. Any
+:class:`~sslkit.errors.UserError` becomes a one-line ``error:`` message and exit code 2. Heavy
+imports (torch, pyroomacoustics) happen inside the commands so that ``sslkit --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sslkit import __version__
+from sslkit.errors import UserError
+
+app = typer.Typer(
+    name="sslkit",
+    help="Sound source localization on ad-hoc microphone arrays: simulate, TDOA, locate, train, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def user_errors(fn):
+    """Turn UserError (and unreadable-input OSErrors) into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"sslkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Sound source localization on ad-hoc microphone arrays."""
+
+
+def progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )
+
+
+def summary_table(title: str, rows: dict[str, object]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold cyan")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# simulate
+# ---------------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def simulate(
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Shipped scene preset (see --list-presets)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Scene or dataset YAML (a scene.yaml re-simulates it)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: ./<preset>, or next to the YAML)."),
+    count: Optional[int] = typer.Option(None, "--count", "-n", min=1, help="Simulate a random dataset of N scenes."),
+    seed: int = typer.Option(0, "--seed", help="Seed for every random choice."),
+    duration: Optional[float] = typer.Option(None, "--duration", min=0.01, help="Override the scene duration (s)."),
+    audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of your own speech (wav/flac), split by speaker sub-folder."),
+    save_rirs: bool = typer.Option(False, "--save-rirs", help="Also write rirs.npz."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for datasets (default: all cores)."),
+    list_presets: bool = typer.Option(False, "--list-presets", help="List the shipped presets and exit."),
+) -> None:
+    """Simulate rooms into LuViRA-style recording folders (audio.wav, mics.csv, sources.csv, scene.yaml).
+
+    [bold]Examples[/]
+
+      sslkit simulate --preset luvira-sim --out rec/
+
+      sslkit simulate --config dataset.yaml --count 500 --out data/ --seed 1
+    """
+    from sslkit.sims import scene as scenes
+
+    if list_presets:
+        table = Table(title="Scene presets", title_justify="left")
+        table.add_column("name", style="bold cyan")
+        table.add_column("description")
+        for name, desc in scenes.list_presets().items():
+            table.add_row(name, desc)
+        console.print(table)
+        return
+    if (preset is None) == (config is None):
+        raise UserError("give exactly one of --preset or --config (or --list-presets)")
+    template = scenes.load_template(preset or config)
+    if duration is not None:
+        template["duration"] = duration
+    if out is None:
+        out = Path(preset) if preset else config.with_suffix("")
+        if config is not None and config.name == "scene.yaml":
+            out = config.parent.with_name(config.parent.name + "-resim")
+    audio = str(audio_dir) if audio_dir else None
+    start = time.perf_counter()
+    if count is None:
+        _simulate_single(template, out, seed, audio, save_rirs, start)
+    else:
+        _simulate_dataset(template, count, out, seed, audio, save_rirs, workers, start)
+
+
+def _simulate_single(template: dict, out: Path, seed: int, audio_dir, save_rirs: bool, start: float) -> None:
+    from sslkit.recording import save_recording
+    from sslkit.sims.room import simulate as run_simulation
+    from sslkit.sims.scene import resolve_scene
+
+    scene = resolve_scene(template, seed, audio_dir=audio_dir)
+    with console.status(f"simulating {scene.duration:g} s with {len(scene.mic_ids)} channels"):
+        rec, rirs = run_simulation(scene, save_rirs)
+        save_recording(out, rec, {"rirs.npz": rirs} if save_rirs else None)
+    elapsed = time.perf_counter() - start
+    room = scene.room
+    console.print(summary_table(f"Simulated recording → {out}/", {
+        "room": f"{' × '.join(f'{d:g}' for d in room.dimensions)} m",
+        "RT60": f"{room.rt60:.2f} s" if room.rt60 else "from materials",
+        "SNR": f"{scene.snr_db:.1f} dB ({scene.noise_kind})" if scene.snr_db is not None else "noise-free",
+        "channels": f"{len(scene.mic_ids)}" + (" (last: near-source)" if scene.near_source else ""),
+        "sources": ", ".join(f"{s.signal.split(':')[0]} ({'moving' if len(s.waypoints) > 1 else 'static'})" for s in scene.sources),
+        "duration": f"{scene.duration:g} s",
+        "time": f"{elapsed:.1f} s ({elapsed / scene.duration:.2f} s per simulated second)",
+    }))
+
+
+def _simulate_dataset(template: dict, count: int, out: Path, seed: int, audio_dir, save_rirs: bool, workers, start: float) -> None:
+    from sslkit.sims.dataset import simulate_dataset
+
+    with progress_bar() as progress:
+        task = progress.add_task("simulating scenes", total=count)
+        index = simulate_dataset(
+            template, count, out, seed, workers, audio_dir, save_rirs,
+            on_progress=lambda done: progress.update(task, completed=done),
+        )
+    console.print(summary_table(f"Simulated dataset → {out}/", {
+        "scenes": count, "index": index, "time": f"{time.perf_counter() - start:.1f} s",
+    }))

@@ -1,0 +1,22 @@
+"""Typed user-facing errors: the CLI turns any of these into one line and exit code 2."""
+
+
+class UserError(Exception):
+    """A problem with the user's input (file, option, config) rather than a bug in sslkit."""
+
+
+class InputFileError(UserError):
+    """A file that is missing, unreadable or has invalid content; the message names the file."""
+
+    def __init__(self, path: object, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class ConfigError(UserError):
+    """An invalid scene/dataset/training configuration (unknown key, bad value, impossible room)."""
+
+
+class GeometryError(UserError):
+    """Microphone or source geometry that cannot give a well-posed answer."""

@@ -1,0 +1,307 @@
+"""Recording folders, the lingua franca of sslkit: ``audio.wav + mics.csv + sources.csv + scene.yaml``.
+
+Every command reads and writes recordings through this module. All writes are atomic (temp file, then
+rename) so that an interrupted or failed command never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from sslkit.errors import GeometryError, InputFileError
+
+AUDIO_FILE = "audio.wav"
+MICS_FILE = "mics.csv"
+SOURCES_FILE = "sources.csv"
+SCENE_FILE = "scene.yaml"
+SILENCE_PEAK = 1e-7
+"""Audio whose absolute peak is below this is treated as all-silent."""
+
+
+@dataclass
+class Recording:
+    """A multichannel recording with microphone positions and optional ground truth.
+
+    Attributes:
+        audio: float32 samples, shape (n_samples, n_mics).
+        fs: sampling rate in Hz.
+        mic_ids: identifiers of the channels, length n_mics, in channel order.
+        mics: microphone positions in metres, shape (n_mics, 3).
+        sources: ground truth, or None; see :class:`SourceTrack`.
+        scene: the resolved scene description, or an empty dict.
+        path: folder or wav the recording was read from.
+    """
+
+    audio: np.ndarray
+    fs: int
+    mic_ids: list[str]
+    mics: np.ndarray
+    sources: SourceTrack | None = None
+    scene: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def n_mics(self) -> int:
+        return self.audio.shape[1]
+
+    @property
+    def duration(self) -> float:
+        return self.audio.shape[0] / self.fs
+
+
+@dataclass
+class SourceTrack:
+    """Ground-truth source positions: one row per hop and active source.
+
+    Attributes:
+        time: seconds from the start of the recording, shape (n_rows,).
+        source_id: integer source identifiers, shape (n_rows,).
+        xyz: positions in metres in the frame of ``mics.csv``, shape (n_rows, 3).
+    """
+
+    time: np.ndarray
+    source_id: np.ndarray
+    xyz: np.ndarray
+
+    def of_source(self, source_id: int) -> SourceTrack:
+        keep = self.source_id == source_id
+        return SourceTrack(self.time[keep], self.source_id[keep], self.xyz[keep])
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; it replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterator | Sequence) -> None:
+    """Write a CSV file atomically; floats are written with 6 significant decimals."""
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_format_cell(v) for v in row])
+
+
+def _format_cell(value: object) -> object:
+    if isinstance(value, (float, np.floating)):
+        return "nan" if np.isnan(value) else f"{value:.6f}".rstrip("0").rstrip(".") or "0"
+    return value
+
+
+def write_yaml(path: str | os.PathLike, data: dict) -> None:
+    """Write a YAML file atomically, keys in insertion order."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(yaml.safe_dump(_plain(data), sort_keys=False))
+
+
+def _plain(obj: object) -> object:
+    """Convert numpy scalars/arrays and paths to YAML-safe builtins."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Audio
+# ---------------------------------------------------------------------------------------------
+def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.ndarray, int]:
+    """Read a wav/flac file as float32 of shape (n_samples, n_channels) and validate its content.
+
+    Raises InputFileError for a missing, empty, truncated or non-audio file, NaN/inf samples, or
+    all-silent audio (unless ``allow_silent``).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such audio file")
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "audio file is empty")
+    try:
+        audio, fs = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for bad/truncated files
+        raise InputFileError(path, f"not a readable audio file ({str(err).splitlines()[0]})") from None
+    if audio.shape[0] == 0:
+        raise InputFileError(path, "audio file has no samples")
+    if not np.all(np.isfinite(audio)):
+        raise InputFileError(path, "audio contains NaN or infinite samples")
+    if not allow_silent and np.max(np.abs(audio)) < SILENCE_PEAK:
+        raise InputFileError(path, "audio is all silent (every sample is zero)")
+    return audio, int(fs)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, fs: int) -> None:
+    """Write float32 multichannel audio (n_samples, n_channels) as a WAV file, atomically."""
+    import soundfile as sf
+
+    with atomic_file(path) as tmp:
+        sf.write(tmp, np.asarray(audio, dtype=np.float32), fs, subtype="FLOAT", format="WAV")
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV tables
+# ---------------------------------------------------------------------------------------------
+def _read_table(path: Path, required: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Read a CSV with a header, skipping '#' comment lines; check that ``required`` columns exist."""
+    if not path.is_file():
+        raise InputFileError(path, "no such file")
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise InputFileError(path, "file is empty")
+    rows = list(csv.reader(lines))
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputFileError(path, f"missing column(s) {', '.join(missing)} (header is {','.join(header)})")
+    return header, rows[1:]
+
+
+def _column_floats(path: Path, header: list[str], rows: list[list[str]], names: Sequence[str]) -> np.ndarray:
+    """Parse the named columns as floats, shape (n_rows, len(names)); errors name the line."""
+    idx = [header.index(n) for n in names]
+    out = np.empty((len(rows), len(names)))
+    for r, row in enumerate(rows):
+        try:
+            out[r] = [float(row[i]) for i in idx]
+        except (ValueError, IndexError):
+            raise InputFileError(path, f"line {r + 2}: expected numbers in {','.join(names)}, got {','.join(row)}") from None
+    if not np.all(np.isfinite(out)):
+        raise InputFileError(path, "contains NaN or infinite values")
+    return out
+
+
+def read_mics(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Read ``mics.csv`` (``mic_id,x,y,z`` in metres) → (ids, positions of shape (n_mics, 3))."""
+    path = Path(path)
+    header, rows = _read_table(path, ["mic_id", "x", "y", "z"])
+    if not rows:
+        raise InputFileError(path, "no microphone rows")
+    xyz = _column_floats(path, header, rows, ["x", "y", "z"])
+    ids = [row[header.index("mic_id")].strip() for row in rows]
+    if len(set(ids)) != len(ids):
+        raise InputFileError(path, "duplicate mic_id values")
+    return ids, xyz
+
+
+def write_mics(path: str | os.PathLike, ids: Sequence[str], xyz: np.ndarray) -> None:
+    write_csv(path, ["mic_id", "x", "y", "z"], ([i, *map(float, p)] for i, p in zip(ids, xyz)))
+
+
+def read_sources(path: str | os.PathLike) -> SourceTrack:
+    """Read ``sources.csv`` (``time,source_id,x,y,z``)."""
+    path = Path(path)
+    header, rows = _read_table(path, ["time", "source_id", "x", "y", "z"])
+    values = _column_floats(path, header, rows, ["time", "source_id", "x", "y", "z"])
+    return SourceTrack(values[:, 0], values[:, 1].astype(int), values[:, 2:5])
+
+
+def write_sources(path: str | os.PathLike, track: SourceTrack) -> None:
+    rows = (
+        [float(t), int(s), *map(float, p)] for t, s, p in zip(track.time, track.source_id, track.xyz)
+    )
+    write_csv(path, ["time", "source_id", "x", "y", "z"], rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole recordings
+# ---------------------------------------------------------------------------------------------
+def check_geometry(mics: np.ndarray, path: object = "mics.csv") -> None:
+    """Reject duplicate microphone positions (they make every pair through them degenerate)."""
+    dist = np.linalg.norm(mics[:, None] - mics[None], axis=-1)
+    i, j = np.nonzero(np.triu(dist < 1e-6, k=1))
+    if len(i):
+        raise GeometryError(f"{path}: microphones {i[0] + 1} and {j[0] + 1} have the same position")
+
+
+def load_recording(path: str | os.PathLike, mics: str | os.PathLike | None = None) -> Recording:
+    """Load a recording folder, or a wav file plus a ``mics.csv``.
+
+    ``path`` is a folder holding ``audio.wav`` and ``mics.csv`` (and optionally ``sources.csv``,
+    ``scene.yaml``) or a multichannel audio file; ``mics`` overrides the mic file. The channel
+    count must equal the number of rows in the mic file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        audio_path = path / AUDIO_FILE
+        folder = path
+    elif path.exists():
+        audio_path, folder = path, path.parent
+    else:
+        raise InputFileError(path, "no such recording folder or audio file")
+    mics_path = Path(mics) if mics is not None else folder / MICS_FILE
+    if mics is None and not mics_path.is_file():
+        raise InputFileError(path, f"no {MICS_FILE} beside the audio; pass --mics")
+    audio, fs = read_audio(audio_path)
+    mic_ids, xyz = read_mics(mics_path)
+    if audio.shape[1] != len(mic_ids):
+        raise InputFileError(
+            audio_path, f"has {audio.shape[1]} channels but {mics_path} lists {len(mic_ids)} microphones"
+        )
+    check_geometry(xyz, mics_path)
+    sources = read_sources(folder / SOURCES_FILE) if (folder / SOURCES_FILE).is_file() else None
+    scene = yaml.safe_load((folder / SCENE_FILE).read_text()) if (folder / SCENE_FILE).is_file() else {}
+    return Recording(audio, fs, mic_ids, xyz, sources, scene or {}, path)
+
+
+def save_recording(folder: str | os.PathLike, rec: Recording, extra: dict[str, np.ndarray] | None = None) -> Path:
+    """Write a recording folder atomically (the folder appears complete or not at all).
+
+    ``extra`` maps file names to arrays saved together in one ``.npz`` (e.g. ``rirs.npz``).
+    """
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        write_audio(tmp / AUDIO_FILE, rec.audio, rec.fs)
+        write_mics(tmp / MICS_FILE, rec.mic_ids, rec.mics)
+        if rec.sources is not None:
+            write_sources(tmp / SOURCES_FILE, rec.sources)
+        write_yaml(tmp / SCENE_FILE, rec.scene)
+        for name, arrays in (extra or {}).items():
+            np.savez_compressed(tmp / name, **arrays)
+    return folder
