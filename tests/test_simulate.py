@@ -1,0 +1,185 @@
+"""Room simulation checked against physics, and `sslkit simulate` as a product."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
+from sslkit.recording import load_recording
+from sslkit.sims.acoustics import measure_rt60
+from sslkit.sims.noise import diffuse_coherence, make_noise
+from sslkit.sims.room import compute_rirs, simulate
+from sslkit.sims.scene import RoomSpec, list_presets, load_template, resolve_scene
+from sslkit.sims.trajectory import positions_at
+
+TOL_DELAY_SAMPLES = 0.5
+TOL_RT60_REL = 0.15
+TOL_SNR_DB = 0.05
+
+
+@pytest.mark.parametrize("rt60", [0.3, 0.6])
+def test_rir_decay_matches_requested_rt60(rt60):
+    dims = [6.0, 5.0, 3.0]
+    mics = np.array([[2.0, 2.0, 1.5], [4.0, 3.0, 1.2]])
+    rirs = compute_rirs(RoomSpec(dims, rt60=rt60), FS, SPEED_OF_SOUND, mics, np.array([[3.0, 1.0, 1.6]]), np.random.default_rng(0))
+    for m in range(2):
+        measured = measure_rt60(rirs[m, 0], FS)
+        assert abs(measured - rt60) / rt60 < TOL_RT60_REL, (m, measured)
+
+
+def test_direct_path_delay_is_distance_over_c():
+    mics = np.array([[1.0, 1.0, 1.0], [3.5, 2.5, 1.8]])
+    src = np.array([[2.2, 3.1, 1.3]])
+    rirs = compute_rirs(RoomSpec([5.0, 4.0, 3.0], absorption=0.9, max_order=0), FS, SPEED_OF_SOUND, mics, src, np.random.default_rng(0))
+    dist = np.linalg.norm(mics - src, axis=1)
+    peaks = np.argmax(np.abs(rirs[:, 0]), axis=1)
+    np.testing.assert_allclose(peaks, dist / SPEED_OF_SOUND * FS, atol=TOL_DELAY_SAMPLES)
+    # and the recorded signals: the cross-correlation peak is the distance difference / c
+    scene = resolve_scene(small_scene(room={"dimensions": [5.0, 4.0, 3.0], "absorption": 0.99, "max_order": 0},
+                                      mics={"positions": mics.tolist()}, sources=[{"signal": "noise", "position": src[0].tolist()}],
+                                      noise={}))
+    rec, _ = simulate(scene)
+    x1, x2 = rec.audio[:, 0], rec.audio[:, 1]
+    cc = np.fft.irfft(np.fft.rfft(x2, 2 * len(x1)) * np.conj(np.fft.rfft(x1, 2 * len(x1))))
+    lag = np.argmax(np.concatenate([cc[-100:], cc[:101]])) - 100
+    assert abs(lag - (dist[1] - dist[0]) / SPEED_OF_SOUND * FS) <= 1
+
+
+def test_measured_snr_matches_requested():
+    scene = resolve_scene(small_scene(noise={"snr_db": 10.0}), seed=3)
+    noisy, _ = simulate(scene)
+    scene.snr_db = None
+    clean, _ = simulate(scene)
+    noise = noisy.audio - clean.audio
+    snr = 10 * np.log10(np.mean(clean.audio.astype(float) ** 2) / np.mean(noise.astype(float) ** 2))
+    assert abs(snr - 10.0) < TOL_SNR_DB
+
+
+def test_diffuse_noise_follows_sinc_coherence():
+    mics = np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0]])
+    x = make_noise("diffuse", mics, 20 * FS, FS, np.random.default_rng(0))
+    from scipy.signal import csd, welch
+
+    f, pxy = csd(x[:, 0], x[:, 1], fs=FS, nperseg=512)
+    _, pxx = welch(x[:, 0], fs=FS, nperseg=512)
+    _, pyy = welch(x[:, 1], fs=FS, nperseg=512)
+    coherence = np.real(pxy) / np.sqrt(pxx * pyy)
+    expected = diffuse_coherence(mics, f)[:, 0, 1]
+    assert np.max(np.abs(coherence - expected)[5:-5]) < 0.1
+
+
+def test_trajectory_is_smooth_at_constant_speed():
+    waypoints = np.array([[1.0, 1.0, 1.2], [3.0, 2.0, 1.4], [2.0, 4.0, 1.2]])
+    t = np.linspace(0, 6, 6001)
+    pos = positions_at(waypoints, 0.5, t)
+    speed = np.linalg.norm(np.diff(pos, axis=0), axis=1) / np.diff(t)
+    assert np.allclose(speed[speed > 0.05], 0.5, rtol=0.02)
+    np.testing.assert_allclose(pos[0], waypoints[0])
+
+
+def test_moving_source_delay_follows_trajectory():
+    """The direct-path arrival at each mic tracks the moving source (block crossfade is smooth)."""
+    scene = resolve_scene(small_scene(
+        duration=2.0, room={"dimensions": [5.0, 4.0, 3.0], "absorption": 0.99, "max_order": 0}, noise={},
+        sources=[{"signal": "noise", "trajectory": {"waypoints": [[1.0, 3.0, 1.5], [4.0, 3.0, 1.5]], "speed": 1.0}}],
+    ))
+    rec, _ = simulate(scene)
+    mics = np.array(scene.mics)
+    win = 2048
+    for start in (2000, 14000, 26000):
+        x = rec.audio[start:start + win].astype(float)
+        src = positions_at(np.array(scene.sources[0].waypoints), 1.0, np.array([(start + win / 2) / FS]))[0]
+        d = np.linalg.norm(mics - src, axis=1)
+        cc = np.fft.irfft(np.fft.rfft(x[:, 1], 2 * win) * np.conj(np.fft.rfft(x[:, 0], 2 * win)))
+        lag = np.argmax(np.concatenate([cc[-60:], cc[:61]])) - 60
+        assert abs(lag - (d[1] - d[0]) / SPEED_OF_SOUND * FS) <= 1.5
+
+
+def test_presets_resolve_and_luvira_has_near_channel():
+    assert {"ngcc-train", "ngcc-test", "luvira-sim", "tetra-seld"} <= set(list_presets())
+    scene = resolve_scene(load_template("luvira-sim"), seed=1)
+    assert len(scene.mics) == 11 and len(scene.mic_ids) == 12 and scene.near_source
+    assert 0 < scene.room.rt60 < 0.4
+    test = load_template("ngcc-test")
+    cells = {(resolve_scene(test, 0, i).room.rt60, resolve_scene(test, 0, i).snr_db) for i in range(30)}
+    assert len(cells) == 30
+
+
+def test_simulate_cli_writes_recording_and_resimulates_bit_for_bit(cli, tmp_path):
+    cfg = tmp_path / "scene.yml"
+    cfg.write_text(yaml.safe_dump(small_scene()))
+    result = cli("simulate", "--config", cfg, "--out", tmp_path / "rec", "--seed", 4, "--save-rirs")
+    assert result.exit_code == 0, result.output
+    rec = load_recording(tmp_path / "rec")
+    assert rec.audio.shape == (FS // 2, 4) and rec.audio.dtype == np.float32
+    assert rec.sources is not None and np.allclose(rec.sources.xyz, [3.0, 2.0, 1.5])
+    assert (tmp_path / "rec" / "rirs.npz").is_file()
+    result = cli("simulate", "--config", tmp_path / "rec" / "scene.yaml", "--out", tmp_path / "again")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(load_recording(tmp_path / "again").audio, rec.audio)
+
+
+def test_dataset_is_indexed_and_resumable(cli, tmp_path):
+    cfg = tmp_path / "data.yml"
+    cfg.write_text(yaml.safe_dump(small_scene(room={"dimensions": [4.0, 3.0, 2.5], "rt60": {"uniform": [0.2, 0.4]}})))
+    out = tmp_path / "data"
+    assert cli("simulate", "--config", cfg, "--count", 3, "--out", out, "--workers", 1).exit_code == 0
+    index = (out / "index.csv").read_text().splitlines()
+    assert len(index) == 4 and index[0].startswith("scene,folder")
+    kept = (out / "scene_00000" / "audio.wav").stat().st_mtime_ns
+    redo = out / "scene_00001" / "audio.wav"
+    first = load_recording(out / "scene_00001").audio
+    import shutil
+
+    shutil.rmtree(out / "scene_00001")
+    assert cli("simulate", "--config", cfg, "--count", 3, "--out", out, "--workers", 2).exit_code == 0
+    assert (out / "scene_00000" / "audio.wav").stat().st_mtime_ns == kept
+    np.testing.assert_array_equal(load_recording(redo.parent).audio, first)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragments"),
+    [
+        ({"sources": [{"signal": "noise", "position": [9.0, 1.0, 1.0]}]}, ["source 0", "outside the room"]),
+        ({"mics": {"positions": [[1.0, 1.0, 1.0], [1.0, 5.0, 1.0]]}}, ["microphone", "outside the room"]),
+        ({"room": {"dimensions": [4.0, 3.0, 2.5], "rt60": 0.02}}, ["cannot have an RT60"]),
+        ({"rooom": {}}, ["unknown key 'rooom'"]),
+        ({"noise": {"snr": 3}}, ["unknown key 'snr' in noise"]),
+    ],
+)
+def test_bad_scene_gives_one_line_error_and_no_output(cli, tmp_path, change, fragments):
+    cfg = tmp_path / "bad.yml"
+    cfg.write_text(yaml.safe_dump(small_scene(**change)))
+    result = cli("simulate", "--config", cfg, "--out", tmp_path / "out")
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.yml"]
+
+
+def test_invalid_yaml_and_unknown_preset(cli, tmp_path):
+    cfg = tmp_path / "broken.yml"
+    cfg.write_text("room: [unclosed\n")
+    assert_one_line_error(cli("simulate", "--config", cfg), "invalid YAML")
+    assert_one_line_error(cli("simulate", "--preset", "nope"), "no such scene file or preset")
+
+
+def test_audio_dir_splits_by_speaker(tmp_path):
+    import soundfile as sf
+
+    from sslkit.sims.signals import user_audio
+
+    for spk in ("alice", "bob", "carol", "dave", "erin", "frank", "grace"):
+        (tmp_path / spk).mkdir()
+        sf.write(tmp_path / spk / "a.wav", np.random.default_rng(0).standard_normal(1600), FS)
+    train, test = user_audio(tmp_path, "train"), user_audio(tmp_path, "test")
+    assert train and test
+    assert not {p.parent.name for p in train} & {p.parent.name for p in test}
+
+
+def test_help_has_examples(cli):
+    result = cli("--help")
+    assert "simulate" in result.output
+    assert "sslkit simulate --preset" in cli("simulate", "--help").output
+    assert cli("--version").output.startswith("sslkit ")
