@@ -1,0 +1,368 @@
+"""The ADPIT loss family for Multi-ACCDOA outputs (Gulin & Åström, IPIN-WiP 2024).
+
+ADPIT (auxiliary duplicating permutation invariant training, Shimada et al.) scores N output
+tracks per frame and class against the M ≤ N events of that class, duplicating events into
+spare tracks, and keeps the best of all such sequences. Targets use the DCASE2024 baseline's
+*dummy-track* layout: groups A, B, C, … for M = 1, 2, 3, … events, group M holding tracks
+M0 … M(M−1) (A0, B0, B1, C0, C1, C2 for N = 3), each with an activity channel then the axes.
+Only the group of the scope's actual M is non-zero.
+
+Variants, all giving the same loss and gradient (``adpit_loss(..., variant=...)``):
+
+- ``baseline``: the DCASE2024 computation, generalised to any N: every sequence of every group,
+  each padded with the first sequence of every other group (13 sequences for N = 3).
+- ``overlay``: ARMPIT optimal overlay: row r sums one sequence of each group, so only
+  max_M K(N, M) rows are needed (6 for N = 3, Table 3).
+- ``distance-first``: ARMPIT: the loss of each distinct (track, dummy-event sum) pair of the
+  overlay rows is computed once (12 pairs for N = 3) and sequences are sums of pair losses.
+- ``bradpit``: branch on M: scopes with M ≤ 1 take one sequence; the scopes of each M ≥ 2 are
+  gathered and scored on their own K(N, M) sequences over N × M pair losses.
+- ``brute-force``: enumerates all K̂(N, M) sequences scope by scope (test reference only).
+
+Shapes: ``output`` (B, T, N, A, C); ``target`` (B, T, N(N+1)/2, 1+A, C).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+PAIR_LOSSES = ("mse", "ce")
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting (paper section 3.1)
+# ---------------------------------------------------------------------------------------------
+def stirling2(n: int, k: int) -> int:
+    """Stirling number of the second kind S(n, k): partitions of n items into k non-empty sets."""
+    return sum((-1) ** (k - i) * math.comb(k, i) * i**n for i in range(k + 1)) // math.factorial(k)
+
+
+def sequence_count(n_tracks: int, n_events: int) -> int:
+    """K(N, M): the exact number of distinct ADPIT sequences (eqs. 2–5 of the paper)."""
+    if n_events == 0:
+        return 1
+    if n_events > n_tracks:
+        return math.perm(n_events, n_tracks)
+    return math.factorial(n_events) * stirling2(n_tracks, n_events)
+
+
+def sequence_upper_bound(n_tracks: int, n_events: int) -> int:
+    """K̂(N, M) = NPM · M^(N−M): the naive count with aliased duplicates (eq. 1)."""
+    if n_events == 0:
+        return 1
+    return math.perm(n_tracks, n_events) * n_events ** (n_tracks - n_events)
+
+
+def n_dummy_tracks(n_tracks: int) -> int:
+    return n_tracks * (n_tracks + 1) // 2
+
+
+def dummy_index(n_events: int, event: int) -> int:
+    """Index of dummy track ``event`` of group M = ``n_events`` (A0 = 0, B0 = 1, B1 = 2, C0 = 3…)."""
+    return n_events * (n_events - 1) // 2 + event
+
+
+@lru_cache(maxsize=None)
+def group_sequences(n_tracks: int, n_events: int) -> tuple[tuple[int, ...], ...]:
+    """All K(N, M) distinct sequences of group M: maps of tracks onto events using every event.
+
+    Lexicographic order, so the first is (0, …, 0, 1, …, M−1) (A0A0A0, B0B0B1, C0C1C2 for N = 3),
+    the sequence the baseline pads with.
+    """
+    return tuple(s for s in itertools.product(range(n_events), repeat=n_tracks) if len(set(s)) == n_events)
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidate rows: each row assigns to every track a set of dummy tracks whose sum is its target
+# ---------------------------------------------------------------------------------------------
+Row = tuple[frozenset, ...]
+
+
+@lru_cache(maxsize=None)
+def baseline_rows(n_tracks: int) -> tuple[Row, ...]:
+    """The baseline's candidates: each sequence of each group plus the first sequence of the others."""
+    first = {m: group_sequences(n_tracks, m)[0] for m in range(1, n_tracks + 1)}
+    rows = []
+    for m in range(1, n_tracks + 1):
+        for seq in group_sequences(n_tracks, m):
+            chosen = {**first, m: seq}
+            rows.append(tuple(frozenset(dummy_index(g, chosen[g][n]) for g in chosen) for n in range(n_tracks)))
+    return tuple(rows)
+
+
+@lru_cache(maxsize=None)
+def overlay_rows(n_tracks: int) -> tuple[Row, ...]:
+    """ARMPIT optimal overlay: max_M K(N, M) rows, each summing one sequence of every group.
+
+    Every sequence of every group appears in at least one row. Groups are laid over the rows
+    greedily so that rows share (track, dummy-sum) pairs, which distance-first reuses; for
+    N = 3 this reaches the paper's 12 distinct pairs.
+    """
+    groups = sorted(range(1, n_tracks + 1), key=lambda m: -sequence_count(n_tracks, m))
+    n_rows = sequence_count(n_tracks, groups[0])
+    partial: list[tuple[tuple[int, ...], ...]] = [tuple(() for _ in range(n_tracks))] * n_rows
+    for m in groups:
+        seqs = group_sequences(n_tracks, m)
+        unused = set(range(len(seqs)))
+        seen: set[tuple[int, tuple[int, ...]]] = set()
+        new_partial = []
+        for r, row in enumerate(partial):
+            must_cover = len(unused) >= n_rows - r
+            options = sorted(unused) if must_cover else range(len(seqs))
+
+            def new_pairs(s: int) -> int:
+                return sum((n, row[n] + (dummy_index(m, seqs[s][n]),)) not in seen for n in range(n_tracks))
+
+            best = min(options, key=lambda s: (new_pairs(s), s not in unused, s))
+            unused.discard(best)
+            extended = tuple(row[n] + (dummy_index(m, seqs[best][n]),) for n in range(n_tracks))
+            seen.update((n, extended[n]) for n in range(n_tracks))
+            new_partial.append(extended)
+        partial = new_partial
+    return tuple(tuple(frozenset(t) for t in row) for row in partial)
+
+
+@lru_cache(maxsize=None)
+def row_selection(rows: tuple[Row, ...], n_dummy: int) -> torch.Tensor:
+    """0/1 tensor (K, N, D): entry [k, n, d] = 1 if dummy track d is summed into track n of row k."""
+    sel = torch.zeros(len(rows), len(rows[0]), n_dummy, dtype=torch.float64)
+    for k, row in enumerate(rows):
+        for n, dummies in enumerate(row):
+            sel[k, n, list(dummies)] = 1
+    return sel
+
+
+@lru_cache(maxsize=None)
+def distinct_pairs(rows: tuple[Row, ...], n_dummy: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distinct (track, dummy-sum) pairs of ``rows``.
+
+    Returns:
+        track: (P,) track index of each pair.
+        pair_sum: (P, D) 0/1 dummy tracks summed into each pair's target.
+        counts: (P, K) how often row k uses pair p (rows are sums of their pairs).
+    """
+    index: dict[tuple[int, frozenset], int] = {}
+    for row in rows:
+        for n, dummies in enumerate(row):
+            index.setdefault((n, dummies), len(index))
+    track = torch.tensor([n for n, _ in index], dtype=torch.long)
+    pair_sum = torch.zeros(len(index), n_dummy, dtype=torch.float64)
+    counts = torch.zeros(len(index), len(rows), dtype=torch.float64)
+    for (n, dummies), p in index.items():
+        pair_sum[p, list(dummies)] = 1
+    for k, row in enumerate(rows):
+        for n, dummies in enumerate(row):
+            counts[index[(n, dummies)], k] += 1
+    return track, pair_sum, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Pair losses: separable over tracks, reduce over the axis dimension (dim -2 of (..., A, C))
+# ---------------------------------------------------------------------------------------------
+def mse_pair(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over axes. Shapes (..., A, C) → (..., C)."""
+    return ((output - target) ** 2).mean(dim=-2)
+
+
+def ce_pair(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of target distributions over the A classes against logits. (..., A, C) → (..., C)."""
+    return -(target * F.log_softmax(output, dim=-2)).sum(dim=-2)
+
+
+def _pair_fn(pair_loss: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if pair_loss not in PAIR_LOSSES:
+        raise ValueError(f"pair_loss must be one of {PAIR_LOSSES}, got {pair_loss!r}")
+    return mse_pair if pair_loss == "mse" else ce_pair
+
+
+def target_vectors(target: torch.Tensor) -> torch.Tensor:
+    """Activity × axes of each dummy track. (B, T, D, 1+A, C) → (B, T, D, A, C)."""
+    return target[:, :, :, :1] * target[:, :, :, 1:]
+
+
+def _n_tracks(output: torch.Tensor, target: torch.Tensor) -> int:
+    n = output.shape[2]
+    if output.dim() != 5 or target.dim() != 5:
+        raise ValueError("output must be (B, T, N, A, C) and target (B, T, N(N+1)/2, 1+A, C)")
+    if target.shape[2] != n_dummy_tracks(n) or target.shape[3] != output.shape[3] + 1:
+        raise ValueError(f"target shape {tuple(target.shape)} does not fit output {tuple(output.shape)}")
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# Variants
+# ---------------------------------------------------------------------------------------------
+def _rows_loss(output: torch.Tensor, target: torch.Tensor, rows: tuple[Row, ...], pair: Callable) -> torch.Tensor:
+    """Materialise every row's target and take the best row per scope (baseline and overlay)."""
+    sel = row_selection(rows, target.shape[2]).to(output)
+    seq_targets = torch.einsum("knd,btdac->btknac", sel, target_vectors(target))  # (B, T, K, N, A, C)
+    losses = pair(output[:, :, None], seq_targets).mean(dim=3)  # (B, T, K, C)
+    return losses.min(dim=2).values.mean()
+
+
+def baseline_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
+    return _rows_loss(output, target, baseline_rows(_n_tracks(output, target)), pair)
+
+
+def overlay_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
+    return _rows_loss(output, target, overlay_rows(_n_tracks(output, target)), pair)
+
+
+def distance_first_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
+    """Loss of each distinct (track, dummy-sum) pair once, then rows as sums of pair losses."""
+    n = _n_tracks(output, target)
+    track, pair_sum, counts = distinct_pairs(overlay_rows(n), target.shape[2])
+    pair_targets = torch.einsum("pd,btdac->btpac", pair_sum.to(output), target_vectors(target))
+    pair_losses = pair(output[:, :, track.to(output.device)], pair_targets)  # (B, T, P, C)
+    seq_losses = torch.einsum("btpc,pk->btkc", pair_losses, counts.to(output)) / n
+    return seq_losses.min(dim=2).values.mean()
+
+
+def scope_event_counts(target: torch.Tensor) -> torch.Tensor:
+    """M per scope: the largest group whose first dummy track is active. (B, T, D, 1+A, C) → (B, T, C)."""
+    n = round((math.sqrt(8 * target.shape[2] + 1) - 1) / 2)
+    firsts = torch.tensor([dummy_index(m, 0) for m in range(1, n + 1)], device=target.device)
+    active = target[:, :, firsts, 0] > 0.5  # (B, T, N, C)
+    m_values = torch.arange(1, n + 1, device=target.device)[None, None, :, None]
+    return (active * m_values).amax(dim=2)
+
+
+def bradpit_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
+    """Branch on M: one sequence for M ≤ 1, each M ≥ 2 gathered and scored on its own sequences."""
+    n = _n_tracks(output, target)
+    vectors = target_vectors(target)
+    m_scope = scope_event_counts(target)  # (B, T, C)
+    single = pair(output, vectors[:, :, :1]).mean(dim=2)  # (B, T, C): every track against A0
+    total = torch.where(m_scope <= 1, single, torch.zeros_like(single)).sum()
+    out_scopes = output.permute(0, 1, 4, 2, 3)  # (B, T, C, N, A)
+    vec_scopes = vectors.permute(0, 1, 4, 2, 3)  # (B, T, C, D, A)
+    for m in range(2, n + 1):
+        mask = m_scope == m
+        if not bool(mask.any()):
+            continue
+        o = out_scopes[mask]  # (S, N, A)
+        e = vec_scopes[mask][:, dummy_index(m, 0) : dummy_index(m, 0) + m]  # (S, M, A)
+        pair_losses = pair(o[:, :, None, :, None], e[:, None, :, :, None])[..., 0]  # (S, N, M)
+        seqs = torch.tensor(group_sequences(n, m), device=output.device)  # (K, N)
+        seq_losses = pair_losses[:, torch.arange(n, device=output.device), seqs].mean(dim=-1)  # (S, K)
+        total = total + seq_losses.min(dim=1).values.sum()
+    return total / m_scope.numel()
+
+
+def naive_sequences(n_tracks: int, n_events: int) -> list[tuple[int, ...]]:
+    """All K̂(N, M) sequences, aliases included: the M events placed on M tracks without
+    repetition, the remaining tracks filled with any event."""
+    out = []
+    for placed in itertools.permutations(range(n_tracks), n_events):
+        rest = [t for t in range(n_tracks) if t not in placed]
+        for fill in itertools.product(range(n_events), repeat=len(rest)):
+            seq = [0] * n_tracks
+            for event, t in enumerate(placed):
+                seq[t] = event
+            for t, event in zip(rest, fill):
+                seq[t] = event
+            out.append(tuple(seq))
+    return out
+
+
+def brute_force_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
+    """Scope-by-scope enumeration of all K̂(N, M) sequences: slow, obvious, the test reference."""
+    n = _n_tracks(output, target)
+    vectors = target_vectors(target)
+    m_scope = scope_event_counts(target)
+    b_size, t_size, _, _, c_size = output.shape
+    total = output.new_zeros(())
+    for b, t, c in itertools.product(range(b_size), range(t_size), range(c_size)):
+        m = int(m_scope[b, t, c])
+        o = output[b, t, :, :, c]  # (N, A)
+        if m == 0:
+            candidates = [torch.zeros_like(o)]
+        else:
+            events = vectors[b, t, dummy_index(m, 0) : dummy_index(m, 0) + m, :, c]  # (M, A)
+            candidates = [events[list(seq)] for seq in naive_sequences(n, m)]
+        losses = [pair(o[..., None], cand[..., None]).mean() for cand in candidates]
+        total = total + torch.stack(losses).min()
+    return total / m_scope.numel()
+
+
+VARIANTS: dict[str, Callable[[torch.Tensor, torch.Tensor, Callable], torch.Tensor]] = {
+    "baseline": baseline_loss,
+    "overlay": overlay_loss,
+    "distance-first": distance_first_loss,
+    "bradpit": bradpit_loss,
+    "brute-force": brute_force_loss,
+}
+"""ADPIT implementations by name (the ``--loss`` choices of train-seld, minus brute-force)."""
+
+
+def adpit_loss(output: torch.Tensor, target: torch.Tensor, variant: str = "baseline", pair_loss: str = "mse") -> torch.Tensor:
+    """ADPIT loss of ``output`` (B, T, N, A, C) against dummy-track ``target`` (B, T, N(N+1)/2, 1+A, C).
+
+    For each batch item, frame and class the best sequence's loss (mean over tracks of the pair
+    loss) is kept; the result is the mean over batch, frames and classes. ``pair_loss="ce"``
+    treats the A axes as class logits and the target axes as class distributions.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown ADPIT variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    return VARIANTS[variant](output, target, _pair_fn(pair_loss))
+
+
+class ADPITLoss(torch.nn.Module):
+    """Drop-in for the DCASE baseline's loss class: ``forward(output, target)``.
+
+    Accepts the baseline's flat output (B, T, N·A·C) as well as (B, T, N, A, C).
+    """
+
+    def __init__(self, variant: str = "baseline", pair_loss: str = "mse", n_tracks: int = 3, n_axes: int = 4):
+        super().__init__()
+        _pair_fn(pair_loss)
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown ADPIT variant {variant!r}; choose from {', '.join(VARIANTS)}")
+        self.variant, self.pair_loss, self.n_tracks, self.n_axes = variant, pair_loss, n_tracks, n_axes
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if output.dim() == 3:
+            output = flat_to_tracks(output, self.n_tracks, self.n_axes, target.shape[-1])
+        return adpit_loss(output, target, self.variant, self.pair_loss)
+
+
+def flat_to_tracks(output: torch.Tensor, n_tracks: int, n_axes: int, n_classes: int) -> torch.Tensor:
+    """The baseline's flat Multi-ACCDOA output (B, T, N·A·C) → (B, T, N, A, C)."""
+    b, t, f = output.shape
+    if f != n_tracks * n_axes * n_classes:
+        raise ValueError(f"flat output has {f} features, expected {n_tracks}·{n_axes}·{n_classes}")
+    return output.reshape(b, t, n_tracks, n_axes, n_classes)
+
+
+def events_to_target(
+    events: Sequence[Sequence[tuple[int, Sequence[float]]]], n_classes: int, n_tracks: int = 3
+) -> np.ndarray:
+    """Build the dummy-track target of one clip from its events per frame.
+
+    Args:
+        events: for each frame, a list of (class index, axes vector) — one entry per active event.
+            More than ``n_tracks`` events of one class in a frame is an error.
+    Returns:
+        (T, N(N+1)/2, 1+A, C) float32 array: activity 1 and the axes on the tracks of group M.
+    """
+    n_axes = next((len(vec) for frame in events for _, vec in frame), 3)
+    out = np.zeros((len(events), n_dummy_tracks(n_tracks), 1 + n_axes, n_classes), dtype=np.float32)
+    for t, frame in enumerate(events):
+        by_class: dict[int, list] = {}
+        for cls, vec in frame:
+            by_class.setdefault(int(cls), []).append(vec)
+        for cls, vecs in by_class.items():
+            m = len(vecs)
+            if m > n_tracks:
+                raise ValueError(f"frame {t}: {m} events of class {cls} exceed {n_tracks} tracks")
+            for e, vec in enumerate(vecs):
+                out[t, dummy_index(m, e), 0, cls] = 1.0
+                out[t, dummy_index(m, e), 1:, cls] = vec
+    return out
