@@ -107,26 +107,27 @@ def overlay_rows(n_tracks: int) -> tuple[Row, ...]:
     """
     groups = sorted(range(1, n_tracks + 1), key=lambda m: -sequence_count(n_tracks, m))
     n_rows = sequence_count(n_tracks, groups[0])
-    partial: list[tuple[tuple[int, ...], ...]] = [tuple(() for _ in range(n_tracks))] * n_rows
+    n_dummy = n_dummy_tracks(n_tracks)
+    tracks = np.arange(n_tracks)
+    rows = np.zeros((n_rows, n_tracks, 0), dtype=np.int64)  # dummy track of each group, per row and track
     for m in groups:
-        seqs = group_sequences(n_tracks, m)
-        unused = set(range(len(seqs)))
-        seen: set[tuple[int, tuple[int, ...]]] = set()
-        new_partial = []
-        for r, row in enumerate(partial):
-            must_cover = len(unused) >= n_rows - r
-            options = sorted(unused) if must_cover else range(len(seqs))
-
-            def new_pairs(s: int) -> int:
-                return sum((n, row[n] + (dummy_index(m, seqs[s][n]),)) not in seen for n in range(n_tracks))
-
-            best = min(options, key=lambda s: (new_pairs(s), s not in unused, s))
-            unused.discard(best)
-            extended = tuple(row[n] + (dummy_index(m, seqs[best][n]),) for n in range(n_tracks))
-            seen.update((n, extended[n]) for n in range(n_tracks))
-            new_partial.append(extended)
-        partial = new_partial
-    return tuple(tuple(frozenset(t) for t in row) for row in partial)
+        seqs = np.array(group_sequences(n_tracks, m)) + dummy_index(m, 0)  # (K_m, N) dummy indices
+        # a (track, partial dummy-sum) pair gets an integer id; extending it by dummy d gives id·D + d
+        _, prefix_id = np.unique(rows.reshape(n_rows * n_tracks, -1), axis=0, return_inverse=True)
+        prefix_id = prefix_id.reshape(n_rows, n_tracks)
+        seen = np.zeros((n_tracks, (prefix_id.max() + 1) * n_dummy), dtype=bool)
+        unused = np.ones(len(seqs), dtype=bool)
+        choice = np.empty(n_rows, dtype=np.int64)
+        for r in range(n_rows):
+            keys = prefix_id[r] * n_dummy + seqs  # (K_m, N)
+            cost = (~seen[tracks, keys]).sum(axis=1) * 2 + ~unused  # fewest new pairs, then unused first
+            if unused.sum() >= n_rows - r:  # the remaining rows must cover every unused sequence
+                cost = np.where(unused, cost, np.iinfo(np.int64).max)
+            choice[r] = int(np.argmin(cost))
+            unused[choice[r]] = False
+            seen[tracks, keys[choice[r]]] = True
+        rows = np.concatenate([rows, seqs[choice][:, :, None]], axis=2)
+    return tuple(tuple(frozenset(int(d) for d in rows[r, n]) for n in range(n_tracks)) for r in range(n_rows))
 
 
 @lru_cache(maxsize=None)

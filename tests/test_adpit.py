@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from sslkit.models.adpit import (
     distinct_pairs,
     dummy_index,
     events_to_target,
+    group_sequences,
     n_dummy_tracks,
     naive_sequences,
     overlay_rows,
@@ -55,6 +58,12 @@ def test_sequence_counts_match_paper_tables():
     assert len(baseline_rows(3)) == 13  # Table 2
     assert len(overlay_rows(3)) == 6  # Table 3
     assert len(distinct_pairs(overlay_rows(3), 6)[0]) == 12  # Table 4: twelve distinct pairs
+    for n in range(2, 7):  # the overlay rows cover every sequence of every group
+        rows = overlay_rows(n)
+        for m in range(1, n + 1):
+            first = dummy_index(m, 0)
+            covered = {tuple(next(d for d in track if first <= d < first + m) - first for track in row) for row in rows}
+            assert covered == set(group_sequences(n, m))
     assert [sequence_count(5, m) for m in range(1, 6)] == [1, 30, 150, 240, 120]  # M! S(5, M)
     assert sequence_count(2, 4) == 12  # M > N: 4P2
     for n in range(1, 7):
@@ -74,13 +83,19 @@ def test_variants_match_baseline_for_three_tracks(variant, n_axes, pair_loss):
     torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-15)
 
 
+@functools.lru_cache(maxsize=None)
+def brute_force_reference(n_tracks: int):
+    """A random problem and its brute-force loss and gradient (slow for N = 6: computed once)."""
+    output, target = random_problem(n_tracks, 3, seed=10 + n_tracks, shape=(2, 2, 3))
+    return output, target, *loss_and_grad("brute-force", output, target)
+
+
 @pytest.mark.parametrize("n_tracks", [2, 3, 4, 5, 6])
 @pytest.mark.parametrize("variant", ["baseline", *FAST_VARIANTS])
 def test_variants_match_brute_force(variant, n_tracks):
     if variant == "baseline" and n_tracks == 6:
         pytest.skip("the baseline's 4683 candidate rows are the point of the faster variants")
-    output, target = random_problem(n_tracks, 3, seed=10 + n_tracks, shape=(2, 2, 3))
-    ref_loss, ref_grad = loss_and_grad("brute-force", output, target)
+    output, target, ref_loss, ref_grad = brute_force_reference(n_tracks)
     loss, grad = loss_and_grad(variant, output, target)
     torch.testing.assert_close(loss, ref_loss, rtol=REL_TOL, atol=0)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-15)
