@@ -161,3 +161,81 @@ def _simulate_dataset(template: dict, count: int, out: Path, seed: int, audio_di
     console.print(summary_table(f"Simulated dataset → {out}/", {
         "scenes": count, "index": index, "time": f"{time.perf_counter() - start:.1f} s",
     }))
+
+
+# ---------------------------------------------------------------------------------------------
+# bench-adpit
+# ---------------------------------------------------------------------------------------------
+def parse_int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option} takes comma-separated integers, got '{text}'") from None
+    if not values:
+        raise UserError(f"{option} is empty")
+    return values
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → cuda when available, else cpu; an unavailable cuda is a user error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA device is available (use --device cpu)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda[:N], got '{device}'")
+    return device
+
+
+@app.command("bench-adpit")
+@user_errors
+def bench_adpit(
+    tracks: str = typer.Option("3", "--tracks", help="Comma-separated numbers of tracks N, e.g. 3,4,5,6."),
+    batch: int = typer.Option(128, "--batch-size", "-b", min=1, help="Batch size B."),
+    frames: int = typer.Option(50, "--frames", min=1, help="Label frames T per item."),
+    classes: int = typer.Option(13, "--classes", min=1, help="Classes C."),
+    axes: int = typer.Option(4, "--axes", min=3, max=4, help="3 (xyz) or 4 (xyz + distance)."),
+    active: float = typer.Option(0.1, "--active", min=0, max=1, help="Probability that a frame-class scope holds an event."),
+    overlap: float = typer.Option(0.05, "--overlap", min=0, max=1, help="Probability that an active scope holds 2..N events."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Timed runs (median reported)."),
+    warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed runs first."),
+    max_memory_gb: float = typer.Option(4.0, "--max-memory-gb", help="Skip a variant whose largest tensor would exceed this."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random outputs and targets."),
+    out: Path = typer.Option(Path("bench-adpit.json"), "--out", "-o", help="JSON results file."),
+) -> None:
+    """Time forward + backward of every ADPIT variant on STARSS23-like shapes.
+
+    [bold]Example[/]
+
+      sslkit bench-adpit --tracks 3,5,6 --device auto --out bench-adpit.json
+    """
+    import json
+
+    from sslkit.models.adpit_bench import benchmark_adpit
+    from sslkit.recording import atomic_file
+
+    n_list = parse_int_list(tracks, "--tracks")
+    if min(n_list) < 1:
+        raise UserError("--tracks must be positive")
+    dev = resolve_device(device)
+    table = Table(title=f"ADPIT forward + backward, B={batch} T={frames} A={axes} C={classes} on {dev}", title_justify="left")
+    for col in ("N", "variant", "ms", "speed-up", "theory gain", "pairs/scope", "peak MB"):
+        table.add_column(col, justify="right" if col != "variant" else "left")
+    with progress_bar() as progress:
+        task = progress.add_task("benchmarking", total=len(n_list) * 4)
+
+        def show(row: dict) -> None:
+            progress.advance(task)
+            ms = "skipped" if row["seconds"] is None else f"{row['seconds'] * 1e3:.1f}"
+            speed = "–" if row["speedup"] is None else f"{row['speedup']:.1f}×"
+            peak = "–" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}"
+            table.add_row(str(row["tracks"]), row["variant"], ms, speed, f"{row['theory_gain']:.1f}×", f"{row['pairs_per_scope']:.1f}", peak)
+
+        results = benchmark_adpit(n_list, batch, frames, classes, axes, active, overlap, dev, warmup, repeats, max_memory_gb, seed, show)
+    with atomic_file(out) as tmp:
+        tmp.write_text(json.dumps(results, indent=2))
+    console.print(table)
+    console.print(f"results → {out}")

@@ -133,3 +133,20 @@ def test_module_accepts_the_baseline_flat_layout():
         torch.testing.assert_close(ADPITLoss(variant)(flat, target), adpit_loss(output.detach(), target, "baseline"))
     with pytest.raises(ValueError, match="unknown ADPIT variant"):
         ADPITLoss("nope")
+
+
+def test_bench_adpit_cli_writes_json(cli, tmp_path):
+    import json
+
+    from conftest import assert_one_line_error
+
+    out = tmp_path / "bench.json"
+    result = cli("bench-adpit", "--tracks", "2,3", "--batch-size", 2, "--frames", 3, "--classes", 4,
+                 "--repeats", 1, "--warmup", 0, "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert [(r["tracks"], r["variant"]) for r in rows][:4] == [(2, "baseline"), (2, "overlay"), (2, "distance-first"), (2, "bradpit")]
+    assert all(r["seconds"] > 0 for r in rows) and rows[0]["speedup"] == 1.0
+    assert_one_line_error(cli("bench-adpit", "--tracks", "three", "--out", tmp_path / "x.json"), "--tracks")
+    assert not (tmp_path / "x.json").exists()
+    assert "sslkit bench-adpit --tracks" in cli("bench-adpit", "--help").output
