@@ -305,3 +305,19 @@ def save_recording(folder: str | os.PathLike, rec: Recording, extra: dict[str, n
         for name, arrays in (extra or {}).items():
             np.savez_compressed(tmp / name, **arrays)
     return folder
+
+
+def room_channels(rec: Recording) -> Recording:
+    """The recording without its near-source channel (a mic that moves with the source, as the
+    12th LuViRA mic): its mics.csv position is only the mean of the track, so it must not enter
+    TDOA geometry. Recordings without one are returned unchanged."""
+    if not rec.scene.get("near_source"):
+        return rec
+    keep = slice(0, rec.n_mics - 1)
+    return Recording(rec.audio[:, keep], rec.fs, rec.mic_ids[keep], rec.mics[keep], rec.sources, rec.scene, rec.path)
+
+
+def positions_at_times(track: SourceTrack, times: np.ndarray, source_id: int = 0) -> np.ndarray:
+    """Ground-truth position of one source at ``times`` by linear interpolation, shape (len(times), 3)."""
+    own = track.of_source(source_id)
+    return np.stack([np.interp(times, own.time, own.xyz[:, k]) for k in range(3)], axis=1)

@@ -1,0 +1,57 @@
+"""Self-describing checkpoints: one ``load_checkpoint(path)`` rebuilds any sslkit model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from sslkit.errors import InputFileError
+
+
+def model_registry() -> dict[str, type]:
+    """Model name → class; imported lazily so that loading one model does not import all."""
+    from sslkit.models.ngcc import NGCCPHAT
+
+    return {"ngcc-phat": NGCCPHAT}
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """Path of a checkpoint shipped in the package (``sslkit/models/checkpoints/<name>.pt``)."""
+    return Path(str(resources.files("sslkit.models") / "checkpoints" / f"{name}.pt"))
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, name: str, **meta) -> None:
+    """Write weights with the model name, constructor args, versions and any metadata, atomically."""
+    from sslkit import __version__
+    from sslkit.recording import atomic_file
+
+    state = {
+        "model": name,
+        "config": model.config,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "sslkit_version": __version__,
+        "torch_version": torch.__version__,
+        "command": " ".join(sys.argv),
+        **meta,
+    }
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model saved at ``path`` (in eval mode) and return it with its metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such checkpoint")
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        model = model_registry()[state["model"]](**state["config"])
+        model.load_state_dict(state["state_dict"])
+    except Exception as err:
+        raise InputFileError(path, f"not a valid sslkit checkpoint ({type(err).__name__}: {err})") from None
+    meta = {k: v for k, v in state.items() if k != "state_dict"}
+    return model.to(device).eval(), meta

@@ -1,0 +1,120 @@
+"""NGCC-PHAT (Berg et al., Interspeech 2022): GCC-PHAT between learned, shift-equivariant features.
+
+f (SincNet + circular-padded CNN) filters each signal into L channels, GCC-PHAT correlates the two
+signals channel by channel, and g (a circular-padded CNN over the lag axis) turns the L
+correlations into logits over the 2·τmax+1 lags: regression via classification. Because every
+layer commutes with circular shifts, a circular delay of one input by d samples moves the output
+by d lags exactly, and a common shift of both inputs changes nothing (Lemma 5.1 of the thesis).
+With ``n_outputs`` K > 1 it predicts K lag distributions for K sources (trained with ADPIT).
+Lags follow sslkit's convention: lag m means τ₁₂ = t₁ − t₂ = m / fs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslkit.models.sincnet import SincConv
+
+PHAT_EPS = 1e-12
+
+
+class CircularConvBlock(nn.Module):
+    """Circular-padded Conv1d → BatchNorm → LeakyReLU (shift equivariant)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, activate: bool = True):
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2, padding_mode="circular", bias=not activate)
+        self.norm = nn.BatchNorm1d(c_out) if activate else nn.Identity()
+        self.act = nn.LeakyReLU(0.2) if activate else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class NGCCPHAT(nn.Module):
+    """Neural GCC-PHAT.
+
+    Args:
+        max_tau: largest |lag| in samples; the output has 2·max_tau + 1 classes.
+        fs: sampling rate the model is trained for.
+        n_sinc, sinc_len: SincNet filters and their (odd) length.
+        channels: L, the channels of f (and of the correlations).
+        feature_kernels: kernel sizes of f's conv layers after SincNet.
+        head_channels, head_kernels: g's conv layers; the last maps to ``n_outputs`` channels.
+        n_outputs: K lag distributions (1 for single-source TDOA).
+    Shapes: forward(x1 (B, N), x2 (B, N)) → logits (B, K, 2·max_tau + 1).
+    """
+
+    def __init__(
+        self,
+        max_tau: int = 23,
+        fs: int = 16000,
+        n_sinc: int = 128,
+        sinc_len: int = 1023,
+        channels: int = 128,
+        feature_kernels: Sequence[int] = (11, 9, 7),
+        head_channels: int = 128,
+        head_kernels: Sequence[int] = (11, 9, 7, 5),
+        n_outputs: int = 1,
+    ):
+        super().__init__()
+        self.config = dict(
+            max_tau=max_tau, fs=fs, n_sinc=n_sinc, sinc_len=sinc_len, channels=channels,
+            feature_kernels=list(feature_kernels), head_channels=head_channels, head_kernels=list(head_kernels),
+            n_outputs=n_outputs,
+        )
+        self.max_tau, self.fs, self.n_outputs = max_tau, fs, n_outputs
+        self.sinc = SincConv(n_sinc, sinc_len, fs)
+        self.sinc_norm = nn.Sequential(nn.BatchNorm1d(n_sinc), nn.LeakyReLU(0.2))
+        widths = [n_sinc] + [channels] * len(feature_kernels)
+        self.features_cnn = nn.Sequential(*(CircularConvBlock(a, b, k) for a, b, k in zip(widths, widths[1:], feature_kernels)))
+        head_widths = [channels] + [head_channels] * (len(head_kernels) - 1) + [n_outputs]
+        self.head = nn.Sequential(*(
+            CircularConvBlock(a, b, k, activate=i < len(head_kernels) - 1)
+            for i, (a, b, k) in enumerate(zip(head_widths, head_widths[1:], head_kernels))
+        ))
+
+    @property
+    def n_lags(self) -> int:
+        return 2 * self.max_tau + 1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """f: (B, N) signals → (B, L, N) filtered channels."""
+        return self.features_cnn(self.sinc_norm(self.sinc(x[:, None])))
+
+    def correlate(self, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+        """Circular GCC-PHAT channel by channel at lags −τmax…τmax: (B, L, N) × 2 → (B, L, 2τmax+1)."""
+        cross = torch.fft.rfft(y1) * torch.fft.rfft(y2).conj()
+        r = torch.fft.irfft(cross / (cross.abs() + PHAT_EPS), n=y1.shape[-1])
+        return torch.cat([r[..., -self.max_tau :], r[..., : self.max_tau + 1]], dim=-1)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        feats = self.features(torch.cat([x1, x2]))
+        y1, y2 = feats.chunk(2)
+        return self.head(self.correlate(y1, y2))
+
+    def pair_logits(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """Logits for many pairs of one frame batch, filtering each mic once.
+
+        Shape: frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1).
+        """
+        f, m, n = frames.shape
+        feats = self.features(frames.reshape(f * m, n)).reshape(f, m, -1, n)
+        y1 = feats[:, pairs[:, 0]].flatten(0, 1)
+        y2 = feats[:, pairs[:, 1]].flatten(0, 1)
+        return self.head(self.correlate(y1, y2)).reshape(f, len(pairs), self.n_outputs, self.n_lags)
+
+
+def lag_targets(tau_samples: torch.Tensor, max_tau: int, sigma: float = 0.0) -> torch.Tensor:
+    """Class targets for true delays (B,) in samples: one-hot at the rounded lag, or a Gaussian of
+    width ``sigma`` samples (label smoothing). Returns (B, 2·max_tau + 1) distributions."""
+    lags = torch.arange(-max_tau, max_tau + 1, device=tau_samples.device, dtype=tau_samples.dtype)
+    if sigma <= 0:
+        idx = tau_samples.round().clamp(-max_tau, max_tau).long() + max_tau
+        return F.one_hot(idx, 2 * max_tau + 1).to(tau_samples.dtype)
+    weights = torch.exp(-0.5 * ((lags[None] - tau_samples[:, None]) / sigma) ** 2)
+    return weights / weights.sum(dim=1, keepdim=True)

@@ -1,0 +1,133 @@
+"""Batched generalized cross-correlation (GCC-PHAT and variants) and peak picking.
+
+Sign convention (used everywhere in sslkit): for mic pair (i, j) the TDOA is
+τᵢⱼ = tᵢ − tⱼ = (‖s − rᵢ‖ − ‖s − rⱼ‖) / c, so the correlation Rᵢⱼ[m] = Σₙ xᵢ[n] xⱼ[n − m] peaks at
+m = τᵢⱼ·fs. Everything is vectorized over frames × pairs with torch (CPU or CUDA).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sslkit.errors import UserError
+
+WEIGHTINGS = ("phat", "beta-phat", "cc")
+EPS = 1e-12
+
+
+def frame_audio(audio: torch.Tensor, frame: int, hop: int) -> torch.Tensor:
+    """Cut (n_samples, n_mics) audio into frames, shape (n_frames, n_mics, frame)."""
+    if audio.shape[0] < frame:
+        raise UserError(f"the audio ({audio.shape[0]} samples) is shorter than one frame ({frame} samples)")
+    return audio.T.unfold(1, frame, hop).permute(1, 0, 2)
+
+
+def frame_times(n_frames: int, frame: int, hop: int, fs: int) -> np.ndarray:
+    """Centre time (s) of each frame."""
+    return (np.arange(n_frames) * hop + frame / 2) / fs
+
+
+def mic_pairs(spec: str, n_mics: int) -> np.ndarray:
+    """Parse ``all``, ``ref:K`` (K paired with every other mic) or ``1-2,1-3`` (1-based) → (P, 2) 0-based."""
+    spec = spec.strip()
+    if spec == "all":
+        i, j = np.triu_indices(n_mics, k=1)
+        pairs = np.stack([i, j], axis=1)
+    elif spec.startswith("ref:"):
+        try:
+            ref = int(spec[4:]) - 1
+        except ValueError:
+            raise UserError(f"--pairs {spec}: expected ref:K with a mic number K") from None
+        if not 0 <= ref < n_mics:
+            raise UserError(f"--pairs {spec}: mic {ref + 1} does not exist ({n_mics} mics)")
+        pairs = np.array([[ref, j] for j in range(n_mics) if j != ref])
+    else:
+        try:
+            pairs = np.array([[int(a) - 1, int(b) - 1] for a, b in (p.split("-") for p in spec.split(","))])
+        except ValueError:
+            raise UserError(f"--pairs {spec}: expected all, ref:K or a list like 1-2,1-3") from None
+        if pairs.min() < 0 or pairs.max() >= n_mics or np.any(pairs[:, 0] == pairs[:, 1]):
+            raise UserError(f"--pairs {spec}: mic numbers must be distinct and between 1 and {n_mics}")
+    if len(pairs) == 0:
+        raise UserError("need at least two microphones to form a pair")
+    return pairs
+
+
+def weighting_exponent(weighting: str, beta: float = 0.7) -> float:
+    """β of the weighting 1/|XᵢXⱼ*|^β: 1 for PHAT, ``beta`` for β-PHAT, 0 for plain cross-correlation."""
+    exponents = {"phat": 1.0, "beta-phat": beta, "cc": 0.0}
+    if weighting not in exponents:
+        raise UserError(f"unknown weighting '{weighting}' (choose from {', '.join(WEIGHTINGS)})")
+    return exponents[weighting]
+
+
+def gcc(
+    frames: torch.Tensor, pairs: np.ndarray, max_lag: int, weighting: str = "phat", beta: float = 0.7, upsample: int = 1
+) -> torch.Tensor:
+    """GCC of every frame and pair at lags −max_lag…max_lag samples (in steps of 1/upsample).
+
+    The weighting 1/|XᵢXⱼ*|^β factorises per mic, so each mic's spectrum is transformed and
+    whitened once and pairs only multiply. Frames are zero-padded to twice their length (linear,
+    not circular, correlation); ``upsample`` > 1 interpolates the correlation by zero-padding
+    the spectrum.
+    Shape: frames (F, M, L) → (F, P, 2·max_lag·upsample + 1).
+    """
+    n_fft = 2 * frames.shape[-1]
+    spec = torch.fft.rfft(frames, n=n_fft)  # (F, M, K)
+    exponent = weighting_exponent(weighting, beta)
+    if exponent:
+        spec = spec / (spec.abs() + EPS) ** exponent
+    idx = torch.as_tensor(pairs, device=frames.device)
+    cross = spec[:, idx[:, 0]] * spec.conj().resolve_conj()[:, idx[:, 1]]  # (F, P, K); a lazy conj is 3× slower
+    r = torch.fft.irfft(cross, n=n_fft * upsample) * upsample
+    half = max_lag * upsample
+    return torch.cat([r[..., -half:], r[..., : half + 1]], dim=-1) if half > 0 else r[..., :1]
+
+
+def pick_peaks(corr: torch.Tensor, k: int, min_separation: int, limit: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k strongest local maxima of each correlation, strongest first, with parabolic refinement.
+
+    Args:
+        corr: (..., n_lags) correlation values; lag index 0 is the most negative lag.
+        min_separation: peaks closer than this many lag bins to a stronger one are skipped.
+        limit: optional (...,) bool-able tensor of per-row maximum |lag| in bins around the centre.
+    Returns:
+        positions (..., k) in lag bins relative to the centre (fractional; NaN where fewer than k
+        peaks exist) and their correlation values (..., k).
+    """
+    n = corr.shape[-1]
+    centre = (n - 1) // 2
+    lags = torch.arange(n, device=corr.device) - centre
+    left = torch.cat([corr[..., :1], corr[..., :-1]], dim=-1)
+    right = torch.cat([corr[..., 1:], corr[..., -1:]], dim=-1)
+    candidates = torch.where((corr >= left) & (corr >= right), corr, torch.full_like(corr, -torch.inf))
+    if limit is not None:
+        candidates = torch.where(lags.abs() <= limit[..., None], candidates, torch.full_like(corr, -torch.inf))
+    positions, values = [], []
+    for _ in range(k):
+        value, idx = candidates.max(dim=-1)
+        offset = _parabolic_offset(corr, idx)
+        found = torch.isfinite(value)
+        positions.append(torch.where(found, (idx - centre).to(corr.dtype) + offset, torch.full_like(value, torch.nan)))
+        values.append(torch.where(found, value, torch.zeros_like(value)))
+        near = (lags - (idx - centre)[..., None]).abs() <= min_separation
+        candidates = candidates.masked_fill(near, -torch.inf)
+    return torch.stack(positions, dim=-1), torch.stack(values, dim=-1)
+
+
+def _parabolic_offset(corr: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Sub-bin offset in [−0.5, 0.5] of the parabola through the peak and its two neighbours."""
+    n = corr.shape[-1]
+    y0 = corr.gather(-1, idx[..., None])[..., 0]
+    ym = corr.gather(-1, (idx - 1).clamp(0, n - 1)[..., None])[..., 0]
+    yp = corr.gather(-1, (idx + 1).clamp(0, n - 1)[..., None])[..., 0]
+    denom = ym - 2 * y0 + yp
+    offset = torch.where(denom < 0, 0.5 * (ym - yp) / denom.clamp(max=-EPS), torch.zeros_like(y0))
+    return offset.clamp(-0.5, 0.5)
+
+
+def silent_frames(frames: torch.Tensor, silence_db: float) -> torch.Tensor:
+    """Frames whose mean power over mics is more than ``silence_db`` below the loudest frame. (F, M, L) → (F,)"""
+    power = frames.pow(2).mean(dim=(1, 2))
+    return power < power.max() * 10 ** (-silence_db / 10) + 1e-20

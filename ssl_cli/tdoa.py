@@ -1,0 +1,198 @@
+"""TDOA estimation for every frame and mic pair of a recording, and the ``tdoa.csv`` format.
+
+Methods are registered by name in :data:`TDOA_METHODS`; each maps frames to a score per lag
+(correlation or probability), and one peak picker turns scores into the ``--peaks`` strongest
+TDOAs. See :mod:`sslkit.gcc` for the sign convention.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sslkit.errors import GeometryError, InputFileError, UserError
+from sslkit.gcc import frame_audio, frame_times, gcc, mic_pairs, pick_peaks, silent_frames
+from sslkit.recording import Recording, atomic_file
+
+TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
+LAG_MARGIN = 2
+"""Samples added to the geometric bound d/c·fs by ``--max-tau auto`` (sub-sample error, sync)."""
+
+
+@dataclass
+class TdoaResult:
+    """TDOAs of one recording.
+
+    Attributes:
+        times: frame centre times (s), shape (F,).
+        pairs: 0-based mic indices, shape (P, 2).
+        mic_ids: ids of all mics (to write ``mic_i,mic_j``).
+        tdoa: τᵢⱼ in seconds, shape (F, P, K), NaN for silent frames or missing peaks.
+        score: peak height (correlation or probability), shape (F, P, K), 0 where tdoa is NaN.
+        silent: frames flagged as silent, shape (F,).
+    """
+
+    times: np.ndarray
+    pairs: np.ndarray
+    mic_ids: list[str]
+    tdoa: np.ndarray
+    score: np.ndarray
+    silent: np.ndarray
+
+
+@dataclass
+class TdoaOptions:
+    """Options shared by the TDOA methods (the CLI's flags)."""
+
+    frame: int = 2048
+    hop: int = 1024
+    pairs: str = "all"
+    peaks: int = 1
+    min_separation_s: float = 1e-4
+    max_tau: str = "auto"
+    weighting: str = "phat"
+    beta: float = 0.7
+    upsample: int = 1
+    silence_db: float = 40.0
+    c: float = 343.0
+    device: str = "cpu"
+    checkpoint: str | None = None
+    batch_frames: int = 16
+
+
+def lag_bounds(mics: np.ndarray, pairs: np.ndarray, opts: TdoaOptions, fs: int) -> np.ndarray:
+    """Largest plausible |τ| per pair in samples: geometry (auto) or a fixed ``--max-tau`` in seconds."""
+    if opts.max_tau == "auto":
+        dist = np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1)
+        return dist / opts.c * fs + LAG_MARGIN
+    try:
+        value = float(opts.max_tau)
+    except ValueError:
+        raise UserError(f"--max-tau must be auto or seconds, got '{opts.max_tau}'") from None
+    if value <= 0:
+        raise UserError("--max-tau must be positive")
+    return np.full(len(pairs), value * fs)
+
+
+def gcc_scores(frames: torch.Tensor, pairs: np.ndarray, max_lag: int, opts: TdoaOptions) -> tuple[torch.Tensor, int]:
+    """GCC per lag and the number of lag bins per sample (the upsampling factor)."""
+    return gcc(frames, pairs, max_lag, opts.weighting, opts.beta, opts.upsample), opts.upsample
+
+
+class NgccScorer:
+    """Scores from an NGCC-PHAT checkpoint: softmax probabilities per lag (first output track)."""
+
+    def __init__(self, checkpoint: str | None, device: str):
+        from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
+
+        path = checkpoint or shipped_checkpoint("ngcc-phat")
+        self.model, self.meta = load_checkpoint(path, device)
+        self.path = path
+
+    def __call__(self, frames: torch.Tensor, pairs: np.ndarray, max_lag: int, opts: TdoaOptions) -> tuple[torch.Tensor, int]:
+        if max_lag > self.model.max_tau:
+            raise GeometryError(
+                f"{self.path}: the checkpoint covers |τ| ≤ {self.model.max_tau} samples but the mic geometry needs "
+                f"{max_lag}; use a checkpoint trained for this array (sslkit train-ngcc) or --method gcc-phat"
+            )
+        with torch.no_grad():
+            logits = self.model.pair_logits(frames, torch.as_tensor(pairs, device=frames.device))
+        return torch.softmax(logits[:, :, 0], dim=-1), 1
+
+
+TDOA_METHODS: dict[str, Callable] = {"gcc-phat": gcc_scores, "ngcc": NgccScorer}
+"""TDOA methods by name; a class entry is built once per run with (checkpoint, device)."""
+
+
+def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | None = None, on_progress=None) -> TdoaResult:
+    """TDOAs of every frame and mic pair of ``rec``, batched over frames × pairs."""
+    opts = opts or TdoaOptions()
+    if method not in TDOA_METHODS:
+        raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
+    pairs = mic_pairs(opts.pairs, rec.n_mics)
+    bounds = lag_bounds(rec.mics, pairs, opts, rec.fs)
+    max_lag = int(np.ceil(bounds.max()))
+    if max_lag >= opts.frame // 2:
+        raise UserError(f"--frame {opts.frame} is too short for lags up to {max_lag} samples; use at least {4 * max_lag}")
+    scorer = TDOA_METHODS[method]
+    if isinstance(scorer, type):
+        scorer = scorer(opts.checkpoint, opts.device)
+        if scorer.model.fs != rec.fs:
+            raise InputFileError(rec.path, f"sample rate {rec.fs} Hz differs from the checkpoint's {scorer.model.fs} Hz")
+    audio = torch.as_tensor(rec.audio, device=opts.device)
+    frames_all = frame_audio(audio, opts.frame, opts.hop)
+    silent = silent_frames(frames_all, opts.silence_db).cpu().numpy()
+    tdoas, scores = [], []
+    for start in range(0, len(frames_all), opts.batch_frames):
+        frames = frames_all[start : start + opts.batch_frames]
+        score, per_sample = scorer(frames, pairs, max_lag, opts)
+        limit = torch.as_tensor(bounds * per_sample, device=score.device, dtype=score.dtype).expand(score.shape[:-1])
+        min_sep = max(1, int(round(opts.min_separation_s * rec.fs * per_sample)))
+        lag, value = pick_peaks(score, opts.peaks, min_sep, limit)
+        tdoas.append((lag / (per_sample * rec.fs)).cpu().numpy())
+        scores.append(value.cpu().numpy())
+        if on_progress:
+            on_progress(min(start + opts.batch_frames, len(frames_all)), len(frames_all))
+    tdoa, score = np.concatenate(tdoas), np.concatenate(scores)
+    tdoa[silent] = np.nan
+    score[silent] = 0.0
+    times = frame_times(len(frames_all), opts.frame, opts.hop, rec.fs)
+    return TdoaResult(times, pairs, rec.mic_ids, tdoa, score, silent)
+
+
+def true_tdoa(positions: np.ndarray, mics: np.ndarray, pairs: np.ndarray, c: float = 343.0) -> np.ndarray:
+    """τᵢⱼ = (‖s − rᵢ‖ − ‖s − rⱼ‖)/c for source positions (F, 3) → (F, P) seconds."""
+    dist = np.linalg.norm(positions[:, None] - mics[None], axis=-1)
+    return (dist[:, pairs[:, 0]] - dist[:, pairs[:, 1]]) / c
+
+
+def write_tdoa_csv(path: str | os.PathLike, result: TdoaResult, c: float = 343.0) -> None:
+    """Write ``tdoa.csv``: one row per frame, pair and peak rank (rank 1 = strongest)."""
+    f, p, k = result.tdoa.shape
+    fi, pi, ki = np.meshgrid(np.arange(f), np.arange(p), np.arange(k), indexing="ij")
+    fi, pi, ki = fi.ravel(), pi.ravel(), ki.ravel()
+    tau = result.tdoa.ravel()
+    ids = np.array(result.mic_ids)
+    columns = [
+        fi.astype(str), np.char.mod("%.6f", result.times[fi]), ids[result.pairs[pi, 0]], ids[result.pairs[pi, 1]],
+        (ki + 1).astype(str), np.char.mod("%.9f", tau), np.char.mod("%.6f", tau * c), np.char.mod("%.6f", result.score.ravel()),
+    ]
+    lines = [",".join(row) for row in zip(*columns)]
+    with atomic_file(path) as tmp:
+        tmp.write_text(",".join(TDOA_COLUMNS) + "\n" + "\n".join(lines) + "\n")
+
+
+def read_tdoa_csv(path: str | os.PathLike, mic_ids: list[str]) -> TdoaResult:
+    """Read a ``tdoa.csv`` back into arrays (mic ids must be those of the recording's mics.csv)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such TDOA file")
+    try:
+        data = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    except ValueError as err:
+        raise InputFileError(path, f"malformed TDOA table ({err})") from None
+    if data.size == 0 or not set(TDOA_COLUMNS) <= set(data.dtype.names or ()):
+        raise InputFileError(path, f"expected columns {','.join(TDOA_COLUMNS)}")
+    data = np.atleast_1d(data)
+    index = {m: i for i, m in enumerate(mic_ids)}
+    try:
+        pi = np.array([index[str(a)] for a in data["mic_i"]])
+        pj = np.array([index[str(b)] for b in data["mic_j"]])
+    except KeyError as err:
+        raise InputFileError(path, f"mic {err} is not in mics.csv") from None
+    pair_list, pair_idx = np.unique(np.stack([pi, pj], 1), axis=0, return_inverse=True)
+    frames, frame_idx = np.unique(data["frame"], return_inverse=True)
+    k = int(data["rank"].max())
+    tdoa = np.full((len(frames), len(pair_list), k), np.nan)
+    score = np.zeros_like(tdoa)
+    tdoa[frame_idx, pair_idx.ravel(), data["rank"] - 1] = data["tdoa_s"]
+    score[frame_idx, pair_idx.ravel(), data["rank"] - 1] = data["score"]
+    times = np.zeros(len(frames))
+    times[frame_idx] = data["time"]
+    silent = np.all(np.isnan(tdoa), axis=(1, 2))
+    return TdoaResult(times, pair_list, mic_ids, tdoa, score, silent)
