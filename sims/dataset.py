@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from sslkit.errors import ConfigError
-from sslkit.recording import SCENE_FILE, save_recording, write_csv
+from sslkit.recording import SCENE_FILE, Recording, save_recording, write_csv
 from sslkit.sims.room import simulate
 from sslkit.sims.scene import Scene, resolve_scene
 
@@ -34,6 +34,34 @@ def draw_feasible_scene(template: dict, seed: int, index: int, audio_dir: str | 
         except ConfigError:
             continue
     raise ConfigError(f"scene {index}: no feasible room after {MAX_REDRAWS} draws (check rt60 and dimensions ranges)")
+
+
+def _simulate_in_memory(args: tuple) -> Recording:
+    template, seed, index, audio_dir = args
+    return simulate(draw_feasible_scene(template, seed, index, audio_dir))[0]
+
+
+def simulate_many(
+    template: dict, indices: list[int], seed: int = 0, workers: int | None = None, audio_dir: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[Recording]:
+    """Simulate the scenes ``indices`` of ``template`` in memory on ``workers`` processes, in order."""
+    jobs = [(template, seed, i, audio_dir) for i in indices]
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        out = []
+        for job in jobs:
+            out.append(_simulate_in_memory(job))
+            if on_progress:
+                on_progress(len(out))
+        return out
+    with ProcessPoolExecutor(workers) as pool:
+        out = []
+        for rec in pool.map(_simulate_in_memory, jobs, chunksize=4):
+            out.append(rec)
+            if on_progress:
+                on_progress(len(out))
+    return out
 
 
 def simulate_one(template: dict, seed: int, index: int, out: str, audio_dir: str | None, save_rirs: bool) -> dict:

@@ -3,10 +3,11 @@
 A resolved signal is a reference string that names its content exactly, so that a scene file
 regenerates the same audio:
 
-- ``speech/train:speech_03.flac`` — a bundled clip (``train`` or ``test`` split)
+- ``speech/train:speech_03.flac@1.25`` — a bundled clip (``train`` or ``test`` split), starting
+  1.25 s into the clip (files loop, so any offset plays the whole clip)
 - ``music:1234`` — a melody synthesized from seed 1234 (even seeds train, odd seeds test)
 - ``noise:white:7`` / ``noise:pink:7`` — seeded noise
-- ``file:/abs/path.wav`` — any audio file (``--audio-dir`` resolves to these)
+- ``file:/abs/path.wav@0.5`` — any audio file (``--audio-dir`` resolves to these)
 """
 
 from __future__ import annotations
@@ -74,9 +75,18 @@ def draw_signal(kind: str, rng: np.random.Generator, audio_dir: str | Path | Non
     if name == "noise":
         return f"noise:pink:{seed}"
     if audio_dir is not None:
-        return f"file:{rng.choice(user_audio(audio_dir, split)).resolve()}"
+        path = rng.choice(user_audio(audio_dir, split)).resolve()
+        return f"file:{path}@{_random_offset(path, rng)}"
     clips = bundled_speech(split)
-    return f"speech/{split}:{clips[int(rng.integers(len(clips)))].name}"
+    path = clips[int(rng.integers(len(clips)))]
+    return f"speech/{split}:{path.name}@{_random_offset(path, rng)}"
+
+
+def _random_offset(path: Path, rng: np.random.Generator) -> float:
+    """A start time drawn uniformly within the clip, rounded to 1 ms so that references stay short."""
+    import soundfile as sf
+
+    return round(float(rng.uniform(0, sf.info(path).duration)), 3)
 
 
 def render_signal(ref: str, duration: float, fs: int) -> np.ndarray:
@@ -89,8 +99,9 @@ def render_signal(ref: str, duration: float, fs: int) -> np.ndarray:
         color, _, seed = arg.partition(":")
         x = colored_noise(np.random.default_rng(int(seed)), n, color)
     elif kind.startswith("speech/") or kind == "file":
-        path = bundled_dir() / kind.split("/")[1] / arg if kind != "file" else Path(arg)
-        x = load_mono(path, fs)
+        name, _, offset = arg.rpartition("@") if "@" in arg else (arg, "", "0")
+        path = bundled_dir() / kind.split("/")[1] / name if kind != "file" else Path(name)
+        x = np.roll(load_mono(path, fs), -int(float(offset) * fs))
     else:
         raise ConfigError(f"unknown signal reference '{ref}'")
     x = np.resize(x, n)  # loops a short clip

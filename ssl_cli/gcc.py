@@ -101,7 +101,8 @@ def pick_peaks(corr: torch.Tensor, k: int, min_separation: int, limit: torch.Ten
     lags = torch.arange(n, device=corr.device) - centre
     left = torch.cat([corr[..., :1], corr[..., :-1]], dim=-1)
     right = torch.cat([corr[..., 1:], corr[..., -1:]], dim=-1)
-    candidates = torch.where((corr >= left) & (corr >= right), corr, torch.full_like(corr, -torch.inf))
+    is_peak = (corr >= left) & (corr >= right) & ((corr > left) | (corr > right))  # flat runs are no peaks
+    candidates = torch.where(is_peak, corr, torch.full_like(corr, -torch.inf))
     if limit is not None:
         candidates = torch.where(lags.abs() <= limit[..., None], candidates, torch.full_like(corr, -torch.inf))
     positions, values = [], []

@@ -1,0 +1,67 @@
+"""Pieces shared by sslkit's training loops: schedules, metrics files, learning curves, resume."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from sslkit.recording import atomic_file
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay to zero over ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def append_metrics(path: str | os.PathLike, row: dict) -> list[dict]:
+    """Append one epoch's metrics to a CSV (rewritten atomically) and return all rows."""
+    path = Path(path)
+    rows = read_metrics(path) + [row]
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def plot_learning_curve(path: str | os.PathLike, rows: list[dict], loss_keys: tuple[str, ...], metric_key: str | None = None) -> None:
+    """PNG with the losses per epoch (left) and one validation metric (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2 if metric_key else 1, figsize=(10 if metric_key else 5, 3.5), squeeze=False)
+    for key in loss_keys:
+        axes[0, 0].plot(epochs, [r[key] for r in rows], marker=".", label=key)
+    axes[0, 0].set_xlabel("epoch")
+    axes[0, 0].set_ylabel("loss")
+    axes[0, 0].legend()
+    if metric_key:
+        axes[0, 1].plot(epochs, [r[metric_key] for r in rows], marker=".", color="tab:green")
+        axes[0, 1].set_xlabel("epoch")
+        axes[0, 1].set_ylabel(metric_key)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

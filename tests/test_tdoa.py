@@ -1,0 +1,206 @@
+"""GCC-PHAT against slow obvious code and exact fractional delays; NGCC-PHAT's equivariance; the tdoa CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
+from sslkit.gcc import frame_audio, gcc, mic_pairs, pick_peaks
+from sslkit.models.ngcc import NGCCPHAT, lag_targets
+from sslkit.recording import Recording, load_recording, write_audio, write_mics
+from sslkit.tdoa import TdoaOptions, estimate_tdoa, read_tdoa_csv, true_tdoa, write_tdoa_csv
+
+TOL_TDOA_S = 0.25 / FS
+TINY_NGCC = dict(max_tau=12, n_sinc=8, sinc_len=63, channels=8, head_channels=8)
+
+
+def fractional_delays(n: int, delays: list[float], seed: int = 0) -> np.ndarray:
+    """White noise delayed by exact (fractional) sample delays via the DFT, shape (n, len(delays))."""
+    x = np.random.default_rng(seed).standard_normal(n)
+    f = np.fft.rfftfreq(n)
+    return np.stack([np.fft.irfft(np.fft.rfft(x) * np.exp(-2j * np.pi * f * d), n) for d in delays], axis=1)
+
+
+def gcc_phat_loop(x: np.ndarray, pairs: np.ndarray, max_lag: int) -> np.ndarray:
+    """Obvious per-frame, per-pair GCC-PHAT in numpy. x (F, M, L) → (F, P, 2·max_lag+1)."""
+    f_count, _, n = x.shape
+    out = np.zeros((f_count, len(pairs), 2 * max_lag + 1))
+    for f in range(f_count):
+        for p, (i, j) in enumerate(pairs):
+            cross = np.fft.rfft(x[f, i], 2 * n) * np.conj(np.fft.rfft(x[f, j], 2 * n))
+            r = np.fft.irfft(cross / (np.abs(cross) + 1e-20), 2 * n)
+            out[f, p] = [r[m % (2 * n)] for m in range(-max_lag, max_lag + 1)]
+    return out
+
+
+def test_batched_gcc_matches_per_pair_loop():
+    x = np.random.default_rng(1).standard_normal((3, 4, 256))
+    pairs = mic_pairs("all", 4)
+    fast = gcc(torch.as_tensor(x), pairs, 20).numpy()
+    np.testing.assert_allclose(fast, gcc_phat_loop(x, pairs, 20), atol=1e-9)
+
+
+@pytest.mark.parametrize("delays", [[0.0, 3.3, -7.6], [10.25, 0.0, 2.5]])
+def test_gcc_phat_recovers_fractional_delays_with_sign_convention(delays):
+    audio = fractional_delays(8192, delays)
+    rec = Recording(audio.astype(np.float32), FS, ["1", "2", "3"], np.array([[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0]], float))
+    result = estimate_tdoa(rec, "gcc-phat", TdoaOptions(frame=2048, hop=1024, max_tau="0.002"))
+    expected = np.array([delays[i] - delays[j] for i, j in result.pairs]) / FS  # τij = ti − tj
+    np.testing.assert_allclose(result.tdoa[:, :, 0], np.broadcast_to(expected, result.tdoa.shape[:2]), atol=TOL_TDOA_S)
+
+
+def test_peaks_are_sorted_separated_and_bounded():
+    corr = torch.zeros(1, 41)
+    corr[0, [5, 6, 20, 30]] = torch.tensor([0.5, 0.4, 1.0, 0.7])
+    lags, values = pick_peaks(corr, 3, min_separation=2)
+    assert lags[0].round().tolist() == [0, 10, -15]  # 6 is within 2 bins of the stronger 5
+    assert values[0].tolist() == pytest.approx([1.0, 0.7, 0.5])
+    lags, _ = pick_peaks(corr, 2, 2, limit=torch.tensor([5.0]))
+    assert lags[0, 0].item() == 0 and np.isnan(lags[0, 1].item())
+
+
+def test_pairs_parsing():
+    assert mic_pairs("all", 3).tolist() == [[0, 1], [0, 2], [1, 2]]
+    assert mic_pairs("ref:2", 3).tolist() == [[1, 0], [1, 2]]
+    assert mic_pairs("1-3,3-2", 3).tolist() == [[0, 2], [2, 1]]
+
+
+def test_ngcc_common_shift_changes_nothing_and_delay_moves_the_peak():
+    torch.manual_seed(0)
+    model = NGCCPHAT(**TINY_NGCC).eval()
+    x = torch.randn(4, 512)
+    with torch.no_grad():
+        base = model(x, x)
+        shifted = model(torch.roll(x, 37, 1), torch.roll(x, 37, 1))
+        torch.testing.assert_close(base, shifted, atol=1e-5, rtol=1e-4)
+        for d in (-5, 3, 7):
+            # x1 = x2 delayed by d samples (circularly): τ12 = d, so the output moves by d lags
+            moved = model(torch.roll(x, d, 1), x)
+            torch.testing.assert_close(moved, torch.roll(base, d, dims=-1), atol=1e-5, rtol=1e-4)
+
+
+def test_ngcc_pair_logits_match_pairwise_forward():
+    torch.manual_seed(0)
+    model = NGCCPHAT(**TINY_NGCC).eval()
+    frames = torch.randn(2, 3, 256)
+    pairs = torch.tensor([[0, 1], [2, 0]])
+    with torch.no_grad():
+        batched = model.pair_logits(frames, pairs)
+        single = model(frames[:, 2], frames[:, 0])
+    torch.testing.assert_close(batched[:, 1], single, atol=1e-5, rtol=1e-4)
+
+
+def test_ngcc_learns_a_delay_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = NGCCPHAT(**TINY_NGCC)
+    audio = torch.as_tensor(fractional_delays(512 * 16, [0.0]), dtype=torch.float32)[:, 0].reshape(16, 512)
+    tau = torch.randint(-8, 9, (16,)).float()
+    x1 = torch.stack([torch.roll(a, int(t)) for a, t in zip(audio, tau)]) + 0.3 * torch.randn(16, 512)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    target = lag_targets(tau, model.max_tau)
+    losses = []
+    for _ in range(30):
+        loss = -(target * torch.log_softmax(model(x1, audio)[:, 0], -1)).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_gaussian_label_smoothing_is_centred():
+    t = lag_targets(torch.tensor([2.0, -3.5]), 10, sigma=1.0)
+    assert torch.allclose(t.sum(1), torch.ones(2))
+    assert (t[0].argmax() - 10).item() == 2
+    assert ((t[1] * torch.arange(-10, 11)).sum()).item() == pytest.approx(-3.5, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def small_recording(tmp_path_factory):
+    from sslkit.recording import save_recording
+    from sslkit.sims.room import simulate
+    from sslkit.sims.scene import resolve_scene
+
+    scene = resolve_scene(small_scene(duration=1.0, room={"dimensions": [4.0, 3.0, 2.5], "rt60": 0.2}, noise={"snr_db": 30.0}))
+    folder = tmp_path_factory.mktemp("rec") / "rec"
+    save_recording(folder, simulate(scene)[0])
+    return folder
+
+
+def test_tdoa_cli_writes_csv_that_reads_back(cli, small_recording, tmp_path):
+    out = tmp_path / "t.csv"
+    result = cli("tdoa", small_recording, "--peaks", 2, "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    header = out.read_text().splitlines()[0]
+    assert header == "frame,time,mic_i,mic_j,rank,tdoa_s,delta_m,score"
+    rec = load_recording(small_recording)
+    back = read_tdoa_csv(out, rec.mic_ids)
+    assert back.tdoa.shape == (len(back.times), 6, 2)
+    truth = true_tdoa(np.repeat(rec.sources.xyz[:1], len(back.times), 0), rec.mics, back.pairs)
+    assert np.mean(np.abs(back.tdoa[:, :, 0] - truth) * SPEED_OF_SOUND < 0.1) > 0.6  # chance is < 0.1
+    again = tmp_path / "again.csv"
+    write_tdoa_csv(again, back)
+    np.testing.assert_allclose(read_tdoa_csv(again, rec.mic_ids).tdoa, back.tdoa, atol=1e-9)
+
+
+def test_silent_frames_are_flagged_not_estimated(tmp_path):
+    audio = fractional_delays(16000, [0.0, 2.0]).astype(np.float32)
+    audio[4000:12000] = 0
+    rec = Recording(audio, FS, ["1", "2"], np.array([[0, 0, 0], [0.3, 0, 0]], float))
+    result = estimate_tdoa(rec, opts=TdoaOptions(frame=1024, hop=512))
+    assert result.silent.any() and not result.silent.all()
+    assert np.all(np.isnan(result.tdoa[result.silent])) and np.all(result.score[result.silent] == 0)
+    assert np.all(np.isfinite(result.tdoa[~result.silent & ~np.isnan(result.tdoa[:, 0, 0])]))
+
+
+def bad_inputs(tmp_path, small_recording):
+    rec = load_recording(small_recording)
+    nan_wav = tmp_path / "nan.wav"
+    audio = rec.audio.copy()
+    audio[100, 0] = np.nan
+    write_audio(nan_wav, audio, FS)
+    silent_wav = tmp_path / "silent.wav"
+    write_audio(silent_wav, np.zeros_like(rec.audio), FS)
+    truncated = tmp_path / "trunc.wav"
+    truncated.write_bytes((small_recording / "audio.wav").read_bytes()[:30])
+    text = tmp_path / "text.wav"
+    text.write_text("not audio")
+    three_mics = tmp_path / "three.csv"
+    write_mics(three_mics, ["a", "b", "c"], rec.mics[:3])
+    bad_rows = tmp_path / "badrows.csv"
+    bad_rows.write_text("mic_id,x,y,z\n1,0,0,0\n2,abc,0,0\n3,1,1,1\n4,2,2,2\n")
+    wav = small_recording / "audio.wav"
+    mics = small_recording / "mics.csv"
+    return [
+        ([nan_wav, "--mics", mics], ["NaN"]),
+        ([silent_wav, "--mics", mics], ["silent"]),
+        ([truncated, "--mics", mics], ["not a readable audio file"]),
+        ([text, "--mics", mics], ["not a readable audio file"]),
+        ([tmp_path / "missing.wav", "--mics", mics], ["no such"]),
+        ([wav, "--mics", three_mics], ["4 channels", "3 microphones"]),
+        ([wav, "--mics", bad_rows], ["line 3"]),
+        ([small_recording, "--method", "music"], ["unknown TDOA method"]),
+        ([small_recording, "--method", "ngcc", "--checkpoint", tmp_path / "none.pt"], ["no such checkpoint"]),
+    ]
+
+
+def test_bad_input_gives_one_line_error_and_no_output(cli, small_recording, tmp_path):
+    for args, fragments in bad_inputs(tmp_path, small_recording):
+        out = tmp_path / "out.csv"
+        assert_one_line_error(cli("tdoa", *args, "--out", out), *fragments)
+        assert not out.exists(), args
+
+
+def test_ngcc_method_checks_the_checkpoint_range(cli, small_recording, tmp_path):
+    from sslkit.models.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, NGCCPHAT(**{**TINY_NGCC, "max_tau": 3}), "ngcc-phat")
+    assert_one_line_error(cli("tdoa", small_recording, "--method", "ngcc", "--checkpoint", ckpt), "covers |τ| ≤ 3")
+    save_checkpoint(ckpt, NGCCPHAT(**{**TINY_NGCC, "max_tau": 80}), "ngcc-phat")
+    result = cli("tdoa", small_recording, "--method", "ngcc", "--checkpoint", ckpt, "--out", tmp_path / "n.csv")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "n.csv").read_text().count("\n") > 10
