@@ -406,3 +406,155 @@ def evaluate_tdoa_command(
         g, n = by_key[("gcc-phat", rt60)], by_key[("ngcc-phat", rt60)]
         table.add_row(str(rt60), f"{g['mae_cm']:.2f}", f"{g['acc_10cm']:.1f}", f"{n['mae_cm']:.2f}", f"{n['acc_10cm']:.1f}", str(g["n"]))
     console.print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# locate
+# ---------------------------------------------------------------------------------------------
+def parse_bounds(text: Optional[str]):
+    import numpy as np
+
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 6 or any(lo >= hi for lo, hi in zip(values[:3], values[3:])):
+        raise UserError(f"--bounds takes xmin,ymin,zmin,xmax,ymax,zmax with min < max, got '{text}'")
+    return np.array([values[:3], values[3:]])
+
+
+@app.command()
+@user_errors
+def locate(
+    recording: Path = typer.Argument(..., help="Recording folder, or a multichannel audio file with --mics."),
+    mics: Optional[Path] = typer.Option(None, "--mics", help="mics.csv (default: the one in the recording folder)."),
+    method: str = typer.Option("multilat", "--method", help="multilat (robust RANSAC multilateration) or srp-phat."),
+    tdoa_source: str = typer.Option("gcc-phat", "--tdoa", help="multilat's TDOAs: gcc-phat, ngcc, or a tdoa.csv."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Model checkpoint (--tdoa ngcc)."),
+    peaks: int = typer.Option(4, "--peaks", min=1, help="TDOA peaks per pair used by RANSAC."),
+    frame: int = typer.Option(2048, "--frame", min=16, help="Frame length in samples."),
+    hop: int = typer.Option(1024, "--hop", min=1, help="Hop in samples (one position per hop)."),
+    pool: int = typer.Option(1, "--pool", min=1, help="Pool the TDOAs of N consecutive frames into one estimate."),
+    dims: int = typer.Option(3, "--dims", min=2, max=3, help="3 (x, y, z) or 2 (x, y at --height)."),
+    height: Optional[float] = typer.Option(None, "--height", help="Source height for --dims 2 (default: mean mic height)."),
+    bounds: Optional[str] = typer.Option(None, "--bounds", help="Search box xmin,ymin,zmin,xmax,ymax,zmax (default: the room)."),
+    threshold: float = typer.Option(0.1, "--threshold", min=0.001, help="RANSAC inlier threshold on range differences (m)."),
+    hypotheses: int = typer.Option(400, "--hypotheses", min=1, help="RANSAC minimal sets per frame."),
+    min_inliers: Optional[int] = typer.Option(None, "--min-inliers", min=1, help="Pairs needed to accept a frame (default: max(D+2, 20 % of pairs))."),
+    smooth: int = typer.Option(0, "--smooth", min=0, help="Running-median smoothing over N frames (0: off)."),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a PNG of the track beside the CSV."),
+    c: float = typer.Option(343.0, "--c", help="Speed of sound (m/s)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the RANSAC sampling."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="positions.csv path (default: beside the input)."),
+) -> None:
+    """Localize the source in every hop → positions.csv (time,x,y,z,confidence,n_inliers) and a PNG.
+
+    Frames without a consistent solution get NaN positions and confidence 0.
+
+    [bold]Examples[/]
+
+      sslkit locate demo-rec --plot
+
+      sslkit locate --mics mics.csv rec.wav --method srp-phat --out rec_positions.csv
+    """
+    import numpy as np
+
+    from sslkit.evaluation import position_errors, summarize_errors
+    from sslkit.localize import LOCATE_METHODS, LocateOptions, default_bounds, locate as run_locate, write_positions
+    from sslkit.plots import plot_track
+
+    if method not in LOCATE_METHODS:
+        raise UserError(f"unknown --method '{method}' (choose from {', '.join(LOCATE_METHODS)})")
+    from sslkit.tdoa import TDOA_METHODS
+
+    tdoa_csv = tdoa_source if tdoa_source not in TDOA_METHODS else None
+    if tdoa_csv is not None and not tdoa_csv.endswith(".csv"):
+        raise UserError(f"--tdoa must be one of {', '.join(TDOA_METHODS)} or a tdoa.csv file, got '{tdoa_source}'")
+    rec = load_input(recording, mics)
+    opts = LocateOptions(tdoa_source if tdoa_csv is None else "gcc-phat", tdoa_csv, str(checkpoint) if checkpoint else None, frame, hop,
+                         peaks, pool, dims, height, parse_bounds(bounds), threshold, hypotheses, min_inliers, smooth, c,
+                         resolve_device(device), seed)
+    out = out or default_output(recording, "positions.csv")
+    start = time.perf_counter()
+    with progress_bar() as progress:
+        task = progress.add_task(f"locating ({method})", total=None)
+        track = run_locate(rec, method, opts, on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    elapsed = time.perf_counter() - start
+    for warning in track.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+    write_positions(out, track)
+    located = ~np.isnan(track.xyz).any(1)
+    rows = {
+        "frames located": f"{located.sum()} / {len(located)}",
+        "median confidence": f"{np.median(track.confidence[located]):.2f}" if located.any() else "–",
+        "real-time factor": f"{elapsed / rec.duration:.3f} ({elapsed:.1f} s for {rec.duration:.1f} s)",
+    }
+    if rec.sources is not None:
+        metrics = summarize_errors(position_errors(track, rec.sources), 0.3, n_boot=200)
+        rows["MAE vs sources.csv (capped 3 m)"] = f"{metrics['mae_m'] * 100:.1f} cm"
+        rows["accuracy @30 cm"] = f"{metrics['accuracy'] * 100:.1f} %"
+    if plot:
+        png = out.with_suffix(".png")
+        plot_track(png, track, rec.mics, opts.bounds if opts.bounds is not None else default_bounds(rec), rec.sources, f"{method} — {recording.name}")
+        rows["plot"] = str(png)
+    console.print(summary_table(f"Located ({method}) → {out}", rows))
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def evaluate(
+    pred: list[Path] = typer.Option(..., "--pred", help="positions.csv to score (repeat to compare several)."),
+    truth: Path = typer.Option(..., "--truth", help="Ground truth sources.csv."),
+    threshold: float = typer.Option(0.3, "--threshold", min=0.0001, help="Accuracy threshold (m)."),
+    truncate: Optional[float] = typer.Option(3.0, "--truncate", help="Cap errors (and count missing estimates) at this many metres."),
+    no_truncate: bool = typer.Option(False, "--no-truncate", help="Do not cap errors (missing estimates count as infinite)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="Bootstrap resamples for the 95 % intervals."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json and error_cdf.png (default: beside the first --pred)."),
+) -> None:
+    """Score position estimates against ground truth: MAE, median, accuracy at a threshold, 95 % CIs.
+
+    [bold]Example[/]
+
+      sslkit evaluate --pred rec/positions.csv --pred rec/srp.csv --truth rec/sources.csv
+    """
+    import json
+
+    import numpy as np
+
+    from sslkit.evaluation import position_errors, summarize_errors
+    from sslkit.localize import read_positions
+    from sslkit.plots import plot_error_cdf
+    from sslkit.recording import atomic_file, read_sources
+
+    cap = None if no_truncate else truncate
+    true_track = read_sources(truth)
+    if len(true_track.time) == 0:
+        raise UserError(f"{truth}: no ground-truth rows")
+    results, errors = {}, {}
+    for path in pred:
+        track = read_positions(path)
+        err = position_errors(track, true_track, cap)
+        if len(err) == 0:
+            raise UserError(f"{path}: no estimate falls within the time span of {truth}")
+        name = str(path)
+        errors[name] = err
+        results[name] = summarize_errors(err, threshold, bootstrap, seed, coverage=float(np.mean(~np.isnan(track.xyz).any(1))))
+    out = out or pred[0].parent
+    with atomic_file(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps({"truth": str(truth), "truncate_m": cap, "results": results}, indent=2))
+    plot_error_cdf(out / "error_cdf.png", errors, threshold)
+    table = Table(title=f"Localization metrics → {out / 'metrics.json'}", title_justify="left")
+    for col in ("prediction", "n", "MAE cm (95 % CI)", "median cm", f"acc@{threshold * 100:.0f}cm % (95 % CI)", "located %"):
+        table.add_column(col, justify="left" if col == "prediction" else "right", overflow="fold")
+    for name, m in results.items():
+        mae = f"{m['mae_m'] * 100:.1f}" + (f" ({m['mae_ci_m'][0] * 100:.1f}–{m['mae_ci_m'][1] * 100:.1f})" if m["mae_ci_m"] else "")
+        acc = f"{m['accuracy'] * 100:.1f} ({m['accuracy_ci'][0] * 100:.1f}–{m['accuracy_ci'][1] * 100:.1f})"
+        table.add_row(name, str(m["n"]), mae, f"{m['median_m'] * 100:.1f}", acc, f"{m['coverage'] * 100:.0f}")
+    console.print(table)

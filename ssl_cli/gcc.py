@@ -62,18 +62,25 @@ def weighting_exponent(weighting: str, beta: float = 0.7) -> float:
     return exponents[weighting]
 
 
+def gcc_fft_length(frame: int, max_lag: int) -> int:
+    """FFT length for linear correlation of ``frame``-sample frames up to ``max_lag`` lags."""
+    from scipy.fft import next_fast_len
+
+    return next_fast_len(frame + max_lag, real=True)
+
+
 def gcc(
     frames: torch.Tensor, pairs: np.ndarray, max_lag: int, weighting: str = "phat", beta: float = 0.7, upsample: int = 1
 ) -> torch.Tensor:
     """GCC of every frame and pair at lags −max_lag…max_lag samples (in steps of 1/upsample).
 
     The weighting 1/|XᵢXⱼ*|^β factorises per mic, so each mic's spectrum is transformed and
-    whitened once and pairs only multiply. Frames are zero-padded to twice their length (linear,
-    not circular, correlation); ``upsample`` > 1 interpolates the correlation by zero-padding
-    the spectrum.
+    whitened once and pairs only multiply. Frames are zero-padded to the first fast FFT length
+    ≥ L + max_lag, so the lags needed are those of the linear (not circular) correlation;
+    ``upsample`` > 1 interpolates the correlation by zero-padding the spectrum.
     Shape: frames (F, M, L) → (F, P, 2·max_lag·upsample + 1).
     """
-    n_fft = 2 * frames.shape[-1]
+    n_fft = gcc_fft_length(frames.shape[-1], max_lag)
     spec = torch.fft.rfft(frames, n=n_fft)  # (F, M, K)
     exponent = weighting_exponent(weighting, beta)
     if exponent:

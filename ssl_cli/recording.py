@@ -225,6 +225,20 @@ def _column_floats(path: Path, header: list[str], rows: list[list[str]], names: 
     return out
 
 
+def read_csv_columns(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Numeric columns of a CSV by name; 'nan' and empty cells become NaN, other text is an error."""
+    header, rows = _read_table(path, required)
+    names = [*required, *(c for c in optional if c in header)]
+    rows = [[cell if cell.strip() else "nan" for cell in row] for row in rows]
+    values = np.empty((len(rows), len(names)))
+    for r, row in enumerate(rows):
+        try:
+            values[r] = [float(row[header.index(n)]) for n in names]
+        except (ValueError, IndexError):
+            raise InputFileError(path, f"line {r + 2}: expected numbers in {','.join(names)}, got {','.join(row)}") from None
+    return {n: values[:, i] for i, n in enumerate(names)}
+
+
 def read_mics(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """Read ``mics.csv`` (``mic_id,x,y,z`` in metres) → (ids, positions of shape (n_mics, 3))."""
     path = Path(path)

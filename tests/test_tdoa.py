@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
-from sslkit.gcc import frame_audio, gcc, mic_pairs, pick_peaks
+from sslkit.gcc import gcc, gcc_fft_length, mic_pairs, pick_peaks
 from sslkit.models.ngcc import NGCCPHAT, lag_targets
 from sslkit.recording import Recording, load_recording, write_audio, write_mics
 from sslkit.tdoa import TdoaOptions, estimate_tdoa, read_tdoa_csv, true_tdoa, write_tdoa_csv
@@ -27,12 +27,13 @@ def fractional_delays(n: int, delays: list[float], seed: int = 0) -> np.ndarray:
 def gcc_phat_loop(x: np.ndarray, pairs: np.ndarray, max_lag: int) -> np.ndarray:
     """Obvious per-frame, per-pair GCC-PHAT in numpy. x (F, M, L) → (F, P, 2·max_lag+1)."""
     f_count, _, n = x.shape
+    n_fft = gcc_fft_length(n, max_lag)
     out = np.zeros((f_count, len(pairs), 2 * max_lag + 1))
     for f in range(f_count):
         for p, (i, j) in enumerate(pairs):
-            cross = np.fft.rfft(x[f, i], 2 * n) * np.conj(np.fft.rfft(x[f, j], 2 * n))
-            r = np.fft.irfft(cross / (np.abs(cross) + 1e-20), 2 * n)
-            out[f, p] = [r[m % (2 * n)] for m in range(-max_lag, max_lag + 1)]
+            cross = np.fft.rfft(x[f, i], n_fft) * np.conj(np.fft.rfft(x[f, j], n_fft))
+            r = np.fft.irfft(cross / (np.abs(cross) + 1e-20), n_fft)
+            out[f, p] = [r[m % n_fft] for m in range(-max_lag, max_lag + 1)]
     return out
 
 

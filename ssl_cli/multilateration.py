@@ -1,0 +1,226 @@
+"""Robust TDOA multilateration: RANSAC over several TDOA peaks per pair, then robust least squares.
+
+Measurements of one frame are range differences δ = c·τᵢⱼ ≈ ‖s − rᵢ‖ − ‖s − rⱼ‖ for every pair
+and each of its K peaks. A hypothesis comes from a minimal set: a reference mic r₀ and D other mics
+(D = 3 in 3D, 2 in 2D), one peak each. With ρ₀ = ‖s − r₀‖ unknown, each range difference gives an
+equation linear in s and ρ₀ (−2(rᵢ − r₀)·s = δᵢ₀² + 2ρ₀δᵢ₀ − ‖rᵢ‖² + ‖r₀‖²), so s = a + bρ₀, and
+‖s − r₀‖² = ρ₀² leaves a quadratic with up to two solutions. Hypotheses are scored by the number
+of pairs with a peak within ``threshold`` metres of the predicted range difference (each pair
+counts once), the best is refined by iteratively reweighted Gauss–Newton with a Huber loss on
+its inliers. Everything is batched over frames × hypotheses × pairs × peaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sslkit.errors import GeometryError
+
+MISSING_PEAK = 1e6
+"""Stand-in range difference (m) for a missing peak: never within any threshold."""
+COPLANAR_RATIO = 1e-3
+"""Mics whose smallest spread (singular value) is below this fraction of the largest are coplanar."""
+
+
+@dataclass
+class MultilatOptions:
+    """RANSAC and refinement settings."""
+
+    hypotheses: int = 400
+    threshold: float = 0.1
+    min_inliers: int | None = None
+    refine_iterations: int = 10
+    dims: int = 3
+    height: float | None = None
+    bounds: np.ndarray | None = None
+    c: float = 343.0
+    seed: int = 0
+
+
+def check_array_geometry(mics: np.ndarray, dims: int) -> str | None:
+    """Raise for too few mics; return a warning if 3D localization is ambiguous (coplanar mics)."""
+    needed = dims + 1
+    if len(mics) < needed:
+        raise GeometryError(f"{dims}D multilateration needs at least {needed} microphones, got {len(mics)}")
+    sv = np.linalg.svd(mics - mics.mean(axis=0), compute_uv=False)
+    if dims == 3 and sv[-1] < COPLANAR_RATIO * sv[0]:
+        return "the microphones are coplanar: the source height is ambiguous (mirror image about their plane); consider --dims 2"
+    if sv[1] < COPLANAR_RATIO * sv[0]:
+        raise GeometryError("the microphones are collinear: positions around their line are ambiguous")
+    return None
+
+
+def default_min_inliers(n_pairs: int, dims: int) -> int:
+    """At least the minimal set plus two, and a fifth of the pairs (11 of the 55 pairs of 11 mics)."""
+    return max(dims + 2, int(round(0.2 * n_pairs)))
+
+
+def star_solutions(ref: np.ndarray, others: np.ndarray, deltas: np.ndarray, free: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Minimal-case positions from one reference mic and D others.
+
+    Args:
+        ref: (H, 3) reference mic positions.
+        others: (H, D, 3) the other mics.
+        deltas: (H, D) range differences ‖s − rᵢ‖ − ‖s − r₀‖ in metres.
+        free: (3,) bool, the coordinates solved for (D of them); the rest take ``fixed`` values.
+        fixed: (3,) values of the fixed coordinates.
+    Returns:
+        (H, 2, 3) the two roots (NaN where complex, degenerate, or ρ₀ < 0 / ρᵢ < 0).
+    """
+    rel = others - ref[:, None]  # (H, D, 3)
+    # 2 rel·s = ‖rᵢ‖² − ‖r₀‖² − δ² − 2ρ₀δ, written for the free coordinates with fixed ones moved right
+    fixed_part = (rel[..., ~free] * fixed[~free]).sum(-1)
+    rhs0 = (np.sum(others**2, -1) - np.sum(ref**2, -1)[:, None] - deltas**2) / 2 - fixed_part
+    rhs1 = -deltas
+    a_mat = rel[..., free]  # (H, D, D)
+    det = np.linalg.det(a_mat)
+    ok = np.abs(det) > 1e-9
+    a_safe = np.where(ok[:, None, None], a_mat, np.eye(a_mat.shape[-1]))
+    sol = np.linalg.solve(a_safe, np.stack([rhs0, rhs1], -1))  # (H, D, 2): s_free = u + v ρ₀
+    u, v = sol[..., 0], sol[..., 1]
+    base = np.broadcast_to(fixed, ref.shape).copy()
+    # ‖s − r₀‖² = ρ₀²  →  (v·v − 1) ρ₀² + 2 v·(u − r₀f) ρ₀ + ‖u − r₀f‖² + ‖fixed − r₀‖²_fixed = 0
+    w = u - ref[:, free]
+    fixed_dist2 = ((base - ref)[:, ~free] ** 2).sum(-1)
+    qa, qb, qc = (v * v).sum(-1) - 1, 2 * (v * w).sum(-1), (w * w).sum(-1) + fixed_dist2
+    disc = qb**2 - 4 * qa * qc
+    sqrt_disc = np.sqrt(np.where(disc >= 0, disc, np.nan))
+    rho = np.stack([(-qb + sqrt_disc) / (2 * qa), (-qb - sqrt_disc) / (2 * qa)], axis=1)  # (H, 2)
+    valid = ok[:, None] & (rho >= 0) & np.all(rho[..., None] + deltas[:, None] >= 0, axis=-1)
+    out = np.repeat(base[:, None], 2, axis=1)
+    out[..., free] = u[:, None] + v[:, None] * rho[..., None]
+    return np.where(valid[..., None], out, np.nan)
+
+
+def range_differences(points: np.ndarray, mics: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Predicted ‖s − rᵢ‖ − ‖s − rⱼ‖ for points (..., 3) → (..., P)."""
+    dist = np.linalg.norm(points[..., None, :] - mics, axis=-1)
+    return dist[..., pairs[:, 0]] - dist[..., pairs[:, 1]]
+
+
+def inlier_residuals(points: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Distance (m) from each pair's predicted range difference to its nearest peak, float32.
+
+    points (F, H, 3), measured (F, P, K) range differences (NaN = no peak) → (F, H, P).
+    """
+    import torch
+
+    pts = torch.as_tensor(points, dtype=torch.float32)
+    dist = torch.cdist(pts, torch.as_tensor(mics, dtype=torch.float32)[None].expand(len(pts), -1, -1))  # (F, H, M)
+    idx = torch.as_tensor(pairs)
+    pred = dist[..., idx[:, 0]] - dist[..., idx[:, 1]]  # (F, H, P)
+    filled = torch.as_tensor(np.nan_to_num(measured, nan=MISSING_PEAK), dtype=torch.float32)
+    return (pred[..., None] - filled[:, None]).abs().amin(dim=-1).numpy()  # (F, H, P, K) → (F, H, P)
+
+
+def draw_minimal_sets(
+    rng: np.random.Generator, measured: np.ndarray, weights: np.ndarray, pairs: np.ndarray, n_mics: int, dims: int, n_hyp: int
+):
+    """Random reference mic, D other mics and one peak each, for every frame: returns the mic
+    indices (F, H, 1+D) and range differences δᵢ₀ (F, H, D) (NaN where the peak is missing).
+
+    Peaks are drawn with probability proportional to ``weights`` (F, P, K), e.g. their scores,
+    so the strongest peak, usually the direct path, is tried most often.
+    """
+    f_count, _, k = measured.shape
+    pair_index = -np.ones((n_mics, n_mics), dtype=int)
+    pair_index[pairs[:, 0], pairs[:, 1]] = np.arange(len(pairs))
+    sign = np.zeros((n_mics, n_mics))
+    sign[pairs[:, 0], pairs[:, 1]] = 1.0
+    sign[pairs[:, 1], pairs[:, 0]] = -1.0
+    pair_index[pairs[:, 1], pairs[:, 0]] = np.arange(len(pairs))
+    mics_idx = np.argsort(rng.random((f_count, n_hyp, n_mics)), axis=-1)[..., : dims + 1]  # distinct mics
+    ref, oth = mics_idx[..., :1], mics_idx[..., 1:]
+    p_idx = pair_index[oth, ref]  # (F, H, D); −1 when the pair was not measured
+    frames = np.arange(f_count)[:, None, None]
+    cdf = np.cumsum(weights, axis=-1)
+    cdf = cdf / np.maximum(cdf[..., -1:], 1e-12)  # (F, P, K)
+    u = rng.random(p_idx.shape)[..., None]
+    peak = np.minimum((u > cdf[frames, np.maximum(p_idx, 0)]).sum(-1), k - 1)
+    delta = measured[frames, np.maximum(p_idx, 0), peak] * sign[oth, ref]  # δ(other, ref) = ρ_other − ρ_ref
+    return mics_idx, np.where(p_idx >= 0, delta, np.nan)
+
+
+def ransac_multilaterate(
+    mics: np.ndarray, pairs: np.ndarray, tdoa: np.ndarray, opts: MultilatOptions, scores: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Robust positions for every frame.
+
+    Args:
+        mics: (M, 3) positions. pairs: (P, 2). tdoa: (F, P, K) seconds, NaN = no peak/silent.
+        scores: (F, P, K) peak strengths used to draw peaks for hypotheses (default: uniform).
+    Returns:
+        dict with ``xyz`` (F, 3) (NaN where no consistent solution), ``n_inliers`` (F,),
+        ``rms`` (F,) residual of the inliers in metres and ``confidence`` (F,) in [0, 1].
+    """
+    rng = np.random.default_rng(opts.seed)
+    measured = tdoa * opts.c
+    f_count, n_pairs, _ = measured.shape
+    dims = opts.dims
+    free = np.array([True, True, dims == 3])
+    fixed = np.array([0.0, 0.0, opts.height if opts.height is not None else 0.0])
+    weights = np.where(np.isnan(measured), 0.0, 1.0 if scores is None else np.clip(np.nan_to_num(scores), 1e-6, None))
+    mic_idx, delta = draw_minimal_sets(rng, measured, weights, pairs, len(mics), dims, opts.hypotheses)
+    flat_ref = mics[mic_idx[..., 0]].reshape(-1, 3)
+    flat_oth = mics[mic_idx[..., 1:]].reshape(-1, dims, 3)
+    cand = star_solutions(flat_ref, flat_oth, np.nan_to_num(delta.reshape(-1, dims)), free, fixed)
+    cand = cand.reshape(f_count, opts.hypotheses * 2, 3)
+    cand[np.repeat(np.isnan(delta).any(-1), 2, axis=1)] = np.nan
+    if opts.bounds is not None:
+        outside = np.any((cand < opts.bounds[0]) | (cand > opts.bounds[1]), axis=-1)
+        cand[outside] = np.nan
+    resid = inlier_residuals(np.nan_to_num(cand, nan=1e6), mics, pairs, measured)  # (F, 2H, P)
+    score = (resid < opts.threshold).sum(-1) - np.clip(resid, 0, opts.threshold).mean(-1) / opts.threshold
+    score[np.isnan(cand).any(-1)] = -1
+    best = cand[np.arange(f_count), score.argmax(axis=1)]  # (F, 3)
+    xyz, rms, n_in = refine(best, mics, pairs, measured, opts, free)
+    min_inliers = opts.min_inliers or default_min_inliers(n_pairs, dims)
+    fail = (n_in < min_inliers) | np.isnan(xyz).any(-1)
+    if opts.bounds is not None:
+        fail |= np.any((xyz < opts.bounds[0] - opts.threshold) | (xyz > opts.bounds[1] + opts.threshold), axis=-1)
+    xyz[fail] = np.nan
+    valid_pairs = np.maximum(1, (~np.isnan(measured).all(-1)).sum(-1))
+    confidence = np.where(fail, 0.0, (n_in / valid_pairs) * np.clip(1 - rms / opts.threshold, 0, 1))
+    return {"xyz": xyz, "n_inliers": np.where(np.isnan(n_in), 0, n_in).astype(int), "rms": rms, "confidence": confidence}
+
+
+def refine(start: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, opts: MultilatOptions, free: np.ndarray):
+    """Batched IRLS Gauss–Newton with a Huber loss (scale = threshold) on each frame's inliers.
+
+    The inlier set (the nearest peak of each pair within 2·threshold) is re-selected every
+    iteration. Returns positions (F, 3), inlier RMS residual (F,), and inlier counts (F,).
+    """
+    x = start.copy()
+    ok = ~np.isnan(x).any(-1)
+    x[~ok] = mics.mean(axis=0)
+    for _ in range(opts.refine_iterations):
+        resid, jac, inlier = _residuals_and_jacobian(x, mics, pairs, measured, 2 * opts.threshold)
+        weight = inlier * np.minimum(1.0, opts.threshold / np.maximum(np.abs(resid), 1e-12))  # Huber IRLS weights
+        j = jac[..., free]
+        jtj = np.einsum("fpi,fp,fpj->fij", j, weight, j) + 1e-9 * np.eye(free.sum())
+        jtr = np.einsum("fpi,fp,fp->fi", j, weight, resid)
+        step = np.linalg.solve(jtj, -jtr[..., None])[..., 0]
+        x[:, free] += np.where(ok[:, None], step, 0)
+    resid, _, inlier = _residuals_and_jacobian(x, mics, pairs, measured, opts.threshold)
+    n_in = inlier.sum(-1).astype(float)
+    rms = np.sqrt((inlier * resid**2).sum(-1) / np.maximum(n_in, 1))
+    x[~ok] = np.nan
+    return x, np.where(ok, rms, np.nan), np.where(ok, n_in, 0)
+
+
+def _residuals_and_jacobian(x: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, gate: float):
+    """Residual of each pair's nearest peak (F, P), its Jacobian w.r.t. x (F, P, 3), and the
+    0/1 inlier mask (|residual| < gate)."""
+    diff = x[:, None] - mics[None]  # (F, M, 3)
+    dist = np.linalg.norm(diff, axis=-1)
+    unit = diff / np.maximum(dist[..., None], 1e-9)
+    pred = dist[:, pairs[:, 0]] - dist[:, pairs[:, 1]]  # (F, P)
+    gap = np.abs(pred[..., None] - measured)
+    nearest = np.nanargmin(np.where(np.isnan(gap), np.inf, gap), axis=-1)
+    chosen = np.take_along_axis(measured, nearest[..., None], axis=-1)[..., 0]
+    resid = pred - chosen
+    inlier = (np.abs(resid) < gate) & ~np.isnan(resid)
+    jac = unit[:, pairs[:, 0]] - unit[:, pairs[:, 1]]
+    return np.nan_to_num(resid), jac, inlier.astype(float)

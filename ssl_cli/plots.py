@@ -1,0 +1,83 @@
+"""PNG figures: localization tracks (top view + coordinates over time) and error CDFs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from sslkit.localize import PositionTrack
+from sslkit.recording import SourceTrack, atomic_file
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    _pyplot().close(fig)
+
+
+def plot_track(path: str | os.PathLike, track: PositionTrack, mics: np.ndarray, bounds: np.ndarray,
+               truth: SourceTrack | None = None, title: str = "") -> None:
+    """Top view of room, mics and estimated track (coloured by confidence), with x/y/z over time."""
+    plt = _pyplot()
+    fig = plt.figure(figsize=(11, 5))
+    top = fig.add_subplot(1, 2, 1)
+    lo, hi = bounds
+    top.add_patch(plt.Rectangle(lo[:2], *(hi - lo)[:2], fill=False, color="0.4", lw=1.5))
+    top.scatter(mics[:, 0], mics[:, 1], marker="^", color="k", s=40, label="mics", zorder=3)
+    for i, m in enumerate(mics):
+        top.annotate(str(i + 1), m[:2], textcoords="offset points", xytext=(3, 3), fontsize=7)
+    if truth is not None:
+        for sid in np.unique(truth.source_id):
+            own = truth.of_source(sid)
+            top.plot(own.xyz[:, 0], own.xyz[:, 1], color="tab:green", lw=2, marker="x", ms=8, markevery=max(1, len(own.time) // 20),
+                     label="ground truth" if sid == truth.source_id.min() else None, zorder=4)
+    ok = ~np.isnan(track.xyz).any(1)
+    sc = top.scatter(track.xyz[ok, 0], track.xyz[ok, 1], c=track.confidence[ok], cmap="viridis", vmin=0, vmax=1, s=12, label="estimate", zorder=2)
+    fig.colorbar(sc, ax=top, label="confidence", shrink=0.8)
+    top.set_aspect("equal")
+    top.set_xlim(lo[0] - 0.3, hi[0] + 0.3)
+    top.set_ylim(lo[1] - 0.3, hi[1] + 0.3)
+    top.set_xlabel("x (m)")
+    top.set_ylabel("y (m)")
+    top.legend(loc="upper right", fontsize=8)
+    top.set_title(title or "top view")
+    for k, name in enumerate("xyz"):
+        ax = fig.add_subplot(3, 2, 2 * k + 2)
+        ax.plot(track.times[ok], track.xyz[ok, k], ".", ms=3, color="tab:blue")
+        if truth is not None:
+            for sid in np.unique(truth.source_id):
+                own = truth.of_source(sid)
+                ax.plot(own.time, own.xyz[:, k], color="tab:green", lw=1.5)
+        ax.set_ylabel(f"{name} (m)")
+        if k == 2:
+            ax.set_xlabel("time (s)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_error_cdf(path: str | os.PathLike, errors: dict[str, np.ndarray], threshold: float) -> None:
+    """Cumulative distribution of localization errors, one curve per prediction file."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, err in errors.items():
+        e = np.sort(err)
+        ax.step(e, np.arange(1, len(e) + 1) / len(e), where="post", label=name)
+    ax.axvline(threshold, color="0.5", ls="--", lw=1, label=f"{threshold * 100:.0f} cm")
+    ax.set_xlabel("error (m)")
+    ax.set_ylabel("fraction of frames")
+    ax.set_xlim(0, max(1.0, 3 * threshold))
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
