@@ -187,32 +187,43 @@ def ransac_multilaterate(
 
 
 def refine(start: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, opts: MultilatOptions, free: np.ndarray):
-    """Batched IRLS Gauss–Newton with a Huber loss (scale = threshold) on each frame's inliers.
+    """Batched IRLS Gauss–Newton with a Huber loss on each frame's inliers.
 
-    The inlier set (the nearest peak of each pair within 2·threshold) is re-selected every
-    iteration. Returns positions (F, 3), inlier RMS residual (F,), and inlier counts (F,).
+    The inlier set (each pair's nearest peak within a gate) is re-selected every iteration. The
+    gate starts at 2·threshold and then shrinks to 3 robust standard deviations of the inlier
+    residuals (never below threshold/20), so that stray peaks that happen to lie near the
+    solution stop pulling it once the true inliers agree closely. Returns positions (F, 3),
+    inlier RMS residual (F,) and inlier counts (F,) at ``threshold``.
     """
     x = start.copy()
     ok = ~np.isnan(x).any(-1)
     x[~ok] = mics.mean(axis=0)
-    for _ in range(opts.refine_iterations):
-        resid, jac, inlier = _residuals_and_jacobian(x, mics, pairs, measured, 2 * opts.threshold)
-        weight = inlier * np.minimum(1.0, opts.threshold / np.maximum(np.abs(resid), 1e-12))  # Huber IRLS weights
+    gate = np.full(len(x), 2 * opts.threshold)
+    for it in range(opts.refine_iterations):
+        resid, jac, inlier = _residuals_and_jacobian(x, mics, pairs, measured, gate)
+        if it >= opts.refine_iterations // 2:
+            abs_in = np.where(inlier > 0, np.abs(resid), np.nan)
+            with np.errstate(all="ignore"):
+                sigma = 1.4826 * np.nanmedian(abs_in, axis=1) if np.any(inlier) else np.full(len(x), np.nan)
+            gate = np.clip(np.nan_to_num(3 * sigma, nan=2 * opts.threshold), opts.threshold / 20, 2 * opts.threshold)
+            resid, jac, inlier = _residuals_and_jacobian(x, mics, pairs, measured, gate)
+        scale = gate[:, None] / 2
+        weight = inlier * np.minimum(1.0, scale / np.maximum(np.abs(resid), 1e-12))  # Huber IRLS weights
         j = jac[..., free]
         jtj = np.einsum("fpi,fp,fpj->fij", j, weight, j) + 1e-9 * np.eye(free.sum())
         jtr = np.einsum("fpi,fp,fp->fi", j, weight, resid)
         step = np.linalg.solve(jtj, -jtr[..., None])[..., 0]
         x[:, free] += np.where(ok[:, None], step, 0)
-    resid, _, inlier = _residuals_and_jacobian(x, mics, pairs, measured, opts.threshold)
+    resid, _, inlier = _residuals_and_jacobian(x, mics, pairs, measured, np.full(len(x), opts.threshold))
     n_in = inlier.sum(-1).astype(float)
     rms = np.sqrt((inlier * resid**2).sum(-1) / np.maximum(n_in, 1))
     x[~ok] = np.nan
     return x, np.where(ok, rms, np.nan), np.where(ok, n_in, 0)
 
 
-def _residuals_and_jacobian(x: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, gate: float):
+def _residuals_and_jacobian(x: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, gate: np.ndarray):
     """Residual of each pair's nearest peak (F, P), its Jacobian w.r.t. x (F, P, 3), and the
-    0/1 inlier mask (|residual| < gate)."""
+    0/1 inlier mask (|residual| < gate, one gate per frame)."""
     diff = x[:, None] - mics[None]  # (F, M, 3)
     dist = np.linalg.norm(diff, axis=-1)
     unit = diff / np.maximum(dist[..., None], 1e-9)
@@ -221,6 +232,6 @@ def _residuals_and_jacobian(x: np.ndarray, mics: np.ndarray, pairs: np.ndarray, 
     nearest = np.nanargmin(np.where(np.isnan(gap), np.inf, gap), axis=-1)
     chosen = np.take_along_axis(measured, nearest[..., None], axis=-1)[..., 0]
     resid = pred - chosen
-    inlier = (np.abs(resid) < gate) & ~np.isnan(resid)
+    inlier = (np.abs(resid) < gate[:, None]) & ~np.isnan(resid)
     jac = unit[:, pairs[:, 0]] - unit[:, pairs[:, 1]]
     return np.nan_to_num(resid), jac, inlier.astype(float)

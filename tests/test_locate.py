@@ -1,0 +1,190 @@
+"""Multilateration against exact and corrupted synthetic TDOAs, SRP-PHAT, and `locate`/`evaluate` as products."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import FS, SPEED_OF_SOUND, assert_one_line_error
+from sslkit.errors import GeometryError
+from sslkit.evaluation import position_errors, summarize_errors
+from sslkit.localize import PositionTrack, pool_frames, read_positions, smooth_track
+from sslkit.multilateration import MultilatOptions, check_array_geometry, range_differences, ransac_multilaterate, refine, star_solutions
+from sslkit.recording import SourceTrack, load_recording, write_mics, write_sources
+
+TOL_POS_M = 0.005
+MICS = np.array([
+    [5.9, 5.7, 1.15], [6.4, 3.4, 0.05], [4.8, 0.9, 1.57], [2.4, 0.5, 1.1], [0.4, 3.9, 1.37], [1.1, 6.5, 1.55],
+    [5.7, 3.2, 0.21], [5.3, 1.6, 0.2], [3.6, 0.6, 0.21], [1.6, 1.2, 0.14], [0.6, 4.7, 0.15],
+])
+PAIRS = np.stack(np.triu_indices(len(MICS), k=1), axis=1)
+BOUNDS = np.array([[0.0, 0.0, 0.0], [7.0, 8.0, 2.0]])
+
+
+def sources(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform([1.0, 1.0, 0.5], [6.0, 7.0, 1.8], (n, 3))
+
+
+def test_minimal_solver_recovers_exact_position():
+    src = sources(50)
+    ref, others = MICS[0], MICS[[3, 5, 8]]
+    delta = np.linalg.norm(src[:, None] - others, axis=-1) - np.linalg.norm(src - ref, axis=-1)[:, None]
+    roots = star_solutions(np.repeat(ref[None], 50, 0), np.repeat(others[None], 50, 0), delta, np.ones(3, bool), np.zeros(3))
+    err = np.nanmin(np.linalg.norm(roots - src[:, None], axis=-1), axis=1)
+    assert np.all(err < 1e-8)
+
+
+def test_exact_tdoas_give_exact_positions():
+    src = sources(30, seed=1)
+    tdoa = range_differences(src, MICS, PAIRS)[..., None] / SPEED_OF_SOUND
+    out = ransac_multilaterate(MICS, PAIRS, tdoa, MultilatOptions(bounds=BOUNDS))
+    np.testing.assert_allclose(out["xyz"], src, atol=1e-6)
+    assert np.all(out["n_inliers"] == len(PAIRS)) and np.all(out["confidence"] > 0.99)
+
+
+def test_gross_outliers_and_spurious_peaks_are_rejected():
+    rng = np.random.default_rng(2)
+    src = sources(40, seed=2)
+    true = range_differences(src, MICS, PAIRS) / SPEED_OF_SOUND
+    spurious = rng.uniform(-0.02, 0.02, (*true.shape, 3))
+    first = np.where(rng.random(true.shape) < 0.3, rng.uniform(-0.02, 0.02, true.shape), true)  # 30 % gross outliers
+    tdoa = np.concatenate([first[..., None], spurious], axis=-1)
+    scores = np.broadcast_to([0.4, 0.2, 0.2, 0.2], tdoa.shape)
+    out = ransac_multilaterate(MICS, PAIRS, tdoa, MultilatOptions(bounds=BOUNDS, hypotheses=800), scores)
+    err = np.linalg.norm(out["xyz"] - src, axis=1)
+    assert np.nanmedian(err) < TOL_POS_M
+    assert np.mean(err < 0.05) > 0.9  # a stray peak within the threshold can nudge a few frames by cm
+    # plain least squares on the strongest peaks is ruined by the same outliers
+    plain, _, _ = refine(np.repeat(MICS.mean(0)[None], len(src), 0), MICS, PAIRS, first[..., None] * SPEED_OF_SOUND,
+                         MultilatOptions(threshold=1e6), np.ones(3, bool))
+    assert np.median(np.linalg.norm(plain - src, axis=1)) > 10 * np.nanmedian(err)
+
+
+def test_inconsistent_frames_are_nan_with_zero_confidence():
+    rng = np.random.default_rng(3)
+    tdoa = rng.uniform(-0.02, 0.02, (10, len(PAIRS), 1))
+    out = ransac_multilaterate(MICS, PAIRS, tdoa, MultilatOptions(bounds=BOUNDS))
+    assert np.all(np.isnan(out["xyz"])) and np.all(out["confidence"] == 0)
+
+
+def test_two_dimensional_mode_with_known_height():
+    src = sources(10, seed=4)
+    src[:, 2] = 1.2
+    pairs = np.stack(np.triu_indices(4, k=1), axis=1)
+    tdoa = range_differences(src, MICS[:4], pairs)[..., None] / SPEED_OF_SOUND
+    out = ransac_multilaterate(MICS[:4], pairs, tdoa, MultilatOptions(dims=2, height=1.2, bounds=BOUNDS))
+    np.testing.assert_allclose(out["xyz"], src, atol=1e-6)
+
+
+def test_degenerate_geometry():
+    with pytest.raises(GeometryError, match="at least 4"):
+        check_array_geometry(MICS[:3], 3)
+    planar = MICS.copy()
+    planar[:, 2] = 1.0
+    assert "coplanar" in check_array_geometry(planar, 3)
+    assert check_array_geometry(planar, 2) is None
+    line = np.outer(np.arange(5), [1.0, 0.5, 0.0])
+    with pytest.raises(GeometryError, match="collinear"):
+        check_array_geometry(line, 2)
+
+
+def test_pooling_and_smoothing():
+    times = np.arange(6.0)
+    tdoa = np.arange(6 * 2 * 1, dtype=float).reshape(6, 2, 1)
+    t, pooled, _ = pool_frames(times, tdoa, tdoa, 3)
+    assert t.tolist() == [1.0, 4.0] and pooled.shape == (2, 2, 3)
+    assert pooled[0, 1].tolist() == [1.0, 3.0, 5.0]
+    xyz = np.zeros((7, 3))
+    xyz[3] = 10.0
+    xyz[5] = np.nan
+    smooth = smooth_track(xyz, 3)
+    assert smooth[3].tolist() == [0.0, 0.0, 0.0] and np.isnan(smooth[5]).all()
+
+
+def test_metrics_on_hand_made_errors():
+    truth = SourceTrack(np.array([0.0, 1.0, 2.0]), np.zeros(3, int), np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0.0]]))
+    pred = PositionTrack(np.array([0.5, 1.5, 2.0, 5.0]), np.array([[0.5, 0.1, 0], [1.5, 0, 0.5], [np.nan] * 3, [0, 0, 0]]),
+                         np.ones(4), np.zeros(4, int))
+    err = position_errors(pred, truth, truncate=3.0)
+    np.testing.assert_allclose(err, [0.1, 0.5, 3.0])  # the last estimate lies outside the truth's span
+    m = summarize_errors(err, threshold=0.3, n_boot=200)
+    assert m["accuracy"] == pytest.approx(1 / 3) and m["mae_m"] == pytest.approx(3.6 / 3) and m["median_m"] == pytest.approx(0.5)
+    assert m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
+
+
+@pytest.fixture(scope="module")
+def luvira_recording(tmp_path_factory):
+    """A 3 s static speech source in the LuViRA room (RT60 0.2 s)."""
+    from sslkit.recording import save_recording
+    from sslkit.sims.room import simulate
+    from sslkit.sims.scene import resolve_scene
+
+    scene = resolve_scene({"fs": FS, "duration": 3.0, "room": {"dimensions": [7.0, 8.0, 2.0], "rt60": 0.2},
+                           "mics": {"file": "luvira"}, "sources": [{"signal": "speech/test", "position": [3.0, 5.0, 1.3]}],
+                           "noise": {"snr_db": 30}}, seed=1)
+    folder = tmp_path_factory.mktemp("luvira") / "rec"
+    save_recording(folder, simulate(scene)[0])
+    return folder
+
+
+def test_locate_cli_multilat_beats_plain_least_squares(cli, luvira_recording, tmp_path):
+    out = tmp_path / "pos.csv"
+    result = cli("locate", luvira_recording, "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert out.read_text().splitlines()[0] == "time,x,y,z,confidence,n_inliers"
+    assert (tmp_path / "pos.png").stat().st_size > 10_000
+    rec = load_recording(luvira_recording)
+    track = read_positions(out)
+    robust = position_errors(track, rec.sources)
+    assert np.mean(robust < 0.3) > 0.8
+    from sslkit.tdoa import TdoaOptions, estimate_tdoa
+
+    res = estimate_tdoa(rec, opts=TdoaOptions(peaks=1))
+    plain, _, _ = refine(np.repeat(rec.mics.mean(0)[None], len(res.times), 0), rec.mics, res.pairs,
+                         np.nan_to_num(res.tdoa) * SPEED_OF_SOUND, MultilatOptions(threshold=1e6), np.ones(3, bool))
+    plain_err = position_errors(PositionTrack(res.times, plain, np.ones(len(plain)), np.zeros(len(plain), int)), rec.sources)
+    assert np.mean(robust) < 0.5 * np.mean(plain_err)
+
+
+def test_locate_srp_and_tdoa_csv_input_and_evaluate(cli, luvira_recording, tmp_path):
+    assert cli("locate", luvira_recording, "--method", "srp-phat", "--out", tmp_path / "srp.csv", "--no-plot").exit_code == 0
+    assert not (tmp_path / "srp.png").exists()
+    assert cli("tdoa", luvira_recording, "--peaks", 4, "--out", tmp_path / "tdoa.csv").exit_code == 0
+    assert cli("locate", luvira_recording, "--tdoa", tmp_path / "tdoa.csv", "--out", tmp_path / "ml.csv").exit_code == 0
+    result = cli("evaluate", "--pred", tmp_path / "srp.csv", "--pred", tmp_path / "ml.csv", "--truth",
+                 luvira_recording / "sources.csv", "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["results"]
+    assert set(metrics) == {str(tmp_path / "srp.csv"), str(tmp_path / "ml.csv")}
+    assert all(m["accuracy"] > 0.8 for m in metrics.values())
+    assert (tmp_path / "eval" / "error_cdf.png").is_file()
+
+
+def test_locate_and_evaluate_bad_input(cli, luvira_recording, tmp_path):
+    rec = load_recording(luvira_recording)
+    three = tmp_path / "three.csv"
+    write_mics(three, rec.mic_ids[:3], rec.mics[:3])
+    out = tmp_path / "o.csv"
+    assert_one_line_error(cli("locate", luvira_recording, "--method", "beamform", "--out", out), "unknown --method")
+    assert_one_line_error(cli("locate", luvira_recording / "audio.wav", "--mics", three, "--out", out), "11 channels", "3 microphones")
+    assert_one_line_error(cli("locate", luvira_recording, "--tdoa", "ngcc", "--checkpoint", tmp_path / "x.pt", "--out", out), "no such checkpoint")
+    assert_one_line_error(cli("locate", luvira_recording, "--bounds", "1,2,3", "--out", out), "--bounds")
+    assert not out.exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,x,y,z\n0.0,1,2,oops\n")
+    assert_one_line_error(cli("evaluate", "--pred", bad, "--truth", luvira_recording / "sources.csv", "--out", tmp_path / "e"), "line 2")
+    assert_one_line_error(cli("evaluate", "--pred", tmp_path / "none.csv", "--truth", luvira_recording / "sources.csv"), "no such file")
+    assert not (tmp_path / "e").exists()
+
+
+def test_locate_warns_on_coplanar_mics(cli, luvira_recording, tmp_path):
+    rec = load_recording(luvira_recording)
+    flat = rec.mics.copy()
+    flat[:, 2] = 1.0
+    write_mics(tmp_path / "flat.csv", rec.mic_ids, flat)
+    result = cli("locate", luvira_recording / "audio.wav", "--mics", tmp_path / "flat.csv", "--out", tmp_path / "p.csv", "--no-plot")
+    assert result.exit_code == 0
+    assert "coplanar" in result.stderr
