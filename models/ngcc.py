@@ -118,3 +118,28 @@ def lag_targets(tau_samples: torch.Tensor, max_tau: int, sigma: float = 0.0) -> 
         return F.one_hot(idx, 2 * max_tau + 1).to(tau_samples.dtype)
     weights = torch.exp(-0.5 * ((lags[None] - tau_samples[:, None]) / sigma) ** 2)
     return weights / weights.sum(dim=1, keepdim=True)
+
+
+def multi_lag_targets(tau: torch.Tensor, max_tau: int, n_tracks: int, sigma: float = 0.0) -> torch.Tensor:
+    """ADPIT dummy-track targets over lag classes for up to ``n_tracks`` sources per item.
+
+    tau (B, S) true delays in samples, NaN where a source is inactive → (B, 1, N(N+1)/2, 1+L, 1)
+    with L = 2·max_tau + 1: group M (M active sources) holds their lag distributions.
+    """
+    from sslkit.models.adpit import dummy_index, n_dummy_tracks
+
+    b = tau.shape[0]
+    tau = tau[:, :n_tracks]
+    n_lags = 2 * max_tau + 1
+    active = ~torch.isnan(tau)
+    m = active.sum(dim=1)
+    dists = lag_targets(torch.nan_to_num(tau).flatten(), max_tau, sigma).reshape(b, tau.shape[1], n_lags)
+    target = torch.zeros(b, n_dummy_tracks(n_tracks), 1 + n_lags, dtype=dists.dtype, device=tau.device)
+    order = torch.argsort((~active).int(), dim=1, stable=True)  # active sources first
+    for group in range(1, n_tracks + 1):
+        rows = m == group
+        for e in range(group):
+            src = order[rows, e]
+            target[rows, dummy_index(group, e), 0] = 1.0
+            target[rows, dummy_index(group, e), 1:] = dists[rows, src]
+    return target[:, None, :, :, None]

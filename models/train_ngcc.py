@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from sslkit.models.checkpoint import save_checkpoint
-from sslkit.models.ngcc import NGCCPHAT, lag_targets
+from sslkit.models.adpit import adpit_loss
+from sslkit.models.ngcc import NGCCPHAT, lag_targets, multi_lag_targets
 from sslkit.models.training import append_metrics, plot_learning_curve, warmup_cosine
 from sslkit.recording import write_yaml
 from sslkit.sims.tdoa_windows import WindowBank
@@ -39,6 +40,8 @@ class NgccTrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     sigma: float = 0.0
+    targets: int = 1
+    adpit: str = "bradpit"
     window: int = 2048
     size: str = "small"
     model: dict = field(default_factory=dict)
@@ -56,9 +59,26 @@ def pair_max_tau(bank: WindowBank, fs: int, c: float) -> int:
 
 
 def tdoa_errors_m(logits: torch.Tensor, tau: torch.Tensor, max_tau: int, fs: int, c: float) -> torch.Tensor:
-    """|τ̂ − τ| in metres for argmax predictions. logits (B, 2τmax+1), tau (B,) samples."""
-    pred = logits.argmax(dim=-1) - max_tau
-    return (pred - tau).abs() * c / fs
+    """Error (m) of each active source against the closest track's argmax lag.
+
+    logits (B, K, 2τmax+1), tau (B, S) samples with NaN for inactive sources → (n_active,).
+    """
+    pred = (logits.argmax(dim=-1) - max_tau).float()  # (B, K)
+    err = (pred[:, None, :] - tau[:, :, None]).abs().amin(dim=-1)  # (B, S)
+    return err[~torch.isnan(tau)] * c / fs
+
+
+def ngcc_loss(logits: torch.Tensor, tau: torch.Tensor, max_tau: int, sigma: float, adpit: str) -> torch.Tensor:
+    """Cross-entropy over lags (one track), or ADPIT with cross-entropy pairs (K tracks, Paper VI).
+
+    logits (B, K, L); tau (B, S) in samples, NaN = inactive source.
+    """
+    if logits.shape[1] == 1:
+        keep = ~torch.isnan(tau[:, 0])
+        target = lag_targets(tau[keep, 0], max_tau, sigma)
+        return -(target * F.log_softmax(logits[keep, 0], dim=-1)).sum(dim=-1).mean()
+    target = multi_lag_targets(tau, max_tau, logits.shape[1], sigma)
+    return adpit_loss(logits[:, None, :, :, None], target, adpit, pair_loss="ce")
 
 
 def build_banks(cfg: NgccTrainConfig, template: dict, on_status: Callable[[str, int, int], None] | None) -> tuple[WindowBank, WindowBank]:
@@ -89,13 +109,13 @@ def train_ngcc(
     template = load_template(cfg.scene)
     train_bank, val_bank = build_banks(cfg, template, on_status)
     fs = train_bank.recordings[0].fs
-    model_args = {**MODEL_SIZES[cfg.size], **cfg.model, "fs": fs, "max_tau": pair_max_tau(train_bank, fs, cfg.c)}
+    model_args = {**MODEL_SIZES[cfg.size], **cfg.model, "fs": fs, "max_tau": pair_max_tau(train_bank, fs, cfg.c), "n_outputs": cfg.targets}
     model = NGCCPHAT(**model_args).to(cfg.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(train_bank.recordings) / cfg.batch_size)
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch)
     rng = np.random.default_rng(cfg.seed)
-    val_batch = val_bank.sample(min(1024, 8 * len(val_bank.recordings)), np.random.default_rng(cfg.seed + 1), cfg.c)
+    val_batch = val_bank.sample(min(1024, 8 * len(val_bank.recordings)), np.random.default_rng(cfg.seed + 1), cfg.c, cfg.targets)
     start_epoch, best_acc = 0, -1.0
     last = run_dir / "last.pt"
     if resume and last.is_file():
@@ -111,10 +131,8 @@ def train_ngcc(
         model.train()
         t0, losses = time.perf_counter(), []
         for step in range(steps_per_epoch):
-            x1, x2, tau = (torch.as_tensor(v, device=cfg.device) for v in train_bank.sample(cfg.batch_size, rng, cfg.c))
-            logits = model(x1, x2)[:, 0]
-            target = lag_targets(tau.float(), model.max_tau, cfg.sigma)
-            loss = -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+            x1, x2, tau = (torch.as_tensor(v, device=cfg.device) for v in train_bank.sample(cfg.batch_size, rng, cfg.c, cfg.targets))
+            loss = ngcc_loss(model(x1, x2), tau.float(), model.max_tau, cfg.sigma, cfg.adpit)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -143,11 +161,7 @@ def evaluate_batch(model: NGCCPHAT, batch: tuple[np.ndarray, ...], cfg: NgccTrai
     """Validation cross-entropy and errors (m) over fixed windows, in chunks."""
     model.eval()
     x1, x2, tau = (torch.as_tensor(v, device=cfg.device) for v in batch)
-    logits = []
     with torch.no_grad():
-        for s in range(0, len(x1), 128):
-            logits.append(model(x1[s : s + 128], x2[s : s + 128])[:, 0])
-    logits = torch.cat(logits)
-    target = lag_targets(tau.float(), model.max_tau, 0.0)
-    loss = float(-(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean())
-    return loss, tdoa_errors_m(logits, tau, model.max_tau, model.fs, cfg.c).cpu()
+        logits = torch.cat([model(x1[s : s + 128], x2[s : s + 128]) for s in range(0, len(x1), 128)])
+        loss = float(ngcc_loss(logits, tau.float(), model.max_tau, 0.0, cfg.adpit))
+    return loss, tdoa_errors_m(logits, tau.float(), model.max_tau, model.fs, cfg.c).cpu()

@@ -35,12 +35,13 @@ class WindowBank:
         keep = [i for i, s in enumerate(starts) if len(s)]
         return cls([recs[i] for i in keep], [starts[i] for i in keep], [pairs[i] for i in keep], window)
 
-    def sample(self, batch: int, rng: np.random.Generator, c: float = 343.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A random batch of window pairs: x1, x2 of shape (B, window) and true τ₁₂ in samples (B,)."""
+    def sample(self, batch: int, rng: np.random.Generator, c: float = 343.0, max_sources: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A random batch of window pairs: x1, x2 of shape (B, window) and the true τ₁₂ in samples
+        of up to ``max_sources`` sources active at the window centre, (B, max_sources), NaN-padded."""
         rec_idx = rng.integers(len(self.recordings), size=batch)
         x1 = np.empty((batch, self.window), dtype=np.float32)
         x2 = np.empty_like(x1)
-        tau = np.empty(batch)
+        tau = np.full((batch, max_sources), np.nan)
         for b, r in enumerate(rec_idx):  # one gather per item: B is small and windows are cut, not computed
             rec = self.recordings[r]
             start = self.starts[r][rng.integers(len(self.starts[r]))]
@@ -49,7 +50,8 @@ class WindowBank:
                 i, j = j, i
             x1[b] = rec.audio[start : start + self.window, i]
             x2[b] = rec.audio[start : start + self.window, j]
-            tau[b] = window_tdoa(rec, start, self.window, i, j, c)
+            active = window_tdoas(rec, start, self.window, i, j, c)[:max_sources]
+            tau[b, : len(active)] = active
         return x1, x2, tau
 
 
@@ -63,8 +65,14 @@ def active_window_starts(audio: np.ndarray, window: int, step: int) -> np.ndarra
     return starts[power >= power.max() * 10 ** (-ACTIVE_DB / 10)]
 
 
-def window_tdoa(rec: Recording, start: int, window: int, i: int, j: int, c: float = 343.0) -> float:
-    """True τᵢⱼ in samples at the window centre (source 0)."""
-    pos = positions_at_times(rec.sources, np.array([(start + window / 2) / rec.fs]))[0]
-    d = np.linalg.norm(rec.mics[[i, j]] - pos, axis=1)
-    return (d[0] - d[1]) / c * rec.fs
+def window_tdoas(rec: Recording, start: int, window: int, i: int, j: int, c: float = 343.0) -> np.ndarray:
+    """True τᵢⱼ in samples at the window centre of every source active then, in source order."""
+    t = (start + window / 2) / rec.fs
+    out = []
+    for sid in np.unique(rec.sources.source_id):
+        own = rec.sources.of_source(sid)
+        if own.time.min() - 1e-9 <= t <= own.time.max() + 1e-9:
+            pos = positions_at_times(own, np.array([t]), sid)[0]
+            d = np.linalg.norm(rec.mics[[i, j]] - pos, axis=1)
+            out.append((d[0] - d[1]) / c * rec.fs)
+    return np.array(out)

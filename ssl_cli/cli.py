@@ -330,6 +330,8 @@ def train_ngcc_command(
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine schedule)."),
     sigma: float = typer.Option(0.0, "--sigma", min=0, help="Gaussian label smoothing width in samples (0: one-hot)."),
     size: str = typer.Option("small", "--size", help="small (CPU-friendly) or paper (Paper V: 128 sinc filters of 1023 taps)."),
+    targets: int = typer.Option(1, "--targets", min=1, help="Output tracks K; K > 1 trains multi-target TDOA with ADPIT (Paper VI)."),
+    adpit: str = typer.Option("bradpit", "--adpit", help="ADPIT implementation for --targets > 1."),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Your own speech corpus instead of the bundled clips."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Simulation processes (default: all cores)."),
@@ -341,12 +343,18 @@ def train_ngcc_command(
     [bold]Example[/]
 
       sslkit train-ngcc --scene ngcc-train --epochs 30 --out runs/ngcc --device auto
+
+      sslkit train-ngcc --scene tetra-seld --targets 3 --out runs/ngcc-multi
     """
     from sslkit.models.train_ngcc import MODEL_SIZES, NgccTrainConfig, train_ngcc
 
     if size not in MODEL_SIZES:
         raise UserError(f"--size must be one of {', '.join(MODEL_SIZES)}, got '{size}'")
-    cfg = NgccTrainConfig(scene, scenes, val_scenes, epochs, batch_size, lr, sigma, size=size, device=resolve_device(device),
+    from sslkit.models.adpit import VARIANTS
+
+    if adpit not in VARIANTS:
+        raise UserError(f"--adpit must be one of {', '.join(VARIANTS)}, got '{adpit}'")
+    cfg = NgccTrainConfig(scene, scenes, val_scenes, epochs, batch_size, lr, sigma, targets, adpit, size=size, device=resolve_device(device),
                           seed=seed, workers=workers, audio_dir=str(audio_dir) if audio_dir else None)
     with progress_bar() as progress:
         tasks: dict[str, int] = {}

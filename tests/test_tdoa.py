@@ -169,6 +169,8 @@ def bad_inputs(tmp_path, small_recording):
     truncated.write_bytes((small_recording / "audio.wav").read_bytes()[:30])
     text = tmp_path / "text.wav"
     text.write_text("not audio")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
     three_mics = tmp_path / "three.csv"
     write_mics(three_mics, ["a", "b", "c"], rec.mics[:3])
     bad_rows = tmp_path / "badrows.csv"
@@ -180,6 +182,7 @@ def bad_inputs(tmp_path, small_recording):
         ([silent_wav, "--mics", mics], ["silent"]),
         ([truncated, "--mics", mics], ["not a readable audio file"]),
         ([text, "--mics", mics], ["not a readable audio file"]),
+        ([empty, "--mics", mics], ["empty"]),
         ([tmp_path / "missing.wav", "--mics", mics], ["no such"]),
         ([wav, "--mics", three_mics], ["4 channels", "3 microphones"]),
         ([wav, "--mics", bad_rows], ["line 3"]),
@@ -188,11 +191,14 @@ def bad_inputs(tmp_path, small_recording):
     ]
 
 
-def test_bad_input_gives_one_line_error_and_no_output(cli, small_recording, tmp_path):
+@pytest.mark.parametrize("command", ["tdoa", "locate"])
+def test_bad_input_gives_one_line_error_and_no_output(cli, small_recording, tmp_path, command):
     for args, fragments in bad_inputs(tmp_path, small_recording):
+        if command == "locate" and "--method" in args:
+            continue  # locate's --method names localization methods: tested in test_locate
         out = tmp_path / "out.csv"
-        assert_one_line_error(cli("tdoa", *args, "--out", out), *fragments)
-        assert not out.exists(), args
+        assert_one_line_error(cli(command, *args, "--out", out), *fragments)
+        assert not out.exists() and not out.with_suffix(".png").exists(), args
 
 
 def test_ngcc_method_checks_the_checkpoint_range(cli, small_recording, tmp_path):
@@ -205,3 +211,40 @@ def test_ngcc_method_checks_the_checkpoint_range(cli, small_recording, tmp_path)
     result = cli("tdoa", small_recording, "--method", "ngcc", "--checkpoint", ckpt, "--out", tmp_path / "n.csv")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "n.csv").read_text().count("\n") > 10
+
+
+def test_multi_target_lag_targets_use_the_dummy_track_layout():
+    from sslkit.models.ngcc import multi_lag_targets
+
+    tau = torch.tensor([[2.0, float("nan"), float("nan")], [float("nan"), -1.0, 3.0], [0.0, 1.0, -2.0]])
+    target = multi_lag_targets(tau, max_tau=4, n_tracks=3)[:, 0, :, :, 0]  # (B, 6, 1+9)
+    assert target.shape == (3, 6, 10)
+    assert target[0, 0, 0] == 1 and target[0, 0, 1:].argmax() - 4 == 2 and target[0, 1:, 0].sum() == 0  # A0
+    assert target[1, [1, 2], 0].tolist() == [1, 1] and (target[1, [1, 2], 1:].argmax(-1) - 4).tolist() == [-1, 3]  # B0 B1
+    assert target[2, 3:, 0].tolist() == [1, 1, 1] and (target[2, 3:, 1:].argmax(-1) - 4).tolist() == [0, 1, -2]  # C0 C1 C2
+
+
+def test_multi_target_loss_is_permutation_invariant():
+    from sslkit.models.train_ngcc import ngcc_loss
+
+    logits = torch.randn(4, 3, 9)
+    tau = torch.tensor([[1.0, -2.0, float("nan")]] * 4)
+    loss = ngcc_loss(logits, tau, 4, 0.0, "bradpit")
+    swapped = ngcc_loss(logits[:, [1, 0, 2]], tau, 4, 0.0, "baseline")
+    torch.testing.assert_close(loss, swapped)
+
+
+def test_train_ngcc_cli_tiny_run_writes_run_folder_and_resumes(cli, tmp_path):
+    from sslkit.models.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    args = ["train-ngcc", "--scenes", 4, "--val-scenes", 2, "--batch-size", 4, "--workers", 1, "--device", "cpu", "--out", out]
+    result = cli(*args, "--epochs", 1)
+    assert result.exit_code == 0, result.output
+    for name in ("best.pt", "last.pt", "metrics.csv", "learning_curve.png", "config.yaml"):
+        assert (out / name).is_file(), name
+    assert cli(*args, "--epochs", 2, "--resume").exit_code == 0
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3  # header + epochs 1 and 2
+    model, meta = load_checkpoint(out / "best.pt")
+    assert meta["model"] == "ngcc-phat" and model.max_tau == 24 and meta["metrics"]["epoch"] >= 1
+    assert_one_line_error(cli("train-ngcc", "--size", "huge", "--out", out), "--size")
