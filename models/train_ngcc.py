@@ -36,6 +36,7 @@ class NgccTrainConfig:
     scene: str = "ngcc-train"
     scenes: int = 2000
     val_scenes: int = 200
+    windows_per_scene: int = 1
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
@@ -98,7 +99,8 @@ def train_ngcc(
 ) -> dict:
     """Train (or resume) NGCC-PHAT; writes last.pt, best.pt, metrics.csv, learning_curve.png, config.yaml.
 
-    Each epoch draws one random non-silent window and mic pair per training scene (as in Paper V).
+    Each epoch draws ``windows_per_scene`` random non-silent windows and mic pairs per training
+    scene (one, as in Paper V, by default).
     Returns the final epoch's metrics.
     """
     from sslkit.sims.scene import load_template
@@ -112,7 +114,7 @@ def train_ngcc(
     model_args = {**MODEL_SIZES[cfg.size], **cfg.model, "fs": fs, "max_tau": pair_max_tau(train_bank, fs, cfg.c), "n_outputs": cfg.targets}
     model = NGCCPHAT(**model_args).to(cfg.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    steps_per_epoch = math.ceil(len(train_bank.recordings) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(train_bank.recordings) * cfg.windows_per_scene / cfg.batch_size)
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch)
     rng = np.random.default_rng(cfg.seed)
     val_batch = val_bank.sample(min(1024, 8 * len(val_bank.recordings)), np.random.default_rng(cfg.seed + 1), cfg.c, cfg.targets)

@@ -325,6 +325,7 @@ def train_ngcc_command(
     out: Path = typer.Option(Path("runs/ngcc"), "--out", "-o", help="Run folder (checkpoints, metrics.csv, learning_curve.png)."),
     scenes: int = typer.Option(2000, "--scenes", min=1, help="Training rooms simulated (one window each per epoch)."),
     val_scenes: int = typer.Option(200, "--val-scenes", min=1, help="Validation rooms (disjoint draws)."),
+    windows_per_scene: int = typer.Option(1, "--windows-per-scene", min=1, help="Windows drawn from each room per epoch."),
     epochs: int = typer.Option(30, "--epochs", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine schedule)."),
@@ -354,7 +355,7 @@ def train_ngcc_command(
 
     if adpit not in VARIANTS:
         raise UserError(f"--adpit must be one of {', '.join(VARIANTS)}, got '{adpit}'")
-    cfg = NgccTrainConfig(scene, scenes, val_scenes, epochs, batch_size, lr, sigma, targets, adpit, size=size, device=resolve_device(device),
+    cfg = NgccTrainConfig(scene, scenes, val_scenes, windows_per_scene, epochs, batch_size, lr, sigma, targets, adpit, size=size, device=resolve_device(device),
                           seed=seed, workers=workers, audio_dir=str(audio_dir) if audio_dir else None)
     with progress_bar() as progress:
         tasks: dict[str, int] = {}
