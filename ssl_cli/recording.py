@@ -211,20 +211,6 @@ def _read_table(path: Path, required: Sequence[str]) -> tuple[list[str], list[li
     return header, rows[1:]
 
 
-def _column_floats(path: Path, header: list[str], rows: list[list[str]], names: Sequence[str]) -> np.ndarray:
-    """Parse the named columns as floats, shape (n_rows, len(names)); errors name the line."""
-    idx = [header.index(n) for n in names]
-    out = np.empty((len(rows), len(names)))
-    for r, row in enumerate(rows):
-        try:
-            out[r] = [float(row[i]) for i in idx]
-        except (ValueError, IndexError):
-            raise InputFileError(path, f"line {r + 2}: expected numbers in {','.join(names)}, got {','.join(row)}") from None
-    if not np.all(np.isfinite(out)):
-        raise InputFileError(path, "contains NaN or infinite values")
-    return out
-
-
 def read_csv_columns(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Numeric columns of a CSV by name; 'nan' and empty cells become NaN, other text is an error."""
     header, rows = _read_table(path, required)
@@ -245,7 +231,10 @@ def read_mics(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     header, rows = _read_table(path, ["mic_id", "x", "y", "z"])
     if not rows:
         raise InputFileError(path, "no microphone rows")
-    xyz = _column_floats(path, header, rows, ["x", "y", "z"])
+    cols = read_csv_columns(path, ["x", "y", "z"])
+    xyz = np.stack([cols["x"], cols["y"], cols["z"]], axis=1)
+    if not np.all(np.isfinite(xyz)):
+        raise InputFileError(path, "contains NaN or empty coordinates")
     ids = [row[header.index("mic_id")].strip() for row in rows]
     if len(set(ids)) != len(ids):
         raise InputFileError(path, "duplicate mic_id values")
@@ -258,10 +247,10 @@ def write_mics(path: str | os.PathLike, ids: Sequence[str], xyz: np.ndarray) -> 
 
 def read_sources(path: str | os.PathLike) -> SourceTrack:
     """Read ``sources.csv`` (``time,source_id,x,y,z``)."""
-    path = Path(path)
-    header, rows = _read_table(path, ["time", "source_id", "x", "y", "z"])
-    values = _column_floats(path, header, rows, ["time", "source_id", "x", "y", "z"])
-    return SourceTrack(values[:, 0], values[:, 1].astype(int), values[:, 2:5])
+    cols = read_csv_columns(Path(path), ["time", "source_id", "x", "y", "z"])
+    if not all(np.all(np.isfinite(v)) for v in cols.values()):
+        raise InputFileError(path, "contains NaN or empty values")
+    return SourceTrack(cols["time"], cols["source_id"].astype(int), np.stack([cols["x"], cols["y"], cols["z"]], axis=1))
 
 
 def write_sources(path: str | os.PathLike, track: SourceTrack) -> None:
