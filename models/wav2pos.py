@@ -1,0 +1,157 @@
+"""wav2pos (Paper VII): a masked autoencoder over raw audio and microphone coordinates.
+
+Tokens are an audio token per microphone (a linear projection of its N samples) and a coordinate
+token per microphone (a point-wise MLP with batch norm), plus the source, which has index 0: its
+coordinate is always a mask token, its audio is the known source signal when there is one (setup
+1b) and a mask token otherwise. The encoder sees only the non-masked tokens; learnable mask tokens
+fill the gaps before the decoder, and a pairwise message γ links the audio and coordinate tokens
+of the same microphone (no positional encoding: the source estimate is invariant to the mic
+order). A TDOA module pools φ(R_ij, y_i, y_j) over all ordered pairs of non-masked audio, with R_ij
+from a frozen NGCC-PHAT computed in one batched call. Heads ψ predict the source and the masked
+mic coordinates from [y, z, q]; a linear head reconstructs (denoises) the non-masked audio.
+
+Shapes: audio (B, 1+M, N) with row 0 the source signal (zeros if unknown), coords (B, 1+M, 3)
+with row 0 ignored, audio_known / coord_known (B, 1+M) bool.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sslkit.models.ngcc import NGCCPHAT
+
+
+def mlp(d_in: int, d_hidden: int, d_out: int, norm: bool = False) -> nn.Sequential:
+    """One hidden layer with GELU (and batch norm over tokens when ``norm``)."""
+    layers: list[nn.Module] = [nn.Linear(d_in, d_hidden)]
+    if norm:
+        layers.append(TokenBatchNorm(d_hidden))
+    layers += [nn.GELU(), nn.Linear(d_hidden, d_out)]
+    return nn.Sequential(*layers)
+
+
+class TokenBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d over the last dimension of (B, T, d) tokens."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class Wav2Pos(nn.Module):
+    """wav2pos with the paper's defaults (d = 256, D = 4, N = 2048 at 16 kHz).
+
+    Args:
+        n_samples: N, samples per audio token.
+        dim, depth, heads: transformer width, blocks in encoder and in decoder, attention heads.
+        center, scale: coordinates are normalised as (r − center) / scale inside the model.
+        ngcc: NGCC-PHAT config for the TDOA module (None: no TDOA features).
+    """
+
+    def __init__(
+        self,
+        n_samples: int = 2048,
+        fs: int = 16000,
+        dim: int = 256,
+        depth: int = 4,
+        heads: int = 8,
+        center: tuple[float, float, float] = (3.5, 4.0, 1.0),
+        scale: float = 4.0,
+        ngcc: dict | None = None,
+    ):
+        super().__init__()
+        self.config = dict(n_samples=n_samples, fs=fs, dim=dim, depth=depth, heads=heads, center=list(center), scale=scale, ngcc=ngcc)
+        self.n_samples, self.fs = n_samples, fs
+        self.register_buffer("center", torch.tensor(center, dtype=torch.float32), persistent=False)
+        self.scale = scale
+        self.audio_embed = nn.Linear(n_samples, dim)
+        self.coord_embed = mlp(3, dim, dim, norm=True)
+        self.modality = nn.ParameterDict({k: nn.Parameter(torch.randn(dim) * 0.02) for k in ("enc_audio", "enc_coord", "dec_audio", "dec_coord")})
+        self.mask_token = nn.ParameterDict({k: nn.Parameter(torch.randn(dim) * 0.02) for k in ("audio", "coord", "source")})
+
+        def blocks() -> nn.TransformerEncoder:
+            layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+            return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+
+        self.encoder, self.decoder = blocks(), blocks()
+        self.gamma_a2c, self.gamma_c2a = mlp(dim, dim, dim), mlp(dim, dim, dim)
+        self.audio_head = nn.Linear(dim, n_samples)
+        self.ngcc = NGCCPHAT(**ngcc) if ngcc else None
+        if self.ngcc is not None:
+            self.ngcc.requires_grad_(False)
+            self.phi = mlp(self.ngcc.n_lags + 2 * dim, dim, dim)
+        self.psi_source = mlp(3 * dim, dim, 3)
+        self.psi_mic = mlp(3 * dim, dim, 3)
+
+    def forward(self, audio: torch.Tensor, coords: torch.Tensor, audio_known: torch.Tensor, coord_known: torch.Tensor) -> dict[str, torch.Tensor]:
+        b, m1, _ = audio.shape
+        coord_known = coord_known.clone()
+        coord_known[:, 0] = False  # the source position is what we predict
+        x_audio = self.audio_embed(audio) + self.modality["enc_audio"]
+        x_coord = self.coord_embed((coords - self.center) / self.scale) + self.modality["enc_coord"]
+        tokens = torch.cat([x_audio, x_coord], dim=1)  # (B, 2(1+M), d)
+        known = torch.cat([audio_known, coord_known], dim=1)
+        encoded = self.encoder(tokens, src_key_padding_mask=~known)
+        enc_audio, enc_coord = encoded[:, :m1], encoded[:, m1:]
+        z = encoded.masked_fill(~known[..., None], -torch.inf).amax(dim=1)  # (B, d) max over non-masked tokens
+        t_audio = torch.where(audio_known[..., None], enc_audio, self.mask_token["audio"])
+        coord_fill = torch.cat([self.mask_token["source"].expand(b, 1, -1), self.mask_token["coord"].expand(b, m1 - 1, -1)], dim=1)
+        t_coord = torch.where(coord_known[..., None], enc_coord, coord_fill)
+        y_audio = t_audio + self.modality["dec_audio"] + self.gamma_c2a(t_coord)
+        y_coord = t_coord + self.modality["dec_coord"] + self.gamma_a2c(t_audio)
+        decoded = self.decoder(torch.cat([y_audio, y_coord], dim=1))
+        dec_audio, dec_coord = decoded[:, :m1], decoded[:, m1:]
+        q = self.tdoa_feature(audio, audio_known, dec_coord) if self.ngcc is not None else torch.zeros_like(z)
+        head_in = torch.cat([dec_coord, z[:, None].expand(-1, m1, -1), q[:, None].expand(-1, m1, -1)], dim=-1)
+        source = self.psi_source(head_in[:, 0]) * self.scale + self.center
+        mics = self.psi_mic(head_in[:, 1:]) * self.scale + self.center
+        return {"source": source, "mics": mics, "audio": self.audio_head(dec_audio)}
+
+    def tdoa_feature(self, audio: torch.Tensor, audio_known: torch.Tensor, dec_coord: torch.Tensor) -> torch.Tensor:
+        """q = max over ordered pairs (i ≠ j) of non-masked mic audio of φ(R_ij, y_i, y_j). → (B, d)
+
+        All M(M−1) NGCC-PHAT correlations come from one batched call (each mic filtered once).
+        """
+        m = audio.shape[1] - 1  # microphones 1..M (the source row is not a mic)
+        i, j = torch.meshgrid(torch.arange(1, m + 1), torch.arange(1, m + 1), indexing="ij")
+        off = i != j
+        pairs = torch.stack([i[off], j[off]], dim=1).to(audio.device)  # (P, 2)
+        with torch.no_grad():
+            r = torch.softmax(self.ngcc.pair_logits(audio, pairs)[:, :, 0], dim=-1)  # (B, P, L)
+        feats = self.phi(torch.cat([r, dec_coord[:, pairs[:, 0]], dec_coord[:, pairs[:, 1]]], dim=-1))  # (B, P, d)
+        valid = audio_known[:, pairs[:, 0]] & audio_known[:, pairs[:, 1]]
+        return feats.masked_fill(~valid[..., None], -torch.inf).amax(dim=1).nan_to_num(neginf=0.0)
+
+
+def wav2pos_loss(
+    out: dict[str, torch.Tensor], audio_clean: torch.Tensor, source: torch.Tensor, mics: torch.Tensor,
+    audio_known: torch.Tensor, coord_known: torch.Tensor, weights: tuple[float, float, float] = (0.1, 1.0, 1.0),
+) -> torch.Tensor:
+    """Equation (3): λ_audio · MSE on non-masked (clean) audio + λ_source · ‖r̂₀ − r₀‖² + λ_mic · masked mic error.
+
+    audio_clean (B, 1+M, N); source (B, 3); mics (B, M, 3); masks (B, 1+M).
+    """
+    lam_audio, lam_source, lam_mic = weights
+    audio_err = ((out["audio"] - audio_clean) ** 2).sum(-1)  # (B, 1+M)
+    audio_term = (audio_err * audio_known).sum(1) / audio_known.sum(1).clamp(min=1)
+    source_term = ((out["source"] - source) ** 2).sum(-1)
+    masked_mics = ~coord_known[:, 1:]
+    mic_err = ((out["mics"] - mics) ** 2).sum(-1)
+    mic_term = (mic_err * masked_mics).sum(1) / masked_mics.sum(1).clamp(min=1)
+    return (lam_audio * audio_term + lam_source * source_term + lam_mic * mic_term).mean()
+
+
+def random_masks(b: int, m: int, generator: torch.Generator, min_known: int = 5, p_mask: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paper VII's random masking: never both audio and coordinate of one mic, |S ∩ R| ≥ min_known.
+
+    Returns audio_known, coord_known of shape (B, 1+M): row 0 (the source) has unknown audio and
+    coordinate. Each mic loses its audio or its coordinate (never both) with probability ``p_mask``,
+    except ``min_known`` randomly chosen mics that keep both.
+    """
+    masked = torch.rand(b, m, generator=generator) < p_mask
+    which = torch.rand(b, m, generator=generator) < 0.5  # True: mask audio, False: mask coordinate
+    keep = torch.argsort(torch.rand(b, m, generator=generator), dim=1)[:, : min(min_known, m)]
+    masked.scatter_(1, keep, False)
+    audio_known = torch.cat([torch.zeros(b, 1, dtype=torch.bool), ~(masked & which)], dim=1)
+    coord_known = torch.cat([torch.zeros(b, 1, dtype=torch.bool), ~(masked & ~which)], dim=1)
+    return audio_known, coord_known
