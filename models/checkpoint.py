@@ -15,8 +15,9 @@ from sslkit.errors import InputFileError
 def model_registry() -> dict[str, type]:
     """Model name → class; imported lazily so that loading one model does not import all."""
     from sslkit.models.ngcc import NGCCPHAT
+    from sslkit.models.wav2pos import Wav2Pos
 
-    return {"ngcc-phat": NGCCPHAT}
+    return {"ngcc-phat": NGCCPHAT, "wav2pos": Wav2Pos}
 
 
 def shipped_checkpoint(name: str) -> Path:

@@ -19,7 +19,8 @@ from torch import nn
 
 from sslkit.models.sincnet import SincConv
 
-PHAT_EPS = 1e-12
+PAIR_CHUNK_ELEMENTS = 2**23
+"""Complex elements of pair cross-spectra processed at once in ``pair_logits`` (64 MB)."""
 
 
 class CircularConvBlock(nn.Module):
@@ -86,27 +87,37 @@ class NGCCPHAT(nn.Module):
         """f: (B, N) signals → (B, L, N) filtered channels."""
         return self.features_cnn(self.sinc_norm(self.sinc(x[:, None])))
 
-    def correlate(self, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
-        """Circular GCC-PHAT channel by channel at lags −τmax…τmax: (B, L, N) × 2 → (B, L, 2τmax+1)."""
-        cross = torch.fft.rfft(y1) * torch.fft.rfft(y2).conj()
-        r = torch.fft.irfft(cross / (cross.abs() + PHAT_EPS), n=y1.shape[-1])
+    @staticmethod
+    def whitened_spectra(y: torch.Tensor) -> torch.Tensor:
+        """Y/|Y| of each channel: PHAT of a cross-spectrum factorises into the two signals' phases."""
+        return torch.sgn(torch.fft.rfft(y))
+
+    def correlate_spectra(self, s1: torch.Tensor, s2: torch.Tensor, n: int) -> torch.Tensor:
+        """Circular GCC-PHAT from whitened spectra at lags −τmax…τmax: (..., K) × 2 → (..., 2τmax+1)."""
+        r = torch.fft.irfft(s1 * s2.conj(), n=n)
         return torch.cat([r[..., -self.max_tau :], r[..., : self.max_tau + 1]], dim=-1)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        feats = self.features(torch.cat([x1, x2]))
-        y1, y2 = feats.chunk(2)
-        return self.head(self.correlate(y1, y2))
+        spectra = self.whitened_spectra(self.features(torch.cat([x1, x2])))
+        s1, s2 = spectra.chunk(2)
+        return self.head(self.correlate_spectra(s1, s2, x1.shape[-1]))
 
     def pair_logits(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        """Logits for many pairs of one frame batch, filtering each mic once.
+        """Logits for many pairs of one frame batch: each mic is filtered and transformed once, and
+        frames go through the pair correlations in chunks that bound memory.
 
         Shape: frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1).
         """
         f, m, n = frames.shape
-        feats = self.features(frames.reshape(f * m, n)).reshape(f, m, -1, n)
-        y1 = feats[:, pairs[:, 0]].flatten(0, 1)
-        y2 = feats[:, pairs[:, 1]].flatten(0, 1)
-        return self.head(self.correlate(y1, y2)).reshape(f, len(pairs), self.n_outputs, self.n_lags)
+        spectra = self.whitened_spectra(self.features(frames.reshape(f * m, n))).reshape(f, m, -1, n // 2 + 1)
+        per_frame = len(pairs) * spectra.shape[2] * spectra.shape[3]
+        chunk = max(1, PAIR_CHUNK_ELEMENTS // per_frame)
+        out = []
+        for s in range(0, f, chunk):
+            block = spectra[s : s + chunk]
+            corr = self.correlate_spectra(block[:, pairs[:, 0]], block[:, pairs[:, 1]], n)  # (f', P, L, lags)
+            out.append(self.head(corr.flatten(0, 1)).reshape(len(block), len(pairs), self.n_outputs, self.n_lags))
+        return torch.cat(out)
 
 
 def lag_targets(tau_samples: torch.Tensor, max_tau: int, sigma: float = 0.0) -> torch.Tensor:

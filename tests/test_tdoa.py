@@ -248,3 +248,14 @@ def test_train_ngcc_cli_tiny_run_writes_run_folder_and_resumes(cli, tmp_path):
     model, meta = load_checkpoint(out / "best.pt")
     assert meta["model"] == "ngcc-phat" and model.max_tau == 24 and meta["metrics"]["epoch"] >= 1
     assert_one_line_error(cli("train-ngcc", "--size", "huge", "--out", out), "--size")
+
+
+def test_sinc_conv_fft_path_equals_circular_conv1d():
+    import torch.nn.functional as F
+
+    from sslkit.models.sincnet import SincConv
+
+    layer = SincConv(8, 127, FS)
+    x = torch.randn(3, 1, 512)
+    expected = F.conv1d(F.pad(x, (63, 63), mode="circular"), layer.filters())
+    torch.testing.assert_close(layer(x), expected, atol=1e-4, rtol=1e-4)
