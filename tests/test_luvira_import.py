@@ -1,0 +1,58 @@
+"""`sslkit import-luvira` on a small fake folder in the LuViRA layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import soundfile as sf
+
+from conftest import assert_one_line_error
+from sslkit.recording import load_recording, room_channels
+
+SRC_FS = 96000
+
+
+def fake_luvira(folder, n_mics: int = 5, seconds: float = 1.0, mocap_mics: bool = True):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(1, n_mics + 2):  # the last track is the near-source mic
+        sf.write(folder / f"Track {k}.wav", 0.1 * rng.standard_normal(int(seconds * SRC_FS)), SRC_FS, subtype="FLOAT")
+    mics_mm = rng.uniform(-3000, 3000, (n_mics, 3))
+    if mocap_mics:  # motion capture: one x/y/z column triple per mic, 20 noisy rows
+        header = ",".join(f"Mic{k} X,Mic{k} Y,Mic{k} Z" for k in range(1, n_mics + 1))
+        rows = [",".join(f"{v:.2f}" for v in (mics_mm + rng.normal(0, 1, mics_mm.shape)).ravel()) for _ in range(20)]
+        (folder / "mics.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    else:
+        np.savetxt(folder / "mics.txt", mics_mm, fmt="%.2f")
+    t = np.arange(0, seconds, 0.01)
+    speaker = np.stack([1000 * np.cos(t), 500 * t, 1200 + 0 * t], 1)
+    lines = ["Frame,Time,Speaker X,Speaker Y,Speaker Z"] + [f"{i},{ti:.2f},{x:.1f},{y:.1f},{z:.1f}" for i, (ti, (x, y, z)) in enumerate(zip(t, speaker))]
+    (folder / "mocap.csv").write_text("\n".join(lines) + "\n")
+    return mics_mm, t, speaker
+
+
+def test_import_luvira_converts_units_rates_and_near_channel(cli, tmp_path):
+    mics_mm, t, speaker = fake_luvira(tmp_path / "speech3")
+    out = tmp_path / "rec"
+    result = cli("import-luvira", tmp_path / "speech3", "--mic-positions", tmp_path / "speech3" / "mics.csv",
+                 "--truth", tmp_path / "speech3" / "mocap.csv", "--out", out, "--shift", "3.5,4,0")
+    assert result.exit_code == 0, result.output
+    rec = load_recording(out)
+    assert rec.fs == 16000 and rec.audio.shape == (16000, 6)
+    np.testing.assert_allclose(rec.mics[:5], mics_mm / 1000 + [3.5, 4.0, 0.0], atol=2e-3)  # median of noisy frames
+    assert room_channels(rec).n_mics == 5
+    np.testing.assert_allclose(rec.sources.xyz[10], speaker[10] / 1000 + [3.5, 4.0, 0.0], atol=1e-4)  # file has 0.1 mm
+
+
+def test_import_luvira_static_table_and_errors(cli, tmp_path):
+    fake_luvira(tmp_path / "music1", mocap_mics=False)
+    folder = tmp_path / "music1"
+    result = cli("import-luvira", folder, "--mic-positions", folder / "mics.txt", "--truth", folder / "mocap.csv",
+                 "--map", "time=Time,x=Speaker X,y=Speaker Y,z=Speaker Z")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "music1-sslkit" / "audio.wav").is_file()
+    assert_one_line_error(cli("import-luvira", folder, "--mic-positions", folder / "mics.txt", "--truth", folder / "mocap.csv",
+                              "--map", "x=Nope", "--out", tmp_path / "bad"), "no column 'Nope'")
+    (folder / "Track 3.wav").unlink()
+    assert_one_line_error(cli("import-luvira", folder, "--mic-positions", folder / "mics.txt", "--truth", folder / "mocap.csv",
+                              "--out", tmp_path / "bad"), "not 1..")
+    assert not (tmp_path / "bad").exists()
