@@ -35,6 +35,9 @@ class MultilatOptions:
     threshold: float = 0.1
     min_inliers: int | None = None
     refine_iterations: int = 10
+    neighbours: int = 4
+    """Each frame also tries the best hypotheses of this many frames on either side (a source
+    moves little between frames, so a neighbour's good solution rescues an unlucky draw)."""
     dims: int = 3
     height: float | None = None
     bounds: np.ndarray | None = None
@@ -159,6 +162,21 @@ def prescreen(cand: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: n
     return np.take_along_axis(cand, top[..., None], axis=1)
 
 
+def share_neighbours(best: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, threshold: float, width: int) -> np.ndarray:
+    """For each frame, the best of its own hypothesis and those of the ``width`` frames on each
+    side, scored on the frame's own measurements. (F, 3) → (F, 3)."""
+    if width == 0 or len(best) < 2:
+        return best
+    f_count = len(best)
+    offsets = np.arange(-width, width + 1)
+    idx = np.clip(np.arange(f_count)[:, None] + offsets, 0, f_count - 1)
+    cand = best[idx]  # (F, 2w+1, 3)
+    resid = inlier_residuals(np.nan_to_num(cand, nan=1e6), mics, pairs, measured)
+    score = (resid < threshold).sum(-1) - np.clip(resid, 0, threshold).mean(-1) / threshold
+    score[np.isnan(cand).any(-1)] = -np.inf
+    return cand[np.arange(f_count), score.argmax(axis=1)]
+
+
 def ransac_multilaterate(
     mics: np.ndarray, pairs: np.ndarray, tdoa: np.ndarray, opts: MultilatOptions, scores: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -192,6 +210,7 @@ def ransac_multilaterate(
     score = (resid < opts.threshold).sum(-1) - np.clip(resid, 0, opts.threshold).mean(-1) / opts.threshold
     score[np.isnan(cand).any(-1)] = -1
     best = cand[np.arange(f_count), score.argmax(axis=1)]  # (F, 3)
+    best = share_neighbours(best, mics, pairs, measured, opts.threshold, opts.neighbours)
     xyz, rms, n_in = refine(best, mics, pairs, measured, opts, free)
     min_inliers = opts.min_inliers or default_min_inliers(n_pairs, dims)
     fail = (n_in < min_inliers) | np.isnan(xyz).any(-1)
