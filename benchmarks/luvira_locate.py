@@ -1,10 +1,12 @@
-"""Localization on held-out `luvira-test` recordings: multilat (GCC-PHAT), multilat (NGCC-PHAT), SRP-PHAT.
+"""Paper VII Tables 1–2 on held-out `luvira-test` recordings: multilat (GCC-PHAT), multilat
+(NGCC-PHAT), SRP-PHAT and wav2pos with 11, 9, 7 and 5 microphones.
 
 Simulates --recordings held-out recordings (test voices and melodies, scene indices disjoint from
-any training draw), locates every hop with each method and prints MAE (errors capped at 3 m, as in
-Paper VII), accuracy at 30 cm and the real-time factor on this machine, as JSON.
+any training draw). For each mic count every recording uses one random subset of its mics (the
+same subset for every method). Prints MAE (errors capped at 3 m, as in Paper VII) with its 95 %
+bootstrap interval, accuracy at 30 cm and each method's real-time factor on this machine, as JSON.
 
-    python benchmarks/luvira_locate.py --recordings 10 --ngcc runs/ngcc-luvira/best.pt
+    python benchmarks/luvira_locate.py --recordings 10 --ngcc runs/ngcc-luvira/best.pt --wav2pos runs/wav2pos/best.pt
 """
 
 import argparse
@@ -24,27 +26,41 @@ TEST_INDEX_OFFSET = 3_000_000
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--recordings", type=int, default=10)
 parser.add_argument("--duration", type=float, default=10.0)
+parser.add_argument("--mic-counts", default="11,9,7,5")
 parser.add_argument("--ngcc", default=None, help="NGCC-PHAT checkpoint for the LuViRA array")
+parser.add_argument("--wav2pos", default=None, help="wav2pos checkpoint")
+parser.add_argument("--no-srp", action="store_true")
 parser.add_argument("--device", default="cpu")
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
 template = {**load_template("luvira-test"), "duration": args.duration}
-recordings = [room_channels(r) for r in simulate_many(template, list(range(TEST_INDEX_OFFSET, TEST_INDEX_OFFSET + args.recordings)), args.seed)]
-methods = {"multilat (GCC-PHAT)": ("multilat", LocateOptions(device=args.device)),
-           "SRP-PHAT": ("srp-phat", LocateOptions(device=args.device))}
+indices = list(range(TEST_INDEX_OFFSET, TEST_INDEX_OFFSET + args.recordings))
+full = simulate_many(template, indices, args.seed)
+recordings = [room_channels(r) for r in full]
+methods = {"multilat (GCC-PHAT)": ("multilat", {})}
 if args.ngcc:
-    methods["multilat (NGCC-PHAT)"] = ("multilat", LocateOptions(tdoa_method="ngcc", checkpoint=args.ngcc, device=args.device))
+    methods["multilat (NGCC-PHAT)"] = ("multilat", {"tdoa_method": "ngcc", "checkpoint": args.ngcc})
+if not args.no_srp:
+    methods["SRP-PHAT"] = ("srp-phat", {})
+if args.wav2pos:
+    methods["wav2pos"] = ("wav2pos", {"checkpoint": args.wav2pos})
+rng = np.random.default_rng(args.seed)
 results = {}
-for name, (method, opts) in methods.items():
-    errors, seconds = [], 0.0
-    for rec in recordings:
-        start = time.perf_counter()
-        track = locate(rec, method, opts)
-        seconds += time.perf_counter() - start
-        errors.append(position_errors(track, rec.sources, truncate=3.0))
-    summary = summarize_errors(np.concatenate(errors), threshold=0.3)
-    results[name] = {"mae_cm": summary["mae_m"] * 100, "mae_ci_cm": [v * 100 for v in summary["mae_ci_m"]],
-                     "acc_30cm": summary["accuracy"] * 100, "frames": summary["n"],
-                     "real_time_factor": seconds / sum(r.duration for r in recordings)}
-print(json.dumps({"recordings": args.recordings, "duration_s": args.duration, "mics": 11, "results": results}, indent=2))
+for count in (int(c) for c in args.mic_counts.split(",")):
+    subsets = [sorted(rng.choice(r.mic_ids, count, replace=False), key=int) for r in recordings]
+    for name, (method, extra) in methods.items():
+        errors, seconds = [], 0.0
+        for rec, subset in zip(recordings, subsets):
+            opts = LocateOptions(device=args.device, use_mics=subset, **extra)
+            start = time.perf_counter()
+            track = locate(rec, method, opts)
+            seconds += time.perf_counter() - start
+            errors.append(position_errors(track, rec.sources, truncate=3.0))
+        s = summarize_errors(np.concatenate(errors), threshold=0.3)
+        results[f"{name}, {count} mics"] = {
+            "mae_cm": round(s["mae_m"] * 100, 1), "mae_ci_cm": [round(v * 100, 1) for v in s["mae_ci_m"]],
+            "acc_30cm": round(s["accuracy"] * 100, 1), "frames": s["n"],
+            "real_time_factor": round(seconds / sum(r.duration for r in recordings), 3),
+        }
+print(json.dumps({"recordings": args.recordings, "duration_s": args.duration, "results": results}, indent=2))
