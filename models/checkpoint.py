@@ -25,6 +25,11 @@ def shipped_checkpoint(name: str) -> Path:
     return Path(str(resources.files("sslkit.models") / "checkpoints" / f"{name}.pt"))
 
 
+def shipped_checkpoints() -> list[Path]:
+    """All checkpoints shipped in the package, sorted by name."""
+    return sorted(Path(str(resources.files("sslkit.models") / "checkpoints")).glob("*.pt"))
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, name: str, **meta) -> None:
     """Write weights with the model name, constructor args, versions and any metadata, atomically."""
     from sslkit import __version__

@@ -265,7 +265,7 @@ def tdoa(
     recording: Path = typer.Argument(..., help="Recording folder, or a multichannel audio file with --mics."),
     mics: Optional[Path] = typer.Option(None, "--mics", help="mics.csv (default: the one in the recording folder)."),
     method: str = typer.Option("gcc-phat", "--method", help="gcc-phat or ngcc."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="NGCC-PHAT checkpoint (default: the shipped one)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="NGCC-PHAT checkpoint (default: the shipped one that covers the array)."),
     frame: int = typer.Option(2048, "--frame", min=16, help="Frame length in samples."),
     hop: int = typer.Option(1024, "--hop", min=1, help="Hop between frames in samples."),
     pairs: str = typer.Option("all", "--pairs", help="all, ref:K, or a list such as 1-2,1-3."),

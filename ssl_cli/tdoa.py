@@ -84,13 +84,36 @@ def gcc_scores(frames: torch.Tensor, pairs: np.ndarray, max_lag: int, opts: Tdoa
     return gcc(frames, pairs, max_lag, opts.weighting, opts.beta, opts.upsample), opts.upsample
 
 
+def pick_shipped_ngcc(max_lag: int, fs: int) -> str:
+    """The shipped NGCC-PHAT checkpoint with the smallest lag range that covers ``max_lag`` at ``fs``."""
+    import torch
+
+    from sslkit.models.checkpoint import shipped_checkpoints
+
+    fitting = []
+    for path in shipped_checkpoints():
+        meta = torch.load(path, map_location="cpu", weights_only=False)
+        cfg = meta["config"]
+        if meta["model"] == "ngcc-phat" and cfg["fs"] == fs and cfg["max_tau"] >= max_lag:
+            fitting.append((cfg["max_tau"], str(path)))
+    if not fitting:
+        raise GeometryError(
+            f"no shipped NGCC-PHAT checkpoint covers lags up to {max_lag} samples at {fs} Hz; "
+            "train one for this array (sslkit train-ngcc --scene ...) and pass --checkpoint, or use gcc-phat"
+        )
+    return min(fitting)[1]
+
+
 class NgccScorer:
-    """Scores from an NGCC-PHAT checkpoint: softmax probabilities per lag (first output track)."""
+    """Scores from an NGCC-PHAT checkpoint: softmax probabilities per lag (first output track).
 
-    def __init__(self, checkpoint: str | None, device: str):
-        from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
+    Without a checkpoint, the shipped one that fits the array's lag range is used.
+    """
 
-        path = checkpoint or shipped_checkpoint("ngcc-phat")
+    def __init__(self, checkpoint: str | None, device: str, max_lag: int, fs: int):
+        from sslkit.models.checkpoint import load_checkpoint
+
+        path = checkpoint or pick_shipped_ngcc(max_lag, fs)
         self.model, self.meta = load_checkpoint(path, device)
         self.path = path
 
@@ -106,7 +129,7 @@ class NgccScorer:
 
 
 TDOA_METHODS: dict[str, Callable] = {"gcc-phat": gcc_scores, "ngcc": NgccScorer}
-"""TDOA methods by name; a class entry is built once per run with (checkpoint, device)."""
+"""TDOA methods by name; a class entry is built once per run with (checkpoint, device, max_lag, fs)."""
 
 
 def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | None = None, on_progress=None) -> TdoaResult:
@@ -121,7 +144,7 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | 
         raise UserError(f"--frame {opts.frame} is too short for lags up to {max_lag} samples; use at least {4 * max_lag}")
     scorer = TDOA_METHODS[method]
     if isinstance(scorer, type):
-        scorer = scorer(opts.checkpoint, opts.device)
+        scorer = scorer(opts.checkpoint, opts.device, max_lag, rec.fs)
         if scorer.model.fs != rec.fs:
             raise InputFileError(rec.path, f"sample rate {rec.fs} Hz differs from the checkpoint's {scorer.model.fs} Hz")
     audio = torch.as_tensor(rec.audio, device=opts.device)
