@@ -7,6 +7,7 @@ regenerates the same audio:
   1.25 s into the clip (files loop, so any offset plays the whole clip)
 - ``music:1234`` — a melody synthesized from seed 1234 (even seeds train, odd seeds test)
 - ``noise:white:7`` / ``noise:pink:7`` — seeded noise
+- ``event:bell:7`` — a synthesized sound event (see :mod:`sslkit.sims.events`)
 - ``file:/abs/path.wav@0.5`` — any audio file (``--audio-dir`` resolves to these)
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from sslkit.errors import ConfigError
 
-KINDS = ("speech", "music", "noise")
+KINDS = ("speech", "music", "noise", "clapping", "telephone", "footsteps", "knock", "bell", "alarm", "water")
 SPLITS = ("train", "test")
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 TEST_SPEAKER_MODULUS = 5
@@ -74,6 +75,8 @@ def draw_signal(kind: str, rng: np.random.Generator, audio_dir: str | Path | Non
         return f"music:{2 * seed + (split == 'test')}"
     if name == "noise":
         return f"noise:pink:{seed}"
+    if name not in ("speech",):
+        return f"event:{name}:{2 * seed + (split == 'test')}"
     if audio_dir is not None:
         path = rng.choice(user_audio(audio_dir, split)).resolve()
         return f"file:{path}@{_random_offset(path, rng)}"
@@ -98,6 +101,11 @@ def render_signal(ref: str, duration: float, fs: int) -> np.ndarray:
     elif kind == "noise":
         color, _, seed = arg.partition(":")
         x = colored_noise(np.random.default_rng(int(seed)), n, color)
+    elif kind == "event":
+        from sslkit.sims.events import synth_event
+
+        name, _, seed = arg.partition(":")
+        x = synth_event(name, int(seed), duration, fs)
     elif kind.startswith("speech/") or kind == "file":
         name, _, offset = arg.rpartition("@") if "@" in arg else (arg, "", "0")
         path = bundled_dir() / kind.split("/")[1] / name if kind != "file" else Path(name)

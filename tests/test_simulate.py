@@ -183,3 +183,17 @@ def test_help_has_examples(cli):
     assert "simulate" in result.output
     assert "sslkit simulate --preset" in cli("simulate", "--help").output
     assert cli("--version").output.startswith("sslkit ")
+
+
+@pytest.mark.parametrize("kind", ["speech", "music", "noise", "clapping", "telephone", "footsteps", "knock", "bell", "alarm", "water"])
+def test_every_signal_kind_renders_reproducibly_with_disjoint_splits(kind):
+    from sslkit.sims.signals import draw_signal, render_signal
+
+    train = draw_signal(kind, np.random.default_rng(0))
+    test = draw_signal(f"{kind}/test", np.random.default_rng(0))
+    assert train != test
+    x = render_signal(test, 2.0, FS)
+    assert x.shape == (2 * FS,) and np.all(np.isfinite(x)) and np.max(np.abs(x)) == pytest.approx(1.0)
+    np.testing.assert_array_equal(x, render_signal(test, 2.0, FS))
+    if kind not in ("speech",):
+        assert int(train.rsplit(":", 1)[1]) % 2 == 0 and int(test.rsplit(":", 1)[1]) % 2 == 1 or kind == "noise"
