@@ -71,12 +71,13 @@ def draw_signal(kind: str, rng: np.random.Generator, audio_dir: str | Path | Non
     if split not in SPLITS:
         raise ConfigError(f"signal '{kind}': split must be train or test")
     seed = int(rng.integers(0, 2**30))
+    split_seed = 2 * seed + (split == "test")  # even seeds train, odd seeds test
     if name == "music":
-        return f"music:{2 * seed + (split == 'test')}"
+        return f"music:{split_seed}"
     if name == "noise":
-        return f"noise:pink:{seed}"
-    if name not in ("speech",):
-        return f"event:{name}:{2 * seed + (split == 'test')}"
+        return f"noise:pink:{split_seed}"
+    if name != "speech":
+        return f"event:{name}:{split_seed}"
     if audio_dir is not None:
         path = rng.choice(user_audio(audio_dir, split)).resolve()
         return f"file:{path}@{_random_offset(path, rng)}"
