@@ -1,0 +1,57 @@
+"""SELD input features: log-mel spectrograms of every mic plus GCC-PHAT of every mic pair, on the
+DCASE2024 baseline's grid (40 ms windows, 20 ms hop, 64 mel bands; 64 GCC lags)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def hz_to_mel(f: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + f / 700.0)
+
+
+def mel_filterbank(n_fft: int, n_mels: int, fs: int, fmin: float = 50.0, fmax: float | None = None) -> torch.Tensor:
+    """Triangular HTK-mel filters, shape (n_mels, n_fft // 2 + 1), each with unit peak."""
+    fmax = fmax or fs / 2
+    edges_mel = np.linspace(hz_to_mel(np.array(fmin)), hz_to_mel(np.array(fmax)), n_mels + 2)
+    edges = 700.0 * (10 ** (edges_mel / 2595.0) - 1.0)
+    freqs = np.linspace(0, fs / 2, n_fft // 2 + 1)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up = (freqs - lower) / (centre - lower)
+    down = (upper - freqs) / (upper - centre)
+    return torch.as_tensor(np.clip(np.minimum(up, down), 0, None), dtype=torch.float32)
+
+
+class SeldFeatures(torch.nn.Module):
+    """audio (B, C, T) → features (B, C + C(C−1)/2, frames, n_mels): log-mels then pair GCC-PHATs.
+
+    Args:
+        fs: sample rate; window and hop are 40 ms and 20 ms (power-of-two FFT).
+        n_mels: mel bands, also the number of GCC lags kept (−n/2 … n/2 − 1).
+        gcc: False gives log-mels only.
+    """
+
+    def __init__(self, fs: int = 24000, n_mels: int = 64, gcc: bool = True):
+        super().__init__()
+        self.fs, self.n_mels, self.use_gcc = fs, n_mels, gcc
+        self.hop = int(round(0.02 * fs))
+        self.n_fft = 2 ** math.ceil(math.log2(0.04 * fs))
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        self.register_buffer("mel", mel_filterbank(self.n_fft, n_mels, fs), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        b, c, _ = audio.shape
+        spec = torch.stft(audio.flatten(0, 1), self.n_fft, self.hop, window=self.window, return_complex=True)
+        spec = spec.reshape(b, c, *spec.shape[1:]).transpose(2, 3)  # (B, C, frames, K)
+        logmel = torch.log(torch.einsum("bctk,mk->bctm", spec.abs() ** 2, self.mel) + 1e-8)
+        if not self.use_gcc:
+            return logmel
+        i, j = torch.triu_indices(c, c, offset=1)
+        whitened = torch.sgn(spec)
+        corr = torch.fft.irfft(whitened[:, i] * whitened[:, j].conj(), n=self.n_fft)  # (B, P, frames, n_fft)
+        half = self.n_mels // 2
+        lags = torch.cat([corr[..., -half:], corr[..., :half]], dim=-1)
+        return torch.cat([logmel, lags], dim=1)
