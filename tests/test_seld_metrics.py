@@ -54,3 +54,26 @@ def test_read_dcase_csv_errors(tmp_path):
     bad.write_text("0,5,0,30,0,2\n")
     with pytest.raises(InputFileError, match="class 5"):
         read_dcase_csv(bad, 2)
+
+
+def test_labels_of_a_simulated_scene_round_trip_and_score_perfectly(tmp_path):
+    from sslkit.sims.room import simulate
+    from sslkit.sims.scene import resolve_scene
+    from sslkit.sims.seld_labels import dcase_labels, write_dcase_csv
+
+    scene = resolve_scene({
+        "fs": 24000, "duration": 1.0, "room": {"dimensions": [5.0, 4.0, 3.0], "rt60": 0.3},
+        "mics": {"positions": [[2.5, 2.0, 1.5], [2.55, 2.0, 1.5], [2.5, 2.05, 1.5], [2.5, 2.0, 1.55]]},
+        "sources": [{"signal": "bell", "position": [4.0, 2.0, 1.5]}, {"signal": "speech", "position": [2.5, 3.5, 2.0], "start": 0.5}],
+    })
+    rec, _ = simulate(scene)
+    classes = ["speech", "bell"]
+    labels = dcase_labels(rec, classes)
+    bell = labels.cls == 1
+    assert bell.sum() == 10 and np.allclose(labels.azimuth[bell], 0.0, atol=2) and np.allclose(labels.distance[bell], 1.49, atol=0.02)
+    speech = labels.cls == 0
+    assert speech.sum() == 5 and labels.frame[speech].min() == 5 and np.all(labels.azimuth[speech] > 80)
+    write_dcase_csv(tmp_path / "meta.csv", labels)
+    back = read_dcase_csv(tmp_path / "meta.csv", 2)
+    back.distance = back.distance / 100  # cm in the file
+    assert seld_metrics([back], [labels], n_classes=2)["f_ld"] == 1.0
