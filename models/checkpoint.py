@@ -15,9 +15,10 @@ from sslkit.errors import InputFileError
 def model_registry() -> dict[str, type]:
     """Model name → class; imported lazily so that loading one model does not import all."""
     from sslkit.models.ngcc import NGCCPHAT
+    from sslkit.models.seldnet import SeldNet
     from sslkit.models.wav2pos import Wav2Pos
 
-    return {"ngcc-phat": NGCCPHAT, "wav2pos": Wav2Pos}
+    return {"ngcc-phat": NGCCPHAT, "wav2pos": Wav2Pos, "seldnet": SeldNet}
 
 
 def shipped_checkpoint(name: str) -> Path:

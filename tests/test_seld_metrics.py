@@ -77,3 +77,20 @@ def test_labels_of_a_simulated_scene_round_trip_and_score_perfectly(tmp_path):
     back = read_dcase_csv(tmp_path / "meta.csv", 2)
     back.distance = back.distance / 100  # cm in the file
     assert seld_metrics([back], [labels], n_classes=2)["f_ld"] == 1.0
+
+
+def test_evaluate_seld_cli(cli, tmp_path):
+    import json
+
+    from conftest import assert_one_line_error
+
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "truth" / "clip1.csv").write_text("0,0,0,30,0,200\n1,1,0,-60,10,300\n")
+    (tmp_path / "pred" / "clip1.csv").write_text("0,0,0,32,1,210\n1,1,0,-90,10,300\n")  # second is 30° off
+    result = cli("evaluate-seld", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--classes", 2)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "pred" / "seld_metrics.json").read_text())
+    assert metrics["f_ld"] == pytest.approx(0.5)
+    (tmp_path / "pred" / "clip1.csv").write_text("0,7,0,32,1,210\n")
+    assert_one_line_error(cli("evaluate-seld", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--classes", 2), "class 7")
