@@ -780,3 +780,49 @@ def evaluate_seld_command(
         table.add_row(str(c["class"]), fmt(c["f"], ".3f"), fmt(c["doae_deg"], ".1f"), fmt(c["rde"], ".2f"), str(c["tp"]), str(c["fp"]), str(c["fn"]))
     table.add_row("macro", f"{metrics['f_ld']:.3f}", f"{metrics['doae_deg']:.1f}", f"{metrics['rde']:.2f}", "", "", "", style="bold")
     console.print(table)
+
+
+@app.command("predict-seld")
+@user_errors
+def predict_seld_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="best.pt of a train-seld run."),
+    recordings: Path = typer.Argument(..., help="A recording folder, or a folder of them."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for DCASE output CSVs (default: <recordings>/seld-output)."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Write DCASE-format SELD predictions (frame,class,source,azimuth,elevation,distance) per recording.
+
+    [bold]Example[/]
+
+      sslkit predict-seld --checkpoint runs/seld/best.pt seld-test/ --out seld-output/
+    """
+    import torch
+
+    from sslkit.models.checkpoint import load_checkpoint
+    from sslkit.models.seld_features import SeldFeatures
+    from sslkit.models.train_seld import output_events
+    from sslkit.recording import load_recording
+    from sslkit.sims.seld_labels import write_dcase_csv
+
+    dev = resolve_device(device)
+    model, meta = load_checkpoint(checkpoint, dev)
+    if meta["model"] != "seldnet":
+        raise UserError(f"{checkpoint}: a {meta['model']} checkpoint, not a train-seld one")
+    folders = [recordings] if (recordings / "audio.wav").is_file() else sorted(p for p in recordings.glob("*") if (p / "audio.wav").is_file())
+    if not folders:
+        raise UserError(f"{recordings}: no recording folders")
+    out = out or recordings / "seld-output"
+    features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc").to(dev)
+    with progress_bar() as progress:
+        task = progress.add_task("predicting", total=len(folders))
+        for folder in folders:
+            rec = load_recording(folder)
+            if rec.fs != meta["fs"]:
+                raise UserError(f"{folder}: sample rate {rec.fs} Hz, the checkpoint expects {meta['fs']} Hz")
+            with torch.no_grad():
+                feats = features(torch.as_tensor(rec.audio.T[None], device=dev))
+                n = (feats.shape[2] // 5) * 5
+                events = output_events(model(feats[:, :, :n])[0].cpu())
+            write_dcase_csv(out / f"{folder.name}.csv", events)
+            progress.advance(task)
+    console.print(f"{len(folders)} prediction files → {out}/ (classes: {', '.join(meta['classes'])})")

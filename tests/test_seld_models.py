@@ -58,6 +58,9 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
                      "--batch-size", 2, "--loss", loss, "--device", "cpu", "--out", tmp_path / loss)
         assert result.exit_code == 0, result.output
         curves[loss] = (tmp_path / loss / "metrics.csv").read_text().splitlines()
+    result = cli("predict-seld", "--checkpoint", tmp_path / "adpit" / "best.pt", tmp_path / "data", "--out", tmp_path / "pred", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "pred").glob("scene_*.csv"))) == 3
     first = [float(r.split(",")[1]) for r in curves["adpit"][1:]]
     second = [float(r.split(",")[1]) for r in curves["bradpit"][1:]]
     assert first == __import__("pytest").approx(second, rel=1e-4)

@@ -178,10 +178,16 @@ def test_audio_dir_splits_by_speaker(tmp_path):
     assert not {p.parent.name for p in train} & {p.parent.name for p in test}
 
 
-def test_help_has_examples(cli):
-    result = cli("--help")
-    assert "simulate" in result.output
-    assert "sslkit simulate --preset" in cli("simulate", "--help").output
+def test_every_command_is_listed_and_has_help_with_an_example(cli):
+    from sslkit.cli import app
+
+    listing = cli("--help").output
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    assert len(names) >= 11
+    for name in names:
+        assert name in listing
+        text = cli(name, "--help").output
+        assert "Example" in text and f"sslkit {name}" in text, name
     assert cli("--version").output.startswith("sslkit ")
 
 
