@@ -17,7 +17,7 @@ from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.seld_features import SeldFeatures
 from sslkit.models.seldnet import SeldNet
 from sslkit.models.training import append_metrics, plot_learning_curve, warmup_cosine
-from sslkit.recording import Recording, write_yaml
+from sslkit.recording import write_yaml
 from sslkit.seld_metrics import SeldEvents, seld_metrics
 
 DEFAULT_CLASSES = ["speech", "music", "clapping", "telephone", "footsteps", "knock", "bell", "alarm", "water"]
@@ -41,19 +41,60 @@ class SeldTrainConfig:
     seed: int = 0
 
 
-def clip_targets(rec: Recording, classes: list[str], n_tracks: int = 3) -> np.ndarray:
-    """Dummy-track targets (T, N(N+1)/2, 1+4, C): unit DOA vector and distance (m) per event."""
+@dataclass
+class Clip:
+    """One training/validation clip: audio (samples, mics), labels with distances in metres."""
+
+    name: str
+    audio: np.ndarray
+    fs: int
+    labels: SeldEvents
+
+    @property
+    def n_frames(self) -> int:
+        return int(np.floor(len(self.audio) / self.fs / LABEL_HOP + 1e-9))
+
+
+def load_clips(data: list[str], classes: list[str]) -> list[Clip]:
+    """Recording folders (labels from their ground truth), or DCASE/STARSS23 pairs: a folder with
+    ``mic_dev``/``metadata_dev`` (any sub-folders) holding ``<name>.wav`` and ``<name>.csv``."""
+    from sslkit.errors import InputFileError
+    from sslkit.recording import load_recording, read_audio
+    from sslkit.seld_metrics import read_dcase_csv
     from sslkit.sims.seld_labels import dcase_labels
 
-    labels = dcase_labels(rec, classes, LABEL_HOP)
-    n_frames = int(np.floor(rec.duration / LABEL_HOP + 1e-9))
+    clips = []
+    for item in map(Path, data):
+        if (item / "audio.wav").is_file():
+            rec = load_recording(item)
+            clips.append(Clip(item.name, rec.audio, rec.fs, dcase_labels(rec, classes, LABEL_HOP)))
+            continue
+        for wav in sorted((item / "mic_dev").rglob("*.wav")):
+            meta = next((item / "metadata_dev").rglob(wav.stem + ".csv"), None)
+            if meta is None:
+                raise InputFileError(wav, "no metadata CSV with the same name under metadata_dev")
+            audio, fs = read_audio(wav)
+            labels = read_dcase_csv(meta, len(classes))
+            labels.distance = labels.distance / 100.0  # DCASE2024 metadata is in cm
+            clip = Clip(wav.stem, audio, fs, labels)
+            if len(labels.frame) and labels.frame.max() >= clip.n_frames + 1:
+                raise InputFileError(meta, f"labels reach frame {labels.frame.max()} but {wav.name} has {clip.n_frames} frames")
+            clips.append(clip)
+    if len(clips) < 2:
+        raise InputFileError(data[0] if data else "--data", "need at least 2 clips (recording folders or mic_dev/metadata_dev pairs)")
+    return clips
+
+
+def clip_targets(clip: Clip, n_classes: int, n_tracks: int = 3) -> np.ndarray:
+    """Dummy-track targets (T, N(N+1)/2, 1+4, C): unit DOA vector and distance (m) per event."""
+    labels, n_frames = clip.labels, clip.n_frames
     az, el = np.radians(labels.azimuth), np.radians(labels.elevation)
     vec = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el), labels.distance], 1)
     per_frame: list[list] = [[] for _ in range(n_frames)]
     for f, c, v in zip(labels.frame, labels.cls, vec):
-        if len([e for e in per_frame[f] if e[0] == c]) < n_tracks:
+        if f < n_frames and len([e for e in per_frame[f] if e[0] == c]) < n_tracks:
             per_frame[f].append((int(c), v))
-    return events_to_target(per_frame, len(classes), n_tracks)
+    return events_to_target(per_frame, n_classes, n_tracks)
 
 
 def output_events(output: torch.Tensor) -> SeldEvents:
@@ -79,21 +120,19 @@ def output_events(output: torch.Tensor) -> SeldEvents:
 
 def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[str, int, int], None] | None = None) -> dict:
     """Train and validate each epoch (DCASE F_LD, DOAE, RDE); writes best.pt, metrics.csv, PNG."""
-    from sslkit.recording import load_recording
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    recs = [load_recording(p) for p in cfg.data]
-    n_val = max(1, len(recs) // 5)
-    train, val = recs[n_val:], recs[:n_val]
-    fs = recs[0].fs
+    clips = load_clips(cfg.data, cfg.classes)
+    n_val = max(1, len(clips) // 5)
+    train, val = clips[n_val:], clips[:n_val]
+    fs = clips[0].fs
     features = SeldFeatures(fs, gcc=cfg.features == "logmel+gcc").to(cfg.device)
-    n_mics = recs[0].n_mics
+    n_mics = clips[0].audio.shape[1]
     in_ch = n_mics + (n_mics * (n_mics - 1) // 2 if cfg.features == "logmel+gcc" else 0)
     model = SeldNet(in_ch, len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size).to(cfg.device)
     loss_fn = ADPITLoss(cfg.loss)
-    targets = [torch.as_tensor(clip_targets(r, cfg.classes)) for r in train]
+    targets = [torch.as_tensor(clip_targets(c, len(cfg.classes))) for c in train]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     chunk_frames = int(cfg.chunk_s / LABEL_HOP)
     chunk_samples = int(chunk_frames * LABEL_HOP * fs)
@@ -134,15 +173,13 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     return row
 
 
-def evaluate_clips(model: SeldNet, features: SeldFeatures, recs: list[Recording], cfg: SeldTrainConfig) -> dict:
+def evaluate_clips(model: SeldNet, features: SeldFeatures, clips: list[Clip], cfg: SeldTrainConfig) -> dict:
+    """DCASE metrics of the model's events on whole clips."""
     model.eval()
-    preds, truths = [], []
-    from sslkit.sims.seld_labels import dcase_labels
-
+    preds = []
     with torch.no_grad():
-        for rec in recs:
-            feats = features(torch.as_tensor(rec.audio.T[None], device=cfg.device))
+        for clip in clips:
+            feats = features(torch.as_tensor(clip.audio.T[None], device=cfg.device))
             n = (feats.shape[2] // 5) * 5
             preds.append(output_events(model(feats[:, :, :n])[0].cpu()))
-            truths.append(dcase_labels(rec, cfg.classes, LABEL_HOP))
-    return seld_metrics(preds, truths, len(cfg.classes))
+    return seld_metrics(preds, [c.labels for c in clips], len(cfg.classes))

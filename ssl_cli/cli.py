@@ -697,7 +697,7 @@ def import_luvira_command(
 @app.command("train-seld")
 @user_errors
 def train_seld_command(
-    data: Path = typer.Option(..., "--data", help="Folder of recording folders (e.g. from simulate --preset tetra-seld --count N)."),
+    data: Path = typer.Option(..., "--data", help="Folder of recording folders (simulate --preset tetra-seld --count N), or a DCASE folder with mic_dev/ and metadata_dev/."),
     out: Path = typer.Option(Path("runs/seld"), "--out", "-o", help="Run folder."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="YAML list of class names (default: the 9 synthesized classes)."),
     features: str = typer.Option("logmel+gcc", "--features", help="logmel+gcc or logmel."),
@@ -724,9 +724,9 @@ def train_seld_command(
         raise UserError(f"--loss must be adpit, overlay, distance-first or bradpit, got '{loss}'")
     if features not in ("logmel+gcc", "logmel"):
         raise UserError(f"--features must be logmel+gcc or logmel, got '{features}'")
-    folders = sorted(p for p in data.glob("*") if (p / "audio.wav").is_file()) if data.is_dir() else []
-    if len(folders) < 2:
-        raise UserError(f"{data}: need at least 2 recording folders (audio.wav, sources.csv, scene.yaml)")
+    if not data.is_dir():
+        raise UserError(f"{data}: not a folder")
+    folders = [data] if (data / "mic_dev").is_dir() else sorted(p for p in data.glob("*") if (p / "audio.wav").is_file())
     names = yaml.safe_load(classes.read_text()) if classes else DEFAULT_CLASSES
     cfg = SeldTrainConfig([str(p) for p in folders], list(names), features, variant, epochs, batch_size, lr=lr,
                           device=resolve_device(device), seed=seed)

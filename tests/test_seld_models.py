@@ -64,3 +64,27 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
     first = [float(r.split(",")[1]) for r in curves["adpit"][1:]]
     second = [float(r.split(",")[1]) for r in curves["bradpit"][1:]]
     assert first == __import__("pytest").approx(second, rel=1e-4)
+
+
+def test_dcase_layout_is_read_and_checked(tmp_path):
+    import numpy as np
+    import pytest
+    import soundfile as sf
+
+    from sslkit.errors import InputFileError
+    from sslkit.models.train_seld import clip_targets, load_clips
+
+    for name in ("fold1_room1_mix001", "fold1_room1_mix002"):
+        (tmp_path / "mic_dev" / "dev-train").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "metadata_dev" / "dev-train").mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / "mic_dev" / "dev-train" / f"{name}.wav", 0.1 * np.random.default_rng(0).standard_normal((FS, 4)), FS)
+        (tmp_path / "metadata_dev" / "dev-train" / f"{name}.csv").write_text("0,1,0,90,0,250\n3,1,0,0,0,100\n3,1,1,180,0,100\n")
+    clips = load_clips([str(tmp_path)], ["a", "b"])
+    assert len(clips) == 2 and clips[0].n_frames == 10
+    target = clip_targets(clips[0], 2)
+    assert target.shape == (10, 6, 5, 2)
+    assert target[0, 0, 0, 1] == 1 and np.allclose(target[0, 0, 1:, 1], [0, 1, 0, 2.5], atol=1e-6)  # A0 at 90°, 2.5 m
+    assert target[3, 1:3, 0, 1].tolist() == [1, 1]  # two class-1 events in frame 3: B0, B1
+    (tmp_path / "metadata_dev" / "dev-train" / "fold1_room1_mix002.csv").write_text("40,1,0,0,0,100\n")
+    with pytest.raises(InputFileError, match="labels reach frame 40"):
+        load_clips([str(tmp_path)], ["a", "b"])
