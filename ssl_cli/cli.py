@@ -223,7 +223,7 @@ def bench_adpit(
     dev = resolve_device(device)
     table = Table(title=f"ADPIT forward + backward, B={batch} T={frames} A={axes} C={classes} on {dev}", title_justify="left")
     for col in ("N", "variant", "ms", "speed-up", "theory gain", "pairs/scope", "peak MB"):
-        table.add_column(col, justify="right" if col != "variant" else "left")
+        table.add_column(col, justify="right" if col != "variant" else "left", no_wrap=True)
     with progress_bar() as progress:
         task = progress.add_task("benchmarking", total=len(n_list) * 4)
 
