@@ -259,3 +259,15 @@ def test_sinc_conv_fft_path_equals_circular_conv1d():
     x = torch.randn(3, 1, 512)
     expected = F.conv1d(F.pad(x, (63, 63), mode="circular"), layer.filters())
     torch.testing.assert_close(layer(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_shipped_ngcc_checkpoint_describes_itself_and_is_picked_for_its_array():
+    from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
+    from sslkit.tdoa import pick_shipped_ngcc
+
+    model, meta = load_checkpoint(shipped_checkpoint("ngcc-phat"))
+    assert meta["model"] == "ngcc-phat" and meta["config"]["fs"] == FS and model.max_tau == 24
+    assert {"sslkit_version", "torch_version", "command", "metrics"} <= set(meta)
+    assert pick_shipped_ngcc(20, FS).endswith("ngcc-phat.pt")  # the 0.5 m pair of Paper V fits
+    with pytest.raises(Exception, match="no shipped NGCC-PHAT checkpoint covers"):
+        pick_shipped_ngcc(20, 44100)
