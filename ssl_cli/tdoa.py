@@ -110,26 +110,26 @@ class NgccScorer:
     Without a checkpoint, the shipped one that fits the array's lag range is used.
     """
 
-    def __init__(self, checkpoint: str | None, device: str, max_lag: int, fs: int):
+    def __init__(self, checkpoint: str | None, device: str, needed_lag: int, fs: int):
         from sslkit.models.checkpoint import load_checkpoint
 
-        path = checkpoint or pick_shipped_ngcc(max_lag, fs)
+        path = checkpoint or pick_shipped_ngcc(needed_lag, fs)
         self.model, self.meta = load_checkpoint(path, device)
         self.path = path
+        if needed_lag > self.model.max_tau:
+            raise GeometryError(
+                f"{path}: the checkpoint covers |τ| ≤ {self.model.max_tau} samples but the mic geometry needs "
+                f"{needed_lag}; use a checkpoint trained for this array (sslkit train-ngcc) or --method gcc-phat"
+            )
 
     def __call__(self, frames: torch.Tensor, pairs: np.ndarray, max_lag: int, opts: TdoaOptions) -> tuple[torch.Tensor, int]:
-        if max_lag > self.model.max_tau:
-            raise GeometryError(
-                f"{self.path}: the checkpoint covers |τ| ≤ {self.model.max_tau} samples but the mic geometry needs "
-                f"{max_lag}; use a checkpoint trained for this array (sslkit train-ngcc) or --method gcc-phat"
-            )
         with torch.no_grad():
             logits = self.model.pair_logits(frames, torch.as_tensor(pairs, device=frames.device))
         return torch.softmax(logits[:, :, 0], dim=-1), 1
 
 
 TDOA_METHODS: dict[str, Callable] = {"gcc-phat": gcc_scores, "ngcc": NgccScorer}
-"""TDOA methods by name; a class entry is built once per run with (checkpoint, device, max_lag, fs)."""
+"""TDOA methods by name; a class entry is built once per run with (checkpoint, device, needed lag, fs)."""
 
 
 def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | None = None, on_progress=None) -> TdoaResult:
@@ -139,12 +139,13 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | 
         raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
     pairs = mic_pairs(opts.pairs, rec.n_mics)
     bounds = lag_bounds(rec.mics, pairs, opts, rec.fs)
-    max_lag = int(np.ceil(bounds.max()))
+    max_lag = int(np.ceil(bounds.max()))  # lags searched (geometry plus margin)
+    needed_lag = int(np.ceil(bounds.max() - (LAG_MARGIN if opts.max_tau == "auto" else 0)))  # lags the geometry needs
     if max_lag >= opts.frame // 2:
         raise UserError(f"--frame {opts.frame} is too short for lags up to {max_lag} samples; use at least {4 * max_lag}")
     scorer = TDOA_METHODS[method]
     if isinstance(scorer, type):
-        scorer = scorer(opts.checkpoint, opts.device, max_lag, rec.fs)
+        scorer = scorer(opts.checkpoint, opts.device, needed_lag, rec.fs)
         if scorer.model.fs != rec.fs:
             raise InputFileError(rec.path, f"sample rate {rec.fs} Hz differs from the checkpoint's {scorer.model.fs} Hz")
     audio = torch.as_tensor(rec.audio, device=opts.device)
