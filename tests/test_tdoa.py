@@ -269,5 +269,6 @@ def test_shipped_ngcc_checkpoint_describes_itself_and_is_picked_for_its_array():
     assert meta["model"] == "ngcc-phat" and meta["config"]["fs"] == FS and model.max_tau == 24
     assert {"sslkit_version", "torch_version", "command", "metrics"} <= set(meta)
     assert pick_shipped_ngcc(20, FS).endswith("ngcc-phat.pt")  # the 0.5 m pair of Paper V fits
+    assert pick_shipped_ngcc(300, FS).endswith("ngcc-phat-luvira.pt")  # the LuViRA array needs ±315 lags
     with pytest.raises(Exception, match="no shipped NGCC-PHAT checkpoint covers"):
         pick_shipped_ngcc(20, 44100)
