@@ -7,6 +7,7 @@ imports (torch, pyroomacoustics) happen inside the commands so that ``sslkit --h
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from pathlib import Path
@@ -64,6 +65,20 @@ def progress_bar():
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
     )
+
+
+@contextlib.contextmanager
+def labelled_progress():
+    """A progress display whose callback ``status(label, done, total)`` keeps one bar per label."""
+    with progress_bar() as progress:
+        tasks: dict[str, int] = {}
+
+        def status(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done)
+
+        yield status
 
 
 def summary_table(title: str, rows: dict[str, object]) -> Table:
@@ -357,14 +372,7 @@ def train_ngcc_command(
         raise UserError(f"--adpit must be one of {', '.join(VARIANTS)}, got '{adpit}'")
     cfg = NgccTrainConfig(scene, scenes, val_scenes, windows_per_scene, epochs, batch_size, lr, sigma, targets, adpit, size=size, device=resolve_device(device),
                           seed=seed, workers=workers, audio_dir=str(audio_dir) if audio_dir else None)
-    with progress_bar() as progress:
-        tasks: dict[str, int] = {}
-
-        def status(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done)
-
+    with labelled_progress() as status:
         final = train_ngcc(cfg, out, resume, status)
     console.print(summary_table(f"NGCC-PHAT training → {out}/", {
         "epochs": int(final.get("epoch", epochs)),
@@ -628,14 +636,7 @@ def train_wav2pos_command(
                              windows_per_scene=windows_per_scene, epochs=epochs, batch_size=batch_size, lr=lr, masking=masking,
                              dim=dim, depth=depth, ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed,
                              workers=workers)
-    with progress_bar() as progress:
-        tasks: dict[str, int] = {}
-
-        def status(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done)
-
+    with labelled_progress() as status:
         final = train_wav2pos(cfg, out, resume, status)
     console.print(summary_table(f"wav2pos training → {out}/", {
         "epochs": int(final.get("epoch", epochs)), "val MAE": f"{final.get('val_mae_cm', float('nan')):.1f} cm",
@@ -730,14 +731,7 @@ def train_seld_command(
     names = yaml.safe_load(classes.read_text()) if classes else DEFAULT_CLASSES
     cfg = SeldTrainConfig([str(p) for p in folders], list(names), features, variant, epochs, batch_size, lr=lr,
                           device=resolve_device(device), seed=seed)
-    with progress_bar() as progress:
-        tasks: dict[str, int] = {}
-
-        def status(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done)
-
+    with labelled_progress() as status:
         final = train_seld(cfg, out, status)
     console.print(summary_table(f"SELD training → {out}/", {
         "epochs": final["epoch"], "F_LD (20°, rel. dist. 1.0)": f"{final['f_ld'] * 100:.1f} %",

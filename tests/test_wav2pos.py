@@ -77,3 +77,27 @@ def test_learns_a_fixed_batch():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+def test_train_wav2pos_and_locate_cli(cli, tmp_path):
+    import yaml
+
+    scene = {"fs": 16000, "duration": 1.0, "room": {"dimensions": [7.0, 8.0, 2.0], "rt60": 0.2},
+             "mics": {"file": "luvira", "near_source": 0.1},
+             "sources": [{"signal": "speech", "trajectory": {"random": {"waypoints": 2, "speed": 0.5, "height": [1.0, 1.6]}}}],
+             "noise": {"snr_db": 30}}
+    (tmp_path / "scene.yml").write_text(yaml.safe_dump(scene))
+    assert cli("simulate", "--config", tmp_path / "scene.yml", "--count", 2, "--out", tmp_path / "data", "--workers", 1).exit_code == 0
+    run = tmp_path / "run"
+    result = cli("train-wav2pos", "--data", tmp_path / "data" / "scene_00000", "--data", tmp_path / "data" / "scene_00001",
+                 "--epochs", 1, "--dim", 16, "--depth", 1, "--batch-size", 4, "--windows-per-scene", 2, "--device", "cpu", "--out", run)
+    assert result.exit_code == 0, result.output
+    assert (run / "best.pt").is_file() and (run / "metrics.csv").is_file()
+    out = tmp_path / "pos" / "positions.csv"
+    result = cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
+                 "--known-source", "--unknown-mics", "3", "--out", out, "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and (out.parent / "mics_estimated.csv").read_text().startswith("mic_id,x,y,z\n3,")
+    from conftest import assert_one_line_error
+
+    assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--unknown-mics", "3", "--out", tmp_path / "x.csv"), "wav2pos")
