@@ -12,6 +12,7 @@ its inliers. Everything is batched over frames × hypotheses × pairs × peaks.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -239,8 +240,9 @@ def refine(start: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.
         resid, jac, inlier = _residuals_and_jacobian(x, mics, pairs, measured, gate)
         if it >= opts.refine_iterations // 2:
             abs_in = np.where(inlier > 0, np.abs(resid), np.nan)
-            with np.errstate(all="ignore"):
-                sigma = 1.4826 * np.nanmedian(abs_in, axis=1) if np.any(inlier) else np.full(len(x), np.nan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # frames without inliers: NaN, handled below
+                sigma = 1.4826 * np.nanmedian(abs_in, axis=1)
             gate = np.clip(np.nan_to_num(3 * sigma, nan=2 * opts.threshold), opts.threshold / 20, 2 * opts.threshold)
             resid, jac, inlier = _residuals_and_jacobian(x, mics, pairs, measured, gate)
         scale = gate[:, None] / 2
