@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from sslkit.models.adpit import ADPITLoss
@@ -63,7 +64,7 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
     assert len(list((tmp_path / "pred").glob("scene_*.csv"))) == 3
     first = [float(r.split(",")[1]) for r in curves["adpit"][1:]]
     second = [float(r.split(",")[1]) for r in curves["bradpit"][1:]]
-    assert first == __import__("pytest").approx(second, rel=1e-4)
+    assert first == pytest.approx(second, rel=1e-4)
 
 
 def test_dcase_layout_is_read_and_checked(tmp_path):
