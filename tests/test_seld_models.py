@@ -69,7 +69,6 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
 
 def test_dcase_layout_is_read_and_checked(tmp_path):
     import numpy as np
-    import pytest
     import soundfile as sf
 
     from sslkit.errors import InputFileError
