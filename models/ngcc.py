@@ -102,22 +102,28 @@ class NGCCPHAT(nn.Module):
         s1, s2 = spectra.chunk(2)
         return self.head(self.correlate_spectra(s1, s2, x1.shape[-1]))
 
-    def pair_logits(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        """Logits for many pairs of one frame batch: each mic is filtered and transformed once, and
-        frames go through the pair correlations in chunks that bound memory.
+    def pair_correlations(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """The L GCC-PHATs of many pairs of one frame batch: each mic is filtered and transformed
+        once, and frames go through the pair cross-spectra in chunks that bound memory.
 
-        Shape: frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1).
+        Shape: frames (F, M, N), pairs (P, 2) → (F, P, L, 2·τmax+1).
         """
         f, m, n = frames.shape
         spectra = self.whitened_spectra(self.features(frames.reshape(f * m, n))).reshape(f, m, -1, n // 2 + 1)
-        per_frame = len(pairs) * spectra.shape[2] * spectra.shape[3]
-        chunk = max(1, PAIR_CHUNK_ELEMENTS // per_frame)
-        out = []
-        for s in range(0, f, chunk):
-            block = spectra[s : s + chunk]
-            corr = self.correlate_spectra(block[:, pairs[:, 0]], block[:, pairs[:, 1]], n)  # (f', P, L, lags)
-            out.append(self.head(corr.flatten(0, 1)).reshape(len(block), len(pairs), self.n_outputs, self.n_lags))
-        return torch.cat(out)
+        chunk = max(1, PAIR_CHUNK_ELEMENTS // (len(pairs) * spectra.shape[2] * spectra.shape[3]))
+        return torch.cat([
+            self.correlate_spectra(block[:, pairs[:, 0]], block[:, pairs[:, 1]], n)
+            for block in spectra.split(chunk)
+        ])
+
+    def logits_from_correlations(self, corr: torch.Tensor) -> torch.Tensor:
+        """g over correlations (F, P, L, lags) → logits (F, P, K, lags)."""
+        f, p = corr.shape[:2]
+        return self.head(corr.flatten(0, 1)).reshape(f, p, self.n_outputs, self.n_lags)
+
+    def pair_logits(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """Logits for many pairs of one frame batch. Shape: frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1)."""
+        return self.logits_from_correlations(self.pair_correlations(frames, pairs))
 
 
 def lag_targets(tau_samples: torch.Tensor, max_tau: int, sigma: float = 0.0) -> torch.Tensor:

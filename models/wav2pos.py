@@ -110,14 +110,16 @@ class Wav2Pos(nn.Module):
     def tdoa_feature(self, audio: torch.Tensor, audio_known: torch.Tensor, dec_coord: torch.Tensor) -> torch.Tensor:
         """q = max over ordered pairs (i ≠ j) of non-masked mic audio of φ(R_ij, y_i, y_j). → (B, d)
 
-        All M(M−1) NGCC-PHAT correlations come from one batched call (each mic filtered once).
+        The NGCC-PHAT correlations of all M(M−1)/2 unordered pairs come from one batched call
+        (each mic filtered once); the reversed pairs reuse them, since R_ji[m] = R_ij[−m].
         """
         m = audio.shape[1] - 1  # microphones 1..M (the source row is not a mic)
-        i, j = torch.meshgrid(torch.arange(1, m + 1), torch.arange(1, m + 1), indexing="ij")
-        off = i != j
-        pairs = torch.stack([i[off], j[off]], dim=1).to(audio.device)  # (P, 2)
+        upper = torch.triu_indices(m, m, offset=1, device=audio.device).T + 1  # (P/2, 2), mics are rows 1..M
+        pairs = torch.cat([upper, upper.flip(1)])  # (P, 2): (i, j) then (j, i)
         with torch.no_grad():
-            r = torch.softmax(self.ngcc.pair_logits(audio, pairs)[:, :, 0], dim=-1)  # (B, P, L)
+            corr = self.ngcc.pair_correlations(audio, upper)  # (B, P/2, L, lags)
+            logits = self.ngcc.logits_from_correlations(torch.cat([corr, corr.flip(-1)], dim=1))
+            r = torch.softmax(logits[:, :, 0], dim=-1)  # (B, P, lags)
         feats = self.phi(torch.cat([r, dec_coord[:, pairs[:, 0]], dec_coord[:, pairs[:, 1]]], dim=-1))  # (B, P, d)
         valid = audio_known[:, pairs[:, 0]] & audio_known[:, pairs[:, 1]]
         return feats.masked_fill(~valid[..., None], -torch.inf).amax(dim=1).nan_to_num(neginf=0.0)

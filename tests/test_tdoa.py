@@ -272,3 +272,13 @@ def test_shipped_ngcc_checkpoint_describes_itself_and_is_picked_for_its_array():
     assert pick_shipped_ngcc(300, FS).endswith("ngcc-phat-luvira.pt")  # the LuViRA array needs ±315 lags
     with pytest.raises(Exception, match="no shipped NGCC-PHAT checkpoint covers"):
         pick_shipped_ngcc(20, 44100)
+
+
+def test_reversed_pair_correlation_is_the_flipped_one():
+    torch.manual_seed(0)
+    model = NGCCPHAT(**TINY_NGCC).eval()
+    frames = torch.randn(2, 3, 256)
+    with torch.no_grad():
+        forward = model.pair_correlations(frames, torch.tensor([[0, 2]]))
+        backward = model.pair_correlations(frames, torch.tensor([[2, 0]]))
+    torch.testing.assert_close(backward, forward.flip(-1), atol=1e-5, rtol=1e-4)
