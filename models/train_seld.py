@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from sslkit.models.adpit import ADPITLoss, events_to_target
+from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.seld_features import SeldFeatures
 from sslkit.models.seldnet import SeldNet
@@ -22,6 +23,11 @@ from sslkit.seld_metrics import SeldEvents, seld_metrics
 
 DEFAULT_CLASSES = ["speech", "music", "clapping", "telephone", "footsteps", "knock", "bell", "alarm", "water"]
 LABEL_HOP = 0.1
+STARSS_TETRAHEDRON = 0.042 * np.array([
+    [np.cos(np.radians(el)) * np.cos(np.radians(az)), np.cos(np.radians(el)) * np.sin(np.radians(az)), np.sin(np.radians(el))]
+    for az, el in ((45, 35), (-45, -35), (135, -35), (-135, 35))
+])
+"""The MIC-format array of STARSS23 (metres), assumed for DCASE-layout data that carries no mics.csv."""
 ACTIVITY_THRESHOLD = 0.5
 
 
@@ -37,6 +43,7 @@ class SeldTrainConfig:
     lr: float = 1e-3
     filters: int = 64
     rnn_size: int = 128
+    channel_swap: bool = True
     device: str = "cpu"
     seed: int = 0
 
@@ -49,6 +56,7 @@ class Clip:
     audio: np.ndarray
     fs: int
     labels: SeldEvents
+    mics: np.ndarray = field(default_factory=lambda: STARSS_TETRAHEDRON.copy())
 
     @property
     def n_frames(self) -> int:
@@ -67,7 +75,7 @@ def load_clips(data: list[str], classes: list[str]) -> list[Clip]:
     for item in map(Path, data):
         if (item / "audio.wav").is_file():
             rec = load_recording(item)
-            clips.append(Clip(item.name, rec.audio, rec.fs, dcase_labels(rec, classes, LABEL_HOP)))
+            clips.append(Clip(item.name, rec.audio, rec.fs, dcase_labels(rec, classes, LABEL_HOP), rec.mics))
             continue
         for wav in sorted((item / "mic_dev").rglob("*.wav")):
             meta = next((item / "metadata_dev").rglob(wav.stem + ".csv"), None)
@@ -139,6 +147,7 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     steps = max(1, math.ceil(sum(t.shape[0] for t in targets) / chunk_frames / cfg.batch_size))
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps)
     rng = np.random.default_rng(cfg.seed)
+    swaps = channel_swaps(train[0].mics) if cfg.channel_swap else [(np.arange(n_mics), np.eye(3))]
     write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model.config})
     best, row = -1.0, {}
     for epoch in range(cfg.epochs):
@@ -149,9 +158,10 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
             for _ in range(cfg.batch_size):
                 k = rng.integers(len(train))
                 start = rng.integers(max(1, targets[k].shape[0] - chunk_frames + 1))
-                a = train[k].audio[int(start * LABEL_HOP * fs) :][:chunk_samples]
+                perm, rotation = swaps[rng.integers(len(swaps))]  # channel-swap augmentation
+                a = train[k].audio[int(start * LABEL_HOP * fs) :][:chunk_samples, perm]
                 audio.append(np.pad(a, ((0, chunk_samples - len(a)), (0, 0))).T)
-                tgt = targets[k][start : start + chunk_frames]
+                tgt = torch.as_tensor(swap_targets(targets[k][start : start + chunk_frames].numpy(), rotation))
                 target.append(torch.nn.functional.pad(tgt, (0, 0, 0, 0, 0, 0, 0, chunk_frames - len(tgt))))
             feats = features(torch.as_tensor(np.stack(audio), device=cfg.device))[:, :, : chunk_frames * 5]
             loss = loss_fn(model(feats), torch.stack(target).to(cfg.device))

@@ -88,3 +88,26 @@ def test_dcase_layout_is_read_and_checked(tmp_path):
     (tmp_path / "metadata_dev" / "dev-train" / "fold1_room1_mix002.csv").write_text("40,1,0,0,0,100\n")
     with pytest.raises(InputFileError, match="labels reach frame 40"):
         load_clips([str(tmp_path)], ["a", "b"])
+
+
+def test_channel_swaps_of_the_tetrahedral_array():
+    import numpy as np
+
+    from sslkit.models.channel_swap import channel_swaps, swap_targets
+
+    r = 0.042
+    angles = np.radians([[45, 35], [-45, -35], [135, -35], [-135, 35]])
+    tetra = r * np.stack([np.cos(angles[:, 1]) * np.cos(angles[:, 0]), np.cos(angles[:, 1]) * np.sin(angles[:, 0]), np.sin(angles[:, 1])], 1)
+    swaps = channel_swaps(tetra + [2.5, 2.0, 1.5])
+    assert len(swaps) == 24 and (swaps[0][0] == np.arange(4)).all()
+    d = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
+    for perm, rot in swaps:
+        # far-field delays of the swapped channels equal those of the rotated source direction
+        np.testing.assert_allclose(tetra[perm] @ d, tetra @ (rot.T @ d), atol=0.01 * r)  # within the 1 % tolerance
+    irregular = tetra + np.array([[0.010, 0.004, -0.006], [0, 0, 0], [0, -0.008, 0.003], [0, 0, 0]])  # no symmetry left
+    assert len(channel_swaps(irregular)) == 1
+    target = np.zeros((2, 6, 5, 1))
+    target[:, 0, 0, 0], target[:, 0, 1:4, 0], target[:, 0, 4, 0] = 1, d, 2.0
+    swapped = swap_targets(target, swaps[5][1])
+    np.testing.assert_allclose(swapped[0, 0, 1:4, 0], swaps[5][1].T @ d)
+    assert swapped[0, 0, 4, 0] == 2.0 and swapped[0, 0, 0, 0] == 1
