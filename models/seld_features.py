@@ -55,3 +55,31 @@ class SeldFeatures(torch.nn.Module):
         half = self.n_mels // 2
         lags = torch.cat([corr[..., -half:], corr[..., :half]], dim=-1)
         return torch.cat([logmel, lags], dim=1)
+
+
+class NgccSeldFeatures(torch.nn.Module):
+    """Frozen multi-target NGCC-PHAT lag distributions on the log-mel frame grid (Paper VI).
+
+    For every 20 ms frame a ``window``-sample excerpt centred on it goes through NGCC-PHAT for all
+    mic pairs; the K tracks' softmax over 2τmax+1 lags are flattened.
+    Shape: audio (B, C, T) → (B, frames, P·K·(2τmax+1)).
+    """
+
+    def __init__(self, ngcc: torch.nn.Module, fs: int = 24000, window: int = 1024):
+        super().__init__()
+        self.ngcc = ngcc.eval().requires_grad_(False)
+        self.hop, self.window = int(round(0.02 * fs)), window
+
+    @property
+    def n_features(self) -> int:
+        return self.ngcc.n_outputs * self.ngcc.n_lags
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        b, c, _ = audio.shape
+        padded = torch.nn.functional.pad(audio, (self.window // 2, self.window // 2))
+        frames = padded.unfold(-1, self.window, self.hop)  # (B, C, frames, window): same count as the STFT's
+        n_frames = frames.shape[2]
+        pairs = torch.triu_indices(c, c, offset=1, device=audio.device).T
+        with torch.no_grad():
+            logits = self.ngcc.pair_logits(frames.permute(0, 2, 1, 3).flatten(0, 1), pairs)  # (B·frames, P, K, lags)
+        return torch.softmax(logits, dim=-1).reshape(b, n_frames, -1)

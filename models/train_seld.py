@@ -15,7 +15,7 @@ import torch
 from sslkit.models.adpit import ADPITLoss, events_to_target
 from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
-from sslkit.models.seld_features import SeldFeatures
+from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures
 from sslkit.models.seldnet import SeldNet
 from sslkit.models.training import append_metrics, plot_learning_curve, warmup_cosine
 from sslkit.recording import write_yaml
@@ -44,6 +44,7 @@ class SeldTrainConfig:
     filters: int = 64
     rnn_size: int = 128
     channel_swap: bool = True
+    ngcc: str | None = None
     device: str = "cpu"
     seed: int = 0
 
@@ -136,9 +137,11 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     train, val = clips[n_val:], clips[:n_val]
     fs = clips[0].fs
     features = SeldFeatures(fs, gcc=cfg.features == "logmel+gcc").to(cfg.device)
+    ngcc = ngcc_features(cfg, fs)
     n_mics = clips[0].audio.shape[1]
     in_ch = n_mics + (n_mics * (n_mics - 1) // 2 if cfg.features == "logmel+gcc" else 0)
-    model = SeldNet(in_ch, len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size).to(cfg.device)
+    extra_dim = ngcc.n_features * n_mics * (n_mics - 1) // 2 if ngcc is not None else 0
+    model = SeldNet(in_ch, len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size, extra_dim=extra_dim).to(cfg.device)
     loss_fn = ADPITLoss(cfg.loss)
     targets = [torch.as_tensor(clip_targets(c, len(cfg.classes))) for c in train]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
@@ -163,8 +166,10 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
                 audio.append(np.pad(a, ((0, chunk_samples - len(a)), (0, 0))).T)
                 tgt = torch.as_tensor(swap_targets(targets[k][start : start + chunk_frames].numpy(), rotation))
                 target.append(torch.nn.functional.pad(tgt, (0, 0, 0, 0, 0, 0, 0, chunk_frames - len(tgt))))
-            feats = features(torch.as_tensor(np.stack(audio), device=cfg.device))[:, :, : chunk_frames * 5]
-            loss = loss_fn(model(feats), torch.stack(target).to(cfg.device))
+            batch_audio = torch.as_tensor(np.stack(audio), device=cfg.device)
+            feats = features(batch_audio)[:, :, : chunk_frames * 5]
+            extra = ngcc(batch_audio) if ngcc is not None else None
+            loss = loss_fn(model(feats, extra), torch.stack(target).to(cfg.device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -172,24 +177,44 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
             losses.append(loss.item())
             if on_status:
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps)
-        metrics = evaluate_clips(model, features, val, cfg)
+        metrics = evaluate_clips(model, features, ngcc, val, cfg)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "f_ld": metrics["f_ld"], "doae_deg": metrics["doae_deg"],
                "rde": metrics["rde"], "seconds": time.perf_counter() - t0}
         rows = append_metrics(run_dir / "metrics.csv", row)
         plot_learning_curve(run_dir / "learning_curve.png", rows, ("train_loss",), "f_ld")
         if metrics["f_ld"] > best:
             best = metrics["f_ld"]
-            save_checkpoint(run_dir / "best.pt", model, "seldnet", metrics=row, classes=cfg.classes, features=cfg.features, fs=fs)
+            save_checkpoint(run_dir / "best.pt", model, "seldnet", metrics=row, classes=cfg.classes, features=cfg.features, fs=fs,
+                            ngcc=None if ngcc is None else {"config": ngcc.ngcc.config, "state_dict": ngcc.ngcc.state_dict()})
     return row
 
 
-def evaluate_clips(model: SeldNet, features: SeldFeatures, clips: list[Clip], cfg: SeldTrainConfig) -> dict:
+def ngcc_features(cfg: SeldTrainConfig, fs: int) -> NgccSeldFeatures | None:
+    """The frozen NGCC-PHAT feature extractor for ``logmel+ngcc`` (None otherwise)."""
+    if cfg.features != "logmel+ngcc":
+        return None
+    from sslkit.errors import UserError
+    from sslkit.models.checkpoint import load_checkpoint
+
+    if not cfg.ngcc:
+        raise UserError("--features logmel+ngcc needs --ngcc CHECKPOINT (sslkit train-ngcc --scene tetra-seld --targets 3)")
+    model, meta = load_checkpoint(cfg.ngcc, cfg.device)
+    if meta["model"] != "ngcc-phat" or model.fs != fs:
+        raise UserError(f"{cfg.ngcc}: need an NGCC-PHAT checkpoint at {fs} Hz")
+    return NgccSeldFeatures(model, fs).to(cfg.device)
+
+
+def predict_clip(model: SeldNet, features: SeldFeatures, ngcc: NgccSeldFeatures | None, audio: np.ndarray, device: str) -> SeldEvents:
+    """Events predicted for a whole clip (samples, mics)."""
+    with torch.no_grad():
+        x = torch.as_tensor(audio.T[None], device=device)
+        feats = features(x)
+        n = (feats.shape[2] // 5) * 5
+        return output_events(model(feats[:, :, :n], ngcc(x) if ngcc is not None else None)[0].cpu())
+
+
+def evaluate_clips(model: SeldNet, features: SeldFeatures, ngcc: NgccSeldFeatures | None, clips: list[Clip], cfg: SeldTrainConfig) -> dict:
     """DCASE metrics of the model's events on whole clips."""
     model.eval()
-    preds = []
-    with torch.no_grad():
-        for clip in clips:
-            feats = features(torch.as_tensor(clip.audio.T[None], device=cfg.device))
-            n = (feats.shape[2] // 5) * 5
-            preds.append(output_events(model(feats[:, :, :n])[0].cpu()))
+    preds = [predict_clip(model, features, ngcc, clip.audio, cfg.device) for clip in clips]
     return seld_metrics(preds, [c.labels for c in clips], len(cfg.classes))

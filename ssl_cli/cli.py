@@ -701,7 +701,8 @@ def train_seld_command(
     data: Path = typer.Option(..., "--data", help="Folder of recording folders (simulate --preset tetra-seld --count N), or a DCASE folder with mic_dev/ and metadata_dev/."),
     out: Path = typer.Option(Path("runs/seld"), "--out", "-o", help="Run folder."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="YAML list of class names (default: the 9 synthesized classes)."),
-    features: str = typer.Option("logmel+gcc", "--features", help="logmel+gcc or logmel."),
+    features: str = typer.Option("logmel+gcc", "--features", help="logmel+gcc, logmel+ngcc (with --ngcc) or logmel."),
+    ngcc: Optional[Path] = typer.Option(None, "--ngcc", help="Multi-target NGCC-PHAT checkpoint for logmel+ngcc (train-ngcc --targets 3)."),
     loss: str = typer.Option("bradpit", "--loss", help="adpit (baseline), overlay, distance-first or bradpit: same loss, different speed."),
     epochs: int = typer.Option(50, "--epochs", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
@@ -723,14 +724,14 @@ def train_seld_command(
     variant = "baseline" if loss == "adpit" else loss
     if variant not in VARIANTS or variant == "brute-force":
         raise UserError(f"--loss must be adpit, overlay, distance-first or bradpit, got '{loss}'")
-    if features not in ("logmel+gcc", "logmel"):
-        raise UserError(f"--features must be logmel+gcc or logmel, got '{features}'")
+    if features not in ("logmel+gcc", "logmel+ngcc", "logmel"):
+        raise UserError(f"--features must be logmel+gcc, logmel+ngcc or logmel, got '{features}'")
     if not data.is_dir():
         raise UserError(f"{data}: not a folder")
     folders = [data] if (data / "mic_dev").is_dir() else sorted(p for p in data.glob("*") if (p / "audio.wav").is_file())
     names = yaml.safe_load(classes.read_text()) if classes else DEFAULT_CLASSES
     cfg = SeldTrainConfig([str(p) for p in folders], list(names), features, variant, epochs, batch_size, lr=lr,
-                          device=resolve_device(device), seed=seed)
+                          ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed)
     with labelled_progress() as status:
         final = train_seld(cfg, out, status)
     console.print(summary_table(f"SELD training → {out}/", {
@@ -790,11 +791,11 @@ def predict_seld_command(
 
       sslkit predict-seld --checkpoint runs/seld/best.pt seld-test/ --out seld-output/
     """
-    import torch
 
     from sslkit.models.checkpoint import load_checkpoint
-    from sslkit.models.seld_features import SeldFeatures
-    from sslkit.models.train_seld import output_events
+    from sslkit.models.ngcc import NGCCPHAT
+    from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures
+    from sslkit.models.train_seld import predict_clip
     from sslkit.recording import load_recording
     from sslkit.sims.seld_labels import write_dcase_csv
 
@@ -807,16 +808,18 @@ def predict_seld_command(
         raise UserError(f"{recordings}: no recording folders")
     out = out or recordings / "seld-output"
     features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc").to(dev)
+    ngcc = None
+    if meta.get("ngcc"):
+        ngcc_model = NGCCPHAT(**meta["ngcc"]["config"])
+        ngcc_model.load_state_dict(meta["ngcc"]["state_dict"])
+        ngcc = NgccSeldFeatures(ngcc_model.to(dev), meta["fs"]).to(dev)
     with progress_bar() as progress:
         task = progress.add_task("predicting", total=len(folders))
         for folder in folders:
             rec = load_recording(folder)
             if rec.fs != meta["fs"]:
                 raise UserError(f"{folder}: sample rate {rec.fs} Hz, the checkpoint expects {meta['fs']} Hz")
-            with torch.no_grad():
-                feats = features(torch.as_tensor(rec.audio.T[None], device=dev))
-                n = (feats.shape[2] // 5) * 5
-                events = output_events(model(feats[:, :, :n])[0].cpu())
+            events = predict_clip(model, features, ngcc, rec.audio, dev)
             write_dcase_csv(out / f"{folder.name}.csv", events)
             progress.advance(task)
     console.print(f"{len(folders)} prediction files → {out}/ (classes: {', '.join(meta['classes'])})")

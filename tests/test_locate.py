@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error
 from sslkit.errors import GeometryError
 from sslkit.evaluation import position_errors, summarize_errors
 from sslkit.localize import PositionTrack, pool_frames, read_positions, smooth_track
 from sslkit.multilateration import MultilatOptions, check_array_geometry, range_differences, ransac_multilaterate, refine, star_solutions
-from sslkit.recording import SourceTrack, load_recording, write_mics, write_sources
+from sslkit.recording import SourceTrack, load_recording, write_mics
 
 TOL_POS_M = 0.005
 MICS = np.array([

@@ -111,3 +111,28 @@ def test_channel_swaps_of_the_tetrahedral_array():
     swapped = swap_targets(target, swaps[5][1])
     np.testing.assert_allclose(swapped[0, 0, 1:4, 0], swaps[5][1].T @ d)
     assert swapped[0, 0, 4, 0] == 2.0 and swapped[0, 0, 0, 0] == 1
+
+
+def test_train_seld_with_multi_target_ngcc_features(cli, tmp_path):
+    import yaml
+
+    from sslkit.models.checkpoint import save_checkpoint
+    from sslkit.models.ngcc import NGCCPHAT
+
+    scene = {"fs": FS, "duration": 1.5, "room": {"dimensions": [6.0, 5.0, 3.0], "rt60": 0.3},
+             "mics": {"positions": [[2.52, 2.02, 1.52], [2.52, 1.98, 1.48], [2.48, 2.02, 1.48], [2.48, 1.98, 1.52]]},
+             "sources": [{"signal": "bell", "position": {"random": {"min_wall_distance": 0.5}}}], "noise": {"snr_db": 20}}
+    (tmp_path / "scene.yml").write_text(yaml.safe_dump(scene))
+    assert cli("simulate", "--config", tmp_path / "scene.yml", "--count", 2, "--out", tmp_path / "data", "--workers", 1).exit_code == 0
+    ngcc = tmp_path / "ngcc.pt"
+    save_checkpoint(ngcc, NGCCPHAT(max_tau=6, fs=FS, n_sinc=4, sinc_len=31, channels=4, head_channels=4, n_outputs=3), "ngcc-phat")
+    (tmp_path / "classes.yaml").write_text("[bell]\n")
+    args = ("train-seld", "--data", tmp_path / "data", "--classes", tmp_path / "classes.yaml", "--epochs", 1, "--batch-size", 2,
+            "--device", "cpu", "--features", "logmel+ngcc")
+    from conftest import assert_one_line_error
+
+    assert_one_line_error(cli(*args, "--out", tmp_path / "bad"), "needs --ngcc")
+    result = cli(*args, "--ngcc", ngcc, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    result = cli("predict-seld", "--checkpoint", tmp_path / "run" / "best.pt", tmp_path / "data", "--out", tmp_path / "pred", "--device", "cpu")
+    assert result.exit_code == 0, result.output

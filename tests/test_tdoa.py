@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
 from sslkit.gcc import gcc, gcc_fft_length, mic_pairs, pick_peaks
