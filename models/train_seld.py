@@ -4,9 +4,10 @@ log-mel + GCC-PHAT features, SELDnet CRNN, Multi-ACCDOA with distance, any ADPIT
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures
 from sslkit.models.seldnet import SeldNet
-from sslkit.models.training import append_metrics, plot_learning_curve, warmup_cosine
+from sslkit.models.training import append_metrics, distributed, plot_learning_curve, warmup_cosine
 from sslkit.recording import write_yaml
 from sslkit.seld_metrics import SeldEvents, seld_metrics
 
@@ -127,8 +128,16 @@ def output_events(output: torch.Tensor) -> SeldEvents:
                       np.degrees(np.arcsin(np.clip(vecs[:, 2], -1, 1))), np.array(d))
 
 
-def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[str, int, int], None] | None = None) -> dict:
-    """Train and validate each epoch (DCASE F_LD, DOAE, RDE); writes best.pt, metrics.csv, PNG."""
+def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[str, int, int], None] | None = None,
+               resume: bool = False) -> dict:
+    """Train and validate each epoch (DCASE F_LD, DOAE, RDE); writes best.pt, last.pt, metrics.csv, PNG.
+
+    Mixed precision on CUDA; under ``torchrun`` every process draws its own batches (seeded by
+    rank), DistributedDataParallel averages gradients and rank 0 validates and writes.
+    """
+    rank, world = distributed()
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cfg.device == "cuda" and world > 1 else cfg.device
+    cfg = replace(cfg, device=device)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -147,14 +156,25 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     chunk_frames = int(cfg.chunk_s / LABEL_HOP)
     chunk_samples = int(chunk_frames * LABEL_HOP * fs)
-    steps = max(1, math.ceil(sum(t.shape[0] for t in targets) / chunk_frames / cfg.batch_size))
+    steps = max(1, math.ceil(sum(t.shape[0] for t in targets) / chunk_frames / (cfg.batch_size * world)))
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps)
-    rng = np.random.default_rng(cfg.seed)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    amp = cfg.device.startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    rng = np.random.default_rng([cfg.seed, rank])
     swaps = channel_swaps(train[0].mics) if cfg.channel_swap else [(np.arange(n_mics), np.eye(3))]
     write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model.config})
-    best, row = -1.0, {}
-    for epoch in range(cfg.epochs):
-        model.train()
+    best, row, start_epoch = -1.0, {}, 0
+    last = run_dir / "last.pt"
+    if resume and last.is_file():
+        state = torch.load(last, map_location=cfg.device, weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        start_epoch, best = state["epoch"], state["best_f"]
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
         t0, losses = time.perf_counter(), []
         for step in range(steps):
             audio, target = [], []
@@ -169,23 +189,31 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
             batch_audio = torch.as_tensor(np.stack(audio), device=cfg.device)
             feats = features(batch_audio)[:, :, : chunk_frames * 5]
             extra = ngcc(batch_audio) if ngcc is not None else None
-            loss = loss_fn(model(feats, extra), torch.stack(target).to(cfg.device))
+            with torch.autocast("cuda", enabled=amp):
+                output = net(feats, extra)
+            loss = loss_fn(output.float(), torch.stack(target).to(cfg.device))
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             losses.append(loss.item())
-            if on_status:
+            if on_status and rank == 0:
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps)
+        if rank != 0:
+            continue
         metrics = evaluate_clips(model, features, ngcc, val, cfg)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "f_ld": metrics["f_ld"], "doae_deg": metrics["doae_deg"],
                "rde": metrics["rde"], "seconds": time.perf_counter() - t0}
         rows = append_metrics(run_dir / "metrics.csv", row)
         plot_learning_curve(run_dir / "learning_curve.png", rows, ("train_loss",), "f_ld")
+        meta = {"metrics": row, "classes": cfg.classes, "features": cfg.features, "fs": fs,
+                "ngcc": None if ngcc is None else {"config": ngcc.ngcc.config, "state_dict": ngcc.ngcc.state_dict()}}
         if metrics["f_ld"] > best:
             best = metrics["f_ld"]
-            save_checkpoint(run_dir / "best.pt", model, "seldnet", metrics=row, classes=cfg.classes, features=cfg.features, fs=fs,
-                            ngcc=None if ngcc is None else {"config": ngcc.ngcc.config, "state_dict": ngcc.ngcc.state_dict()})
+            save_checkpoint(run_dir / "best.pt", model, "seldnet", **meta)
+        save_checkpoint(last, model, "seldnet", **meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        rng=rng.bit_generator.state, epoch=epoch + 1, best_f=best)
     return row
 
 

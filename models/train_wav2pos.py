@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sslkit.models.checkpoint import save_checkpoint
-from sslkit.models.training import append_metrics, plot_learning_curve, warmup_cosine
+from sslkit.models.training import append_metrics, distributed, plot_learning_curve, warmup_cosine
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_loss
 from sslkit.recording import Recording, positions_at_times, write_yaml
 from sslkit.sims.tdoa_windows import active_window_starts
@@ -107,14 +107,6 @@ def make_masks(cfg: Wav2PosTrainConfig, batch: dict, generator: torch.Generator)
     use_source = (torch.rand(b, generator=generator) < cfg.known_source_prob) & torch.as_tensor(batch["has_source"])
     audio_known[:, 0] = use_source
     return audio_known, coord_known
-
-
-def distributed() -> tuple[int, int]:
-    """(rank, world size) under torchrun, initialising the process group once; (0, 1) otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return int(os.environ.get("RANK", "0")), world
 
 
 def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = False,

@@ -65,3 +65,11 @@ def plot_learning_curve(path: str | os.PathLike, rows: list[dict], loss_keys: tu
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) under torchrun, initialising the process group once; (0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world

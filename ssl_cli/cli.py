@@ -709,12 +709,15 @@ def train_seld_command(
     lr: float = typer.Option(1e-3, "--lr"),
     device: str = typer.Option("auto", "--device"),
     seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
 ) -> None:
     """Train a SELDnet CRNN with Multi-ACCDOA (+ distance) output; validates DCASE F_LD, DOAE, RDE each epoch.
 
     [bold]Example[/]
 
       sslkit simulate --preset tetra-seld --count 200 --out seld-data && sslkit train-seld --data seld-data --loss bradpit
+
+    Multi-GPU: torchrun --nproc_per_node 4 -m sslkit train-seld --device cuda ...
     """
     import yaml
 
@@ -733,7 +736,7 @@ def train_seld_command(
     cfg = SeldTrainConfig([str(p) for p in folders], list(names), features, variant, epochs, batch_size, lr=lr,
                           ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed)
     with labelled_progress() as status:
-        final = train_seld(cfg, out, status)
+        final = train_seld(cfg, out, status, resume)
     console.print(summary_table(f"SELD training → {out}/", {
         "epochs": final["epoch"], "F_LD (20°, rel. dist. 1.0)": f"{final['f_ld'] * 100:.1f} %",
         "DOA error": f"{final['doae_deg']:.1f}°", "relative distance error": f"{final['rde']:.2f}",

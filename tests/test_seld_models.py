@@ -59,11 +59,14 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
                      "--batch-size", 2, "--loss", loss, "--device", "cpu", "--out", tmp_path / loss)
         assert result.exit_code == 0, result.output
         curves[loss] = (tmp_path / loss / "metrics.csv").read_text().splitlines()
+    resumed = cli("train-seld", "--data", tmp_path / "data", "--classes", tmp_path / "classes.yaml", "--epochs", 3,
+                  "--batch-size", 2, "--loss", "adpit", "--device", "cpu", "--out", tmp_path / "adpit", "--resume")
+    assert resumed.exit_code == 0 and len((tmp_path / "adpit" / "metrics.csv").read_text().splitlines()) == 4
     result = cli("predict-seld", "--checkpoint", tmp_path / "adpit" / "best.pt", tmp_path / "data", "--out", tmp_path / "pred", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "pred").glob("scene_*.csv"))) == 3
-    first = [float(r.split(",")[1]) for r in curves["adpit"][1:]]
-    second = [float(r.split(",")[1]) for r in curves["bradpit"][1:]]
+    first = [float(r.split(",")[1]) for r in curves["adpit"][1:3]]
+    second = [float(r.split(",")[1]) for r in curves["bradpit"][1:3]]
     assert first == pytest.approx(second, rel=1e-4)
 
 
