@@ -222,13 +222,12 @@ def ngcc_features(cfg: SeldTrainConfig, fs: int) -> NgccSeldFeatures | None:
     if cfg.features != "logmel+ngcc":
         return None
     from sslkit.errors import UserError
-    from sslkit.models.checkpoint import load_checkpoint
+    from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
 
-    if not cfg.ngcc:
-        raise UserError("--features logmel+ngcc needs --ngcc CHECKPOINT (sslkit train-ngcc --scene tetra-seld --targets 3)")
-    model, meta = load_checkpoint(cfg.ngcc, cfg.device)
+    path = cfg.ngcc or shipped_checkpoint("ngcc-phat-tetra")
+    model, meta = load_checkpoint(path, cfg.device)
     if meta["model"] != "ngcc-phat" or model.fs != fs:
-        raise UserError(f"{cfg.ngcc}: need an NGCC-PHAT checkpoint at {fs} Hz")
+        raise UserError(f"{path}: need an NGCC-PHAT checkpoint at {fs} Hz (sslkit train-ngcc --targets 3 for this array)")
     return NgccSeldFeatures(model, fs).to(cfg.device)
 
 

@@ -702,7 +702,7 @@ def train_seld_command(
     out: Path = typer.Option(Path("runs/seld"), "--out", "-o", help="Run folder."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="YAML list of class names (default: the 9 synthesized classes)."),
     features: str = typer.Option("logmel+gcc", "--features", help="logmel+gcc, logmel+ngcc (with --ngcc) or logmel."),
-    ngcc: Optional[Path] = typer.Option(None, "--ngcc", help="Multi-target NGCC-PHAT checkpoint for logmel+ngcc (train-ngcc --targets 3)."),
+    ngcc: Optional[Path] = typer.Option(None, "--ngcc", help="Multi-target NGCC-PHAT for logmel+ngcc (default: the shipped tetrahedral-array one)."),
     loss: str = typer.Option("bradpit", "--loss", help="adpit (baseline), overlay, distance-first or bradpit: same loss, different speed."),
     epochs: int = typer.Option(50, "--epochs", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1),

@@ -134,7 +134,9 @@ def test_train_seld_with_multi_target_ngcc_features(cli, tmp_path):
             "--device", "cpu", "--features", "logmel+ngcc")
     from conftest import assert_one_line_error
 
-    assert_one_line_error(cli(*args, "--out", tmp_path / "bad"), "needs --ngcc")
+    wrong_rate = tmp_path / "ngcc16k.pt"
+    save_checkpoint(wrong_rate, NGCCPHAT(max_tau=6, fs=16000, n_sinc=4, sinc_len=31, channels=4, head_channels=4), "ngcc-phat")
+    assert_one_line_error(cli(*args, "--ngcc", wrong_rate, "--out", tmp_path / "bad"), "at 24000 Hz")
     result = cli(*args, "--ngcc", ngcc, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     result = cli("predict-seld", "--checkpoint", tmp_path / "run" / "best.pt", tmp_path / "data", "--out", tmp_path / "pred", "--device", "cpu")
