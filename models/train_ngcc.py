@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.adpit import adpit_loss
 from sslkit.models.ngcc import NGCCPHAT, lag_targets, multi_lag_targets
-from sslkit.models.training import append_metrics, plot_learning_curve, warmup_cosine
+from sslkit.models.training import append_metrics, plot_learning_curve, restore_run, warmup_cosine
 from sslkit.recording import write_yaml
 from sslkit.sims.tdoa_windows import WindowBank
 
@@ -120,12 +120,8 @@ def train_ngcc(
     val_batch = val_bank.sample(min(1024, 8 * len(val_bank.recordings)), np.random.default_rng(cfg.seed + 1), cfg.c, cfg.targets)
     start_epoch, best_acc = 0, -1.0
     last = run_dir / "last.pt"
-    if resume and last.is_file():
-        state = torch.load(last, map_location=cfg.device, weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["rng"]
+    state = restore_run(last, model, optimizer, scheduler, cfg.device, rng) if resume else None
+    if state is not None:
         start_epoch, best_acc = state["epoch"], state["best_acc"]
     write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model_args})
     row: dict = {}

@@ -18,7 +18,7 @@ from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures
 from sslkit.models.seldnet import SeldNet
-from sslkit.models.training import append_metrics, distributed, plot_learning_curve, warmup_cosine
+from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, warmup_cosine
 from sslkit.recording import write_yaml
 from sslkit.seld_metrics import SeldEvents, seld_metrics
 
@@ -166,12 +166,8 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model.config})
     best, row, start_epoch = -1.0, {}, 0
     last = run_dir / "last.pt"
-    if resume and last.is_file():
-        state = torch.load(last, map_location=cfg.device, weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["rng"]
+    state = restore_run(last, model, optimizer, scheduler, cfg.device, rng) if resume else None
+    if state is not None:
         start_epoch, best = state["epoch"], state["best_f"]
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
@@ -192,11 +188,7 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
             with torch.autocast("cuda", enabled=amp):
                 output = net(feats, extra)
             loss = loss_fn(output.float(), torch.stack(target).to(cfg.device))
-            optimizer.zero_grad()
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            optimizer_step(loss, optimizer, scaler, scheduler)
             losses.append(loss.item())
             if on_status and rank == 0:
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps)

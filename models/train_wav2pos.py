@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sslkit.models.checkpoint import save_checkpoint
-from sslkit.models.training import append_metrics, distributed, plot_learning_curve, warmup_cosine
+from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, warmup_cosine
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_loss
 from sslkit.recording import Recording, positions_at_times, write_yaml
 from sslkit.sims.tdoa_windows import active_window_starts
@@ -160,11 +160,8 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
     val = val_bank.sample(min(512, 16 * len(val_bank.items)), np.random.default_rng(cfg.seed + 1))
     start_epoch, best = 0, math.inf
     last = run_dir / "last.pt"
-    if resume and last.is_file():
-        state = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    state = restore_run(last, model, optimizer, scheduler, device) if resume else None
+    if state is not None:
         start_epoch, best = state["epoch"], state["best_mae"]
     if rank == 0:
         write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model.config})
@@ -183,11 +180,7 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
             with torch.autocast("cuda", enabled=device.startswith("cuda")):
                 out = net(noisy, coords, audio_known, coord_known)
             loss = wav2pos_loss({k: v.float() for k, v in out.items()}, clean, coords[:, 0], coords[:, 1:], audio_known, coord_known)
-            optimizer.zero_grad()
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            optimizer_step(loss, optimizer, scaler, scheduler)
             losses.append(loss.item())
             if on_status and rank == 0:
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps_per_epoch)

@@ -7,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sslkit.recording import atomic_file
@@ -73,3 +74,29 @@ def distributed() -> tuple[int, int]:
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return int(os.environ.get("RANK", "0")), world
+
+
+def restore_run(last: Path, model: torch.nn.Module, optimizer, scheduler, device: str, rng: np.random.Generator | None = None) -> dict | None:
+    """Load ``last.pt`` (written by a previous run) into model, optimizer, scheduler and rng.
+
+    Returns the saved state (its ``epoch`` and best-metric entries tell where to continue) or None
+    when there is nothing to resume.
+    """
+    if not last.is_file():
+        return None
+    state = torch.load(last, map_location=device, weights_only=False)
+    model.load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if rng is not None:
+        rng.bit_generator.state = state["rng"]
+    return state
+
+
+def optimizer_step(loss: torch.Tensor, optimizer, scaler: torch.amp.GradScaler, scheduler) -> None:
+    """Backward through the (mixed-precision) scaler, step, and advance the schedule."""
+    optimizer.zero_grad()
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
