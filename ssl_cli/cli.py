@@ -265,13 +265,14 @@ def default_output(source: Path, name: str) -> Path:
 
 
 def load_input(recording: Path, mics: Optional[Path]):
+    """Read a recording once; return it whole and without its near-source channel (announced)."""
     from sslkit.recording import load_recording, room_channels
 
-    rec = load_recording(recording, mics)
-    room = room_channels(rec)
-    if room.n_mics != rec.n_mics:
-        console.print(f"[dim]ignoring channel {rec.mic_ids[-1]}: it is the near-source mic (moves with the source)[/]")
-    return room
+    full = load_recording(recording, mics)
+    room = room_channels(full)
+    if room.n_mics != full.n_mics:
+        console.print(f"[dim]ignoring channel {full.mic_ids[-1]}: it is the near-source mic (moves with the source)[/]")
+    return full, room
 
 
 @app.command()
@@ -309,7 +310,7 @@ def tdoa(
     from sslkit.recording import positions_at_times
     from sslkit.tdoa import TdoaOptions, estimate_tdoa, true_tdoa, write_tdoa_csv
 
-    rec = load_input(recording, mics)
+    _, rec = load_input(recording, mics)
     opts = TdoaOptions(frame, hop, pairs, peaks, min_separation, max_tau, weighting, beta, upsample, silence_db, c,
                        resolve_device(device), str(checkpoint) if checkpoint else None)
     out = out or default_output(recording, "tdoa.csv")
@@ -495,10 +496,7 @@ def locate(
     tdoa_csv = tdoa_source if tdoa_source not in TDOA_METHODS else None
     if tdoa_csv is not None and not tdoa_csv.endswith(".csv"):
         raise UserError(f"--tdoa must be one of {', '.join(TDOA_METHODS)} or a tdoa.csv file, got '{tdoa_source}'")
-    from sslkit.recording import load_recording
-
-    full = load_recording(recording, mics)
-    rec = load_input(recording, mics)
+    full, rec = load_input(recording, mics)
     if (known_source or unknown_mics) and method != "wav2pos":
         raise UserError("--known-source and --unknown-mics need --method wav2pos")
     if known_source and full.n_mics == rec.n_mics:
