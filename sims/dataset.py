@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from sslkit.errors import ConfigError
@@ -36,8 +36,17 @@ def draw_feasible_scene(template: dict, seed: int, index: int, audio_dir: str | 
     raise ConfigError(f"scene {index}: no feasible room after {MAX_REDRAWS} draws (check rt60 and dimensions ranges)")
 
 
-def _simulate_in_memory(args: tuple) -> Recording:
-    template, seed, index, audio_dir = args
+def parallel_map(fn: Callable, jobs: list[tuple], workers: int | None) -> Iterator:
+    """``fn(*job)`` for every job, in order, on ``workers`` processes (all cores by default; 1 runs inline)."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        yield from (fn(*job) for job in jobs)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        yield from pool.map(fn, *zip(*jobs), chunksize=4) if jobs else ()
+
+
+def _simulate_in_memory(template: dict, seed: int, index: int, audio_dir: str | None) -> Recording:
     return simulate(draw_feasible_scene(template, seed, index, audio_dir))[0]
 
 
@@ -46,21 +55,11 @@ def simulate_many(
     on_progress: Callable[[int], None] | None = None,
 ) -> list[Recording]:
     """Simulate the scenes ``indices`` of ``template`` in memory on ``workers`` processes, in order."""
-    jobs = [(template, seed, i, audio_dir) for i in indices]
-    workers = workers or os.cpu_count() or 1
-    if workers == 1:
-        out = []
-        for job in jobs:
-            out.append(_simulate_in_memory(job))
-            if on_progress:
-                on_progress(len(out))
-        return out
-    with ProcessPoolExecutor(workers) as pool:
-        out = []
-        for rec in pool.map(_simulate_in_memory, jobs, chunksize=4):
-            out.append(rec)
-            if on_progress:
-                on_progress(len(out))
+    out = []
+    for rec in parallel_map(_simulate_in_memory, [(template, seed, i, audio_dir) for i in indices], workers):
+        out.append(rec)
+        if on_progress:
+            on_progress(len(out))
     return out
 
 
@@ -111,20 +110,10 @@ def simulate_dataset(
             todo.append(i)
     if on_progress:
         on_progress(len(rows))
-    workers = workers or os.cpu_count() or 1
-    args = (seed, str(out), audio_dir, save_rirs)
-    if workers == 1:
-        for i in todo:
-            rows[i] = simulate_one(template, args[0], i, *args[1:])
-            if on_progress:
-                on_progress(len(rows))
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(simulate_one, template, args[0], i, *args[1:]) for i in todo]
-            for fut in as_completed(futures):
-                row = fut.result()
-                rows[row["scene"]] = row
-                if on_progress:
-                    on_progress(len(rows))
+    jobs = [(template, seed, i, str(out), audio_dir, save_rirs) for i in todo]
+    for row in parallel_map(simulate_one, jobs, workers):
+        rows[row["scene"]] = row
+        if on_progress:
+            on_progress(len(rows))
     write_csv(out / INDEX_FILE, INDEX_COLUMNS, ([rows[i][c] for c in INDEX_COLUMNS] for i in sorted(rows)))
     return out / INDEX_FILE
