@@ -1,8 +1,10 @@
 """Training wav2pos on recording folders or simulated rooms (Paper VII set-up).
 
-Windows of N samples are cut from recordings with ground truth (silent windows skipped); the
-source is taken as static within a window. Inputs get Gaussian noise while the reconstruction
-target stays clean (denoising); a random window start is the common time shift of the paper.
+Fixed windows of N samples are cut once from recordings with ground truth (silent windows
+skipped, random starts: the common time shift of the paper); the source is taken as static within
+a window. The frozen NGCC-PHAT runs once per window. Each step draws random mic subsets (between
+``min_mics`` and all) and Paper VII's random masks; the audio tokens get Gaussian noise while the
+reconstruction target stays clean (denoising).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sslkit.errors import UserError
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, warmup_cosine
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_loss
@@ -31,11 +34,12 @@ VAL_SEED_OFFSET = 1_000_000
 class Wav2PosTrainConfig:
     """A wav2pos training run (written to config.yaml)."""
 
-    scene: str = "luvira-sim"
+    scene: str = "luvira-frames"
     data: list[str] = field(default_factory=list)
-    scenes: int = 200
-    val_scenes: int = 20
-    windows_per_scene: int = 20
+    scenes: int = 8000
+    val_scenes: int = 400
+    windows_per_scene: int = 1
+    min_mics: int = 5
     epochs: int = 50
     batch_size: int = 64
     lr: float = 5e-4
@@ -55,40 +59,71 @@ class Wav2PosTrainConfig:
 
 
 class Wav2PosBank:
-    """Windows of recordings for wav2pos: the room mics, the near-source channel (if any) as the
-    source signal, and the source position at each window centre."""
+    """Fixed windows of recordings for wav2pos: the room mics, the near-source channel (if any) as
+    the source signal, the source position at the window centre and, once ``attach_probabilities``
+    ran, the frozen NGCC-PHAT's lag distributions of every mic pair (computed once, not per epoch)."""
 
-    def __init__(self, recordings: list[Recording], n_samples: int):
-        self.n = n_samples
-        self.items = []
+    def __init__(self, recordings: list[Recording], n_samples: int, windows_per_scene: int, rng: np.random.Generator):
+        audio, coords, source, has_source = [], [], [], []
         for rec in recordings:
             near = bool(rec.scene.get("near_source"))
+            room = rec.audio[:, :-1] if near else rec.audio
             mics = rec.mics[:-1] if near else rec.mics
-            room_audio = rec.audio[:, :-1] if near else rec.audio
-            starts = active_window_starts(room_audio, n_samples, n_samples // 4)
-            if len(starts):
-                self.items.append((rec, room_audio, rec.audio[:, -1] if near else None, mics, starts))
-        if not self.items:
-            raise ValueError("no recording has a non-silent window")
-        self.n_mics = len(self.items[0][3])
+            starts = active_window_starts(room, n_samples, n_samples // 4)
+            if not len(starts):
+                continue
+            for s in rng.choice(starts, min(windows_per_scene, len(starts)), replace=False):
+                window = np.zeros((1 + room.shape[1], n_samples), dtype=np.float32)
+                window[1:] = normalise(room[s : s + n_samples].T)
+                if near:
+                    window[0] = normalise(rec.audio[s : s + n_samples, -1][None])[0]
+                position = positions_at_times(rec.sources, np.array([(s + n_samples / 2) / rec.fs]))[0]
+                audio.append(window)
+                coords.append(np.vstack([position, mics]).astype(np.float32))
+                source.append(position)
+                has_source.append(near)
+        if not audio:
+            raise UserError("no training recording has a non-silent window")
+        if len({len(a) for a in audio}) > 1:
+            raise UserError("the training recordings have different numbers of microphones")
+        self.audio, self.coords = np.stack(audio), np.stack(coords)
+        self.source, self.has_source = np.stack(source).astype(np.float32), np.array(has_source)
+        self.n_mics = self.audio.shape[1] - 1
+        self.probs: np.ndarray | None = None
+        upper = np.triu_indices(self.n_mics, 1)
+        self.pair_index = np.zeros((self.n_mics, self.n_mics), dtype=np.int64)
+        self.pair_index[upper] = np.arange(len(upper[0]))
 
-    def sample(self, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """audio (B, 1+M, N) peak-normalised (row 0: source signal or zeros), coords (B, 1+M, 3), source (B, 3)."""
-        audio = np.zeros((batch, 1 + self.n_mics, self.n), dtype=np.float32)
-        coords = np.zeros((batch, 1 + self.n_mics, 3), dtype=np.float32)
-        source = np.zeros((batch, 3), dtype=np.float32)
-        has_source = np.zeros(batch, dtype=bool)
-        for b in range(batch):  # cutting windows: one slice per item
-            rec, room, near, mics, starts = self.items[rng.integers(len(self.items))]
-            s = starts[rng.integers(len(starts))]
-            audio[b, 1:] = normalise(room[s : s + self.n].T)
-            if near is not None:
-                audio[b, 0] = normalise(near[s : s + self.n][None])[0]
-                has_source[b] = True
-            coords[b, 1:] = mics
-            source[b] = positions_at_times(rec.sources, np.array([(s + self.n / 2) / rec.fs]))[0]
-        coords[:, 0] = source
-        return {"audio": audio, "coords": coords, "source": source, "has_source": has_source}
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def attach_probabilities(self, model: Wav2Pos, device: str, on_progress: Callable[[int], None] | None = None) -> None:
+        """Run the frozen NGCC-PHAT over every window once (float16 lag distributions of the M(M−1)/2 pairs)."""
+        chunks = []
+        for s in range(0, len(self), 64):
+            chunks.append(model.pair_probabilities(torch.as_tensor(self.audio[s : s + 64], device=device)).half().cpu().numpy())
+            if on_progress:
+                on_progress(min(s + 64, len(self)))
+        self.probs = np.concatenate(chunks)
+
+    def sample(self, batch: int, rng: np.random.Generator, n_mics: int | None = None) -> dict[str, np.ndarray]:
+        """``batch`` random windows, each with its own random subset of ``n_mics`` microphones
+        (kept in file order): audio (B, 1+k, N), coords (B, 1+k, 3), source (B, 3), probs (B, k(k−1)/2, lags)."""
+        k = n_mics or self.n_mics
+        idx = rng.integers(len(self), size=batch)
+        mics = np.sort(np.argsort(rng.random((batch, self.n_mics)), axis=1)[:, :k], axis=1)
+        rows = np.concatenate([np.zeros((batch, 1), dtype=np.int64), mics + 1], axis=1)
+        out = {"audio": self.audio[idx[:, None], rows], "coords": self.coords[idx[:, None], rows],
+               "source": self.source[idx], "has_source": self.has_source[idx]}
+        if self.probs is not None:
+            a, b = np.triu_indices(k, 1)
+            out["probs"] = self.probs[idx[:, None], self.pair_index[mics[:, a], mics[:, b]]]
+        return out
+
+    def all_windows(self) -> dict[str, np.ndarray]:
+        """Every window with all its mics (validation)."""
+        out = {"audio": self.audio, "coords": self.coords, "source": self.source, "has_source": self.has_source}
+        return out | ({"probs": self.probs} if self.probs is not None else {})
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -133,13 +168,18 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
         train_recs, val_recs = recs[n_val:], recs[:n_val]
     else:
         template = load_template(cfg.scene)
-        status = (lambda label, total: (lambda done: on_status(label, done, total))) if on_status else (lambda *_: None)
+        status = (lambda label, total: (lambda done: on_status(label, done, total))) if on_status and rank == 0 else (lambda *_: None)
         train_recs = simulate_many(template, list(range(cfg.scenes)), cfg.seed, cfg.workers, None, status("simulating training rooms", cfg.scenes))
         val_recs = simulate_many(template, list(range(VAL_SEED_OFFSET, VAL_SEED_OFFSET + cfg.val_scenes)), cfg.seed, cfg.workers, None,
                                  status("simulating validation rooms", cfg.val_scenes))
-    train_bank, val_bank = Wav2PosBank(train_recs, cfg.n_samples), Wav2PosBank(val_recs, cfg.n_samples)
+    status = (lambda label, total: (lambda done: on_status(label, done, total))) if on_status and rank == 0 else (lambda *_: None)
+    window_rng = np.random.default_rng(cfg.seed)
+    train_bank = Wav2PosBank(train_recs, cfg.n_samples, cfg.windows_per_scene, window_rng)
+    val_bank = Wav2PosBank(val_recs, cfg.n_samples, cfg.windows_per_scene, window_rng)
+    if not cfg.min_mics <= train_bank.n_mics:
+        raise UserError(f"--min-mics {cfg.min_mics} exceeds the recordings' {train_bank.n_mics} microphones")
     fs = train_recs[0].fs
-    all_mics = np.concatenate([item[3] for item in train_bank.items])
+    all_mics = train_bank.coords[:, 1:].reshape(-1, 3)
     centre = tuple(float(v) for v in (all_mics.min(0) + all_mics.max(0)) / 2)
     scale = float(np.abs(all_mics - np.array(centre)).max())
     ngcc_cfg, ngcc_state = None, None
@@ -149,15 +189,18 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
     model = Wav2Pos(cfg.n_samples, fs, cfg.dim, cfg.depth, cfg.heads, centre, scale, ngcc_cfg).to(device)
     if ngcc_state is not None:
         model.ngcc.load_state_dict(ngcc_state)
+        model.ngcc.eval()
+        for bank, label in ((train_bank, "NGCC-PHAT features, training"), (val_bank, "NGCC-PHAT features, validation")):
+            bank.attach_probabilities(model, device, status(label, len(bank)))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_bank.items) * cfg.windows_per_scene / (cfg.batch_size * world))
+    steps_per_epoch = math.ceil(len(train_bank) / (cfg.batch_size * world))
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda"))
     rng = np.random.default_rng([cfg.seed, rank])
     gen = torch.Generator().manual_seed(cfg.seed + rank)
-    val = val_bank.sample(min(512, 16 * len(val_bank.items)), np.random.default_rng(cfg.seed + 1))
+    val = val_bank.all_windows()
     start_epoch, best = 0, math.inf
     last = run_dir / "last.pt"
     state = restore_run(last, model, optimizer, scheduler, device) if resume else None
@@ -172,13 +215,14 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
             model.ngcc.eval()
         t0, losses = time.perf_counter(), []
         for step in range(steps_per_epoch):
-            batch = train_bank.sample(cfg.batch_size, rng)
+            batch = train_bank.sample(cfg.batch_size, rng, int(rng.integers(cfg.min_mics, train_bank.n_mics + 1)))
             audio_known, coord_known = (m.to(device) for m in make_masks(cfg, batch, gen))
             clean = torch.as_tensor(batch["audio"], device=device)
             noisy = clean + cfg.noise_std * torch.rand(len(clean), 1, 1, device=device) * torch.randn(clean.shape, device=device)
             coords = torch.as_tensor(batch["coords"], device=device)
+            probs = torch.as_tensor(batch["probs"], device=device) if "probs" in batch else None
             with torch.autocast("cuda", enabled=device.startswith("cuda")):
-                out = net(noisy, coords, audio_known, coord_known)
+                out = net(noisy, coords, audio_known, coord_known, probs)
             loss = wav2pos_loss({k: v.float() for k, v in out.items()}, clean, coords[:, 0], coords[:, 1:], audio_known, coord_known)
             optimizer_step(loss, optimizer, scaler, scheduler)
             losses.append(loss.item())
@@ -207,7 +251,9 @@ def validate(model: Wav2Pos, val: dict, device: str) -> float:
     coords = torch.as_tensor(val["coords"], device=device)
     known = torch.ones(audio.shape[:2], dtype=torch.bool, device=device)
     known[:, 0] = False
+    probs = torch.as_tensor(val["probs"], device=device) if "probs" in val else None
     with torch.no_grad():
-        pred = torch.cat([model(audio[s : s + 128], coords[s : s + 128], known[s : s + 128], known[s : s + 128])["source"]
+        pred = torch.cat([model(audio[s : s + 128], coords[s : s + 128], known[s : s + 128], known[s : s + 128],
+                                None if probs is None else probs[s : s + 128])["source"]
                           for s in range(0, len(audio), 128)])
     return float((pred - torch.as_tensor(val["source"], device=device)).norm(dim=-1).mean())

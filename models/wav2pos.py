@@ -83,7 +83,15 @@ class Wav2Pos(nn.Module):
         self.psi_source = mlp(3 * dim, dim, 3)
         self.psi_mic = mlp(3 * dim, dim, 3)
 
-    def forward(self, audio: torch.Tensor, coords: torch.Tensor, audio_known: torch.Tensor, coord_known: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, audio: torch.Tensor, coords: torch.Tensor, audio_known: torch.Tensor, coord_known: torch.Tensor,
+        pair_probs: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Source (B, 3), all mic coordinates (B, M, 3) and reconstructed audio (B, 1+M, N).
+
+        ``pair_probs``: the NGCC-PHAT lag distributions of ``pair_probabilities(audio)``, when the
+        caller has them already (the NGCC-PHAT is frozen, so training computes them once).
+        """
         b, m1, _ = audio.shape
         coord_known = coord_known.clone()
         coord_known[:, 0] = False  # the source position is what we predict
@@ -101,28 +109,45 @@ class Wav2Pos(nn.Module):
         y_coord = t_coord + self.modality["dec_coord"] + self.gamma_a2c(t_audio)
         decoded = self.decoder(torch.cat([y_audio, y_coord], dim=1))
         dec_audio, dec_coord = decoded[:, :m1], decoded[:, m1:]
-        q = self.tdoa_feature(audio, audio_known, dec_coord) if self.ngcc is not None else torch.zeros_like(z)
+        if self.ngcc is not None:
+            q = self.tdoa_feature(self.pair_probabilities(audio) if pair_probs is None else pair_probs, audio_known, dec_coord)
+        else:
+            q = torch.zeros_like(z)
         head_in = torch.cat([dec_coord, z[:, None].expand(-1, m1, -1), q[:, None].expand(-1, m1, -1)], dim=-1)
         source = self.psi_source(head_in[:, 0]) * self.scale + self.center
         mics = self.psi_mic(head_in[:, 1:]) * self.scale + self.center
         return {"source": source, "mics": mics, "audio": self.audio_head(dec_audio)}
 
-    def tdoa_feature(self, audio: torch.Tensor, audio_known: torch.Tensor, dec_coord: torch.Tensor) -> torch.Tensor:
+    def pair_probabilities(self, audio: torch.Tensor) -> torch.Tensor:
+        """NGCC-PHAT lag distributions R_ij of the M(M−1)/2 mic pairs i < j (``upper_pairs`` order)
+        from one batched call with each mic filtered once. audio (B, 1+M, N) → (B, P/2, lags).
+
+        R_ij averages the network's answer for (i, j) with the mirrored answer for (j, i), whose
+        correlations are those of (i, j) reversed: then R_ji = R_ij mirrored holds exactly, and the
+        source estimate does not depend on the mic order.
+        """
+        with torch.no_grad():
+            corr = self.ngcc.pair_correlations(audio, upper_pairs(audio.shape[1] - 1, audio.device))
+            logits = self.ngcc.logits_from_correlations(torch.cat([corr, corr.flip(-1)], dim=1))[:, :, 0]
+            forward, backward = torch.softmax(logits.float(), dim=-1).chunk(2, dim=1)
+            return (forward + backward.flip(-1)) / 2
+
+    def tdoa_feature(self, probs: torch.Tensor, audio_known: torch.Tensor, dec_coord: torch.Tensor) -> torch.Tensor:
         """q = max over ordered pairs (i ≠ j) of non-masked mic audio of φ(R_ij, y_i, y_j). → (B, d)
 
-        The NGCC-PHAT correlations of all M(M−1)/2 unordered pairs come from one batched call
-        (each mic filtered once); the reversed pairs reuse them, since R_ji[m] = R_ij[−m].
+        R_ji is R_ij mirrored (see ``pair_probabilities``).
         """
-        m = audio.shape[1] - 1  # microphones 1..M (the source row is not a mic)
-        upper = torch.triu_indices(m, m, offset=1, device=audio.device).T + 1  # (P/2, 2), mics are rows 1..M
+        upper = upper_pairs(dec_coord.shape[1] - 1, dec_coord.device)
         pairs = torch.cat([upper, upper.flip(1)])  # (P, 2): (i, j) then (j, i)
-        with torch.no_grad():
-            corr = self.ngcc.pair_correlations(audio, upper)  # (B, P/2, L, lags)
-            logits = self.ngcc.logits_from_correlations(torch.cat([corr, corr.flip(-1)], dim=1))
-            r = torch.softmax(logits[:, :, 0], dim=-1)  # (B, P, lags)
+        r = torch.cat([probs, probs.flip(-1)], dim=1).to(dec_coord.dtype)
         feats = self.phi(torch.cat([r, dec_coord[:, pairs[:, 0]], dec_coord[:, pairs[:, 1]]], dim=-1))  # (B, P, d)
         valid = audio_known[:, pairs[:, 0]] & audio_known[:, pairs[:, 1]]
         return feats.masked_fill(~valid[..., None], -torch.inf).amax(dim=1).nan_to_num(neginf=0.0)
+
+
+def upper_pairs(m: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Token rows (i, j), i < j, of the pairs of mics 1..M (row 0 is the source). → (M(M−1)/2, 2)"""
+    return torch.triu_indices(m, m, offset=1, device=device).T + 1
 
 
 def wav2pos_loss(

@@ -601,17 +601,19 @@ def evaluate(
 @user_errors
 def train_wav2pos_command(
     data: Optional[list[Path]] = typer.Option(None, "--data", help="Recording folders with ground truth (repeatable); default: simulate --scene."),
-    scene: str = typer.Option("luvira-sim", "--scene", help="Preset or YAML to simulate training rooms from (without --data)."),
+    scene: str = typer.Option("luvira-frames", "--scene", help="Preset or YAML to simulate training rooms from (without --data)."),
     out: Path = typer.Option(Path("runs/wav2pos"), "--out", "-o", help="Run folder."),
-    scenes: int = typer.Option(200, "--scenes", min=1),
-    val_scenes: int = typer.Option(20, "--val-scenes", min=1),
-    windows_per_scene: int = typer.Option(20, "--windows-per-scene", min=1),
+    scenes: int = typer.Option(8000, "--scenes", min=1),
+    val_scenes: int = typer.Option(400, "--val-scenes", min=1),
+    windows_per_scene: int = typer.Option(1, "--windows-per-scene", min=1),
+    min_mics: int = typer.Option(5, "--min-mics", min=2, help="Train on random mic subsets of this many mics up to all."),
     epochs: int = typer.Option(50, "--epochs", min=1),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(5e-4, "--lr"),
     masking: str = typer.Option("random", "--masking", help="source-only (fixed mics) or random (Paper VII rules)."),
     dim: int = typer.Option(256, "--dim", min=8, help="Embedding dimension d."),
     depth: int = typer.Option(4, "--depth", min=1, help="Transformer blocks D in encoder and decoder."),
+    heads: int = typer.Option(8, "--heads", min=1, help="Attention heads (must divide --dim)."),
     ngcc: Optional[Path] = typer.Option(None, "--ngcc", help="Frozen NGCC-PHAT checkpoint for the TDOA module (none: raw audio only)."),
     device: str = typer.Option("auto", "--device"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1),
@@ -624,15 +626,17 @@ def train_wav2pos_command(
 
     [bold]Example[/]
 
-      sslkit train-wav2pos --scene luvira-sim --ngcc runs/ngcc-luvira/best.pt --out runs/wav2pos
+      sslkit train-wav2pos --scene luvira-frames --ngcc runs/ngcc-luvira/best.pt --out runs/wav2pos
     """
     from sslkit.models.train_wav2pos import MASKINGS, Wav2PosTrainConfig, train_wav2pos
 
     if masking not in MASKINGS:
         raise UserError(f"--masking must be one of {', '.join(MASKINGS)}")
+    if dim % heads:
+        raise UserError(f"--heads {heads} does not divide --dim {dim}")
     cfg = Wav2PosTrainConfig(scene=scene, data=[str(p) for p in data or []], scenes=scenes, val_scenes=val_scenes,
-                             windows_per_scene=windows_per_scene, epochs=epochs, batch_size=batch_size, lr=lr, masking=masking,
-                             dim=dim, depth=depth, ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed,
+                             windows_per_scene=windows_per_scene, min_mics=min_mics, epochs=epochs, batch_size=batch_size, lr=lr, masking=masking,
+                             dim=dim, depth=depth, heads=heads, ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed,
                              workers=workers)
     with labelled_progress() as status:
         final = train_wav2pos(cfg, out, resume, status)

@@ -19,6 +19,12 @@ def batch(b: int = 3, m: int = 6, seed: int = 0):
 def test_source_estimate_is_invariant_to_mic_order():
     torch.manual_seed(0)
     model = Wav2Pos(**TINY).eval()
+    with torch.no_grad():  # sharper lag distributions and a larger φ make any order dependence visible
+        for p in model.ngcc.head.parameters():
+            p.mul_(3.0)
+        for layer in model.phi:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.mul_(5.0)
     audio, coords = batch()
     known = torch.ones(3, 7, dtype=torch.bool)
     known[:, 0] = False
@@ -59,6 +65,44 @@ def test_random_masks_follow_the_paper_rules():
     assert (mics_a | mics_c).all()  # never both masked
     assert ((mics_a & mics_c).sum(1) >= 5).all()
     assert (~mics_a).any() and (~mics_c).any()
+
+
+def test_reversed_pairs_use_the_mirrored_lag_distribution():
+    """φ sees R_ji = R_ij mirrored: swapping two mics' audio mirrors their pair's distribution."""
+    torch.manual_seed(0)
+    model = Wav2Pos(**TINY).eval()
+    audio, _ = batch(m=3)
+    probs = model.pair_probabilities(audio)  # pairs (1,2), (1,3), (2,3)
+    swapped = model.pair_probabilities(audio[:, [0, 2, 1, 3]])  # mics 1 and 2 exchanged
+    torch.testing.assert_close(swapped[:, 0], probs[:, 0].flip(-1), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3, 3))
+
+
+def test_bank_subsets_carry_the_matching_pair_features():
+    """Cached NGCC-PHAT features of a random mic subset equal those computed on the subset's audio."""
+    import numpy as np
+
+    from sslkit.models.train_wav2pos import Wav2PosBank
+    from sslkit.recording import Recording, SourceTrack
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = Wav2Pos(**TINY).eval()
+    track = SourceTrack(np.array([0.0, 1.0]), np.zeros(2, dtype=int), np.array([[1.0, 2.0, 1.0], [2.0, 2.0, 1.0]]))
+    recs = [Recording(rng.standard_normal((1000, 7)).astype(np.float32), 1000, [str(i) for i in range(7)],
+                      rng.random((7, 3)) * 5, track, {"near_source": 0.1}) for _ in range(3)]
+    bank = Wav2PosBank(recs, TINY["n_samples"], 2, rng)
+    assert len(bank) == 6 and bank.n_mics == 6 and bank.has_source.all()
+    bank.attach_probabilities(model, "cpu")
+    sample = bank.sample(5, rng, n_mics=4)
+    assert sample["audio"].shape == (5, 5, TINY["n_samples"]) and sample["coords"].shape == (5, 5, 3)
+    expected = model.pair_probabilities(torch.as_tensor(sample["audio"]))
+    torch.testing.assert_close(torch.as_tensor(sample["probs"]).float(), expected, atol=2e-3, rtol=1e-2)
+    rows = {tuple(c) for c in bank.coords[:, 1:].reshape(-1, 3).round(6)}
+    assert all(tuple(c) in rows for c in sample["coords"][:, 1:].reshape(-1, 3).round(6))
+    out = model(torch.as_tensor(sample["audio"]), torch.as_tensor(sample["coords"]), *[torch.ones(5, 5, dtype=torch.bool)] * 2,
+                torch.as_tensor(sample["probs"]))
+    assert out["source"].shape == (5, 3)
 
 
 def test_learns_a_fixed_batch():
