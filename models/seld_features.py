@@ -61,14 +61,17 @@ class NgccSeldFeatures(torch.nn.Module):
     """Frozen multi-target NGCC-PHAT lag distributions on the log-mel frame grid (Paper VI).
 
     For every 20 ms frame a ``window``-sample excerpt centred on it goes through NGCC-PHAT for all
-    mic pairs; the K tracks' softmax over 2τmax+1 lags are flattened.
+    mic pairs i < j; the K tracks' softmax over 2τmax+1 lags are flattened. Each pair's answer is
+    averaged with the mirrored answer for (j, i), so that the features of (j, i) are exactly those
+    of (i, j) mirrored (channel swaps then reuse computed features: ``swap_pair_features``).
+    Frames go through the network in chunks of ``chunk`` to bound memory on long clips.
     Shape: audio (B, C, T) → (B, frames, P·K·(2τmax+1)).
     """
 
-    def __init__(self, ngcc: torch.nn.Module, fs: int = 24000, window: int = 1024):
+    def __init__(self, ngcc: torch.nn.Module, fs: int = 24000, window: int = 1024, chunk: int = 512):
         super().__init__()
         self.ngcc = ngcc.eval().requires_grad_(False)
-        self.hop, self.window = int(round(0.02 * fs)), window
+        self.hop, self.window, self.chunk = int(round(0.02 * fs)), window, chunk
 
     @property
     def n_features(self) -> int:
@@ -77,9 +80,29 @@ class NgccSeldFeatures(torch.nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         b, c, _ = audio.shape
         padded = torch.nn.functional.pad(audio, (self.window // 2, self.window // 2))
-        frames = padded.unfold(-1, self.window, self.hop)  # (B, C, frames, window): same count as the STFT's
-        n_frames = frames.shape[2]
+        frames = padded.unfold(-1, self.window, self.hop).permute(0, 2, 1, 3).flatten(0, 1)  # (B·frames, C, window)
         pairs = torch.triu_indices(c, c, offset=1, device=audio.device).T
         with torch.no_grad():
-            logits = self.ngcc.pair_logits(frames.permute(0, 2, 1, 3).flatten(0, 1), pairs)  # (B·frames, P, K, lags)
-        return torch.softmax(logits, dim=-1).reshape(b, n_frames, -1)
+            probs = torch.cat([self.pair_probabilities(block, pairs) for block in frames.split(self.chunk)])
+        return probs.reshape(b, -1, len(pairs) * self.n_features)
+
+    def pair_probabilities(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """(F, C, window) → (F, P, K, lags): ½ (p(i, j) + mirrored p(j, i)) per track."""
+        corr = self.ngcc.pair_correlations(frames, pairs)
+        logits = self.ngcc.logits_from_correlations(torch.cat([corr, corr.flip(-1)], dim=1))
+        forward, backward = torch.softmax(logits.float(), dim=-1).chunk(2, dim=1)
+        return (forward + backward.flip(-1)) / 2
+
+
+def swap_pair_features(features: torch.Tensor, perm: np.ndarray, n_lags: int) -> torch.Tensor:
+    """Pair features (..., P·K·lags) of channels i < j, rearranged for the recording whose channel a
+    is the original channel perm[a]: pair (a, b) takes pair (perm[a], perm[b]), mirrored when
+    perm[a] > perm[b]. Matches recomputing mirror-symmetric features on the swapped audio."""
+    m = len(perm)
+    a, b = np.triu_indices(m, 1)
+    index = np.zeros((m, m), dtype=np.int64)
+    index[a, b] = index[b, a] = np.arange(len(a))
+    src_a, src_b = np.asarray(perm)[a], np.asarray(perm)[b]
+    pairs = features.reshape(*features.shape[:-1], len(a), -1, n_lags)[..., index[src_a, src_b], :, :]
+    mirrored = torch.as_tensor(src_a > src_b, device=features.device)[:, None, None]
+    return torch.where(mirrored, pairs.flip(-1), pairs).reshape(features.shape)

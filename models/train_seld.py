@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sslkit.errors import UserError
 from sslkit.models.adpit import ADPITLoss, events_to_target
 from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
-from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures
+from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_pair_features
 from sslkit.models.seldnet import SeldNet
 from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, warmup_cosine
 from sslkit.recording import write_yaml
@@ -35,6 +36,7 @@ ACTIVITY_THRESHOLD = 0.5
 @dataclass
 class SeldTrainConfig:
     data: list[str] = field(default_factory=list)
+    val_data: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
     features: str = "logmel+gcc"
     loss: str = "bradpit"
@@ -142,11 +144,20 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     clips = load_clips(cfg.data, cfg.classes)
-    n_val = max(1, len(clips) // 5)
-    train, val = clips[n_val:], clips[:n_val]
+    if cfg.val_data:
+        train, val = clips, load_clips(cfg.val_data, cfg.classes)
+    else:
+        n_val = max(1, len(clips) // 5)
+        train, val = clips[n_val:], clips[:n_val]
     fs = clips[0].fs
+    if any(c.fs != fs or c.audio.shape[1] != clips[0].audio.shape[1] for c in train + val):
+        raise UserError("the training and validation clips differ in sample rate or channel count")
     features = SeldFeatures(fs, gcc=cfg.features == "logmel+gcc").to(cfg.device)
     ngcc = ngcc_features(cfg, fs)
+    # the frozen NGCC-PHAT runs once per clip; channel swaps rearrange its pair features
+    status = (lambda label, total: (lambda done: on_status(label, done, total))) if on_status and rank == 0 else (lambda *_: None)
+    train_extra = clip_ngcc_features(ngcc, train, cfg.device, status("NGCC-PHAT features, training", len(train)))
+    val_extra = clip_ngcc_features(ngcc, val, cfg.device, status("NGCC-PHAT features, validation", len(val)))
     n_mics = clips[0].audio.shape[1]
     in_ch = n_mics + (n_mics * (n_mics - 1) // 2 if cfg.features == "logmel+gcc" else 0)
     extra_dim = ngcc.n_features * n_mics * (n_mics - 1) // 2 if ngcc is not None else 0
@@ -173,7 +184,7 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
         net.train()
         t0, losses = time.perf_counter(), []
         for step in range(steps):
-            audio, target = [], []
+            audio, target, extra = [], [], []
             for _ in range(cfg.batch_size):
                 k = rng.integers(len(train))
                 start = rng.integers(max(1, targets[k].shape[0] - chunk_frames + 1))
@@ -182,11 +193,14 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
                 audio.append(np.pad(a, ((0, chunk_samples - len(a)), (0, 0))).T)
                 tgt = torch.as_tensor(swap_targets(targets[k][start : start + chunk_frames].numpy(), rotation))
                 target.append(torch.nn.functional.pad(tgt, (0, 0, 0, 0, 0, 0, 0, chunk_frames - len(tgt))))
+                if train_extra is not None:
+                    e = swap_pair_features(train_extra[k][start * 5 : (start + chunk_frames) * 5], perm, ngcc.ngcc.n_lags)
+                    extra.append(torch.nn.functional.pad(e, (0, 0, 0, chunk_frames * 5 - len(e))))
             batch_audio = torch.as_tensor(np.stack(audio), device=cfg.device)
             feats = features(batch_audio)[:, :, : chunk_frames * 5]
-            extra = ngcc(batch_audio) if ngcc is not None else None
+            batch_extra = torch.stack(extra).to(cfg.device).float() if extra else None
             with torch.autocast("cuda", enabled=amp):
-                output = net(feats, extra)
+                output = net(feats, batch_extra)
             loss = loss_fn(output.float(), torch.stack(target).to(cfg.device))
             optimizer_step(loss, optimizer, scaler, scheduler)
             losses.append(loss.item())
@@ -194,7 +208,7 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps)
         if rank != 0:
             continue
-        metrics = evaluate_clips(model, features, ngcc, val, cfg)
+        metrics = evaluate_clips(model, features, val, cfg, val_extra)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "f_ld": metrics["f_ld"], "doae_deg": metrics["doae_deg"],
                "rde": metrics["rde"], "seconds": time.perf_counter() - t0}
         rows = append_metrics(run_dir / "metrics.csv", row)
@@ -213,7 +227,6 @@ def ngcc_features(cfg: SeldTrainConfig, fs: int) -> NgccSeldFeatures | None:
     """The frozen NGCC-PHAT feature extractor for ``logmel+ngcc`` (None otherwise)."""
     if cfg.features != "logmel+ngcc":
         return None
-    from sslkit.errors import UserError
     from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
 
     path = cfg.ngcc or shipped_checkpoint("ngcc-phat-tetra")
@@ -223,17 +236,31 @@ def ngcc_features(cfg: SeldTrainConfig, fs: int) -> NgccSeldFeatures | None:
     return NgccSeldFeatures(model, fs).to(cfg.device)
 
 
-def predict_clip(model: SeldNet, features: SeldFeatures, ngcc: NgccSeldFeatures | None, audio: np.ndarray, device: str) -> SeldEvents:
-    """Events predicted for a whole clip (samples, mics)."""
+def clip_ngcc_features(ngcc: NgccSeldFeatures | None, clips: list[Clip], device: str,
+                       on_progress: Callable[[int], None] | None = None) -> list[torch.Tensor] | None:
+    """NGCC-PHAT pair features of whole clips, (frames, P·K·lags) each (None without NGCC features)."""
+    if ngcc is None:
+        return None
+    out = []
+    for done, clip in enumerate(clips, 1):
+        out.append(ngcc(torch.as_tensor(clip.audio.T[None], device=device))[0].cpu())
+        if on_progress:
+            on_progress(done)
+    return out
+
+
+def predict_clip(model: SeldNet, features: SeldFeatures, audio: np.ndarray, device: str, extra: torch.Tensor | None = None) -> SeldEvents:
+    """Events predicted for a whole clip (samples, mics); ``extra``: its NGCC-PHAT features, if the model uses them."""
     with torch.no_grad():
         x = torch.as_tensor(audio.T[None], device=device)
         feats = features(x)
         n = (feats.shape[2] // 5) * 5
-        return output_events(model(feats[:, :, :n], ngcc(x) if ngcc is not None else None)[0].cpu())
+        return output_events(model(feats[:, :, :n], None if extra is None else extra[None].to(device))[0].cpu())
 
 
-def evaluate_clips(model: SeldNet, features: SeldFeatures, ngcc: NgccSeldFeatures | None, clips: list[Clip], cfg: SeldTrainConfig) -> dict:
+def evaluate_clips(model: SeldNet, features: SeldFeatures, clips: list[Clip], cfg: SeldTrainConfig,
+                   extras: list[torch.Tensor] | None = None) -> dict:
     """DCASE metrics of the model's events on whole clips."""
     model.eval()
-    preds = [predict_clip(model, features, ngcc, clip.audio, cfg.device) for clip in clips]
+    preds = [predict_clip(model, features, clip.audio, cfg.device, None if extras is None else extras[i]) for i, clip in enumerate(clips)]
     return seld_metrics(preds, [c.labels for c in clips], len(cfg.classes))

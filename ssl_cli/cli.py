@@ -697,10 +697,18 @@ def import_luvira_command(
 # ---------------------------------------------------------------------------------------------
 # train-seld / evaluate-seld
 # ---------------------------------------------------------------------------------------------
+def seld_data_folders(data: Path) -> list[str]:
+    """A DCASE folder (with mic_dev/) as is, or the recording folders inside ``data``."""
+    if not data.is_dir():
+        raise UserError(f"{data}: not a folder")
+    return [str(data)] if (data / "mic_dev").is_dir() else sorted(str(p) for p in data.glob("*") if (p / "audio.wav").is_file())
+
+
 @app.command("train-seld")
 @user_errors
 def train_seld_command(
     data: Path = typer.Option(..., "--data", help="Folder of recording folders (simulate --preset tetra-seld --count N), or a DCASE folder with mic_dev/ and metadata_dev/."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Validation data in the same layout (default: the first fifth of --data)."),
     out: Path = typer.Option(Path("runs/seld"), "--out", "-o", help="Run folder."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="YAML list of class names (default: the 9 synthesized classes)."),
     features: str = typer.Option("logmel+gcc", "--features", help="logmel+gcc, logmel+ngcc (with --ngcc) or logmel."),
@@ -709,6 +717,8 @@ def train_seld_command(
     epochs: int = typer.Option(50, "--epochs", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr"),
+    filters: int = typer.Option(64, "--filters", min=1, help="Convolution channels of the CRNN."),
+    rnn_size: int = typer.Option(128, "--rnn-size", min=1, help="GRU width of the CRNN."),
     device: str = typer.Option("auto", "--device"),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
@@ -731,12 +741,10 @@ def train_seld_command(
         raise UserError(f"--loss must be adpit, overlay, distance-first or bradpit, got '{loss}'")
     if features not in ("logmel+gcc", "logmel+ngcc", "logmel"):
         raise UserError(f"--features must be logmel+gcc, logmel+ngcc or logmel, got '{features}'")
-    if not data.is_dir():
-        raise UserError(f"{data}: not a folder")
-    folders = [data] if (data / "mic_dev").is_dir() else sorted(p for p in data.glob("*") if (p / "audio.wav").is_file())
     names = yaml.safe_load(classes.read_text()) if classes else DEFAULT_CLASSES
-    cfg = SeldTrainConfig([str(p) for p in folders], list(names), features, variant, epochs, batch_size, lr=lr,
-                          ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed)
+    cfg = SeldTrainConfig(seld_data_folders(data), seld_data_folders(val) if val else [], list(names), features, variant, epochs,
+                          batch_size, lr=lr, filters=filters, rnn_size=rnn_size, ngcc=str(ngcc) if ngcc else None,
+                          device=resolve_device(device), seed=seed)
     with labelled_progress() as status:
         final = train_seld(cfg, out, status, resume)
     console.print(summary_table(f"SELD training → {out}/", {
@@ -797,6 +805,8 @@ def predict_seld_command(
       sslkit predict-seld --checkpoint runs/seld/best.pt seld-test/ --out seld-output/
     """
 
+    import torch
+
     from sslkit.models.checkpoint import load_checkpoint
     from sslkit.models.ngcc import NGCCPHAT
     from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures
@@ -824,7 +834,8 @@ def predict_seld_command(
             rec = load_recording(folder)
             if rec.fs != meta["fs"]:
                 raise UserError(f"{folder}: sample rate {rec.fs} Hz, the checkpoint expects {meta['fs']} Hz")
-            events = predict_clip(model, features, ngcc, rec.audio, dev)
+            extra = ngcc(torch.as_tensor(rec.audio.T[None], device=dev))[0] if ngcc is not None else None
+            events = predict_clip(model, features, rec.audio, dev, extra)
             write_dcase_csv(out / f"{folder.name}.csv", events)
             progress.advance(task)
     console.print(f"{len(folders)} prediction files → {out}/ (classes: {', '.join(meta['classes'])})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,7 +72,6 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
 
 
 def test_dcase_layout_is_read_and_checked(tmp_path):
-    import numpy as np
     import soundfile as sf
 
     from sslkit.errors import InputFileError
@@ -94,7 +94,6 @@ def test_dcase_layout_is_read_and_checked(tmp_path):
 
 
 def test_channel_swaps_of_the_tetrahedral_array():
-    import numpy as np
 
     from sslkit.models.channel_swap import channel_swaps, swap_targets
 
@@ -114,6 +113,25 @@ def test_channel_swaps_of_the_tetrahedral_array():
     swapped = swap_targets(target, swaps[5][1])
     np.testing.assert_allclose(swapped[0, 0, 1:4, 0], swaps[5][1].T @ d)
     assert swapped[0, 0, 4, 0] == 2.0 and swapped[0, 0, 0, 0] == 1
+
+
+def test_channel_swapped_ngcc_features_match_recomputed_ones():
+    """Cached NGCC-PHAT pair features, rearranged for a channel swap, equal those of the swapped audio."""
+    from sslkit.models.channel_swap import channel_swaps
+    from sslkit.models.ngcc import NGCCPHAT
+    from sslkit.models.seld_features import NgccSeldFeatures, swap_pair_features
+
+    torch.manual_seed(0)
+    ngcc = NGCCPHAT(max_tau=6, fs=FS, n_sinc=4, sinc_len=31, channels=4, head_channels=4, n_outputs=3)
+    for p in ngcc.head.parameters():  # sharper, less symmetric outputs
+        p.data.mul_(3.0)
+    features = NgccSeldFeatures(ngcc, FS, window=256, chunk=4)
+    audio = torch.randn(1, 4, 2400)
+    base = features(audio)
+    assert base.shape == (1, 2400 // 480 + 1, 6 * 3 * 13)
+    tetra = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) * 0.0242
+    for perm, _ in channel_swaps(tetra)[1:24:5]:
+        torch.testing.assert_close(swap_pair_features(base, perm, 13), features(audio[:, perm]), atol=1e-5, rtol=1e-4)
 
 
 def test_train_seld_with_multi_target_ngcc_features(cli, tmp_path):
@@ -137,7 +155,8 @@ def test_train_seld_with_multi_target_ngcc_features(cli, tmp_path):
     wrong_rate = tmp_path / "ngcc16k.pt"
     save_checkpoint(wrong_rate, NGCCPHAT(max_tau=6, fs=16000, n_sinc=4, sinc_len=31, channels=4, head_channels=4), "ngcc-phat")
     assert_one_line_error(cli(*args, "--ngcc", wrong_rate, "--out", tmp_path / "bad"), "at 24000 Hz")
-    result = cli(*args, "--ngcc", ngcc, "--out", tmp_path / "run")
+    result = cli(*args, "--ngcc", ngcc, "--out", tmp_path / "run", "--val", tmp_path / "data")
     assert result.exit_code == 0, result.output
+    assert "--val" not in result.output and (tmp_path / "run" / "metrics.csv").is_file()
     result = cli("predict-seld", "--checkpoint", tmp_path / "run" / "best.pt", tmp_path / "data", "--out", tmp_path / "pred", "--device", "cpu")
     assert result.exit_code == 0, result.output
