@@ -56,6 +56,9 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Sound source localization on ad-hoc microphone arrays."""
+    from sslkit.allocator import keep_freed_memory
+
+    keep_freed_memory()
 
 
 def progress_bar():

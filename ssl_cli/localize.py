@@ -117,6 +117,10 @@ def locate_srp(rec: Recording, opts: LocateOptions, on_progress=None) -> Positio
     return PositionTrack(times, srp["xyz"], np.clip(srp["power"], 0, 1), np.full(len(times), len(pairs)))
 
 
+WAV2POS_BATCH = 64
+"""Frames per wav2pos call: the NGCC-PHAT correlations of 55 pairs take ~0.6 GB per 64 frames."""
+
+
 def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:
     """wav2pos on frames of the checkpoint's length: setups 1a (all mics known), 1b (known source
     signal: ``opts.source_audio``) and 2 (mics in ``opts.unknown_mics`` have unknown positions)."""
@@ -149,12 +153,13 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     coord_known[:, unknown] = False
     sources, mics = [], []
     with torch.no_grad():
-        for s in range(0, len(frames), 256):
-            out = model(inputs[s : s + 256], coords[s : s + 256], audio_known[s : s + 256], coord_known[s : s + 256])
+        for s in range(0, len(frames), WAV2POS_BATCH):
+            block = slice(s, s + WAV2POS_BATCH)
+            out = model(inputs[block], coords[block], audio_known[block], coord_known[block])
             sources.append(out["source"].cpu().numpy())
             mics.append(out["mics"].cpu().numpy())
             if on_progress:
-                on_progress(min(s + 256, len(frames)), len(frames))
+                on_progress(min(s + WAV2POS_BATCH, len(frames)), len(frames))
     xyz = np.concatenate(sources).astype(float)
     mic_pred = np.concatenate(mics)
     xyz[silent] = np.nan
