@@ -235,7 +235,7 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
                "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
         rows = append_metrics(run_dir / "metrics.csv", row)
         plot_learning_curve(run_dir / "learning_curve.png", rows, ("train_loss",), "val_mae_cm")
-        meta = {"metrics": row, "train_config": asdict(cfg)}
+        meta = {"metrics": row, "train_config": asdict(cfg), "mic_range": [cfg.min_mics, train_bank.n_mics]}
         if val_mae < best:
             best = val_mae
             save_checkpoint(run_dir / "best.pt", model, "wav2pos", **meta)

@@ -133,7 +133,7 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     model, meta = load_checkpoint(path, opts.device)
     if meta["model"] != "wav2pos":
         raise InputFileError(path, f"is a {meta['model']} checkpoint, not wav2pos")
-    check_wav2pos_input(model, rec, path, opts)
+    check_wav2pos_input(model, meta, rec, path, opts)
     n = model.n_samples
     audio = torch.as_tensor(rec.audio, device=opts.device)
     frames = frame_audio(audio, n, opts.hop)  # (F, M, N)
@@ -169,10 +169,14 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     return PositionTrack(times, xyz, np.where(silent, 0.0, 1.0), np.full(len(times), known), estimated_mics=estimated)
 
 
-def check_wav2pos_input(model, rec: Recording, path, opts: LocateOptions) -> None:
-    """Sample rate, enough known mics, and mics inside the region the checkpoint was trained on."""
+def check_wav2pos_input(model, meta: dict, rec: Recording, path, opts: LocateOptions) -> None:
+    """Sample rate, mic count within the training range, enough known mics, and mics inside the
+    region the checkpoint was trained on."""
     if rec.fs != model.fs:
         raise InputFileError(rec.path, f"sample rate {rec.fs} Hz differs from the checkpoint's {model.fs} Hz ({path})")
+    low, high = meta.get("mic_range", (5, rec.n_mics))
+    if not low <= rec.n_mics <= high:
+        raise InputFileError(rec.path, f"{rec.n_mics} microphones, but {path} was trained on {low} to {high} (choose some with --use-mics)")
     unknown = set(opts.unknown_mics) - set(rec.mic_ids)
     if unknown:
         raise UserError(f"--unknown-mics: no mic {sorted(unknown)[0]} in mics.csv")

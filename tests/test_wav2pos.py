@@ -145,3 +145,5 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
     from conftest import assert_one_line_error
 
     assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--unknown-mics", "3", "--out", tmp_path / "x.csv"), "wav2pos")
+    assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
+                              "--use-mics", "1,2,3,4", "--out", tmp_path / "y.csv"), "4 microphones", "trained on 5 to 11")
