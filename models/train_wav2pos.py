@@ -86,6 +86,9 @@ class Wav2PosBank:
             raise UserError("no training recording has a non-silent window")
         if len({len(a) for a in audio}) > 1:
             raise UserError("the training recordings have different numbers of microphones")
+        self.fs = recordings[0].fs
+        if any(rec.fs != self.fs for rec in recordings):
+            raise UserError("the training recordings have different sample rates")
         self.audio, self.coords = np.stack(audio), np.stack(coords)
         self.source, self.has_source = np.stack(source).astype(np.float32), np.array(has_source)
         self.n_mics = self.audio.shape[1] - 1
@@ -144,22 +147,11 @@ def make_masks(cfg: Wav2PosTrainConfig, batch: dict, generator: torch.Generator)
     return audio_known, coord_known
 
 
-def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = False,
-                  on_status: Callable[[str, int, int], None] | None = None) -> dict:
-    """Train wav2pos; writes last.pt, best.pt, metrics.csv, learning_curve.png, config.yaml.
-
-    Under ``torchrun --nproc_per_node K`` each process trains on its own batches (seeded by rank)
-    with gradients averaged by DistributedDataParallel; rank 0 writes the files.
-    """
-    from sslkit.models.checkpoint import load_checkpoint
+def training_banks(cfg: Wav2PosTrainConfig, status: Callable) -> tuple[Wav2PosBank, Wav2PosBank]:
+    """Training and validation windows: from ``cfg.data`` (a tenth for validation) or simulated rooms."""
     from sslkit.sims.dataset import simulate_many
     from sslkit.sims.scene import load_template
 
-    rank, world = distributed()
-    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cfg.device == "cuda" and world > 1 else cfg.device
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
     if cfg.data:
         from sslkit.recording import load_recording
 
@@ -168,17 +160,36 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
         train_recs, val_recs = recs[n_val:], recs[:n_val]
     else:
         template = load_template(cfg.scene)
-        status = (lambda label, total: (lambda done: on_status(label, done, total))) if on_status and rank == 0 else (lambda *_: None)
         train_recs = simulate_many(template, list(range(cfg.scenes)), cfg.seed, cfg.workers, None, status("simulating training rooms", cfg.scenes))
         val_recs = simulate_many(template, list(range(VAL_SEED_OFFSET, VAL_SEED_OFFSET + cfg.val_scenes)), cfg.seed, cfg.workers, None,
                                  status("simulating validation rooms", cfg.val_scenes))
-    status = (lambda label, total: (lambda done: on_status(label, done, total))) if on_status and rank == 0 else (lambda *_: None)
     window_rng = np.random.default_rng(cfg.seed)
     train_bank = Wav2PosBank(train_recs, cfg.n_samples, cfg.windows_per_scene, window_rng)
     val_bank = Wav2PosBank(val_recs, cfg.n_samples, cfg.windows_per_scene, window_rng)
     if not cfg.min_mics <= train_bank.n_mics:
         raise UserError(f"--min-mics {cfg.min_mics} exceeds the recordings' {train_bank.n_mics} microphones")
-    fs = train_recs[0].fs
+    if val_bank.n_mics != train_bank.n_mics or val_bank.fs != train_bank.fs:
+        raise UserError("the validation recordings differ from the training ones in mic count or sample rate")
+    return train_bank, val_bank
+
+
+def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = False,
+                  on_status: Callable[[str, int, int], None] | None = None) -> dict:
+    """Train wav2pos; writes last.pt, best.pt, metrics.csv, learning_curve.png, config.yaml.
+
+    Under ``torchrun --nproc_per_node K`` each process trains on its own batches (seeded by rank)
+    with gradients averaged by DistributedDataParallel; rank 0 writes the files.
+    """
+    from sslkit.models.checkpoint import load_checkpoint
+
+    rank, world = distributed()
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cfg.device == "cuda" and world > 1 else cfg.device
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    status = (lambda label, total: (lambda done: on_status(label, done, total))) if on_status and rank == 0 else (lambda *_: None)
+    train_bank, val_bank = training_banks(cfg, status)
+    fs = train_bank.fs
     all_mics = train_bank.coords[:, 1:].reshape(-1, 3)
     centre = tuple(float(v) for v in (all_mics.min(0) + all_mics.max(0)) / 2)
     scale = float(np.abs(all_mics - np.array(centre)).max())
