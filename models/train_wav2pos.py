@@ -48,6 +48,7 @@ class Wav2PosTrainConfig:
     masking: str = "random"
     known_source_prob: float = 0.3
     noise_std: float = 0.02
+    rotate: bool = True
     dim: int = 256
     depth: int = 4
     heads: int = 8
@@ -127,6 +128,20 @@ class Wav2PosBank:
         """Every window with all its mics (validation)."""
         out = {"audio": self.audio, "coords": self.coords, "source": self.source, "has_source": self.has_source}
         return out | ({"probs": self.probs} if self.probs is not None else {})
+
+
+def rotate_scenes(coords: np.ndarray, centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each window's source and mics (B, 1+M, 3) turned by a random angle about the vertical axis
+    through ``centre``, mirrored half the time: every distance, hence the audio and its TDOAs, is
+    unchanged, so the network has to use the coordinates instead of memorising one layout."""
+    angle = rng.uniform(0, 2 * np.pi, len(coords))
+    mirror = np.where(rng.random(len(coords)) < 0.5, -1.0, 1.0)
+    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    x, y = mirror[:, None] * (coords[..., 0] - centre[0]), coords[..., 1] - centre[1]
+    out = coords.copy()
+    out[..., 0] = centre[0] + cos * x - sin * y
+    out[..., 1] = centre[1] + sin * x + cos * y
+    return out
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -227,6 +242,8 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
         t0, losses = time.perf_counter(), []
         for step in range(steps_per_epoch):
             batch = train_bank.sample(cfg.batch_size, rng, int(rng.integers(cfg.min_mics, train_bank.n_mics + 1)))
+            if cfg.rotate:
+                batch["coords"] = rotate_scenes(batch["coords"], np.array(centre), rng)
             audio_known, coord_known = (m.to(device) for m in make_masks(cfg, batch, gen))
             clean = torch.as_tensor(batch["audio"], device=device)
             noisy = clean + cfg.noise_std * torch.rand(len(clean), 1, 1, device=device) * torch.randn(clean.shape, device=device)

@@ -105,6 +105,20 @@ def test_bank_subsets_carry_the_matching_pair_features():
     assert out["source"].shape == (5, 3)
 
 
+def test_scene_rotation_keeps_every_distance():
+    import numpy as np
+
+    from sslkit.models.train_wav2pos import rotate_scenes
+
+    rng = np.random.default_rng(0)
+    coords = rng.random((50, 12, 3)) * [7.0, 8.0, 2.0]
+    turned = rotate_scenes(coords, np.array([3.5, 4.0, 1.0]), rng)
+    dist = lambda c: np.linalg.norm(c[:, :, None] - c[:, None], axis=-1)  # noqa: E731
+    np.testing.assert_allclose(dist(turned), dist(coords), atol=1e-12)
+    np.testing.assert_array_equal(turned[..., 2], coords[..., 2])
+    assert np.abs(turned - coords).max() > 1.0
+
+
 def test_learns_a_fixed_batch():
     torch.manual_seed(0)
     model = Wav2Pos(**TINY)
