@@ -62,3 +62,14 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[torch
         raise InputFileError(path, f"not a valid sslkit checkpoint ({type(err).__name__}: {err})") from None
     meta = {k: v for k, v in state.items() if k != "state_dict"}
     return model.to(device).eval(), meta
+
+
+def half_precision_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Write ``src`` for shipping: float16 weights (loaded back into float32 models), no optimizer state."""
+    from sslkit.recording import atomic_file
+
+    state = torch.load(src, map_location="cpu", weights_only=False)
+    state = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
+    state["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    with atomic_file(dst) as tmp:
+        torch.save(state, tmp)

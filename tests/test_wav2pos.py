@@ -119,6 +119,23 @@ def test_scene_rotation_keeps_every_distance():
     assert np.abs(turned - coords).max() > 1.0
 
 
+def test_half_precision_copy_predicts_the_same(tmp_path):
+    from sslkit.models.checkpoint import half_precision_copy, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = Wav2Pos(**TINY).eval()
+    save_checkpoint(tmp_path / "full.pt", model, "wav2pos", optimizer={"state": 1})
+    half_precision_copy(tmp_path / "full.pt", tmp_path / "half.pt")
+    copy, meta = load_checkpoint(tmp_path / "half.pt")
+    assert "optimizer" not in meta and next(copy.parameters()).dtype == torch.float32
+    audio, coords = batch()
+    known = torch.ones(3, 7, dtype=torch.bool)
+    known[:, 0] = False
+    with torch.no_grad():
+        torch.testing.assert_close(copy(audio, coords, known, known)["source"], model(audio, coords, known, known)["source"],
+                                   atol=0.02, rtol=0.01)
+
+
 def test_learns_a_fixed_batch():
     torch.manual_seed(0)
     model = Wav2Pos(**TINY)
