@@ -17,6 +17,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from sslkit.allocator import keep_freed_memory
 from sslkit.models.train_seld import DEFAULT_CLASSES, SeldTrainConfig, train_seld
 from sslkit.recording import read_csv_columns
@@ -27,6 +29,8 @@ parser.add_argument("--train", type=Path, required=True)
 parser.add_argument("--test", type=Path, required=True)
 parser.add_argument("--epochs", type=int, default=12)
 parser.add_argument("--batch-size", type=int, default=16)
+parser.add_argument("--lr", type=float, default=1e-3)
+parser.add_argument("--threads", type=int, default=None, help="torch threads (run the feature sets side by side with 1 each)")
 parser.add_argument("--filters", type=int, default=64)
 parser.add_argument("--rnn-size", type=int, default=128)
 parser.add_argument("--features", default="logmel+gcc,logmel+ngcc")
@@ -41,10 +45,12 @@ def folders(root: Path) -> list[str]:
     return sorted(str(p) for p in root.glob("*") if (p / "audio.wav").is_file())
 
 
+if args.threads:
+    torch.set_num_threads(args.threads)
 results = {}
 for features in args.features.split(","):
     cfg = SeldTrainConfig(folders(args.train), folders(args.test), list(DEFAULT_CLASSES), features, "bradpit", args.epochs,
-                          args.batch_size, filters=args.filters, rnn_size=args.rnn_size, ngcc=args.ngcc, device=args.device,
+                          args.batch_size, lr=args.lr, filters=args.filters, rnn_size=args.rnn_size, ngcc=args.ngcc, device=args.device,
                           seed=args.seed)
     run = args.out / features.replace("+", "-")
     start = time.perf_counter()
