@@ -28,7 +28,8 @@ class SeldNet(nn.Module):
         self.n_classes, self.n_tracks = n_classes, n_tracks
         # Paper VI: per-frame NGCC-PHAT features go through an MLP to one more n_bands-wide input channel
         self.extra_mlp = nn.Sequential(nn.Linear(extra_dim, n_bands), nn.ReLU(), nn.Linear(n_bands, n_bands)) if extra_dim else None
-        blocks, c = [], in_channels + (1 if extra_dim else 0)
+        c = in_channels + (1 if extra_dim else 0)
+        blocks: list[nn.Module] = [nn.BatchNorm2d(c)]  # standardises each feature channel (log-mels, GCC, NGCC) as the baseline's scaler does
         for tp, fp in zip(time_pool, freq_pool):
             blocks += [nn.Conv2d(c, filters, 3, padding=1), nn.BatchNorm2d(filters), nn.ReLU(), nn.MaxPool2d((tp, fp)), nn.Dropout(0.05)]
             c = filters
