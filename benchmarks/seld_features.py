@@ -30,6 +30,7 @@ parser.add_argument("--test", type=Path, required=True)
 parser.add_argument("--epochs", type=int, default=12)
 parser.add_argument("--batch-size", type=int, default=16)
 parser.add_argument("--lr", type=float, default=1e-3)
+parser.add_argument("--no-channel-swap", action="store_true", help="train without channel-swap augmentation")
 parser.add_argument("--threads", type=int, default=None, help="torch threads (run the feature sets side by side with 1 each)")
 parser.add_argument("--filters", type=int, default=64)
 parser.add_argument("--rnn-size", type=int, default=128)
@@ -50,8 +51,8 @@ if args.threads:
 results = {}
 for features in args.features.split(","):
     cfg = SeldTrainConfig(folders(args.train), folders(args.test), list(DEFAULT_CLASSES), features, "bradpit", args.epochs,
-                          args.batch_size, lr=args.lr, filters=args.filters, rnn_size=args.rnn_size, ngcc=args.ngcc, device=args.device,
-                          seed=args.seed)
+                          args.batch_size, lr=args.lr, filters=args.filters, rnn_size=args.rnn_size, channel_swap=not args.no_channel_swap,
+                          ngcc=args.ngcc, device=args.device, seed=args.seed)
     run = args.out / features.replace("+", "-")
     start = time.perf_counter()
     last = train_seld(cfg, run)
@@ -63,4 +64,4 @@ for features in args.features.split(","):
         "train_seconds": time.perf_counter() - start,
     }
 print(json.dumps({"train_scenes": len(folders(args.train)), "test_scenes": len(folders(args.test)), "epochs": args.epochs,
-                  "batch_size": args.batch_size, "device": args.device, "results": results}, indent=2))
+                  "batch_size": args.batch_size, "channel_swap": not args.no_channel_swap, "device": args.device, "results": results}, indent=2))

@@ -723,6 +723,7 @@ def train_seld_command(
     lr: float = typer.Option(1e-3, "--lr"),
     filters: int = typer.Option(64, "--filters", min=1, help="Convolution channels of the CRNN."),
     rnn_size: int = typer.Option(128, "--rnn-size", min=1, help="GRU width of the CRNN."),
+    channel_swap: bool = typer.Option(True, "--channel-swap/--no-channel-swap", help="Augment with the array's channel-swap symmetries."),
     device: str = typer.Option("auto", "--device"),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
@@ -747,7 +748,7 @@ def train_seld_command(
         raise UserError(f"--features must be logmel+gcc, logmel+ngcc or logmel, got '{features}'")
     names = yaml.safe_load(classes.read_text()) if classes else DEFAULT_CLASSES
     cfg = SeldTrainConfig(seld_data_folders(data), seld_data_folders(val) if val else [], list(names), features, variant, epochs,
-                          batch_size, lr=lr, filters=filters, rnn_size=rnn_size, ngcc=str(ngcc) if ngcc else None,
+                          batch_size, lr=lr, filters=filters, rnn_size=rnn_size, channel_swap=channel_swap, ngcc=str(ngcc) if ngcc else None,
                           device=resolve_device(device), seed=seed)
     with labelled_progress() as status:
         final = train_seld(cfg, out, status, resume)
