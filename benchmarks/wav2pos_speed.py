@@ -10,8 +10,10 @@ import time
 
 import torch
 
+from sslkit.allocator import keep_freed_memory
 from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
 
+keep_freed_memory()  # as the CLI does
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--checkpoint", default=None, help="wav2pos checkpoint (default: the shipped one)")
 parser.add_argument("--device", default="cpu")
