@@ -48,7 +48,7 @@ class Wav2PosTrainConfig:
     masking: str = "random"
     known_source_prob: float = 0.3
     noise_std: float = 0.02
-    rotate: bool = True
+    rotate: bool = False
     dim: int = 256
     depth: int = 4
     heads: int = 8

@@ -610,7 +610,7 @@ def train_wav2pos_command(
     val_scenes: int = typer.Option(400, "--val-scenes", min=1),
     windows_per_scene: int = typer.Option(1, "--windows-per-scene", min=1),
     min_mics: int = typer.Option(5, "--min-mics", min=2, help="Train on random mic subsets of this many mics up to all."),
-    rotate: bool = typer.Option(True, "--rotate/--no-rotate", help="Turn and mirror each training scene at random (exact: distances are kept)."),
+    rotate: bool = typer.Option(False, "--rotate/--no-rotate", help="Turn and mirror each training scene at random (exact: distances are kept)."),
     epochs: int = typer.Option(50, "--epochs", min=1),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(5e-4, "--lr"),
