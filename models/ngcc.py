@@ -125,6 +125,16 @@ class NGCCPHAT(nn.Module):
         """Logits for many pairs of one frame batch. Shape: frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1)."""
         return self.logits_from_correlations(self.pair_correlations(frames, pairs))
 
+    def symmetric_pair_probabilities(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """Lag distributions of many pairs, each averaged with the mirrored answer for the reversed
+        pair (whose correlations are those of (i, j) reversed), so that the distributions of (j, i)
+        are exactly those of (i, j) mirrored. frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1).
+        """
+        corr = self.pair_correlations(frames, pairs)
+        logits = self.logits_from_correlations(torch.cat([corr, corr.flip(-1)], dim=1))
+        forward, backward = torch.softmax(logits.float(), dim=-1).chunk(2, dim=1)
+        return (forward + backward.flip(-1)) / 2
+
 
 def lag_targets(tau_samples: torch.Tensor, max_tau: int, sigma: float = 0.0) -> torch.Tensor:
     """Class targets for true delays (B,) in samples: one-hot at the rounded lag, or a Gaussian of

@@ -83,15 +83,8 @@ class NgccSeldFeatures(torch.nn.Module):
         frames = padded.unfold(-1, self.window, self.hop).permute(0, 2, 1, 3).flatten(0, 1)  # (B·frames, C, window)
         pairs = torch.triu_indices(c, c, offset=1, device=audio.device).T
         with torch.no_grad():
-            probs = torch.cat([self.pair_probabilities(block, pairs) for block in frames.split(self.chunk)])
+            probs = torch.cat([self.ngcc.symmetric_pair_probabilities(block, pairs) for block in frames.split(self.chunk)])
         return probs.reshape(b, -1, len(pairs) * self.n_features)
-
-    def pair_probabilities(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        """(F, C, window) → (F, P, K, lags): ½ (p(i, j) + mirrored p(j, i)) per track."""
-        corr = self.ngcc.pair_correlations(frames, pairs)
-        logits = self.ngcc.logits_from_correlations(torch.cat([corr, corr.flip(-1)], dim=1))
-        forward, backward = torch.softmax(logits.float(), dim=-1).chunk(2, dim=1)
-        return (forward + backward.flip(-1)) / 2
 
 
 def swap_pair_features(features: torch.Tensor, perm: np.ndarray, n_lags: int) -> torch.Tensor:

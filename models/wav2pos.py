@@ -127,10 +127,7 @@ class Wav2Pos(nn.Module):
         source estimate does not depend on the mic order.
         """
         with torch.no_grad():
-            corr = self.ngcc.pair_correlations(audio, upper_pairs(audio.shape[1] - 1, audio.device))
-            logits = self.ngcc.logits_from_correlations(torch.cat([corr, corr.flip(-1)], dim=1))[:, :, 0]
-            forward, backward = torch.softmax(logits.float(), dim=-1).chunk(2, dim=1)
-            return (forward + backward.flip(-1)) / 2
+            return self.ngcc.symmetric_pair_probabilities(audio, upper_pairs(audio.shape[1] - 1, audio.device))[:, :, 0]
 
     def tdoa_feature(self, probs: torch.Tensor, audio_known: torch.Tensor, dec_coord: torch.Tensor) -> torch.Tensor:
         """q = max over ordered pairs (i ≠ j) of non-masked mic audio of φ(R_ij, y_i, y_j). → (B, d)
