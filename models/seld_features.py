@@ -8,6 +8,8 @@ import math
 import numpy as np
 import torch
 
+from sslkit.gcc import pair_index
+
 
 def hz_to_mel(f: np.ndarray) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + f / 700.0)
@@ -91,11 +93,8 @@ def swap_pair_features(features: torch.Tensor, perm: np.ndarray, n_lags: int) ->
     """Pair features (..., P·K·lags) of channels i < j, rearranged for the recording whose channel a
     is the original channel perm[a]: pair (a, b) takes pair (perm[a], perm[b]), mirrored when
     perm[a] > perm[b]. Matches recomputing mirror-symmetric features on the swapped audio."""
-    m = len(perm)
-    a, b = np.triu_indices(m, 1)
-    index = np.zeros((m, m), dtype=np.int64)
-    index[a, b] = index[b, a] = np.arange(len(a))
+    a, b = np.triu_indices(len(perm), 1)
     src_a, src_b = np.asarray(perm)[a], np.asarray(perm)[b]
-    pairs = features.reshape(*features.shape[:-1], len(a), -1, n_lags)[..., index[src_a, src_b], :, :]
+    pairs = features.reshape(*features.shape[:-1], len(a), -1, n_lags)[..., pair_index(len(perm))[src_a, src_b], :, :]
     mirrored = torch.as_tensor(src_a > src_b, device=features.device)[:, None, None]
     return torch.where(mirrored, pairs.flip(-1), pairs).reshape(features.shape)

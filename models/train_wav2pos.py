@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sslkit.errors import UserError
+from sslkit.gcc import pair_index
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, warmup_cosine
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_loss
@@ -94,9 +95,7 @@ class Wav2PosBank:
         self.source, self.has_source = np.stack(source).astype(np.float32), np.array(has_source)
         self.n_mics = self.audio.shape[1] - 1
         self.probs: np.ndarray | None = None
-        upper = np.triu_indices(self.n_mics, 1)
-        self.pair_index = np.zeros((self.n_mics, self.n_mics), dtype=np.int64)
-        self.pair_index[upper] = np.arange(len(upper[0]))
+        self.pair_index = pair_index(self.n_mics)
 
     def __len__(self) -> int:
         return len(self.audio)

@@ -57,6 +57,15 @@ def mic_pairs(spec: str, n_mics: int) -> np.ndarray:
     return pairs
 
 
+def pair_index(n_mics: int) -> np.ndarray:
+    """(M, M) table: entry [i, j] = [j, i] is the position of the pair {i, j} in the i < j order of
+    ``np.triu_indices`` (``mic_pairs("all")``); the diagonal is unused."""
+    i, j = np.triu_indices(n_mics, k=1)
+    table = np.zeros((n_mics, n_mics), dtype=np.int64)
+    table[i, j] = table[j, i] = np.arange(len(i))
+    return table
+
+
 def weighting_exponent(weighting: str, beta: float = 0.7) -> float:
     """β of the weighting 1/|XᵢXⱼ*|^β: 1 for PHAT, ``beta`` for β-PHAT, 0 for plain cross-correlation."""
     exponents = {"phat": 1.0, "beta-phat": beta, "cc": 0.0}
