@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.adpit import adpit_loss
 from sslkit.models.ngcc import NGCCPHAT, lag_targets, multi_lag_targets
-from sslkit.models.training import append_metrics, plot_learning_curve, restore_run, warmup_cosine
+from sslkit.models.training import append_metrics, plot_learning_curve, restore_run, stage_progress, warmup_cosine
 from sslkit.recording import write_yaml
 from sslkit.sims.tdoa_windows import WindowBank
 
@@ -85,9 +85,7 @@ def ngcc_loss(logits: torch.Tensor, tau: torch.Tensor, max_tau: int, sigma: floa
 def build_banks(cfg: NgccTrainConfig, template: dict, on_status: Callable[[str, int, int], None] | None) -> tuple[WindowBank, WindowBank]:
     from sslkit.sims.dataset import simulate_many
 
-    def progress(label: str, total: int):
-        return (lambda done: on_status(label, done, total)) if on_status else None
-
+    progress = stage_progress(on_status, rank=0)
     train = simulate_many(template, list(range(cfg.scenes)), cfg.seed, cfg.workers, cfg.audio_dir, progress("simulating training rooms", cfg.scenes))
     val_idx = list(range(VAL_SEED_OFFSET, VAL_SEED_OFFSET + cfg.val_scenes))
     val = simulate_many(template, val_idx, cfg.seed, cfg.workers, cfg.audio_dir, progress("simulating validation rooms", cfg.val_scenes))

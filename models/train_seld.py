@@ -19,7 +19,15 @@ from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_pair_features
 from sslkit.models.seldnet import SeldNet
-from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, warmup_cosine
+from sslkit.models.training import (
+    append_metrics,
+    distributed,
+    optimizer_step,
+    plot_learning_curve,
+    restore_run,
+    stage_progress,
+    warmup_cosine,
+)
 from sslkit.recording import write_yaml
 from sslkit.seld_metrics import SeldEvents, seld_metrics
 
@@ -155,7 +163,7 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     features = SeldFeatures(fs, gcc=cfg.features == "logmel+gcc").to(cfg.device)
     ngcc = ngcc_features(cfg, fs)
     # the frozen NGCC-PHAT runs once per clip; channel swaps rearrange its pair features
-    status = (lambda label, total: (lambda done: on_status(label, done, total))) if on_status and rank == 0 else (lambda *_: None)
+    status = stage_progress(on_status, rank)
     train_extra = clip_ngcc_features(ngcc, train, cfg.device, status("NGCC-PHAT features, training", len(train)))
     val_extra = clip_ngcc_features(ngcc, val, cfg.device, status("NGCC-PHAT features, validation", len(val)))
     n_mics = clips[0].audio.shape[1]

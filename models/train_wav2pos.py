@@ -22,7 +22,15 @@ import torch
 from sslkit.errors import UserError
 from sslkit.gcc import pair_index
 from sslkit.models.checkpoint import save_checkpoint
-from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, warmup_cosine
+from sslkit.models.training import (
+    append_metrics,
+    distributed,
+    optimizer_step,
+    plot_learning_curve,
+    restore_run,
+    stage_progress,
+    warmup_cosine,
+)
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_loss
 from sslkit.recording import Recording, positions_at_times, write_yaml
 from sslkit.sims.tdoa_windows import active_window_starts
@@ -201,7 +209,7 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    status = (lambda label, total: (lambda done: on_status(label, done, total))) if on_status and rank == 0 else (lambda *_: None)
+    status = stage_progress(on_status, rank)
     train_bank, val_bank = training_banks(cfg, status)
     fs = train_bank.fs
     all_mics = train_bank.coords[:, 1:].reshape(-1, 3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,13 @@ def distributed() -> tuple[int, int]:
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return int(os.environ.get("RANK", "0")), world
+
+
+def stage_progress(on_status: Callable[[str, int, int], None] | None, rank: int) -> Callable[[str, int], Callable[[int], None]]:
+    """``stage(label, total)`` → a ``done``-count callback reporting to ``on_status`` on rank 0 (no-op otherwise)."""
+    if on_status is None or rank != 0:
+        return lambda label, total: (lambda done: None)
+    return lambda label, total: (lambda done: on_status(label, done, total))
 
 
 def restore_run(last: Path, model: torch.nn.Module, optimizer, scheduler, device: str, rng: np.random.Generator | None = None) -> dict | None:
