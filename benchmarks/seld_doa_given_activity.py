@@ -15,9 +15,8 @@ import torch
 
 from sslkit.allocator import keep_freed_memory
 from sslkit.models.checkpoint import load_checkpoint
-from sslkit.models.ngcc import NGCCPHAT
-from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures
-from sslkit.models.train_seld import clip_ngcc_features, clip_targets, load_clips
+from sslkit.models.seld_features import SeldFeatures
+from sslkit.models.train_seld import checkpoint_ngcc_features, clip_ngcc_features, clip_targets, load_clips, seld_data_folders
 
 keep_freed_memory()
 parser = argparse.ArgumentParser(description=__doc__)
@@ -29,14 +28,9 @@ args = parser.parse_args()
 results = {}
 for run in args.runs:
     model, meta = load_checkpoint(run / args.checkpoint)
-    clips = load_clips(sorted(str(p) for p in args.test.glob("*") if (p / "audio.wav").is_file()), meta["classes"])
+    clips = load_clips(seld_data_folders(args.test), meta["classes"])
     features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc")
-    ngcc = None
-    if meta.get("ngcc"):
-        net = NGCCPHAT(**meta["ngcc"]["config"])
-        net.load_state_dict(meta["ngcc"]["state_dict"])
-        ngcc = NgccSeldFeatures(net, meta["fs"])
-    extras = clip_ngcc_features(ngcc, clips, "cpu")
+    extras = clip_ngcc_features(checkpoint_ngcc_features(meta, "cpu"), clips, "cpu")
     angles, norms = [], []
     for i, clip in enumerate(clips):
         target = clip_targets(clip, len(meta["classes"]))  # (T, 6, 5, C); dummy track 0 holds single events

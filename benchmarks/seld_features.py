@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from sslkit.allocator import keep_freed_memory
-from sslkit.models.train_seld import DEFAULT_CLASSES, SeldTrainConfig, train_seld
+from sslkit.models.train_seld import DEFAULT_CLASSES, SeldTrainConfig, seld_data_folders, train_seld
 from sslkit.recording import read_csv_columns
 
 keep_freed_memory()  # as the CLI does: 2x faster NGCC-PHAT on glibc
@@ -42,15 +42,12 @@ parser.add_argument("--out", type=Path, default=Path("runs/seld-compare"))
 args = parser.parse_args()
 
 
-def folders(root: Path) -> list[str]:
-    return sorted(str(p) for p in root.glob("*") if (p / "audio.wav").is_file())
-
-
 if args.threads:
     torch.set_num_threads(args.threads)
+train_folders, test_folders = seld_data_folders(args.train), seld_data_folders(args.test)
 results = {}
 for features in args.features.split(","):
-    cfg = SeldTrainConfig(folders(args.train), folders(args.test), list(DEFAULT_CLASSES), features, "bradpit", args.epochs,
+    cfg = SeldTrainConfig(train_folders, test_folders, list(DEFAULT_CLASSES), features, "bradpit", args.epochs,
                           args.batch_size, lr=args.lr, filters=args.filters, rnn_size=args.rnn_size, channel_swap=not args.no_channel_swap,
                           ngcc=args.ngcc, device=args.device, seed=args.seed)
     run = args.out / features.replace("+", "-")
@@ -63,5 +60,5 @@ for features in args.features.split(","):
         "best_epoch": {k: float(rows[k][best]) for k in ("epoch", "f_ld", "doae_deg", "rde")},
         "train_seconds": time.perf_counter() - start,
     }
-print(json.dumps({"train_scenes": len(folders(args.train)), "test_scenes": len(folders(args.test)), "epochs": args.epochs,
+print(json.dumps({"train_scenes": len(train_folders), "test_scenes": len(test_folders), "epochs": args.epochs,
                   "batch_size": args.batch_size, "channel_swap": not args.no_channel_swap, "device": args.device, "results": results}, indent=2))

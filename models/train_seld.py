@@ -244,6 +244,25 @@ def ngcc_features(cfg: SeldTrainConfig, fs: int) -> NgccSeldFeatures | None:
     return NgccSeldFeatures(model, fs).to(cfg.device)
 
 
+def checkpoint_ngcc_features(meta: dict, device: str) -> NgccSeldFeatures | None:
+    """The frozen NGCC-PHAT feature extractor stored in a train-seld checkpoint's metadata (None for logmel+gcc)."""
+    if not meta.get("ngcc"):
+        return None
+    from sslkit.models.ngcc import NGCCPHAT
+
+    net = NGCCPHAT(**meta["ngcc"]["config"])
+    net.load_state_dict(meta["ngcc"]["state_dict"])
+    return NgccSeldFeatures(net, meta["fs"]).to(device)
+
+
+def seld_data_folders(data: str | Path) -> list[str]:
+    """A DCASE folder (with mic_dev/) as is, or the recording folders inside ``data``."""
+    data = Path(data)
+    if not data.is_dir():
+        raise UserError(f"{data}: not a folder")
+    return [str(data)] if (data / "mic_dev").is_dir() else sorted(str(p) for p in data.glob("*") if (p / "audio.wav").is_file())
+
+
 def clip_ngcc_features(ngcc: NgccSeldFeatures | None, clips: list[Clip], device: str,
                        on_progress: Callable[[int], None] | None = None) -> list[torch.Tensor] | None:
     """NGCC-PHAT pair features of whole clips, (frames, P·K·lags) each (None without NGCC features)."""

@@ -701,13 +701,6 @@ def import_luvira_command(
 # ---------------------------------------------------------------------------------------------
 # train-seld / evaluate-seld
 # ---------------------------------------------------------------------------------------------
-def seld_data_folders(data: Path) -> list[str]:
-    """A DCASE folder (with mic_dev/) as is, or the recording folders inside ``data``."""
-    if not data.is_dir():
-        raise UserError(f"{data}: not a folder")
-    return [str(data)] if (data / "mic_dev").is_dir() else sorted(str(p) for p in data.glob("*") if (p / "audio.wav").is_file())
-
-
 @app.command("train-seld")
 @user_errors
 def train_seld_command(
@@ -739,7 +732,7 @@ def train_seld_command(
     import yaml
 
     from sslkit.models.adpit import VARIANTS
-    from sslkit.models.train_seld import DEFAULT_CLASSES, SeldTrainConfig, train_seld
+    from sslkit.models.train_seld import DEFAULT_CLASSES, SeldTrainConfig, seld_data_folders, train_seld
 
     variant = "baseline" if loss == "adpit" else loss
     if variant not in VARIANTS or variant == "brute-force":
@@ -813,9 +806,8 @@ def predict_seld_command(
     import torch
 
     from sslkit.models.checkpoint import load_checkpoint
-    from sslkit.models.ngcc import NGCCPHAT
-    from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures
-    from sslkit.models.train_seld import predict_clip
+    from sslkit.models.seld_features import SeldFeatures
+    from sslkit.models.train_seld import checkpoint_ngcc_features, predict_clip
     from sslkit.recording import load_recording
     from sslkit.sims.seld_labels import write_dcase_csv
 
@@ -828,11 +820,7 @@ def predict_seld_command(
         raise UserError(f"{recordings}: no recording folders")
     out = out or recordings / "seld-output"
     features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc").to(dev)
-    ngcc = None
-    if meta.get("ngcc"):
-        ngcc_model = NGCCPHAT(**meta["ngcc"]["config"])
-        ngcc_model.load_state_dict(meta["ngcc"]["state_dict"])
-        ngcc = NgccSeldFeatures(ngcc_model.to(dev), meta["fs"]).to(dev)
+    ngcc = checkpoint_ngcc_features(meta, dev)
     with progress_bar() as progress:
         task = progress.add_task("predicting", total=len(folders))
         for folder in folders:
