@@ -32,6 +32,7 @@ parser.add_argument("--batch-size", type=int, default=16)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--no-channel-swap", action="store_true", help="train without channel-swap augmentation")
 parser.add_argument("--threads", type=int, default=None, help="torch threads (run the feature sets side by side with 1 each)")
+parser.add_argument("--distance-unit", type=float, default=1.0, help="metres per distance unit in the loss")
 parser.add_argument("--filters", type=int, default=64)
 parser.add_argument("--rnn-size", type=int, default=128)
 parser.add_argument("--features", default="logmel+gcc,logmel+ngcc")
@@ -49,7 +50,7 @@ results = {}
 for features in args.features.split(","):
     cfg = SeldTrainConfig(train_folders, test_folders, list(DEFAULT_CLASSES), features, "bradpit", args.epochs,
                           args.batch_size, lr=args.lr, filters=args.filters, rnn_size=args.rnn_size, channel_swap=not args.no_channel_swap,
-                          ngcc=args.ngcc, device=args.device, seed=args.seed)
+                          distance_unit=args.distance_unit, ngcc=args.ngcc, device=args.device, seed=args.seed)
     run = args.out / features.replace("+", "-")
     start = time.perf_counter()
     last = train_seld(cfg, run)

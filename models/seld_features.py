@@ -45,18 +45,42 @@ class SeldFeatures(torch.nn.Module):
         self.register_buffer("mel", mel_filterbank(self.n_fft, n_mels, fs), persistent=False)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        logmel, lags = self.with_mirror_lag(audio)
+        return logmel if lags is None else torch.cat([logmel, lags[..., :-1]], dim=1)
+
+    def with_mirror_lag(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log-mels (B, C, frames, n_mels) and GCC-PHAT lags −n/2 … n/2 (B, P, frames, n_mels + 1): one
+        lag more than the model takes, so that a reversed pair is exactly a flip (``swap_channel_features``)."""
         b, c, _ = audio.shape
         spec = torch.stft(audio.flatten(0, 1), self.n_fft, self.hop, window=self.window, return_complex=True)
         spec = spec.reshape(b, c, *spec.shape[1:]).transpose(2, 3)  # (B, C, frames, K)
         logmel = torch.log(torch.einsum("bctk,mk->bctm", spec.abs() ** 2, self.mel) + 1e-8)
         if not self.use_gcc:
-            return logmel
+            return logmel, None
         i, j = torch.triu_indices(c, c, offset=1)
         whitened = torch.sgn(spec)
         corr = torch.fft.irfft(whitened[:, i] * whitened[:, j].conj(), n=self.n_fft)  # (B, P, frames, n_fft)
         half = self.n_mels // 2
-        lags = torch.cat([corr[..., -half:], corr[..., :half]], dim=-1)
-        return torch.cat([logmel, lags], dim=1)
+        return logmel, torch.cat([corr[..., -half:], corr[..., : half + 1]], dim=-1)
+
+
+def swap_channel_features(logmel: torch.Tensor, lags: torch.Tensor | None, perm: np.ndarray) -> torch.Tensor:
+    """Model input (C + P, frames, n_mels) of the recording whose channel a is the original channel
+    perm[a], from the original's ``SeldFeatures.with_mirror_lag`` output (one clip): no recomputation."""
+    if lags is None:
+        return logmel[perm]
+    return torch.cat([logmel[perm], swap_pairs(lags, perm)[..., :-1]])
+
+
+def swap_pairs(pairs: torch.Tensor, perm: np.ndarray) -> torch.Tensor:
+    """Pair features (..., P, :, lags) of channels i < j (pair axis −3, lags symmetric about 0),
+    rearranged for the recording whose channel a is the original channel perm[a]: pair (a, b) takes
+    pair (perm[a], perm[b]), mirrored in lag when perm[a] > perm[b]."""
+    a, b = np.triu_indices(len(perm), 1)
+    src_a, src_b = np.asarray(perm)[a], np.asarray(perm)[b]
+    picked = pairs[..., pair_index(len(perm))[src_a, src_b], :, :]
+    mirrored = torch.as_tensor(src_a > src_b, device=pairs.device)[:, None, None]
+    return torch.where(mirrored, picked.flip(-1), picked)
 
 
 class NgccSeldFeatures(torch.nn.Module):
@@ -90,11 +114,7 @@ class NgccSeldFeatures(torch.nn.Module):
 
 
 def swap_pair_features(features: torch.Tensor, perm: np.ndarray, n_lags: int) -> torch.Tensor:
-    """Pair features (..., P·K·lags) of channels i < j, rearranged for the recording whose channel a
-    is the original channel perm[a]: pair (a, b) takes pair (perm[a], perm[b]), mirrored when
-    perm[a] > perm[b]. Matches recomputing mirror-symmetric features on the swapped audio."""
-    a, b = np.triu_indices(len(perm), 1)
-    src_a, src_b = np.asarray(perm)[a], np.asarray(perm)[b]
-    pairs = features.reshape(*features.shape[:-1], len(a), -1, n_lags)[..., pair_index(len(perm))[src_a, src_b], :, :]
-    mirrored = torch.as_tensor(src_a > src_b, device=features.device)[:, None, None]
-    return torch.where(mirrored, pairs.flip(-1), pairs).reshape(features.shape)
+    """``NgccSeldFeatures`` output (..., P·K·lags) rearranged for the channel swap ``perm`` (see
+    ``swap_pairs``). Matches recomputing mirror-symmetric features on the swapped audio."""
+    pairs = features.reshape(*features.shape[:-1], len(perm) * (len(perm) - 1) // 2, -1, n_lags)
+    return swap_pairs(pairs, perm).reshape(features.shape)

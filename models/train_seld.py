@@ -17,7 +17,7 @@ from sslkit.errors import UserError
 from sslkit.models.adpit import ADPITLoss, events_to_target
 from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
-from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_pair_features
+from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_channel_features, swap_pair_features
 from sslkit.models.seldnet import SeldNet
 from sslkit.models.training import (
     append_metrics,
@@ -55,6 +55,7 @@ class SeldTrainConfig:
     filters: int = 64
     rnn_size: int = 128
     channel_swap: bool = True
+    distance_unit: float = 1.0
     ngcc: str | None = None
     device: str = "cpu"
     seed: int = 0
@@ -162,8 +163,11 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
         raise UserError("the training and validation clips differ in sample rate or channel count")
     features = SeldFeatures(fs, gcc=cfg.features == "logmel+gcc").to(cfg.device)
     ngcc = ngcc_features(cfg, fs)
-    # the frozen NGCC-PHAT runs once per clip; channel swaps rearrange its pair features
     status = stage_progress(on_status, rank)
+    chunk_frames = int(cfg.chunk_s / LABEL_HOP)
+    # log-mels, GCC-PHAT and the frozen NGCC-PHAT run once per clip; channel swaps rearrange them
+    train_feats = clip_input_features(features, train, int(chunk_frames * LABEL_HOP * fs), cfg.device,
+                                      status("log-mel features, training", len(train)))
     train_extra = clip_ngcc_features(ngcc, train, cfg.device, status("NGCC-PHAT features, training", len(train)))
     val_extra = clip_ngcc_features(ngcc, val, cfg.device, status("NGCC-PHAT features, validation", len(val)))
     n_mics = clips[0].audio.shape[1]
@@ -173,8 +177,6 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     loss_fn = ADPITLoss(cfg.loss)
     targets = [torch.as_tensor(clip_targets(c, len(cfg.classes))) for c in train]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    chunk_frames = int(cfg.chunk_s / LABEL_HOP)
-    chunk_samples = int(chunk_frames * LABEL_HOP * fs)
     steps = max(1, math.ceil(sum(t.shape[0] for t in targets) / chunk_frames / (cfg.batch_size * world)))
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -192,24 +194,22 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
         net.train()
         t0, losses = time.perf_counter(), []
         for step in range(steps):
-            audio, target, extra = [], [], []
+            feats, target, extra = [], [], []
             for _ in range(cfg.batch_size):
                 k = rng.integers(len(train))
                 start = rng.integers(max(1, targets[k].shape[0] - chunk_frames + 1))
                 perm, rotation = swaps[rng.integers(len(swaps))]  # channel-swap augmentation
-                a = train[k].audio[int(start * LABEL_HOP * fs) :][:chunk_samples, perm]
-                audio.append(np.pad(a, ((0, chunk_samples - len(a)), (0, 0))).T)
+                frames = slice(start * 5, (start + chunk_frames) * 5)
+                feats.append(swap_channel_features(*(None if f is None else f[:, frames] for f in train_feats[k]), perm))
                 tgt = torch.as_tensor(swap_targets(targets[k][start : start + chunk_frames].numpy(), rotation))
                 target.append(torch.nn.functional.pad(tgt, (0, 0, 0, 0, 0, 0, 0, chunk_frames - len(tgt))))
                 if train_extra is not None:
                     e = swap_pair_features(train_extra[k][start * 5 : (start + chunk_frames) * 5], perm, ngcc.ngcc.n_lags)
                     extra.append(torch.nn.functional.pad(e, (0, 0, 0, chunk_frames * 5 - len(e))))
-            batch_audio = torch.as_tensor(np.stack(audio), device=cfg.device)
-            feats = features(batch_audio)[:, :, : chunk_frames * 5]
             batch_extra = torch.stack(extra).to(cfg.device).float() if extra else None
             with torch.autocast("cuda", enabled=amp):
-                output = net(feats, batch_extra)
-            loss = loss_fn(output.float(), torch.stack(target).to(cfg.device))
+                output = net(torch.stack(feats).to(cfg.device).float(), batch_extra)
+            loss = loss_fn(*in_distance_units(output.float(), torch.stack(target).to(cfg.device), cfg.distance_unit))
             optimizer_step(loss, optimizer, scaler, scheduler)
             losses.append(loss.item())
             if on_status and rank == 0:
@@ -229,6 +229,13 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
         save_checkpoint(last, model, "seldnet", **meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                         rng=rng.bit_generator.state, epoch=epoch + 1, best_f=best)
     return row
+
+
+def in_distance_units(output: torch.Tensor, target: torch.Tensor, unit: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output (..., 4, C) and dummy-track target (..., 1+4, C) with distances in units of ``unit``
+    metres: weights the distance term of the MSE by 1/unit² against the unit DOA vectors."""
+    return (torch.cat([output[..., :3, :], output[..., 3:, :] / unit], dim=-2),
+            torch.cat([target[..., :4, :], target[..., 4:, :] / unit], dim=-2))
 
 
 def ngcc_features(cfg: SeldTrainConfig, fs: int) -> NgccSeldFeatures | None:
@@ -261,6 +268,20 @@ def seld_data_folders(data: str | Path) -> list[str]:
     if not data.is_dir():
         raise UserError(f"{data}: not a folder")
     return [str(data)] if (data / "mic_dev").is_dir() else sorted(str(p) for p in data.glob("*") if (p / "audio.wav").is_file())
+
+
+def clip_input_features(features: SeldFeatures, clips: list[Clip], min_samples: int, device: str,
+                        on_progress: Callable[[int], None] | None = None) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """``features.with_mirror_lag`` of whole clips (zero-padded to ``min_samples``), float16 on the CPU."""
+    out = []
+    for done, clip in enumerate(clips, 1):
+        audio = np.pad(clip.audio, ((0, max(0, min_samples - len(clip.audio))), (0, 0)))
+        with torch.no_grad():
+            logmel, lags = features.with_mirror_lag(torch.as_tensor(audio.T[None], device=device))
+        out.append((logmel[0].half().cpu(), None if lags is None else lags[0].half().cpu()))
+        if on_progress:
+            on_progress(done)
+    return out
 
 
 def clip_ngcc_features(ngcc: NgccSeldFeatures | None, clips: list[Clip], device: str,

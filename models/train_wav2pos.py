@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslkit.errors import UserError
+from sslkit.errors import InputFileError, UserError
 from sslkit.gcc import pair_index
-from sslkit.models.checkpoint import save_checkpoint
+from sslkit.models.checkpoint import load_checkpoint, save_checkpoint
 from sslkit.models.training import (
     append_metrics,
     distributed,
@@ -63,6 +63,7 @@ class Wav2PosTrainConfig:
     heads: int = 8
     n_samples: int = 2048
     ngcc: str | None = None
+    init: str | None = None
     device: str = "cpu"
     seed: int = 0
     workers: int | None = None
@@ -202,26 +203,23 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
     Under ``torchrun --nproc_per_node K`` each process trains on its own batches (seeded by rank)
     with gradients averaged by DistributedDataParallel; rank 0 writes the files.
     """
-    from sslkit.models.checkpoint import load_checkpoint
-
     rank, world = distributed()
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cfg.device == "cuda" and world > 1 else cfg.device
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     status = stage_progress(on_status, rank)
+    pretrained = pretrained_wav2pos(cfg.init) if cfg.init else None  # fails before the data work, not after
     train_bank, val_bank = training_banks(cfg, status)
     fs = train_bank.fs
     all_mics = train_bank.coords[:, 1:].reshape(-1, 3)
     centre = tuple(float(v) for v in (all_mics.min(0) + all_mics.max(0)) / 2)
     scale = float(np.abs(all_mics - np.array(centre)).max())
-    ngcc_cfg, ngcc_state = None, None
-    if cfg.ngcc:
-        ngcc_model, _ = load_checkpoint(cfg.ngcc)
-        ngcc_cfg, ngcc_state = ngcc_model.config, ngcc_model.state_dict()
-    model = Wav2Pos(cfg.n_samples, fs, cfg.dim, cfg.depth, cfg.heads, centre, scale, ngcc_cfg).to(device)
-    if ngcc_state is not None:
-        model.ngcc.load_state_dict(ngcc_state)
+    if pretrained is not None and (pretrained.fs, pretrained.n_samples) != (fs, cfg.n_samples):
+        raise InputFileError(cfg.init, f"trained on {pretrained.n_samples}-sample windows at {pretrained.fs} Hz, "
+                                       f"the data has {cfg.n_samples} at {fs} Hz")
+    model = (pretrained or new_wav2pos(cfg, fs, centre, scale)).to(device)
+    if model.ngcc is not None:
         model.ngcc.eval()
         for bank, label in ((train_bank, "NGCC-PHAT features, training"), (val_bank, "NGCC-PHAT features, validation")):
             bank.attach_probabilities(model, device, status(label, len(bank)))
@@ -277,6 +275,23 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
         save_checkpoint(last, model, "wav2pos", **meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                         epoch=epoch + 1, best_mae=best)
     return row
+
+
+def new_wav2pos(cfg: Wav2PosTrainConfig, fs: int, centre: tuple[float, float, float], scale: float) -> Wav2Pos:
+    """A freshly initialised wav2pos of ``cfg``'s size, with the frozen NGCC-PHAT of ``cfg.ngcc`` (if any)."""
+    ngcc = load_checkpoint(cfg.ngcc)[0] if cfg.ngcc else None
+    model = Wav2Pos(cfg.n_samples, fs, cfg.dim, cfg.depth, cfg.heads, centre, scale, ngcc.config if ngcc else None)
+    if ngcc is not None:
+        model.ngcc.load_state_dict(ngcc.state_dict())
+    return model
+
+
+def pretrained_wav2pos(path: str) -> Wav2Pos:
+    """The wav2pos checkpoint at ``path`` to fine-tune; its size, coordinate frame and NGCC-PHAT are kept."""
+    model, meta = load_checkpoint(path)
+    if meta["model"] != "wav2pos":
+        raise InputFileError(path, f"a {meta['model']} checkpoint, not wav2pos")
+    return model.train()
 
 
 def validate(model: Wav2Pos, val: dict, device: str) -> float:

@@ -619,6 +619,7 @@ def train_wav2pos_command(
     depth: int = typer.Option(4, "--depth", min=1, help="Transformer blocks D in encoder and decoder."),
     heads: int = typer.Option(8, "--heads", min=1, help="Attention heads (must divide --dim)."),
     ngcc: Optional[Path] = typer.Option(None, "--ngcc", help="Frozen NGCC-PHAT checkpoint for the TDOA module (none: raw audio only)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune this wav2pos checkpoint (keeps its size and NGCC-PHAT; --dim/--depth/--heads/--ngcc unused)."),
     device: str = typer.Option("auto", "--device"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1),
     seed: int = typer.Option(0, "--seed"),
@@ -631,6 +632,8 @@ def train_wav2pos_command(
     [bold]Example[/]
 
       sslkit train-wav2pos --scene luvira-frames --ngcc runs/ngcc-luvira/best.pt --out runs/wav2pos
+
+      sslkit train-wav2pos --data rec1 --data rec2 --init runs/wav2pos/best.pt --lr 1e-4 --out runs/wav2pos-real
     """
     from sslkit.models.train_wav2pos import MASKINGS, Wav2PosTrainConfig, train_wav2pos
 
@@ -640,8 +643,8 @@ def train_wav2pos_command(
         raise UserError(f"--heads {heads} does not divide --dim {dim}")
     cfg = Wav2PosTrainConfig(scene=scene, data=[str(p) for p in data or []], scenes=scenes, val_scenes=val_scenes,
                              windows_per_scene=windows_per_scene, min_mics=min_mics, rotate=rotate, epochs=epochs, batch_size=batch_size, lr=lr, masking=masking,
-                             dim=dim, depth=depth, heads=heads, ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed,
-                             workers=workers)
+                             dim=dim, depth=depth, heads=heads, ngcc=str(ngcc) if ngcc else None, init=str(init) if init else None,
+                             device=resolve_device(device), seed=seed, workers=workers)
     with labelled_progress() as status:
         final = train_wav2pos(cfg, out, resume, status)
     console.print(summary_table(f"wav2pos training → {out}/", {
@@ -717,6 +720,7 @@ def train_seld_command(
     filters: int = typer.Option(64, "--filters", min=1, help="Convolution channels of the CRNN."),
     rnn_size: int = typer.Option(128, "--rnn-size", min=1, help="GRU width of the CRNN."),
     channel_swap: bool = typer.Option(True, "--channel-swap/--no-channel-swap", help="Augment with the array's channel-swap symmetries."),
+    distance_unit: float = typer.Option(1.0, "--distance-unit", min=0.01, help="Metres per unit of the distance term in the loss (larger: less weight than the DOA)."),
     device: str = typer.Option("auto", "--device"),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
@@ -741,8 +745,8 @@ def train_seld_command(
         raise UserError(f"--features must be logmel+gcc, logmel+ngcc or logmel, got '{features}'")
     names = yaml.safe_load(classes.read_text()) if classes else DEFAULT_CLASSES
     cfg = SeldTrainConfig(seld_data_folders(data), seld_data_folders(val) if val else [], list(names), features, variant, epochs,
-                          batch_size, lr=lr, filters=filters, rnn_size=rnn_size, channel_swap=channel_swap, ngcc=str(ngcc) if ngcc else None,
-                          device=resolve_device(device), seed=seed)
+                          batch_size, lr=lr, filters=filters, rnn_size=rnn_size, channel_swap=channel_swap, distance_unit=distance_unit,
+                          ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed)
     with labelled_progress() as status:
         final = train_seld(cfg, out, status, resume)
     console.print(summary_table(f"SELD training → {out}/", {

@@ -43,6 +43,23 @@ def test_seldnet_learns_a_fixed_batch_with_adpit():
     assert losses[-1] < 0.3 * losses[0]
 
 
+def test_distance_unit_rescales_only_the_distance_term():
+    from sslkit.models.train_seld import in_distance_units
+
+    target = torch.zeros(1, 1, 6, 5, 2)
+    target[0, 0, 0, :, 1] = torch.tensor([1.0, 0.6, 0.8, 0.0, 3.0])  # activity, DOA, 3 m
+    output = torch.zeros(1, 1, 3, 4, 2)
+    output[0, 0, 0, :, 1] = torch.tensor([0.3, 0.4, 0.0, 1.0])  # DOA off, 1 m
+    out, tgt = in_distance_units(output, target, 2.0)
+    torch.testing.assert_close(tgt[0, 0, 0, :, 1], torch.tensor([1.0, 0.6, 0.8, 0.0, 1.5]))
+    torch.testing.assert_close(out[0, 0, 0, :, 1], torch.tensor([0.3, 0.4, 0.0, 0.5]))
+    # the loss's DOA part is kept, its distance part divided by unit²: (3 − 1)² = 4 m² → 1
+    loss_fn = ADPITLoss("bradpit")
+    doa_only = loss_fn(*in_distance_units(output, target, 1e9))
+    assert torch.isclose(loss_fn(*in_distance_units(output, target, 2.0)) - doa_only,
+                         (loss_fn(output, target) - doa_only) / 4, rtol=1e-5)
+
+
 def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
     import yaml
 
@@ -113,6 +130,21 @@ def test_channel_swaps_of_the_tetrahedral_array():
     swapped = swap_targets(target, swaps[5][1])
     np.testing.assert_allclose(swapped[0, 0, 1:4, 0], swaps[5][1].T @ d)
     assert swapped[0, 0, 4, 0] == 2.0 and swapped[0, 0, 0, 0] == 1
+
+
+def test_channel_swapped_cached_features_match_recomputed_ones():
+    """Cached log-mels and GCC-PHAT, rearranged for a channel swap, equal the features of the swapped audio."""
+    from sslkit.models.seld_features import swap_channel_features
+
+    audio = torch.randn(1, 4, FS // 4)
+    features = SeldFeatures(FS)
+    logmel, lags = features.with_mirror_lag(audio)
+    assert lags.shape[-1] == 65
+    for perm in ([1, 0, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        torch.testing.assert_close(swap_channel_features(logmel[0], lags[0], np.array(perm)), features(audio[:, perm])[0], atol=1e-5, rtol=1e-4)
+    only_mels = SeldFeatures(FS, gcc=False)
+    torch.testing.assert_close(swap_channel_features(only_mels.with_mirror_lag(audio)[0][0], None, np.array([3, 2, 1, 0])),
+                               only_mels(audio[:, [3, 2, 1, 0]])[0])
 
 
 def test_channel_swapped_ngcc_features_match_recomputed_ones():

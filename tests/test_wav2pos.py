@@ -168,13 +168,21 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
                  "--epochs", 1, "--dim", 16, "--depth", 1, "--batch-size", 4, "--windows-per-scene", 2, "--device", "cpu", "--out", run)
     assert result.exit_code == 0, result.output
     assert (run / "best.pt").is_file() and (run / "metrics.csv").is_file()
+    data = ["--data", tmp_path / "data" / "scene_00000", "--data", tmp_path / "data" / "scene_00001"]
+    # fine-tuning keeps the checkpoint's size (the default --dim would be 256)
+    result = cli("train-wav2pos", *data, "--init", run / "best.pt", "--epochs", 1, "--batch-size", 4, "--device", "cpu", "--out", tmp_path / "ft")
+    assert result.exit_code == 0, result.output
+    from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
+
+    assert load_checkpoint(tmp_path / "ft" / "best.pt")[1]["config"]["dim"] == 16
+    from conftest import assert_one_line_error
+
+    assert_one_line_error(cli("train-wav2pos", *data, "--init", shipped_checkpoint("ngcc-phat"), "--out", tmp_path / "bad"), "not wav2pos")
     out = tmp_path / "pos" / "positions.csv"
     result = cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
                  "--known-source", "--unknown-mics", "3", "--out", out, "--no-plot")
     assert result.exit_code == 0, result.output
     assert out.is_file() and (out.parent / "mics_estimated.csv").read_text().startswith("mic_id,x,y,z\n3,")
-    from conftest import assert_one_line_error
-
     assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--unknown-mics", "3", "--out", tmp_path / "x.csv"), "wav2pos")
     assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
                               "--use-mics", "1,2,3,4", "--out", tmp_path / "y.csv"), "4 microphones", "trained on 5 to 11")
