@@ -32,7 +32,7 @@ parser.add_argument("--batch-size", type=int, default=16)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--no-channel-swap", action="store_true", help="train without channel-swap augmentation")
 parser.add_argument("--threads", type=int, default=None, help="torch threads (run the feature sets side by side with 1 each)")
-parser.add_argument("--distance-unit", type=float, default=1.0, help="metres per distance unit in the loss")
+parser.add_argument("--distance-unit", type=float, default=4.0, help="metres per distance unit in the loss")
 parser.add_argument("--filters", type=int, default=64)
 parser.add_argument("--rnn-size", type=int, default=128)
 parser.add_argument("--features", default="logmel+gcc,logmel+ngcc")
@@ -62,4 +62,4 @@ for features in args.features.split(","):
         "train_seconds": time.perf_counter() - start,
     }
 print(json.dumps({"train_scenes": len(train_folders), "test_scenes": len(test_folders), "epochs": args.epochs,
-                  "batch_size": args.batch_size, "channel_swap": not args.no_channel_swap, "device": args.device, "results": results}, indent=2))
+                  "batch_size": args.batch_size, "lr": args.lr, "distance_unit": args.distance_unit, "channel_swap": not args.no_channel_swap, "device": args.device, "results": results}, indent=2))

@@ -55,7 +55,7 @@ class SeldTrainConfig:
     filters: int = 64
     rnn_size: int = 128
     channel_swap: bool = True
-    distance_unit: float = 1.0
+    distance_unit: float = 4.0
     ngcc: str | None = None
     device: str = "cpu"
     seed: int = 0

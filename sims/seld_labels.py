@@ -16,11 +16,11 @@ from sslkit.seld_metrics import SeldEvents
 
 
 def signal_class(signal_ref: str) -> str:
-    """Class name of a resolved signal reference: speech, music, noise, file, or the event name."""
+    """Class name of a resolved signal reference: speech, music, noise, file, or the event or clip class."""
     kind, _, rest = signal_ref.partition(":")
     if kind.startswith("speech/"):
         return "speech"
-    if kind == "event":
+    if kind in ("event", "clip"):
         return rest.split(":")[0]
     return kind
 

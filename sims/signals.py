@@ -8,7 +8,9 @@ regenerates the same audio:
 - ``music:1234`` — a melody synthesized from seed 1234 (even seeds train, odd seeds test)
 - ``noise:white:7`` / ``noise:pink:7`` — seeded noise
 - ``event:bell:7`` — a synthesized sound event (see :mod:`sslkit.sims.events`)
-- ``file:/abs/path.wav@0.5`` — any audio file (``--audio-dir`` resolves to these)
+- ``file:/abs/path.wav@0.5`` — any audio file (``--audio-dir`` speech resolves to these)
+- ``clip:dog:/abs/dog/12.wav@0.5`` — a clip of class ``dog`` from a class sub-folder of
+  ``--audio-dir`` (e.g. FSD50K subsets): any signal kind named after a sub-folder draws from it
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def bundled_speech(split: str) -> list[Path]:
 
 
 def user_audio(audio_dir: str | Path, split: str) -> list[Path]:
-    """Audio files under ``audio_dir`` in the given split, split by speaker (first sub-folder).
+    """Audio files under ``audio_dir`` in the given split, split by speaker (first sub-folder;
+    for a class folder: by recording or by file).
 
     Files directly in ``audio_dir`` count as their own speaker, so a flat folder is split by file.
     """
@@ -55,7 +58,7 @@ def user_audio(audio_dir: str | Path, split: str) -> list[Path]:
 
     chosen = [p for p in files if is_test(p) == (split == "test")]
     if not chosen:
-        raise ConfigError(f"{root}: no files fall in the {split} split (speakers are split by sub-folder)")
+        raise ConfigError(f"{root}: no files fall in the {split} split (split by first sub-folder, else by file: add more)")
     return chosen
 
 
@@ -63,6 +66,11 @@ def draw_signal(kind: str, rng: np.random.Generator, audio_dir: str | Path | Non
     """Resolve a signal kind such as ``speech``, ``music/test`` or a file path to a reference string."""
     name, _, split = kind.partition("/")
     split = split or "train"
+    if audio_dir is not None and name and (Path(audio_dir) / name).is_dir():
+        if split not in SPLITS:
+            raise ConfigError(f"signal '{kind}': split must be train or test")
+        path = rng.choice(user_audio(Path(audio_dir) / name, split)).resolve()
+        return f"clip:{name}:{path}@{_random_offset(path, rng)}"
     if name not in KINDS:
         path = Path(kind).expanduser()
         if not path.is_file():
@@ -107,9 +115,11 @@ def render_signal(ref: str, duration: float, fs: int) -> np.ndarray:
 
         name, _, seed = arg.partition(":")
         x = synth_event(name, int(seed), duration, fs)
-    elif kind.startswith("speech/") or kind == "file":
+    elif kind.startswith("speech/") or kind in ("file", "clip"):
+        if kind == "clip":
+            arg = arg.partition(":")[2]  # drop the class name
         name, _, offset = arg.rpartition("@") if "@" in arg else (arg, "", "0")
-        path = bundled_dir() / kind.split("/")[1] / name if kind != "file" else Path(name)
+        path = bundled_dir() / kind.split("/")[1] / name if kind.startswith("speech/") else Path(name)
         x = np.roll(load_mono(path, fs), -int(float(offset) * fs))
     else:
         raise ConfigError(f"unknown signal reference '{ref}'")

@@ -178,6 +178,36 @@ def test_audio_dir_splits_by_speaker(tmp_path):
     assert not {p.parent.name for p in train} & {p.parent.name for p in test}
 
 
+def test_audio_dir_class_folders_give_labelled_seld_events(cli, tmp_path):
+    """--audio-dir with class sub-folders (FSD50K-style): a signal named after a folder draws its
+    clips, keeps the class for the DCASE labels, and train/test draw disjoint files."""
+    import soundfile as sf
+
+    from sslkit.sims.seld_labels import dcase_labels
+    from sslkit.sims.signals import draw_signal
+
+    clips = tmp_path / "clips"
+    for name in ("dog", "door"):
+        (clips / name).mkdir(parents=True)
+        for k in range(20):
+            sf.write(clips / name / f"{name}_{k}.wav", np.random.default_rng(k).standard_normal(FS // 2), FS)
+    train = {draw_signal("dog", np.random.default_rng(k), clips) for k in range(40)}
+    test = {draw_signal("dog/test", np.random.default_rng(k), clips) for k in range(40)}
+    assert all(r.startswith(f"clip:dog:{clips / 'dog'}") for r in train | test)
+    assert not {r.split("@")[0] for r in train} & {r.split("@")[0] for r in test}
+    scene = {"fs": FS, "duration": 1.0, "room": {"dimensions": [5.0, 4.0, 3.0], "rt60": 0.2},
+             "mics": {"positions": [[2.0, 2.0, 1.5], [2.1, 2.0, 1.5], [2.0, 2.1, 1.5], [2.0, 2.0, 1.6]]},
+             "sources": [{"signal": "dog", "position": [3.5, 3.0, 1.5]}, {"signal": "door", "position": [1.0, 1.0, 1.5]}]}
+    (tmp_path / "scene.yml").write_text(yaml.safe_dump(scene))
+    result = cli("simulate", "--config", tmp_path / "scene.yml", "--audio-dir", clips, "--out", tmp_path / "rec")
+    assert result.exit_code == 0, result.output
+    labels = dcase_labels(load_recording(tmp_path / "rec"), ["door", "dog"])
+    assert set(labels.cls) == {0, 1}
+    scene["sources"][0]["signal"] = "cat"
+    (tmp_path / "scene.yml").write_text(yaml.safe_dump(scene))
+    assert_one_line_error(cli("simulate", "--config", tmp_path / "scene.yml", "--audio-dir", clips, "--out", tmp_path / "rec2"), "cat")
+
+
 def test_every_command_is_listed_and_has_help_with_an_example(cli):
     from sslkit.cli import app
 
