@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -74,9 +74,10 @@ class Wav2PosBank:
     the source signal, the source position at the window centre and, once ``attach_probabilities``
     ran, the frozen NGCC-PHAT's lag distributions of every mic pair (computed once, not per epoch)."""
 
-    def __init__(self, recordings: list[Recording], n_samples: int, windows_per_scene: int, rng: np.random.Generator):
-        audio, coords, source, has_source = [], [], [], []
-        for rec in recordings:
+    def __init__(self, recordings: Iterable[Recording], n_samples: int, windows_per_scene: int, rng: np.random.Generator):
+        audio, coords, source, has_source, rates = [], [], [], [], set()
+        for rec in recordings:  # may be a stream: only the windows are kept
+            rates.add(rec.fs)
             near = bool(rec.scene.get("near_source"))
             room = rec.audio[:, :-1] if near else rec.audio
             mics = rec.mics[:-1] if near else rec.mics
@@ -97,9 +98,9 @@ class Wav2PosBank:
             raise UserError("no training recording has a non-silent window")
         if len({len(a) for a in audio}) > 1:
             raise UserError("the training recordings have different numbers of microphones")
-        self.fs = recordings[0].fs
-        if any(rec.fs != self.fs for rec in recordings):
+        if len(rates) > 1:
             raise UserError("the training recordings have different sample rates")
+        self.fs = rates.pop()
         self.audio, self.coords = np.stack(audio), np.stack(coords)
         self.source, self.has_source = np.stack(source).astype(np.float32), np.array(has_source)
         self.n_mics = self.audio.shape[1] - 1
@@ -172,7 +173,7 @@ def make_masks(cfg: Wav2PosTrainConfig, batch: dict, generator: torch.Generator)
 
 def training_banks(cfg: Wav2PosTrainConfig, status: Callable) -> tuple[Wav2PosBank, Wav2PosBank]:
     """Training and validation windows: from ``cfg.data`` (a tenth for validation) or simulated rooms."""
-    from sslkit.sims.dataset import simulate_many
+    from sslkit.sims.dataset import simulate_stream
     from sslkit.sims.scene import load_template
 
     if cfg.data:
@@ -183,9 +184,9 @@ def training_banks(cfg: Wav2PosTrainConfig, status: Callable) -> tuple[Wav2PosBa
         train_recs, val_recs = recs[n_val:], recs[:n_val]
     else:
         template = load_template(cfg.scene)
-        train_recs = simulate_many(template, list(range(cfg.scenes)), cfg.seed, cfg.workers, None, status("simulating training rooms", cfg.scenes))
-        val_recs = simulate_many(template, list(range(VAL_SEED_OFFSET, VAL_SEED_OFFSET + cfg.val_scenes)), cfg.seed, cfg.workers, None,
-                                 status("simulating validation rooms", cfg.val_scenes))
+        train_recs = simulate_stream(template, list(range(cfg.scenes)), cfg.seed, cfg.workers, None, status("simulating training rooms", cfg.scenes))
+        val_recs = simulate_stream(template, list(range(VAL_SEED_OFFSET, VAL_SEED_OFFSET + cfg.val_scenes)), cfg.seed, cfg.workers, None,
+                                   status("simulating validation rooms", cfg.val_scenes))
     window_rng = np.random.default_rng(cfg.seed)
     train_bank = Wav2PosBank(train_recs, cfg.n_samples, cfg.windows_per_scene, window_rng)
     val_bank = Wav2PosBank(val_recs, cfg.n_samples, cfg.windows_per_scene, window_rng)

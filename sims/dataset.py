@@ -55,12 +55,18 @@ def simulate_many(
     on_progress: Callable[[int], None] | None = None,
 ) -> list[Recording]:
     """Simulate the scenes ``indices`` of ``template`` in memory on ``workers`` processes, in order."""
-    out = []
-    for rec in parallel_map(_simulate_in_memory, [(template, seed, i, audio_dir) for i in indices], workers):
-        out.append(rec)
+    return list(simulate_stream(template, indices, seed, workers, audio_dir, on_progress))
+
+
+def simulate_stream(
+    template: dict, indices: list[int], seed: int = 0, workers: int | None = None, audio_dir: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[Recording]:
+    """``simulate_many`` one recording at a time, for callers that keep only a part of each."""
+    for done, rec in enumerate(parallel_map(_simulate_in_memory, [(template, seed, i, audio_dir) for i in indices], workers), 1):
+        yield rec
         if on_progress:
-            on_progress(len(out))
-    return out
+            on_progress(done)
 
 
 def simulate_one(template: dict, seed: int, index: int, out: str, audio_dir: str | None, save_rirs: bool) -> dict:
