@@ -11,7 +11,7 @@ Lags follow sslkit's convention: lag m means τ₁₂ = t₁ − t₂ = m / fs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -126,13 +126,25 @@ class NGCCPHAT(nn.Module):
         return self.logits_from_correlations(self.pair_correlations(frames, pairs))
 
     def symmetric_pair_probabilities(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        """Lag distributions of many pairs, each averaged with the mirrored answer for the reversed
-        pair (whose correlations are those of (i, j) reversed), so that the distributions of (j, i)
-        are exactly those of (i, j) mirrored. frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1).
+        """Lag distributions of many pairs, mirror-averaged (``mirror_averaged``): the distributions of
+        (j, i) are exactly those of (i, j) mirrored. frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1).
         """
-        corr = self.pair_correlations(frames, pairs)
-        logits = self.logits_from_correlations(torch.cat([corr, corr.flip(-1)], dim=1))
-        forward, backward = torch.softmax(logits.float(), dim=-1).chunk(2, dim=1)
+        return self.mirror_averaged(self.pair_correlations(frames, pairs), lambda c: torch.softmax(self.logits_from_correlations(c).float(), dim=-1))
+
+    def symmetric_pair_features(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """Paper VI's TDOA features: the channels g has before its last layer (C = head_channels),
+        mirror-averaged. frames (F, M, N), pairs (P, 2) → (F, P, C, 2·τmax+1)."""
+
+        def hidden(corr: torch.Tensor) -> torch.Tensor:
+            return self.head[:-1](corr.flatten(0, 1)).reshape(*corr.shape[:2], -1, self.n_lags)
+
+        return self.mirror_averaged(self.pair_correlations(frames, pairs), hidden)
+
+    @staticmethod
+    def mirror_averaged(corr: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn`` of pair correlations (F, P, L, lags), averaged with the mirrored ``fn`` of the reversed
+        pairs (whose correlations are those of (i, j) reversed in lag): exactly mirror-symmetric."""
+        forward, backward = fn(torch.cat([corr, corr.flip(-1)], dim=1)).chunk(2, dim=1)
         return (forward + backward.flip(-1)) / 2
 
 

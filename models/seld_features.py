@@ -87,11 +87,12 @@ class NgccSeldFeatures(torch.nn.Module):
     """Frozen multi-target NGCC-PHAT lag distributions on the log-mel frame grid (Paper VI).
 
     For every 20 ms frame a ``window``-sample excerpt centred on it goes through NGCC-PHAT for all
-    mic pairs i < j; the K tracks' softmax over 2τmax+1 lags are flattened. Each pair's answer is
-    averaged with the mirrored answer for (j, i), so that the features of (j, i) are exactly those
-    of (i, j) mirrored (channel swaps then reuse computed features: ``swap_pair_features``).
-    Frames go through the network in chunks of ``chunk`` to bound memory on long clips.
-    Shape: audio (B, C, T) → (B, frames, P·K·(2τmax+1)).
+    mic pairs i < j; as in Paper VI, the features are the C channels over 2τmax+1 lags that the
+    pre-trained network has before its last layer (which maps them to the K tracks' lag logits).
+    Each pair's features are averaged with the mirrored ones for (j, i), so that the features of
+    (j, i) are exactly those of (i, j) mirrored (channel swaps then reuse computed features:
+    ``swap_pair_features``). Frames go through the network in chunks of ``chunk`` to bound memory.
+    Shape: audio (B, M, T) → (B, frames, P·C·(2τmax+1)).
     """
 
     def __init__(self, ngcc: torch.nn.Module, fs: int = 24000, window: int = 1024, chunk: int = 512):
@@ -100,8 +101,9 @@ class NgccSeldFeatures(torch.nn.Module):
         self.hop, self.window, self.chunk = int(round(0.02 * fs)), window, chunk
 
     @property
-    def n_features(self) -> int:
-        return self.ngcc.n_outputs * self.ngcc.n_lags
+    def n_channels(self) -> int:
+        """C, the feature channels per mic pair."""
+        return self.ngcc.config["head_channels"]
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         b, c, _ = audio.shape
@@ -109,8 +111,8 @@ class NgccSeldFeatures(torch.nn.Module):
         frames = padded.unfold(-1, self.window, self.hop).permute(0, 2, 1, 3).flatten(0, 1)  # (B·frames, C, window)
         pairs = torch.triu_indices(c, c, offset=1, device=audio.device).T
         with torch.no_grad():
-            probs = torch.cat([self.ngcc.symmetric_pair_probabilities(block, pairs) for block in frames.split(self.chunk)])
-        return probs.reshape(b, -1, len(pairs) * self.n_features)
+            feats = torch.cat([self.ngcc.symmetric_pair_features(block, pairs) for block in frames.split(self.chunk)])
+        return feats.reshape(b, -1, len(pairs) * self.n_channels * self.ngcc.n_lags)
 
 
 def swap_pair_features(features: torch.Tensor, perm: np.ndarray, n_lags: int) -> torch.Tensor:

@@ -172,8 +172,9 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     val_extra = clip_ngcc_features(ngcc, val, cfg.device, status("NGCC-PHAT features, validation", len(val)))
     n_mics = clips[0].audio.shape[1]
     in_ch = n_mics + (n_mics * (n_mics - 1) // 2 if cfg.features == "logmel+gcc" else 0)
-    extra_dim = ngcc.n_features * n_mics * (n_mics - 1) // 2 if ngcc is not None else 0
-    model = SeldNet(in_ch, len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size, extra_dim=extra_dim).to(cfg.device)
+    extra_channels = ngcc.n_channels * n_mics * (n_mics - 1) // 2 if ngcc is not None else 0
+    model = SeldNet(in_ch, len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size, extra_channels=extra_channels,
+                    extra_lags=ngcc.ngcc.n_lags if ngcc is not None else 0).to(cfg.device)
     loss_fn = ADPITLoss(cfg.loss)
     targets = [torch.as_tensor(clip_targets(c, len(cfg.classes))) for c in train]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)

@@ -160,7 +160,7 @@ def test_channel_swapped_ngcc_features_match_recomputed_ones():
     features = NgccSeldFeatures(ngcc, FS, window=256, chunk=4)
     audio = torch.randn(1, 4, 2400)
     base = features(audio)
-    assert base.shape == (1, 2400 // 480 + 1, 6 * 3 * 13)
+    assert base.shape == (1, 2400 // 480 + 1, 6 * 4 * 13)  # C = head_channels = 4 feature channels per pair, 13 lags
     tetra = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) * 0.0242
     for perm, _ in channel_swaps(tetra)[1:24:5]:
         torch.testing.assert_close(swap_pair_features(base, perm, 13), features(audio[:, perm]), atol=1e-5, rtol=1e-4)
