@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ def dummy_index(n_events: int, event: int) -> int:
     return n_events * (n_events - 1) // 2 + event
 
 
-@lru_cache(maxsize=None)
+@cache
 def group_sequences(n_tracks: int, n_events: int) -> tuple[tuple[int, ...], ...]:
     """All K(N, M) distinct sequences of group M: maps of tracks onto events using every event.
 
@@ -85,7 +85,7 @@ def group_sequences(n_tracks: int, n_events: int) -> tuple[tuple[int, ...], ...]
 Row = tuple[frozenset, ...]
 
 
-@lru_cache(maxsize=None)
+@cache
 def baseline_rows(n_tracks: int) -> tuple[Row, ...]:
     """The baseline's candidates: each sequence of each group plus the first sequence of the others."""
     first = {m: group_sequences(n_tracks, m)[0] for m in range(1, n_tracks + 1)}
@@ -97,7 +97,7 @@ def baseline_rows(n_tracks: int) -> tuple[Row, ...]:
     return tuple(rows)
 
 
-@lru_cache(maxsize=None)
+@cache
 def overlay_rows(n_tracks: int) -> tuple[Row, ...]:
     """ARMPIT optimal overlay: max_M K(N, M) rows, each summing one sequence of every group.
 
@@ -130,7 +130,7 @@ def overlay_rows(n_tracks: int) -> tuple[Row, ...]:
     return tuple(tuple(frozenset(int(d) for d in rows[r, n]) for n in range(n_tracks)) for r in range(n_rows))
 
 
-@lru_cache(maxsize=None)
+@cache
 def row_selection(rows: tuple[Row, ...], n_dummy: int) -> torch.Tensor:
     """0/1 tensor (K, N, D): entry [k, n, d] = 1 if dummy track d is summed into track n of row k."""
     sel = torch.zeros(len(rows), len(rows[0]), n_dummy, dtype=torch.float64)
@@ -140,7 +140,7 @@ def row_selection(rows: tuple[Row, ...], n_dummy: int) -> torch.Tensor:
     return sel
 
 
-@lru_cache(maxsize=None)
+@cache
 def distinct_pairs(rows: tuple[Row, ...], n_dummy: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Distinct (track, dummy-sum) pairs of ``rows``.
 

@@ -489,7 +489,8 @@ def locate(
     import numpy as np
 
     from sslkit.evaluation import position_errors, summarize_errors
-    from sslkit.localize import LOCATE_METHODS, LocateOptions, default_bounds, locate as run_locate, write_positions
+    from sslkit.localize import LOCATE_METHODS, LocateOptions, default_bounds, write_positions
+    from sslkit.localize import locate as run_locate
     from sslkit.plots import plot_track
 
     if method not in LOCATE_METHODS:

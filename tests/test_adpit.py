@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sslkit.models.adpit import (
-    ADPITLoss,
     VARIANTS,
+    ADPITLoss,
     adpit_loss,
     baseline_rows,
     distinct_pairs,
@@ -83,7 +83,7 @@ def test_variants_match_baseline_for_three_tracks(variant, n_axes, pair_loss):
     torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-15)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def brute_force_reference(n_tracks: int):
     """A random problem and its brute-force loss and gradient (slow for N = 6: computed once)."""
     output, target = random_problem(n_tracks, 3, seed=10 + n_tracks, shape=(2, 2, 3))
