@@ -1,7 +1,7 @@
 """wav2pos inference time per frame, batched, 11 mics with NGCC-PHAT features (Paper VII: 5.9 ms
 per frame on an A100 with the pairs in a Python loop). Prints JSON.
 
-    python benchmarks/wav2pos_speed.py [--checkpoint ckpt.pt] [--device cuda] [--batch 64]
+    python benchmarks/wav2pos_speed.py [--checkpoint ckpt.pt] [--device cuda] [--batch 16]
 """
 
 import argparse
@@ -17,7 +17,7 @@ keep_freed_memory()  # as the CLI does
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--checkpoint", default=None, help="wav2pos checkpoint (default: the shipped one)")
 parser.add_argument("--device", default="cpu")
-parser.add_argument("--batch", type=int, default=64)
+parser.add_argument("--batch", type=int, default=16)
 parser.add_argument("--repeats", type=int, default=5)
 parser.add_argument("--mics", type=int, default=11)
 args = parser.parse_args()

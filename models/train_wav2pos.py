@@ -31,7 +31,7 @@ from sslkit.models.training import (
     stage_progress,
     warmup_cosine,
 )
-from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_loss
+from sslkit.models.wav2pos import WAV2POS_FRAME_BATCH, Wav2Pos, random_masks, wav2pos_loss
 from sslkit.recording import Recording, positions_at_times, write_yaml
 from sslkit.sims.tdoa_windows import active_window_starts
 
@@ -113,10 +113,11 @@ class Wav2PosBank:
     def attach_probabilities(self, model: Wav2Pos, device: str, on_progress: Callable[[int], None] | None = None) -> None:
         """Run the frozen NGCC-PHAT over every window once (float16 lag distributions of the M(M−1)/2 pairs)."""
         chunks = []
-        for s in range(0, len(self), 64):
-            chunks.append(model.pair_probabilities(torch.as_tensor(self.audio[s : s + 64], device=device)).half().cpu().numpy())
+        for s in range(0, len(self), WAV2POS_FRAME_BATCH):
+            block = torch.as_tensor(self.audio[s : s + WAV2POS_FRAME_BATCH], device=device)
+            chunks.append(model.pair_probabilities(block).half().cpu().numpy())
             if on_progress:
-                on_progress(min(s + 64, len(self)))
+                on_progress(min(s + WAV2POS_FRAME_BATCH, len(self)))
         self.probs = np.concatenate(chunks)
 
     def sample(self, batch: int, rng: np.random.Generator, n_mics: int | None = None) -> dict[str, np.ndarray]:

@@ -38,6 +38,11 @@ class TokenBatchNorm(nn.BatchNorm1d):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
+WAV2POS_FRAME_BATCH = 16
+"""Frames per NGCC-PHAT call (inference and training features): the 55 pairs' activations of 11 mics
+peak at ~1.7 GB per 16 frames (5.9 GB per 64, no faster per frame on a CPU)."""
+
+
 class Wav2Pos(nn.Module):
     """wav2pos with the paper's defaults (d = 256, D = 4, N = 2048 at 16 kHz).
 

@@ -117,10 +117,6 @@ def locate_srp(rec: Recording, opts: LocateOptions, on_progress=None) -> Positio
     return PositionTrack(times, srp["xyz"], np.clip(srp["power"], 0, 1), np.full(len(times), len(pairs)))
 
 
-WAV2POS_BATCH = 64
-"""Frames per wav2pos call: the NGCC-PHAT correlations of 55 pairs take ~0.6 GB per 64 frames."""
-
-
 def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:
     """wav2pos on frames of the checkpoint's length: setups 1a (all mics known), 1b (known source
     signal: ``opts.source_audio``) and 2 (mics in ``opts.unknown_mics`` have unknown positions)."""
@@ -128,6 +124,7 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
 
     from sslkit.gcc import frame_audio, frame_times, silent_frames
     from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
+    from sslkit.models.wav2pos import WAV2POS_FRAME_BATCH
 
     path = opts.checkpoint or shipped_checkpoint("wav2pos")
     model, meta = load_checkpoint(path, opts.device)
@@ -153,13 +150,13 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     coord_known[:, unknown] = False
     sources, mics = [], []
     with torch.no_grad():
-        for s in range(0, len(frames), WAV2POS_BATCH):
-            block = slice(s, s + WAV2POS_BATCH)
+        for s in range(0, len(frames), WAV2POS_FRAME_BATCH):
+            block = slice(s, s + WAV2POS_FRAME_BATCH)
             out = model(inputs[block], coords[block], audio_known[block], coord_known[block])
             sources.append(out["source"].cpu().numpy())
             mics.append(out["mics"].cpu().numpy())
             if on_progress:
-                on_progress(min(s + WAV2POS_BATCH, len(frames)), len(frames))
+                on_progress(min(s + WAV2POS_FRAME_BATCH, len(frames)), len(frames))
     xyz = np.concatenate(sources).astype(float)
     mic_pred = np.concatenate(mics)
     xyz[silent] = np.nan
