@@ -1,5 +1,10 @@
 """SELD training on recording folders (e.g. ``sslkit simulate --preset tetra-seld --count N``):
-log-mel + GCC-PHAT features, SELDnet CRNN, Multi-ACCDOA with distance, any ADPIT variant."""
+log-mel + GCC-PHAT or NGCC-PHAT features, SELDnet CRNN, Multi-ACCDOA with distance, any ADPIT variant.
+
+Features are computed once per clip; each step cuts chunks and applies a channel swap by
+rearranging them. The loss measures distances in ``distance_unit`` metres so that the distance
+term does not swamp the unit DOA vectors.
+"""
 
 from __future__ import annotations
 
