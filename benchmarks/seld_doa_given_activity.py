@@ -11,12 +11,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sslkit.allocator import keep_freed_memory
 from sslkit.models.checkpoint import load_checkpoint
 from sslkit.models.seld_features import SeldFeatures
-from sslkit.models.train_seld import checkpoint_ngcc_features, clip_ngcc_features, clip_targets, load_clips, seld_data_folders
+from sslkit.models.train_seld import checkpoint_ngcc_features, clip_ngcc_features, clip_output, clip_targets, load_clips, seld_data_folders
 
 keep_freed_memory()
 parser = argparse.ArgumentParser(description=__doc__)
@@ -34,10 +33,7 @@ for run in args.runs:
     angles, norms = [], []
     for i, clip in enumerate(clips):
         target = clip_targets(clip, len(meta["classes"]))  # (T, 6, 5, C); dummy track 0 holds single events
-        with torch.no_grad():
-            feats = features(torch.as_tensor(clip.audio.T[None]))
-            n = (feats.shape[2] // 5) * 5
-            out = model(feats[:, :, :n], None if extras is None else extras[i][None])[0].numpy()  # (T, N, 4, C)
+        out = clip_output(model, features, clip.audio, "cpu", None if extras is None else extras[i]).numpy()  # (T, N, 4, C)
         t = min(len(out), len(target))
         active = target[:t, 0, 0, :] > 0  # (T, C)
         xyz = out[:t, :, :3, :]  # (T, N, 3, C)

@@ -116,7 +116,7 @@ class NgccSeldFeatures(torch.nn.Module):
 
 
 def swap_pair_features(features: torch.Tensor, perm: np.ndarray, n_lags: int) -> torch.Tensor:
-    """``NgccSeldFeatures`` output (..., P·K·lags) rearranged for the channel swap ``perm`` (see
+    """``NgccSeldFeatures`` output (..., P·C·lags) rearranged for the channel swap ``perm`` (see
     ``swap_pairs``). Matches recomputing mirror-symmetric features on the swapped audio."""
     pairs = features.reshape(*features.shape[:-1], len(perm) * (len(perm) - 1) // 2, -1, n_lags)
     return swap_pairs(pairs, perm).reshape(features.shape)

@@ -24,15 +24,7 @@ from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_channel_features, swap_pair_features
 from sslkit.models.seldnet import SeldNet
-from sslkit.models.training import (
-    append_metrics,
-    distributed,
-    optimizer_step,
-    plot_learning_curve,
-    restore_run,
-    stage_progress,
-    warmup_cosine,
-)
+from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, stage_progress, warmup_cosine
 from sslkit.recording import write_yaml
 from sslkit.seld_metrics import SeldEvents, seld_metrics
 
@@ -292,7 +284,7 @@ def clip_input_features(features: SeldFeatures, clips: list[Clip], min_samples: 
 
 def clip_ngcc_features(ngcc: NgccSeldFeatures | None, clips: list[Clip], device: str,
                        on_progress: Callable[[int], None] | None = None) -> list[torch.Tensor] | None:
-    """NGCC-PHAT pair features of whole clips, (frames, P·K·lags) each (None without NGCC features)."""
+    """NGCC-PHAT pair features of whole clips, (frames, P·C·lags) each (None without NGCC features)."""
     if ngcc is None:
         return None
     out = []
@@ -303,13 +295,18 @@ def clip_ngcc_features(ngcc: NgccSeldFeatures | None, clips: list[Clip], device:
     return out
 
 
+def clip_output(model: SeldNet, features: SeldFeatures, audio: np.ndarray, device: str, extra: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-ACCDOA output (label frames, N, 4, C) for a whole clip (samples, mics), on the CPU;
+    ``extra``: its NGCC-PHAT features, if the model uses them."""
+    with torch.no_grad():
+        feats = features(torch.as_tensor(audio.T[None], device=device))
+        n = (feats.shape[2] // 5) * 5
+        return model(feats[:, :, :n], None if extra is None else extra[None].to(device))[0].cpu()
+
+
 def predict_clip(model: SeldNet, features: SeldFeatures, audio: np.ndarray, device: str, extra: torch.Tensor | None = None) -> SeldEvents:
     """Events predicted for a whole clip (samples, mics); ``extra``: its NGCC-PHAT features, if the model uses them."""
-    with torch.no_grad():
-        x = torch.as_tensor(audio.T[None], device=device)
-        feats = features(x)
-        n = (feats.shape[2] // 5) * 5
-        return output_events(model(feats[:, :, :n], None if extra is None else extra[None].to(device))[0].cpu())
+    return output_events(clip_output(model, features, audio, device, extra))
 
 
 def evaluate_clips(model: SeldNet, features: SeldFeatures, clips: list[Clip], cfg: SeldTrainConfig,

@@ -22,15 +22,7 @@ import torch
 from sslkit.errors import InputFileError, UserError
 from sslkit.gcc import pair_index
 from sslkit.models.checkpoint import load_checkpoint, save_checkpoint
-from sslkit.models.training import (
-    append_metrics,
-    distributed,
-    optimizer_step,
-    plot_learning_curve,
-    restore_run,
-    stage_progress,
-    warmup_cosine,
-)
+from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, stage_progress, warmup_cosine
 from sslkit.models.wav2pos import WAV2POS_FRAME_BATCH, Wav2Pos, random_masks, wav2pos_loss
 from sslkit.recording import Recording, positions_at_times, write_yaml
 from sslkit.sims.tdoa_windows import active_window_starts
