@@ -22,8 +22,10 @@ from sslkit.sims.tdoa_windows import WindowBank
 MODEL_SIZES = {
     "paper": dict(n_sinc=128, sinc_len=1023, channels=128, head_channels=128),
     "small": dict(n_sinc=32, sinc_len=255, channels=32, head_channels=32),
+    "seld": dict(n_sinc=32, sinc_len=255, channels=32, head_channels=16),
 }
-"""``paper`` is Paper V's network (0.9M parameters); ``small`` trains in minutes on a CPU."""
+"""``paper`` is Paper V's network (0.9M parameters); ``small`` trains in minutes on a CPU; ``seld`` is Paper VI's
+multi-target network (L = 32 filters, C = 16 feature channels, which train-seld takes as its TDOA features)."""
 VAL_SEED_OFFSET = 1_000_000
 """Validation scenes use indices from here on, disjoint from the training scenes."""
 TOL_ACCURACY_M = 0.1
