@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslkit.errors import UserError
+from sslkit.errors import InputFileError, UserError
 from sslkit.models.adpit import ADPITLoss, events_to_target
 from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
@@ -149,12 +149,8 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    clips = load_clips(cfg.data, cfg.classes)
-    if cfg.val_data:
-        train, val = clips, load_clips(cfg.val_data, cfg.classes)
-    else:
-        n_val = max(1, len(clips) // 5)
-        train, val = clips[n_val:], clips[:n_val]
+    train, val = train_val_clips(cfg)
+    clips = train + val
     fs = clips[0].fs
     if any(c.fs != fs or c.audio.shape[1] != clips[0].audio.shape[1] for c in train + val):
         raise UserError("the training and validation clips differ in sample rate or channel count")
@@ -227,6 +223,36 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
         save_checkpoint(last, model, "seldnet", **meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                         rng=rng.bit_generator.state, epoch=epoch + 1, best_f=best)
     return row
+
+
+def train_val_clips(cfg: SeldTrainConfig) -> tuple[list[Clip], list[Clip]]:
+    """Training and validation clips: ``val_data`` when given, else the first fifth of ``data`` validates."""
+    clips = load_clips(cfg.data, cfg.classes)
+    if cfg.val_data:
+        return clips, load_clips(cfg.val_data, cfg.classes)
+    n_val = max(1, len(clips) // 5)
+    return clips[n_val:], clips[:n_val]
+
+
+def evaluate_run(run_dir: str | Path, device: str) -> dict:
+    """DCASE metrics of a train-seld run's best.pt on the validation clips its config.yaml names."""
+    import yaml
+
+    from sslkit.models.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    for name in ("best.pt", "config.yaml"):
+        if not (run_dir / name).is_file():
+            raise InputFileError(run_dir, f"has no {name}: not a train-seld run folder")
+    model, meta = load_checkpoint(run_dir / "best.pt", device)
+    if meta["model"] != "seldnet":
+        raise InputFileError(run_dir / "best.pt", f"is a {meta['model']} checkpoint, not a train-seld one")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg = replace(SeldTrainConfig(**{k: v for k, v in config.items() if k != "model"}), device=device)
+    _, val = train_val_clips(cfg)
+    features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc").to(device)
+    extras = clip_ngcc_features(checkpoint_ngcc_features(meta, device), val, device, None)
+    return evaluate_clips(model, features, val, cfg, extras)
 
 
 def in_distance_units(output: torch.Tensor, target: torch.Tensor, unit: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -759,15 +759,18 @@ def train_seld_command(
 @app.command("evaluate-seld")
 @user_errors
 def evaluate_seld_command(
-    pred: Path = typer.Option(..., "--pred", help="DCASE output CSV, or a folder of them."),
-    truth: Path = typer.Option(..., "--truth", help="DCASE metadata CSV, or a folder with the same file names."),
-    n_classes: int = typer.Option(13, "--classes", min=1, help="Number of classes."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="metrics JSON (default: seld_metrics.json beside --pred)."),
+    run: Optional[Path] = typer.Argument(None, help="A train-seld run folder: score its best.pt on its validation data."),
+    pred: Optional[Path] = typer.Option(None, "--pred", help="DCASE output CSV, or a folder of them (instead of RUN)."),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="DCASE metadata CSV, or a folder with the same file names."),
+    n_classes: int = typer.Option(13, "--classes", min=1, help="Number of classes (with --pred)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="metrics JSON (default: seld_metrics.json in RUN or beside --pred)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (with RUN)."),
 ) -> None:
     """DCASE2024 SELD metrics: F-score (20°, relative distance 1.0), DOA error, relative distance error.
 
-    [bold]Example[/]
+    [bold]Examples[/]
 
+      sslkit evaluate-seld runs/seld
       sslkit evaluate-seld --pred outputs/ --truth metadata_dev/ --classes 13
     """
     import json
@@ -775,12 +778,20 @@ def evaluate_seld_command(
     from sslkit.recording import atomic_file
     from sslkit.seld_metrics import read_dcase_csv, seld_metrics
 
-    pred_files = sorted(pred.glob("*.csv")) if pred.is_dir() else [pred]
-    truth_files = [truth / p.name for p in pred_files] if truth.is_dir() else [truth]
-    if not pred_files:
-        raise UserError(f"{pred}: no CSV files")
-    metrics = seld_metrics([read_dcase_csv(p, n_classes) for p in pred_files], [read_dcase_csv(t, n_classes) for t in truth_files], n_classes)
-    out = out or (pred if pred.is_dir() else pred.parent) / "seld_metrics.json"
+    if run is not None:
+        from sslkit.models.train_seld import evaluate_run
+
+        metrics = evaluate_run(run, resolve_device(device))
+        out = out or run / "seld_metrics.json"
+    elif pred is None or truth is None:
+        raise UserError("give a train-seld run folder, or both --pred and --truth")
+    else:
+        pred_files = sorted(pred.glob("*.csv")) if pred.is_dir() else [pred]
+        truth_files = [truth / p.name for p in pred_files] if truth.is_dir() else [truth]
+        if not pred_files:
+            raise UserError(f"{pred}: no CSV files")
+        metrics = seld_metrics([read_dcase_csv(p, n_classes) for p in pred_files], [read_dcase_csv(t, n_classes) for t in truth_files], n_classes)
+        out = out or (pred if pred.is_dir() else pred.parent) / "seld_metrics.json"
     with atomic_file(out) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
     table = Table(title=f"SELD metrics → {out}", title_justify="left")

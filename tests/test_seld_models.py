@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -83,6 +85,19 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
     result = cli("predict-seld", "--checkpoint", tmp_path / "adpit" / "best.pt", tmp_path / "data", "--out", tmp_path / "pred", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "pred").glob("scene_*.csv"))) == 3
+    from sslkit.models.train_seld import load_clips
+    from sslkit.seld_metrics import seld_metrics
+
+    evaluated = cli("evaluate-seld", tmp_path / "bradpit", "--device", "cpu")
+    assert evaluated.exit_code == 0, evaluated.output
+    scores = json.loads((tmp_path / "bradpit" / "seld_metrics.json").read_text())
+    rows = [dict(zip(curves["bradpit"][0].split(","), map(float, r.split(",")))) for r in curves["bradpit"][1:]]
+    saved = max(rows, key=lambda r: r["f_ld"])  # best.pt: the first epoch with the highest F_LD
+    assert [scores[k] for k in ("f_ld", "doae_deg", "rde")] == pytest.approx([saved[k] for k in ("f_ld", "doae_deg", "rde")], abs=1e-6)
+    val_clip = load_clips([str(tmp_path / "data" / f"scene_0000{i}") for i in (0, 1)], ["bell", "alarm"])[0]  # the first fifth validates
+    references = [c["tp"] for c in seld_metrics([val_clip.labels], [val_clip.labels], 2)["per_class"]]
+    assert [c["tp"] + c["fn"] for c in scores["per_class"]] == references and sum(references) > 0
+    assert cli("evaluate-seld", tmp_path / "data").exit_code == 2  # not a run folder
     first = [float(r.split(",")[1]) for r in curves["adpit"][1:3]]
     second = [float(r.split(",")[1]) for r in curves["bradpit"][1:3]]
     assert first == pytest.approx(second, rel=1e-4)
