@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sslkit.allocator import keep_freed_memory
-from sslkit.models.checkpoint import load_checkpoint
-from sslkit.models.seld_features import SeldFeatures
-from sslkit.models.train_seld import checkpoint_ngcc_features, clip_ngcc_features, clip_output, clip_targets, load_clips, seld_data_folders
+from sslkit.models.train_seld import clip_ngcc_features, clip_output, clip_targets, load_clips, load_seld_model, seld_data_folders
 
 keep_freed_memory()
 parser = argparse.ArgumentParser(description=__doc__)
@@ -26,10 +24,9 @@ args = parser.parse_args()
 
 results = {}
 for run in args.runs:
-    model, meta = load_checkpoint(run / args.checkpoint)
+    model, meta, features, ngcc = load_seld_model(run / args.checkpoint, "cpu")
     clips = load_clips(seld_data_folders(args.test), meta["classes"])
-    features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc")
-    extras = clip_ngcc_features(checkpoint_ngcc_features(meta, "cpu"), clips, "cpu")
+    extras = clip_ngcc_features(ngcc, clips, "cpu")
     angles, norms = [], []
     for i, clip in enumerate(clips):
         target = clip_targets(clip, len(meta["classes"]))  # (T, 6, 5, C); dummy track 0 holds single events

@@ -152,7 +152,7 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     train, val = train_val_clips(cfg)
     clips = train + val
     fs = clips[0].fs
-    if any(c.fs != fs or c.audio.shape[1] != clips[0].audio.shape[1] for c in train + val):
+    if any(c.fs != fs or c.audio.shape[1] != clips[0].audio.shape[1] for c in clips):
         raise UserError("the training and validation clips differ in sample rate or channel count")
     features = SeldFeatures(fs, gcc=cfg.features == "logmel+gcc").to(cfg.device)
     ngcc = ngcc_features(cfg, fs)
@@ -234,25 +234,30 @@ def train_val_clips(cfg: SeldTrainConfig) -> tuple[list[Clip], list[Clip]]:
     return clips[n_val:], clips[:n_val]
 
 
+def load_seld_model(path: str | Path, device: str) -> tuple[SeldNet, dict, SeldFeatures, NgccSeldFeatures | None]:
+    """A train-seld checkpoint: the model, its metadata and the feature extractors it was trained with."""
+    from sslkit.models.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(path, device)
+    if meta["model"] != "seldnet":
+        raise InputFileError(path, f"is a {meta['model']} checkpoint, not a train-seld one")
+    features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc").to(device)
+    return model, meta, features, checkpoint_ngcc_features(meta, device)
+
+
 def evaluate_run(run_dir: str | Path, device: str) -> dict:
     """DCASE metrics of a train-seld run's best.pt on the validation clips its config.yaml names."""
     import yaml
-
-    from sslkit.models.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     for name in ("best.pt", "config.yaml"):
         if not (run_dir / name).is_file():
             raise InputFileError(run_dir, f"has no {name}: not a train-seld run folder")
-    model, meta = load_checkpoint(run_dir / "best.pt", device)
-    if meta["model"] != "seldnet":
-        raise InputFileError(run_dir / "best.pt", f"is a {meta['model']} checkpoint, not a train-seld one")
+    model, _, features, ngcc = load_seld_model(run_dir / "best.pt", device)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     cfg = replace(SeldTrainConfig(**{k: v for k, v in config.items() if k != "model"}), device=device)
-    _, val = train_val_clips(cfg)
-    features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc").to(device)
-    extras = clip_ngcc_features(checkpoint_ngcc_features(meta, device), val, device, None)
-    return evaluate_clips(model, features, val, cfg, extras)
+    val = load_clips(cfg.val_data, cfg.classes) if cfg.val_data else train_val_clips(cfg)[1]  # no training audio read when not needed
+    return evaluate_clips(model, features, val, cfg, clip_ngcc_features(ngcc, val, device, None))
 
 
 def in_distance_units(output: torch.Tensor, target: torch.Tensor, unit: float) -> tuple[torch.Tensor, torch.Tensor]:

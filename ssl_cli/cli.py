@@ -821,22 +821,16 @@ def predict_seld_command(
 
     import torch
 
-    from sslkit.models.checkpoint import load_checkpoint
-    from sslkit.models.seld_features import SeldFeatures
-    from sslkit.models.train_seld import checkpoint_ngcc_features, predict_clip
+    from sslkit.models.train_seld import load_seld_model, predict_clip
     from sslkit.recording import load_recording
     from sslkit.sims.seld_labels import write_dcase_csv
 
     dev = resolve_device(device)
-    model, meta = load_checkpoint(checkpoint, dev)
-    if meta["model"] != "seldnet":
-        raise UserError(f"{checkpoint}: a {meta['model']} checkpoint, not a train-seld one")
+    model, meta, features, ngcc = load_seld_model(checkpoint, dev)
     folders = [recordings] if (recordings / "audio.wav").is_file() else sorted(p for p in recordings.glob("*") if (p / "audio.wav").is_file())
     if not folders:
         raise UserError(f"{recordings}: no recording folders")
     out = out or recordings / "seld-output"
-    features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc").to(dev)
-    ngcc = checkpoint_ngcc_features(meta, dev)
     with progress_bar() as progress:
         task = progress.add_task("predicting", total=len(folders))
         for folder in folders:
