@@ -1,7 +1,10 @@
 """wav2pos inference time per frame, batched, 11 mics with NGCC-PHAT features (Paper VII: 5.9 ms
-per frame on an A100 with the pairs in a Python loop). Prints JSON.
+per frame on an A100 with the pairs in a Python loop). For each batch size: the whole forward pass
+in float32 as ``sslkit locate`` runs it (on CUDA also under float16 autocast) and the share of the
+NGCC-PHAT over the 55 pairs. ``--paper-size`` also times an untrained model of
+the paper's size (d = 256, D = 4) with the same NGCC-PHAT. Prints JSON.
 
-    python benchmarks/wav2pos_speed.py [--checkpoint ckpt.pt] [--device cuda] [--batch 16]
+    python benchmarks/wav2pos_speed.py [--checkpoint ckpt.pt] [--device cuda] [--batch 1,16,64]
 """
 
 import argparse
@@ -12,39 +15,63 @@ import torch
 
 from sslkit.allocator import keep_freed_memory
 from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
+from sslkit.models.wav2pos import Wav2Pos
 
 keep_freed_memory()  # as the CLI does
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--checkpoint", default=None, help="wav2pos checkpoint (default: the shipped one)")
 parser.add_argument("--device", default="cpu")
-parser.add_argument("--batch", type=int, default=16)
+parser.add_argument("--batch", default="16", help="comma-separated batch sizes")
 parser.add_argument("--repeats", type=int, default=5)
 parser.add_argument("--mics", type=int, default=11)
+parser.add_argument("--paper-size", action="store_true", help="also time d = 256, D = 4, 8 heads")
 args = parser.parse_args()
-
-model, _ = load_checkpoint(args.checkpoint or shipped_checkpoint("wav2pos"), args.device)
-model.eval()
-g = torch.Generator().manual_seed(0)
-audio = torch.randn(args.batch, 1 + args.mics, model.n_samples, generator=g).to(args.device)
-coords = (torch.rand(args.batch, 1 + args.mics, 3, generator=g) * torch.tensor([7.0, 8.0, 2.0])).to(args.device)
-known = torch.ones(args.batch, 1 + args.mics, dtype=torch.bool, device=args.device)
-known[:, 0] = False
+cuda = args.device.startswith("cuda")
 
 
-def run() -> None:
-    with torch.no_grad(), torch.autocast("cuda", enabled=args.device.startswith("cuda")):
-        model(audio, coords, known, known)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
+def best_seconds(fn, half: bool = False) -> tuple[float, float]:
+    """Best and median wall time of ``fn`` over the repeats, after one warm-up call (``half``: under
+    CUDA float16 autocast; otherwise float32, as ``sslkit locate`` runs)."""
+    def timed() -> float:
+        start = time.perf_counter()
+        with torch.no_grad(), torch.autocast("cuda", enabled=half):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    timed()
+    times = sorted(timed() for _ in range(args.repeats))
+    return times[0], times[len(times) // 2]
 
 
-run()  # warm-up
-times = []
-for _ in range(args.repeats):
-    start = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - start)
-best = min(times)
-print(json.dumps({"device": args.device, "threads": torch.get_num_threads(), "mics": args.mics, "batch": args.batch,
-                  "ngcc_features": model.ngcc is not None, "ms_per_frame": 1000 * best / args.batch,
-                  "median_ms_per_frame": 1000 * sorted(times)[len(times) // 2] / args.batch}, indent=2))
+def time_model(model: Wav2Pos, batch: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(batch, 1 + args.mics, model.n_samples, generator=g).to(args.device)
+    coords = (torch.rand(batch, 1 + args.mics, 3, generator=g) * torch.tensor([7.0, 8.0, 2.0])).to(args.device)
+    known = torch.ones(batch, 1 + args.mics, dtype=torch.bool, device=args.device)
+    known[:, 0] = False
+    best, median = best_seconds(lambda: model(audio, coords, known, known))
+    row = {"batch": batch, "ms_per_frame": 1000 * best / batch, "median_ms_per_frame": 1000 * median / batch}
+    if model.ngcc is not None:
+        row["ngcc_ms_per_frame"] = 1000 * best_seconds(lambda: model.pair_probabilities(audio))[0] / batch
+    if cuda:
+        row["fp16_autocast_ms_per_frame"] = 1000 * best_seconds(lambda: model(audio, coords, known, known), half=True)[0] / batch
+    return row
+
+
+def time_all(model: Wav2Pos) -> list[dict]:
+    model.eval()
+    return [time_model(model, int(b)) for b in args.batch.split(",")]
+
+
+shipped, _ = load_checkpoint(args.checkpoint or shipped_checkpoint("wav2pos"), args.device)
+result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "threads": torch.get_num_threads(), "mics": args.mics,
+          "ngcc_features": shipped.ngcc is not None, "model": {k: shipped.config[k] for k in ("dim", "depth", "heads")},
+          "timings": time_all(shipped)}
+if args.paper_size:
+    paper = Wav2Pos(shipped.n_samples, shipped.fs, 256, 4, 8, ngcc=shipped.config["ngcc"]).to(args.device)
+    if shipped.ngcc is not None:
+        paper.ngcc.load_state_dict(shipped.ngcc.state_dict())
+    result["paper_size"] = {"model": {"dim": 256, "depth": 4, "heads": 8}, "timings": time_all(paper)}
+print(json.dumps(result, indent=2))

@@ -23,7 +23,7 @@ from sslkit.errors import InputFileError, UserError
 from sslkit.gcc import pair_index
 from sslkit.models.checkpoint import load_checkpoint, save_checkpoint
 from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, stage_progress, warmup_cosine
-from sslkit.models.wav2pos import WAV2POS_FRAME_BATCH, Wav2Pos, random_masks, wav2pos_loss
+from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_frame_batch, wav2pos_loss
 from sslkit.recording import Recording, positions_at_times, write_yaml
 from sslkit.sims.tdoa_windows import active_window_starts
 
@@ -93,36 +93,44 @@ class Wav2PosBank:
         if len(rates) > 1:
             raise UserError("the training recordings have different sample rates")
         self.fs = rates.pop()
-        self.audio, self.coords = np.stack(audio), np.stack(coords)
-        self.source, self.has_source = np.stack(source).astype(np.float32), np.array(has_source)
+        self.audio, self.coords = torch.as_tensor(np.stack(audio)), torch.as_tensor(np.stack(coords))
+        self.source, self.has_source = torch.as_tensor(np.stack(source), dtype=torch.float32), torch.as_tensor(has_source)
         self.n_mics = self.audio.shape[1] - 1
-        self.probs: np.ndarray | None = None
-        self.pair_index = pair_index(self.n_mics)
+        self.probs: torch.Tensor | None = None
+        self.pair_index = torch.as_tensor(pair_index(self.n_mics))
 
     def __len__(self) -> int:
         return len(self.audio)
 
     def attach_probabilities(self, model: Wav2Pos, device: str, on_progress: Callable[[int], None] | None = None) -> None:
         """Run the frozen NGCC-PHAT over every window once (float16 lag distributions of the M(M−1)/2 pairs)."""
-        chunks = []
-        for s in range(0, len(self), WAV2POS_FRAME_BATCH):
-            block = torch.as_tensor(self.audio[s : s + WAV2POS_FRAME_BATCH], device=device)
-            chunks.append(model.pair_probabilities(block).half().cpu().numpy())
+        chunks, frame_batch = [], wav2pos_frame_batch(device)
+        for s in range(0, len(self), frame_batch):
+            chunks.append(model.pair_probabilities(self.audio[s : s + frame_batch].to(device)).half().to(self.audio.device))
             if on_progress:
-                on_progress(min(s + WAV2POS_FRAME_BATCH, len(self)))
-        self.probs = np.concatenate(chunks)
+                on_progress(min(s + frame_batch, len(self)))
+        self.probs = torch.cat(chunks)
 
-    def sample(self, batch: int, rng: np.random.Generator, n_mics: int | None = None) -> dict[str, np.ndarray]:
+    def to(self, device: str) -> Wav2PosBank:
+        """Keep every window (and its pair features) on ``device``, so that a GPU draws its batches
+        without copies from host memory."""
+        for name in ("audio", "coords", "source", "has_source", "probs", "pair_index"):
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def sample(self, batch: int, rng: np.random.Generator, n_mics: int | None = None) -> dict[str, torch.Tensor]:
         """``batch`` random windows, each with its own random subset of ``n_mics`` microphones
         (kept in file order): audio (B, 1+k, N), coords (B, 1+k, 3), source (B, 3), probs (B, k(k−1)/2, lags)."""
         k = n_mics or self.n_mics
-        idx = rng.integers(len(self), size=batch)
-        mics = np.sort(np.argsort(rng.random((batch, self.n_mics)), axis=1)[:, :k], axis=1)
-        rows = np.concatenate([np.zeros((batch, 1), dtype=np.int64), mics + 1], axis=1)
+        on = self.audio.device
+        idx = torch.as_tensor(rng.integers(len(self), size=batch), device=on)
+        mics = torch.as_tensor(np.sort(np.argsort(rng.random((batch, self.n_mics)), axis=1)[:, :k], axis=1), device=on)
+        rows = torch.cat([torch.zeros(batch, 1, dtype=torch.int64, device=on), mics + 1], dim=1)
         out = {"audio": self.audio[idx[:, None], rows], "coords": self.coords[idx[:, None], rows],
                "source": self.source[idx], "has_source": self.has_source[idx]}
         if self.probs is not None:
-            a, b = np.triu_indices(k, 1)
+            a, b = torch.triu_indices(k, k, 1, device=on)
             out["probs"] = self.probs[idx[:, None], self.pair_index[mics[:, a], mics[:, b]]]
         return out
 
@@ -132,17 +140,17 @@ class Wav2PosBank:
         return out | ({"probs": self.probs} if self.probs is not None else {})
 
 
-def rotate_scenes(coords: np.ndarray, centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def rotate_scenes(coords: torch.Tensor, centre: tuple[float, float, float], rng: np.random.Generator) -> torch.Tensor:
     """Each window's source and mics (B, 1+M, 3) turned by a random angle about the vertical axis
     through ``centre``, mirrored half the time: every distance, hence the audio and its TDOAs, is
     unchanged, so the network has to use the coordinates instead of memorising one layout."""
-    angle = rng.uniform(0, 2 * np.pi, len(coords))
-    mirror = np.where(rng.random(len(coords)) < 0.5, -1.0, 1.0)
-    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
-    x, y = mirror[:, None] * (coords[..., 0] - centre[0]), coords[..., 1] - centre[1]
-    out = coords.copy()
-    out[..., 0] = centre[0] + cos * x - sin * y
-    out[..., 1] = centre[1] + sin * x + cos * y
+    as_coords = dict(dtype=coords.dtype, device=coords.device)
+    angle = torch.as_tensor(rng.uniform(0, 2 * np.pi, len(coords)), **as_coords)[:, None]
+    mirror = torch.as_tensor(np.where(rng.random(len(coords)) < 0.5, -1.0, 1.0), **as_coords)[:, None]
+    x, y = mirror * (coords[..., 0] - centre[0]), coords[..., 1] - centre[1]
+    out = coords.clone()
+    out[..., 0] = centre[0] + angle.cos() * x - angle.sin() * y
+    out[..., 1] = centre[1] + angle.sin() * x + angle.cos() * y
     return out
 
 
@@ -159,7 +167,7 @@ def make_masks(cfg: Wav2PosTrainConfig, batch: dict, generator: torch.Generator)
         audio_known = torch.ones(b, m1, dtype=torch.bool)
         audio_known[:, 0] = False
         coord_known = audio_known.clone()
-    use_source = (torch.rand(b, generator=generator) < cfg.known_source_prob) & torch.as_tensor(batch["has_source"])
+    use_source = (torch.rand(b, generator=generator) < cfg.known_source_prob) & batch["has_source"].cpu()
     audio_known[:, 0] = use_source
     return audio_known, coord_known
 
@@ -207,7 +215,7 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
         pretrained_wav2pos(cfg.init)  # a wrong checkpoint fails before the data work; its weights are read after it
     train_bank, val_bank = training_banks(cfg, status)
     fs = train_bank.fs
-    all_mics = train_bank.coords[:, 1:].reshape(-1, 3)
+    all_mics = train_bank.coords[:, 1:].reshape(-1, 3).numpy()
     centre = tuple(float(v) for v in (all_mics.min(0) + all_mics.max(0)) / 2)
     scale = float(np.abs(all_mics - np.array(centre)).max())
     pretrained = pretrained_wav2pos(cfg.init) if cfg.init else None
@@ -219,6 +227,8 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
         model.ngcc.eval()
         for bank, label in ((train_bank, "NGCC-PHAT features, training"), (val_bank, "NGCC-PHAT features, validation")):
             bank.attach_probabilities(model, device, status(label, len(bank)))
+    train_bank.to(device)
+    val_bank.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_bank) / (cfg.batch_size * world))
@@ -244,7 +254,7 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
         for step in range(steps_per_epoch):
             batch = train_bank.sample(cfg.batch_size, rng, int(rng.integers(cfg.min_mics, train_bank.n_mics + 1)))
             if cfg.rotate:
-                batch["coords"] = rotate_scenes(batch["coords"], np.array(centre), rng)
+                batch["coords"] = rotate_scenes(batch["coords"], centre, rng)
             audio_known, coord_known = (m.to(device) for m in make_masks(cfg, batch, gen))
             clean = torch.as_tensor(batch["audio"], device=device)
             noisy = clean + cfg.noise_std * torch.rand(len(clean), 1, 1, device=device) * torch.randn(clean.shape, device=device)
@@ -254,13 +264,13 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
                 out = net(noisy, coords, audio_known, coord_known, probs)
             loss = wav2pos_loss({k: v.float() for k, v in out.items()}, clean, coords[:, 0], coords[:, 1:], audio_known, coord_known)
             optimizer_step(loss, optimizer, scaler, scheduler)
-            losses.append(loss.item())
+            losses.append(loss.detach())  # no host sync per step
             if on_status and rank == 0:
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps_per_epoch)
         if rank != 0:
             continue
         val_mae = validate(model, val, device)
-        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_mae_cm": val_mae * 100,
+        row = {"epoch": epoch + 1, "train_loss": float(torch.stack(losses).mean()), "val_mae_cm": val_mae * 100,
                "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
         rows = append_metrics(run_dir / "metrics.csv", row)
         plot_learning_curve(run_dir / "learning_curve.png", rows, ("train_loss",), "val_mae_cm")

@@ -38,9 +38,10 @@ class TokenBatchNorm(nn.BatchNorm1d):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
-WAV2POS_FRAME_BATCH = 16
-"""Frames per NGCC-PHAT call (inference and training features): the 55 pairs' activations of 11 mics
-peak at ~1.7 GB per 16 frames (5.9 GB per 64, no faster per frame on a CPU)."""
+def wav2pos_frame_batch(device: torch.device | str) -> int:
+    """Frames per NGCC-PHAT call (inference and training features): the 55 pairs' activations of 11
+    mics peak at ~1.7 GB per 16 frames (5.9 GB per 64); a CPU is no faster per frame with more, a GPU is."""
+    return 64 if torch.device(device).type == "cuda" else 16
 
 
 class Wav2Pos(nn.Module):

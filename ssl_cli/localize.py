@@ -124,7 +124,7 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
 
     from sslkit.gcc import frame_audio, frame_times, silent_frames
     from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
-    from sslkit.models.wav2pos import WAV2POS_FRAME_BATCH
+    from sslkit.models.wav2pos import wav2pos_frame_batch
 
     path = opts.checkpoint or shipped_checkpoint("wav2pos")
     model, meta = load_checkpoint(path, opts.device)
@@ -149,14 +149,15 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     unknown = [rec.mic_ids.index(m) + 1 for m in opts.unknown_mics]
     coord_known[:, unknown] = False
     sources, mics = [], []
+    frame_batch = wav2pos_frame_batch(opts.device)
     with torch.no_grad():
-        for s in range(0, len(frames), WAV2POS_FRAME_BATCH):
-            block = slice(s, s + WAV2POS_FRAME_BATCH)
+        for s in range(0, len(frames), frame_batch):
+            block = slice(s, s + frame_batch)
             out = model(inputs[block], coords[block], audio_known[block], coord_known[block])
             sources.append(out["source"].cpu().numpy())
             mics.append(out["mics"].cpu().numpy())
             if on_progress:
-                on_progress(min(s + WAV2POS_FRAME_BATCH, len(frames)), len(frames))
+                on_progress(min(s + frame_batch, len(frames)), len(frames))
     xyz = np.concatenate(sources).astype(float)
     mic_pred = np.concatenate(mics)
     xyz[silent] = np.nan

@@ -96,12 +96,11 @@ def test_bank_subsets_carry_the_matching_pair_features():
     bank.attach_probabilities(model, "cpu")
     sample = bank.sample(5, rng, n_mics=4)
     assert sample["audio"].shape == (5, 5, TINY["n_samples"]) and sample["coords"].shape == (5, 5, 3)
-    expected = model.pair_probabilities(torch.as_tensor(sample["audio"]))
-    torch.testing.assert_close(torch.as_tensor(sample["probs"]).float(), expected, atol=2e-3, rtol=1e-2)
-    rows = {tuple(c) for c in bank.coords[:, 1:].reshape(-1, 3).round(6)}
-    assert all(tuple(c) in rows for c in sample["coords"][:, 1:].reshape(-1, 3).round(6))
-    out = model(torch.as_tensor(sample["audio"]), torch.as_tensor(sample["coords"]), *[torch.ones(5, 5, dtype=torch.bool)] * 2,
-                torch.as_tensor(sample["probs"]))
+    expected = model.pair_probabilities(sample["audio"])
+    torch.testing.assert_close(sample["probs"].float(), expected, atol=2e-3, rtol=1e-2)
+    rows = {tuple(c) for c in bank.coords[:, 1:].reshape(-1, 3).numpy().round(6)}
+    assert all(tuple(c) in rows for c in sample["coords"][:, 1:].reshape(-1, 3).numpy().round(6))
+    out = model(sample["audio"], sample["coords"], *[torch.ones(5, 5, dtype=torch.bool)] * 2, sample["probs"])
     assert out["source"].shape == (5, 3)
 
 
@@ -112,7 +111,7 @@ def test_scene_rotation_keeps_every_distance():
 
     rng = np.random.default_rng(0)
     coords = rng.random((50, 12, 3)) * [7.0, 8.0, 2.0]
-    turned = rotate_scenes(coords, np.array([3.5, 4.0, 1.0]), rng)
+    turned = rotate_scenes(torch.as_tensor(coords), (3.5, 4.0, 1.0), rng).numpy()
     dist = lambda c: np.linalg.norm(c[:, :, None] - c[:, None], axis=-1)  # noqa: E731
     np.testing.assert_allclose(dist(turned), dist(coords), atol=1e-12)
     np.testing.assert_array_equal(turned[..., 2], coords[..., 2])
