@@ -21,11 +21,12 @@ case $stage in
     # Ends by BUDGET_S seconds after its start: training is cut at the deadline (best.pt is kept per
     # epoch); the run's small files are copied to OUT, the Tables 1–2 benchmark then runs on any CPU.
     deadline=$(( $(date +%s) + ${BUDGET_S:-470} ))
-    python3 benchmarks/wav2pos_speed.py --device "$device" --batch "${SPEED_BATCH:-1,16,64,256}" --paper-size > "$out/wav2pos_speed.json"
+    speed_batches=${SPEED_BATCH:-1,16,64,256}  # "none": skip the timing
+    [ "$speed_batches" = none ] || python3 benchmarks/wav2pos_speed.py --device "$device" --batch "$speed_batches" --paper-size > "$out/wav2pos_speed.json"
     run=${W2P_RUN:-/tmp/wav2pos-gpu}
-    timeout $(( deadline - $(date +%s) - 10 )) python3 -m sslkit train-wav2pos --init models/checkpoints/wav2pos.pt \
+    timeout $(( deadline - $(date +%s) - 10 )) python3 -m sslkit train-wav2pos --init "${W2P_INIT:-models/checkpoints/wav2pos.pt}" \
       --scenes "${W2P_SCENES:-40000}" --windows-per-scene 2 --val-scenes 300 --epochs "${W2P_EPOCHS:-40}" --lr "${W2P_LR:-3e-4}" \
-      --batch-size 256 --workers "$workers" --device "$device" --seed 4 --out "$run" || echo "train-wav2pos stopped: $?"
+      --batch-size 256 --workers "$workers" --device "$device" --seed "${W2P_SEED:-4}" --out "$run" || echo "train-wav2pos stopped: $?"
     mkdir -p "$out/wav2pos"
     cp "$run"/{best.pt,metrics.csv,config.yaml,learning_curve.png} "$out/wav2pos/" || true
     ;;

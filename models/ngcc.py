@@ -89,8 +89,9 @@ class NGCCPHAT(nn.Module):
 
     @staticmethod
     def whitened_spectra(y: torch.Tensor) -> torch.Tensor:
-        """Y/|Y| of each channel: PHAT of a cross-spectrum factorises into the two signals' phases."""
-        return torch.sgn(torch.fft.rfft(y))
+        """Y/|Y| of each channel: PHAT of a cross-spectrum factorises into the two signals' phases.
+        Always in float32 (under autocast too): half-precision FFTs are experimental in torch."""
+        return torch.sgn(torch.fft.rfft(y.float()))
 
     def correlate_spectra(self, s1: torch.Tensor, s2: torch.Tensor, n: int) -> torch.Tensor:
         """Circular GCC-PHAT from whitened spectra at lags −τmax…τmax: (..., K) × 2 → (..., 2τmax+1)."""
