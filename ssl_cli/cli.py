@@ -468,10 +468,12 @@ def locate(
     hypotheses: int = typer.Option(400, "--hypotheses", min=1, help="RANSAC minimal sets per frame."),
     min_inliers: Optional[int] = typer.Option(None, "--min-inliers", min=1, help="Pairs needed to accept a frame (default: max(D+2, 20 % of pairs))."),
     smooth: int = typer.Option(0, "--smooth", min=0, help="Running-median smoothing over N frames (0: off)."),
+    views: int = typer.Option(8, "--views", min=0, help="wav2pos: N extra passes that each hide 2 mics' audio; confidence = "
+                                                       "exp(-their mean distance from the estimate / 20 cm) (0: confidence 1)."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a PNG of the track beside the CSV."),
     c: float = typer.Option(343.0, "--c", help="Speed of sound (m/s)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the RANSAC sampling."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the RANSAC sampling and of wav2pos's views."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="positions.csv path (default: beside the input)."),
 ) -> None:
     """Localize the source in every hop → positions.csv (time,x,y,z,confidence,n_inliers) and a PNG.
@@ -508,7 +510,7 @@ def locate(
     opts = LocateOptions(tdoa_source if tdoa_csv is None else "gcc-phat", tdoa_csv, str(checkpoint) if checkpoint else None, frame, hop,
                          peaks, pool, dims, height, parse_bounds(bounds), threshold, hypotheses, min_inliers, smooth, c,
                          resolve_device(device), seed, use_mics.split(",") if use_mics else None,
-                         unknown_mics.split(",") if unknown_mics else [], full.audio[:, -1] if known_source else None)
+                         unknown_mics.split(",") if unknown_mics else [], full.audio[:, -1] if known_source else None, views)
     out = out or default_output(recording, "positions.csv")
     start = time.perf_counter()
     with progress_bar() as progress:

@@ -58,6 +58,7 @@ class LocateOptions:
     use_mics: list[str] | None = None
     unknown_mics: list[str] = field(default_factory=list)
     source_audio: np.ndarray | None = None
+    views: int = 8
 
 
 def default_bounds(rec: Recording) -> np.ndarray:
@@ -124,7 +125,7 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
 
     from sslkit.gcc import frame_audio, frame_times, silent_frames
     from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
-    from sslkit.models.wav2pos import wav2pos_frame_batch
+    from sslkit.models.wav2pos import predict_with_views, wav2pos_frame_batch
 
     path = opts.checkpoint or shipped_checkpoint("wav2pos")
     model, meta = load_checkpoint(path, opts.device)
@@ -148,13 +149,15 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     coord_known[:, 0] = False
     unknown = [rec.mic_ids.index(m) + 1 for m in opts.unknown_mics]
     coord_known[:, unknown] = False
-    sources, mics = [], []
+    sources, confidence, mics = [], [], []
     frame_batch = wav2pos_frame_batch(opts.device)
+    generator = torch.Generator().manual_seed(opts.seed)
     with torch.no_grad():
         for s in range(0, len(frames), frame_batch):
             block = slice(s, s + frame_batch)
-            out = model(inputs[block], coords[block], audio_known[block], coord_known[block])
+            out = predict_with_views(model, inputs[block], coords[block], audio_known[block], coord_known[block], opts.views, generator)
             sources.append(out["source"].cpu().numpy())
+            confidence.append(out["confidence"].cpu().numpy())
             mics.append(out["mics"].cpu().numpy())
             if on_progress:
                 on_progress(min(s + frame_batch, len(frames)), len(frames))
@@ -164,7 +167,7 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     estimated = {rec.mic_ids[u - 1]: np.median(mic_pred[~silent, u - 1], axis=0) for u in unknown}
     times = frame_times(len(frames), n, opts.hop, rec.fs)
     known = int(rec.n_mics - len(unknown))
-    return PositionTrack(times, xyz, np.where(silent, 0.0, 1.0), np.full(len(times), known), estimated_mics=estimated)
+    return PositionTrack(times, xyz, np.where(silent, 0.0, np.concatenate(confidence)), np.full(len(times), known), estimated_mics=estimated)
 
 
 def check_wav2pos_input(model, meta: dict, rec: Recording, path, opts: LocateOptions) -> None:

@@ -182,6 +182,53 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
                  "--known-source", "--unknown-mics", "3", "--out", out, "--no-plot")
     assert result.exit_code == 0, result.output
     assert out.is_file() and (out.parent / "mics_estimated.csv").read_text().startswith("mic_id,x,y,z\n3,")
+    import numpy as np
+
+    confidence = np.loadtxt(out, delimiter=",", skiprows=1, usecols=4)
+    assert ((confidence > 0) & (confidence < 1)).any() and (confidence <= 1).all()  # from the masked views
+    one_pass = tmp_path / "one" / "positions.csv"
+    assert cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt", "--views", 0,
+               "--out", one_pass, "--no-plot").exit_code == 0
+    assert set(np.loadtxt(one_pass, delimiter=",", skiprows=1, usecols=4)) <= {0.0, 1.0}
     assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--unknown-mics", "3", "--out", tmp_path / "x.csv"), "wav2pos")
     assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
                               "--use-mics", "1,2,3,4", "--out", tmp_path / "y.csv"), "4 microphones", "trained on 5 to 11")
+
+
+def test_view_masks_hide_only_fully_known_mics_and_keep_five():
+    from sslkit.models.wav2pos import view_masks
+
+    audio_known = torch.ones(4, 9, dtype=torch.bool)  # 8 mics
+    audio_known[:, 0] = False
+    coord_known = audio_known.clone()
+    coord_known[1, [2, 5]] = False  # 6 mics known both ways: one may be hidden
+    audio_known[2, 1:5] = False  # 4 mics known both ways: none may be hidden
+    masks = view_masks(audio_known, coord_known, 50, torch.Generator().manual_seed(0))
+    assert masks.shape == (50, 4, 9) and not masks[..., 0].any()
+    hidden = audio_known & ~masks
+    assert (hidden.sum(-1) == torch.tensor([2, 1, 0, 2])).all()
+    assert not (hidden & ~coord_known).any()  # a mic with an unknown position keeps its audio
+    assert hidden[:, 0, 1:].any(0).all()  # the hidden mics vary between views
+
+
+def test_view_confidence_is_the_spread_of_separate_masked_passes():
+    """Brute force: one model call per view with the same masks gives the same source and confidence."""
+    from sslkit.models.wav2pos import VIEW_SPREAD_SCALE_M, predict_with_views, view_masks
+
+    torch.manual_seed(0)
+    model = Wav2Pos(**TINY).eval()
+    audio, coords = batch(b=3, m=8)
+    known = torch.ones(3, 9, dtype=torch.bool)
+    known[:, 0] = False
+    with torch.no_grad():
+        out = predict_with_views(model, audio, coords, known, known, 4, torch.Generator().manual_seed(1))
+        full = model(audio, coords, known, known)
+        masks = view_masks(known, known, 4, torch.Generator().manual_seed(1))
+        views = torch.stack([model(audio, coords, m, known)["source"] for m in masks])
+        single = predict_with_views(model, audio, coords, known, known, 0, torch.Generator())
+    torch.testing.assert_close(out["source"], full["source"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["mics"], full["mics"], atol=1e-5, rtol=1e-5)
+    spread = (views - full["source"]).norm(dim=-1).mean(0)
+    assert spread.min() > 0
+    torch.testing.assert_close(out["confidence"], torch.exp(-spread / VIEW_SPREAD_SCALE_M), atol=1e-5, rtol=1e-5)
+    assert (single["confidence"] == 1).all()
