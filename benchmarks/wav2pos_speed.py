@@ -1,7 +1,7 @@
 """wav2pos inference time per frame, batched, 11 mics with NGCC-PHAT features (Paper VII: 5.9 ms
 per frame on an A100 with the pairs in a Python loop). For each batch size: the whole forward pass
-in float32 as ``sslkit locate`` runs it (on CUDA also under float16 autocast) and the share of the
-NGCC-PHAT over the 55 pairs. ``--paper-size`` also times an untrained model of
+in float32 (one pass, ``locate --views 0``; on CUDA also under float16 autocast), with ``locate``'s
+default 8 confidence views, and the share of the NGCC-PHAT over the 55 pairs. ``--paper-size`` also times an untrained model of
 the paper's size (d = 256, D = 4) with the same NGCC-PHAT. Prints JSON.
 
     python benchmarks/wav2pos_speed.py [--checkpoint ckpt.pt] [--device cuda] [--batch 1,16,64]
@@ -15,7 +15,7 @@ import torch
 
 from sslkit.allocator import keep_freed_memory
 from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
-from sslkit.models.wav2pos import Wav2Pos
+from sslkit.models.wav2pos import Wav2Pos, predict_with_views
 
 keep_freed_memory()  # as the CLI does
 parser = argparse.ArgumentParser(description=__doc__)
@@ -25,6 +25,7 @@ parser.add_argument("--batch", default="16", help="comma-separated batch sizes")
 parser.add_argument("--repeats", type=int, default=5)
 parser.add_argument("--mics", type=int, default=11)
 parser.add_argument("--paper-size", action="store_true", help="also time d = 256, D = 4, 8 heads")
+parser.add_argument("--views", type=int, default=8, help="also time locate's confidence passes (predict_with_views)")
 args = parser.parse_args()
 cuda = args.device.startswith("cuda")
 
@@ -55,6 +56,9 @@ def time_model(model: Wav2Pos, batch: int) -> dict:
     row = {"batch": batch, "ms_per_frame": 1000 * best / batch, "median_ms_per_frame": 1000 * median / batch}
     if model.ngcc is not None:
         row["ngcc_ms_per_frame"] = 1000 * best_seconds(lambda: model.pair_probabilities(audio))[0] / batch
+    if args.views:
+        views = lambda: predict_with_views(model, audio, coords, known, known, args.views, torch.Generator().manual_seed(0))  # noqa: E731
+        row[f"with_{args.views}_views_ms_per_frame"] = 1000 * best_seconds(views)[0] / batch
     if cuda:
         row["fp16_autocast_ms_per_frame"] = 1000 * best_seconds(lambda: model(audio, coords, known, known), half=True)[0] / batch
     return row
