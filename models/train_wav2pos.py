@@ -211,14 +211,12 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     status = stage_progress(on_status, rank)
-    if cfg.init:
-        pretrained_wav2pos(cfg.init)  # a wrong checkpoint fails before the data work; its weights are read after it
+    pretrained = pretrained_wav2pos(cfg.init) if cfg.init else None  # a wrong checkpoint fails before the data work
     train_bank, val_bank = training_banks(cfg, status)
     fs = train_bank.fs
     all_mics = train_bank.coords[:, 1:].reshape(-1, 3).numpy()
     centre = tuple(float(v) for v in (all_mics.min(0) + all_mics.max(0)) / 2)
     scale = float(np.abs(all_mics - np.array(centre)).max())
-    pretrained = pretrained_wav2pos(cfg.init) if cfg.init else None
     if pretrained is not None and (pretrained.fs, pretrained.n_samples) != (fs, cfg.n_samples):
         raise InputFileError(cfg.init, f"trained on {pretrained.n_samples}-sample windows at {pretrained.fs} Hz, "
                                        f"the data has {cfg.n_samples} at {fs} Hz")
