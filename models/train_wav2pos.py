@@ -160,6 +160,7 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 
 def make_masks(cfg: Wav2PosTrainConfig, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Audio and coordinate masks (B, 1+k) of a batch, on the batch's device (drawn on the host)."""
     b, m1 = batch["audio"].shape[:2]
     if cfg.masking == "random":
         audio_known, coord_known = random_masks(b, m1 - 1, generator)
@@ -167,8 +168,10 @@ def make_masks(cfg: Wav2PosTrainConfig, batch: dict, generator: torch.Generator)
         audio_known = torch.ones(b, m1, dtype=torch.bool)
         audio_known[:, 0] = False
         coord_known = audio_known.clone()
-    use_source = (torch.rand(b, generator=generator) < cfg.known_source_prob) & batch["has_source"].cpu()
-    audio_known[:, 0] = use_source
+    use_source = torch.rand(b, generator=generator) < cfg.known_source_prob
+    on = batch["has_source"].device
+    audio_known, coord_known = audio_known.to(on), coord_known.to(on)
+    audio_known[:, 0] = use_source.to(on) & batch["has_source"]
     return audio_known, coord_known
 
 
@@ -253,11 +256,9 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
             batch = train_bank.sample(cfg.batch_size, rng, int(rng.integers(cfg.min_mics, train_bank.n_mics + 1)))
             if cfg.rotate:
                 batch["coords"] = rotate_scenes(batch["coords"], centre, rng)
-            audio_known, coord_known = (m.to(device) for m in make_masks(cfg, batch, gen))
-            clean = torch.as_tensor(batch["audio"], device=device)
+            audio_known, coord_known = make_masks(cfg, batch, gen)
+            clean, coords, probs = batch["audio"], batch["coords"], batch.get("probs")  # on the training device
             noisy = clean + cfg.noise_std * torch.rand(len(clean), 1, 1, device=device) * torch.randn(clean.shape, device=device)
-            coords = torch.as_tensor(batch["coords"], device=device)
-            probs = torch.as_tensor(batch["probs"], device=device) if "probs" in batch else None
             with torch.autocast("cuda", enabled=device.startswith("cuda")):
                 out = net(noisy, coords, audio_known, coord_known, probs)
             loss = wav2pos_loss({k: v.float() for k, v in out.items()}, clean, coords[:, 0], coords[:, 1:], audio_known, coord_known)
@@ -267,7 +268,7 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps_per_epoch)
         if rank != 0:
             continue
-        val_mae = validate(model, val, device)
+        val_mae = validate(model, val)
         row = {"epoch": epoch + 1, "train_loss": float(torch.stack(losses).mean()), "val_mae_cm": val_mae * 100,
                "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
         rows = append_metrics(run_dir / "metrics.csv", row)
@@ -298,16 +299,15 @@ def pretrained_wav2pos(path: str) -> Wav2Pos:
     return model.train()
 
 
-def validate(model: Wav2Pos, val: dict, device: str) -> float:
-    """Mean 3D source error (m) with all mics known and the source signal unknown (setup 1a)."""
+def validate(model: Wav2Pos, val: dict) -> float:
+    """Mean 3D source error (m) with all mics known and the source signal unknown (setup 1a);
+    ``val``: a bank's ``all_windows`` on the model's device."""
     model.eval()
-    audio = torch.as_tensor(val["audio"], device=device)
-    coords = torch.as_tensor(val["coords"], device=device)
-    known = torch.ones(audio.shape[:2], dtype=torch.bool, device=device)
+    audio, coords, probs = val["audio"], val["coords"], val.get("probs")
+    known = torch.ones(audio.shape[:2], dtype=torch.bool, device=audio.device)
     known[:, 0] = False
-    probs = torch.as_tensor(val["probs"], device=device) if "probs" in val else None
     with torch.no_grad():
         pred = torch.cat([model(audio[s : s + 128], coords[s : s + 128], known[s : s + 128], known[s : s + 128],
                                 None if probs is None else probs[s : s + 128])["source"]
                           for s in range(0, len(audio), 128)])
-    return float((pred - torch.as_tensor(val["source"], device=device)).norm(dim=-1).mean())
+    return float((pred - val["source"]).norm(dim=-1).mean())

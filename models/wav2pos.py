@@ -171,11 +171,15 @@ def wav2pos_loss(
     return (lam_audio * audio_term + lam_source * source_term + lam_mic * mic_term).mean()
 
 
+MIN_KNOWN_MICS = 5
+"""Paper VII's |S ∩ R| ≥ 5: mics with both audio and position known, in training masks and inference views."""
+
+
 def view_masks(audio_known: torch.Tensor, coord_known: torch.Tensor, views: int, generator: torch.Generator,
-               min_known: int = 5, hide: int = 2) -> torch.Tensor:
+               min_known: int = MIN_KNOWN_MICS, hide: int = 2) -> torch.Tensor:
     """``views`` variants of ``audio_known`` (B, 1+M) that each hide the audio of ``hide`` random mics
-    with known audio and position, fewer where that would leave under ``min_known`` such mics (the
-    training masks keep |S ∩ R| ≥ 5). → (V, B, 1+M)"""
+    with known audio and position, fewer where that would leave under ``min_known`` such mics (as
+    the training masks keep). → (V, B, 1+M)"""
     both = audio_known & coord_known
     both[:, 0] = False  # the source token is never a mic
     scores = torch.rand(views, *both.shape, generator=generator).to(both.device).masked_fill(~both, 2.0)
@@ -208,7 +212,7 @@ def predict_with_views(model: Wav2Pos, audio: torch.Tensor, coords: torch.Tensor
     return {"source": sources[0], "confidence": torch.exp(-spread / VIEW_SPREAD_SCALE_M), "mics": out["mics"][: len(audio)]}
 
 
-def random_masks(b: int, m: int, generator: torch.Generator, min_known: int = 5, p_mask: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+def random_masks(b: int, m: int, generator: torch.Generator, min_known: int = MIN_KNOWN_MICS, p_mask: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
     """Paper VII's random masking: never both audio and coordinate of one mic, |S ∩ R| ≥ min_known.
 
     Returns audio_known, coord_known of shape (B, 1+M): row 0 (the source) has unknown audio and
