@@ -1,12 +1,14 @@
 """Paper VII Tables 1–2 on held-out `luvira-test` recordings: multilat (GCC-PHAT), multilat
-(NGCC-PHAT), SRP-PHAT and wav2pos with 11, 9, 7 and 5 microphones.
+(NGCC-PHAT), SRP-PHAT and wav2pos (the network's estimates, and refined on its NGCC-PHAT lag
+distributions as `sslkit locate --method wav2pos` does by default) with 11, 9, 7 and 5 microphones.
 
 Simulates --recordings held-out recordings (test voices and melodies, scene indices disjoint from
 any training draw). For each mic count every recording uses one random subset of its mics (the
-same subset for every method). Prints MAE (errors capped at 3 m, as in Paper VII) with its 95 %
+same subset for every method, drawn from the seed and the count alone, so that counts can run in
+separate processes). Prints MAE (errors capped at 3 m, as in Paper VII) with its 95 %
 bootstrap interval, accuracy at 30 cm and each method's real-time factor on this machine, as JSON.
 
-    python benchmarks/luvira_locate.py --recordings 10 --ngcc runs/ngcc-luvira/best.pt --wav2pos runs/wav2pos/best.pt
+    python benchmarks/luvira_locate.py --recordings 10 --ngcc models/checkpoints/ngcc-phat-luvira.pt --wav2pos models/checkpoints/wav2pos.pt
 """
 
 import argparse
@@ -46,10 +48,11 @@ if args.ngcc:
 if not args.no_srp:
     methods["SRP-PHAT"] = ("srp-phat", {})
 if args.wav2pos:
+    methods["wav2pos (network only)"] = ("wav2pos", {"checkpoint": args.wav2pos, "refine_radius": 0.0})
     methods["wav2pos"] = ("wav2pos", {"checkpoint": args.wav2pos})
-rng = np.random.default_rng(args.seed)
 results = {}
 for count in (int(c) for c in args.mic_counts.split(",")):
+    rng = np.random.default_rng([args.seed, count])
     subsets = [sorted(rng.choice(r.mic_ids, count, replace=False), key=int) for r in recordings]
     for name, (method, extra) in methods.items():
         errors, seconds = [], 0.0

@@ -199,7 +199,7 @@ def predict_with_views(model: Wav2Pos, audio: torch.Tensor, coords: torch.Tensor
     exp(−spread / VIEW_SPREAD_SCALE_M), spread = the views' mean distance from the full-input
     source estimate (on three held-out simulated LuViRA recordings: 35 cm MAE on the most confident
     quarter of frames, 68 cm on the least confident). No views: confidence 1.
-    → source (B, 3), confidence (B,), mics (B, M, 3)"""
+    → source (B, 3), confidence (B,), mics (B, M, 3), pair_probs (B, M(M−1)/2, lags) or None"""
     probs = model.pair_probabilities(audio) if model.ngcc is not None else None
     masks = torch.cat([audio_known[None], view_masks(audio_known, coord_known, views, generator)])  # (V+1, B, 1+M)
 
@@ -209,7 +209,7 @@ def predict_with_views(model: Wav2Pos, audio: torch.Tensor, coords: torch.Tensor
     out = model(repeat(audio), repeat(coords), masks.flatten(0, 1), repeat(coord_known), None if probs is None else repeat(probs))
     sources = out["source"].unflatten(0, (len(masks), -1))  # (V+1, B, 3)
     spread = (sources[1:] - sources[0]).norm(dim=-1).mean(0) if views else torch.zeros(len(audio), device=audio.device)
-    return {"source": sources[0], "confidence": torch.exp(-spread / VIEW_SPREAD_SCALE_M), "mics": out["mics"][: len(audio)]}
+    return {"source": sources[0], "confidence": torch.exp(-spread / VIEW_SPREAD_SCALE_M), "mics": out["mics"][: len(audio)], "pair_probs": probs}
 
 
 def random_masks(b: int, m: int, generator: torch.Generator, min_known: int = MIN_KNOWN_MICS, p_mask: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
