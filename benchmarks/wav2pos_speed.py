@@ -1,8 +1,9 @@
 """wav2pos inference time per frame, batched, 11 mics with NGCC-PHAT features (Paper VII: 5.9 ms
 per frame on an A100 with the pairs in a Python loop). For each batch size: the whole forward pass
 in float32 (one pass, ``locate --views 0``; on CUDA also under float16 autocast), with ``locate``'s
-default 8 confidence views, and the share of the NGCC-PHAT over the 55 pairs. ``--paper-size`` also times an untrained model of
-the paper's size (d = 256, D = 4) with the same NGCC-PHAT. Prints JSON.
+default 8 confidence views, the share of the NGCC-PHAT over the 55 pairs, and the refinement on
+its lag distributions (``sslkit.lagfit``, as ``locate`` runs it). ``--paper-size`` also times an
+untrained model of the paper's size (d = 256, D = 4) with the same NGCC-PHAT. Prints JSON.
 
     python benchmarks/wav2pos_speed.py [--checkpoint ckpt.pt] [--device cuda] [--batch 1,16,64]
 """
@@ -14,8 +15,9 @@ import time
 import torch
 
 from sslkit.allocator import keep_freed_memory
+from sslkit.lagfit import LagFitOptions, fit_lag_distributions
 from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
-from sslkit.models.wav2pos import Wav2Pos, predict_with_views
+from sslkit.models.wav2pos import Wav2Pos, predict_with_views, upper_pairs
 
 keep_freed_memory()  # as the CLI does
 parser = argparse.ArgumentParser(description=__doc__)
@@ -26,6 +28,7 @@ parser.add_argument("--repeats", type=int, default=5)
 parser.add_argument("--mics", type=int, default=11)
 parser.add_argument("--paper-size", action="store_true", help="also time d = 256, D = 4, 8 heads")
 parser.add_argument("--views", type=int, default=8, help="also time locate's confidence passes (predict_with_views)")
+parser.add_argument("--refine-radius", type=float, default=1.0, help="also time the refinement on the lag distributions (0: skip)")
 args = parser.parse_args()
 cuda = args.device.startswith("cuda")
 
@@ -56,12 +59,24 @@ def time_model(model: Wav2Pos, batch: int) -> dict:
     row = {"batch": batch, "ms_per_frame": 1000 * best / batch, "median_ms_per_frame": 1000 * median / batch}
     if model.ngcc is not None:
         row["ngcc_ms_per_frame"] = 1000 * best_seconds(lambda: model.pair_probabilities(audio))[0] / batch
+        if args.refine_radius:
+            with torch.no_grad():
+                probs = model.pair_probabilities(audio).float()
+            row["refinement_ms_per_frame"] = 1000 * best_seconds(lambda: refine(probs, coords, model.fs))[0] / batch
     if args.views:
         views = lambda: predict_with_views(model, audio, coords, known, known, args.views, torch.Generator().manual_seed(0))  # noqa: E731
         row[f"with_{args.views}_views_ms_per_frame"] = 1000 * best_seconds(views)[0] / batch
     if cuda:
         row["fp16_autocast_ms_per_frame"] = 1000 * best_seconds(lambda: model(audio, coords, known, known), half=True)[0] / batch
     return row
+
+
+def refine(probs: torch.Tensor, coords: torch.Tensor, fs: int) -> torch.Tensor:
+    """The lag-distribution fit alone (from the room's centre) on pair distributions (B, P, L)."""
+    bounds = torch.tensor([[0.0, 0.0, 0.0], [7.0, 8.0, 2.0]], device=probs.device)
+    start = bounds.mean(0).expand(len(probs), 3)
+    return fit_lag_distributions(start, coords[0, 1:], upper_pairs(args.mics, probs.device) - 1, probs, fs, bounds,
+                                 LagFitOptions(radius=args.refine_radius))
 
 
 def time_all(model: Wav2Pos) -> list[dict]:

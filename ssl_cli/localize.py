@@ -126,7 +126,7 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     With ``opts.refine_radius`` > 0, each estimate is then refined within that radius by fitting
     the NGCC-PHAT lag distributions the model computed anyway (``sslkit.lagfit``), over the pairs
     of mics with known positions: the network finds the neighbourhood, the fit the sample-precise
-    TDOAs (on held-out simulated LuViRA recordings: MAE 47 → 16 cm with 11 mics)."""
+    TDOAs (on 8 simulated LuViRA validation recordings, 11 mics: MAE 47 → 17 cm, acc@30 cm 38 → 89 %)."""
     import torch
 
     from sslkit.gcc import frame_audio, frame_times, silent_frames
