@@ -468,10 +468,10 @@ def locate(
     hypotheses: int = typer.Option(400, "--hypotheses", min=1, help="RANSAC minimal sets per frame."),
     min_inliers: Optional[int] = typer.Option(None, "--min-inliers", min=1, help="Pairs needed to accept a frame (default: max(D+2, 20 % of pairs))."),
     smooth: int = typer.Option(0, "--smooth", min=0, help="Running-median smoothing over N frames (0: off)."),
-    views: int = typer.Option(8, "--views", min=0, help="wav2pos: N extra passes that each hide 2 mics' audio; confidence = "
-                                                       "exp(-their mean distance from the estimate / 20 cm) (0: confidence 1)."),
     refine_radius: float = typer.Option(1.0, "--refine-radius", min=0.0, help="wav2pos: refine each estimate within this many metres by "
-                                        "fitting the model's NGCC-PHAT lag distributions (0: the network's estimate as it is)."),
+                                        "fitting the model's NGCC-PHAT lag distributions; confidence = the fit's (0: the network's estimate)."),
+    views: int = typer.Option(8, "--views", min=0, help="wav2pos with --refine-radius 0: N extra passes that each hide 2 mics' audio; "
+                                                       "confidence = exp(-their mean distance from the estimate / 20 cm) (0: confidence 1)."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a PNG of the track beside the CSV."),
     c: float = typer.Option(343.0, "--c", help="Speed of sound (m/s)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

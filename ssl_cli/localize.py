@@ -126,7 +126,9 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     With ``opts.refine_radius`` > 0, each estimate is then refined within that radius by fitting
     the NGCC-PHAT lag distributions the model computed anyway (``sslkit.lagfit``), over the pairs
     of mics with known positions: the network finds the neighbourhood, the fit the sample-precise
-    TDOAs (on 8 simulated LuViRA validation recordings, 11 mics: MAE 47 → 17 cm, acc@30 cm 38 → 89 %)."""
+    TDOAs (on 8 simulated LuViRA validation recordings, 11 mics: MAE 47 → 17 cm, acc@30 cm 38 → 89 %).
+    The confidence is then the fit's (``lag_fit_confidence``); without the fit, that of ``opts.views``
+    masked views."""
     import torch
 
     from sslkit.gcc import frame_audio, frame_times, silent_frames
@@ -162,9 +164,10 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     with torch.no_grad():
         for s in range(0, len(frames), frame_batch):
             block = slice(s, s + frame_batch)
-            out = predict_with_views(model, inputs[block], coords[block], audio_known[block], coord_known[block], opts.views, generator)
-            source = refine_on_pair_lags(out["source"], out["pair_probs"], rec, unknown, model.fs, opts) if refine else out["source"]
-            sources.append(source.cpu().numpy())
+            out = predict_with_views(model, inputs[block], coords[block], audio_known[block], coord_known[block], 0 if refine else opts.views, generator)
+            if refine:
+                out["source"], out["confidence"] = refine_on_pair_lags(out["source"], out["pair_probs"], rec, unknown, model.fs, opts)
+            sources.append(out["source"].cpu().numpy())
             confidence.append(out["confidence"].cpu().numpy())
             mics.append(out["mics"].cpu().numpy())
             if on_progress:
@@ -181,10 +184,11 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
 
 def refine_on_pair_lags(source, pair_probs, rec: Recording, unknown_rows: list[int], fs: int, opts: LocateOptions):
     """wav2pos estimates (F, 3) refined on the model's lag distributions (F, M(M−1)/2, L) of its mic
-    pairs (``upper_pairs`` order), leaving out the pairs of mics at token rows ``unknown_rows``."""
+    pairs (``upper_pairs`` order), leaving out the pairs of mics at token rows ``unknown_rows``.
+    → positions (F, 3) and their ``lag_fit_confidence`` (F,)"""
     import torch
 
-    from sslkit.lagfit import LagFitOptions, fit_lag_distributions
+    from sslkit.lagfit import LagFitOptions, fit_lag_distributions, lag_fit_confidence
     from sslkit.models.wav2pos import upper_pairs
 
     pairs = upper_pairs(rec.n_mics, source.device)  # token rows: mic k is row k + 1
@@ -192,8 +196,9 @@ def refine_on_pair_lags(source, pair_probs, rec: Recording, unknown_rows: list[i
     placed[unknown_rows] = False
     mics = torch.as_tensor(rec.mics, dtype=torch.float32, device=source.device)
     bounds = torch.as_tensor(opts.bounds if opts.bounds is not None else default_bounds(rec), dtype=torch.float32, device=source.device)
-    return fit_lag_distributions(source.float(), mics, pairs - 1, pair_probs.float(), fs, bounds,
-                                 LagFitOptions(radius=opts.refine_radius, c=opts.c), placed[pairs].all(1))
+    fit_opts, probs, valid = LagFitOptions(radius=opts.refine_radius, c=opts.c), pair_probs.float(), placed[pairs].all(1)
+    refined = fit_lag_distributions(source.float(), mics, pairs - 1, probs, fs, bounds, fit_opts, valid)
+    return refined, lag_fit_confidence(refined, mics, pairs - 1, probs, fs, fit_opts, valid)
 
 
 def check_wav2pos_input(model, meta: dict, rec: Recording, path, opts: LocateOptions) -> None:

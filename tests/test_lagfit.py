@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from conftest import FS, SPEED_OF_SOUND
-from sslkit.lagfit import LagFitOptions, fit_lag_distributions, lag_log_likelihood
+from sslkit.lagfit import LagFitOptions, fit_lag_distributions, lag_fit_confidence, lag_log_likelihood
 
 MICS = np.array([
     [5.9, 5.7, 1.15], [6.4, 3.4, 0.05], [4.8, 0.9, 1.57], [2.4, 0.5, 1.1], [0.4, 3.9, 1.37], [1.1, 6.5, 1.55],
@@ -82,3 +82,20 @@ def test_invalid_pairs_are_ignored():
     fitted = fit_lag_distributions(torch.tensor([[2.2, 4.3, 1.0]]), torch.tensor(MICS, dtype=torch.float32),
                                    torch.tensor(PAIRS), peaked(lags), FS, BOUNDS, valid=valid)
     assert np.linalg.norm(fitted.numpy() - src) < 0.02
+
+
+def test_confidence_is_one_at_every_peak_and_falls_with_each_wrong_pair():
+    src = np.array([[2.5, 4.0, 1.2]] * 3)
+    lags = true_lags(src)
+    lags[1, :6] += 30  # 6 of the 36 pairs peak elsewhere
+    lags[2, :18] += 30  # half of them do
+    probs = peaked(lags)
+    at_source = lag_fit_confidence(torch.tensor(src, dtype=torch.float32), torch.tensor(MICS, dtype=torch.float32),
+                                   torch.tensor(PAIRS), probs, FS)
+    floor = LagFitOptions().floor
+    grid = np.arange(-MAX_LAG, MAX_LAG + 1)
+    clean = true_lags(src)[0]
+    expected = [np.exp(np.mean([np.log((np.interp(clean[k], grid, probs[f, k].numpy()) + floor) / (probs[f, k].max().item() + floor))
+                                for k in range(len(PAIRS))])) for f in range(3)]
+    np.testing.assert_allclose(at_source.numpy(), expected, rtol=1e-4)
+    assert at_source[0] > 0.95 and at_source[0] > at_source[1] > at_source[2]

@@ -185,10 +185,13 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
     import numpy as np
 
     confidence = np.loadtxt(out, delimiter=",", skiprows=1, usecols=4)
-    assert ((confidence > 0) & (confidence < 1)).any() and (confidence <= 1).all()  # from the masked views
-    one_pass = tmp_path / "one" / "positions.csv"
-    assert cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt", "--views", 0,
-               "--out", one_pass, "--no-plot").exit_code == 0
+    assert ((confidence > 0) & (confidence < 1)).any() and (confidence <= 1).all()  # the lag fit's
+    network = ["--method", "wav2pos", "--checkpoint", run / "best.pt", "--refine-radius", 0, "--no-plot"]
+    views, one_pass = tmp_path / "views" / "positions.csv", tmp_path / "one" / "positions.csv"
+    assert cli("locate", tmp_path / "data" / "scene_00000", *network, "--out", views).exit_code == 0
+    confidence = np.loadtxt(views, delimiter=",", skiprows=1, usecols=4)
+    assert ((confidence > 0) & (confidence < 1)).any()  # from the masked views
+    assert cli("locate", tmp_path / "data" / "scene_00000", *network, "--views", 0, "--out", one_pass).exit_code == 0
     assert set(np.loadtxt(one_pass, delimiter=",", skiprows=1, usecols=4)) <= {0.0, 1.0}
     assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--unknown-mics", "3", "--out", tmp_path / "x.csv"), "wav2pos")
     assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
