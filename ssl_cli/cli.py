@@ -470,6 +470,8 @@ def locate(
     smooth: int = typer.Option(0, "--smooth", min=0, help="Running-median smoothing over N frames (0: off)."),
     refine_radius: float = typer.Option(1.0, "--refine-radius", min=0.0, help="wav2pos: refine each estimate within this many metres by "
                                         "fitting the model's NGCC-PHAT lag distributions; confidence = the fit's (0: the network's estimate)."),
+    start_window: int = typer.Option(9, "--start-window", min=1, help="wav2pos: the fit starts from the median of the network's estimates "
+                                     "over N frames around each (1: each frame's own)."),
     views: int = typer.Option(8, "--views", min=0, help="wav2pos with --refine-radius 0: N extra passes that each hide 2 mics' audio; "
                                                        "confidence = exp(-their mean distance from the estimate / 20 cm) (0: confidence 1)."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a PNG of the track beside the CSV."),
@@ -512,7 +514,7 @@ def locate(
     opts = LocateOptions(tdoa_source if tdoa_csv is None else "gcc-phat", tdoa_csv, str(checkpoint) if checkpoint else None, frame, hop,
                          peaks, pool, dims, height, parse_bounds(bounds), threshold, hypotheses, min_inliers, smooth, c,
                          resolve_device(device), seed, use_mics.split(",") if use_mics else None,
-                         unknown_mics.split(",") if unknown_mics else [], full.audio[:, -1] if known_source else None, views, refine_radius)
+                         unknown_mics.split(",") if unknown_mics else [], full.audio[:, -1] if known_source else None, views, refine_radius, start_window)
     out = out or default_output(recording, "positions.csv")
     start = time.perf_counter()
     with progress_bar() as progress:

@@ -60,6 +60,7 @@ class LocateOptions:
     source_audio: np.ndarray | None = None
     views: int = 8
     refine_radius: float = 1.0
+    start_window: int = 9
 
 
 def default_bounds(rec: Recording) -> np.ndarray:
@@ -158,6 +159,7 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     unknown = [rec.mic_ids.index(m) + 1 for m in opts.unknown_mics]
     coord_known[:, unknown] = False
     refine = opts.refine_radius > 0 and model.ngcc is not None
+    fit = DelayedLagFit(rec, unknown, model.fs, opts) if refine else None
     sources, confidence, mics = [], [], []
     frame_batch = wav2pos_frame_batch(opts.device)
     generator = torch.Generator().manual_seed(opts.seed)
@@ -165,13 +167,18 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
         for s in range(0, len(frames), frame_batch):
             block = slice(s, s + frame_batch)
             out = predict_with_views(model, inputs[block], coords[block], audio_known[block], coord_known[block], 0 if refine else opts.views, generator)
-            if refine:
-                out["source"], out["confidence"] = refine_on_pair_lags(out["source"], out["pair_probs"], rec, unknown, model.fs, opts)
-            sources.append(out["source"].cpu().numpy())
-            confidence.append(out["confidence"].cpu().numpy())
+            network = out["source"].cpu().numpy()
+            network[silent[block]] = np.nan
+            xyz, conf = fit.add(network, out["pair_probs"]) if fit else (network, out["confidence"].cpu().numpy())
+            sources.append(xyz)
+            confidence.append(conf)
             mics.append(out["mics"].cpu().numpy())
             if on_progress:
                 on_progress(min(s + frame_batch, len(frames)), len(frames))
+        if fit:
+            xyz, conf = fit.finish()
+            sources.append(xyz)
+            confidence.append(conf)
     xyz = np.concatenate(sources).astype(float)
     mic_pred = np.concatenate(mics)
     xyz[silent] = np.nan
@@ -199,6 +206,44 @@ def refine_on_pair_lags(source, pair_probs, rec: Recording, unknown_rows: list[i
     fit_opts, probs, valid = LagFitOptions(radius=opts.refine_radius, c=opts.c), pair_probs.float(), placed[pairs].all(1)
     refined = fit_lag_distributions(source.float(), mics, pairs - 1, probs, fs, bounds, fit_opts, valid)
     return refined, lag_fit_confidence(refined, mics, pairs - 1, probs, fs, fit_opts, valid)
+
+
+class DelayedLagFit:
+    """Refines wav2pos estimates block by block as they arrive, each starting from (and with its
+    prior around) the median of the network's estimates over ``opts.start_window`` frames around it,
+    as multilateration borrows the hypotheses of its neighbours: a frame waits for the
+    ``start_window // 2`` frames after it, so only those frames' lag distributions are held."""
+
+    def __init__(self, rec: Recording, unknown_rows: list[int], fs: int, opts: LocateOptions):
+        self.rec, self.unknown_rows, self.fs, self.opts = rec, unknown_rows, fs, opts
+        self.half = opts.start_window // 2
+        self.network = np.empty((0, 3))
+        self.pending: list = []  # lag distributions of the frames not yet fitted
+        self.done = 0
+
+    def add(self, network: np.ndarray, pair_probs) -> tuple[np.ndarray, np.ndarray]:
+        """Take a block's network estimates (F, 3) (NaN: silent) and lag distributions; → positions
+        and confidences of the frames whose windows are now complete."""
+        self.network = np.concatenate([self.network, network])
+        self.pending.append(pair_probs)
+        return self.fit_until(len(self.network) - self.half)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and confidences of the last frames (their windows end with the recording)."""
+        return self.fit_until(len(self.network))
+
+    def fit_until(self, ready: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        if ready <= self.done:
+            return np.empty((0, 3)), np.empty(0)
+        lo, hi = max(0, self.done - self.half), min(len(self.network), ready + self.half)
+        starts = smooth_track(self.network[lo:hi], self.opts.start_window)[self.done - lo : ready - lo]
+        probs = torch.cat(self.pending)
+        self.pending, self.done = [probs[ready - self.done :]], ready
+        start = torch.as_tensor(np.nan_to_num(starts), dtype=torch.float32, device=probs.device)
+        xyz, confidence = refine_on_pair_lags(start, probs[: len(start)], self.rec, self.unknown_rows, self.fs, self.opts)
+        return xyz.cpu().numpy(), confidence.cpu().numpy()
 
 
 def check_wav2pos_input(model, meta: dict, rec: Recording, path, opts: LocateOptions) -> None:

@@ -115,3 +115,28 @@ def test_smoothing_finds_sharp_peaks_from_a_far_start_with_few_pairs():
                                    torch.tensor(pairs), peaked(lags), FS, BOUNDS, LagFitOptions(prior=10.0)).numpy()
     error = np.linalg.norm(fitted - src, axis=1)
     assert error.mean() < 0.02 and error.max() < 0.05
+
+
+def test_delayed_fit_over_blocks_equals_one_fit_from_the_running_median():
+    """Brute force: the block-by-block fit (any block size) equals smoothing all the network's
+    estimates at once and fitting every frame in one call; silent frames (NaN) are left out of the medians."""
+    from sslkit.localize import DelayedLagFit, LocateOptions, refine_on_pair_lags, smooth_track
+    from sslkit.recording import Recording
+
+    rng = np.random.default_rng(3)
+    n_frames = 23
+    src = np.linspace([1.5, 2.0, 1.0], [4.5, 5.0, 1.4], n_frames)
+    network = src + rng.normal(size=src.shape) * 0.3
+    network[[4, 5, 17]] = np.nan
+    upper = np.stack(np.triu_indices(len(MICS), k=1), axis=1)
+    dist = np.linalg.norm(src[:, None] - MICS, axis=-1)
+    probs = peaked((dist[:, upper[:, 0]] - dist[:, upper[:, 1]]) * FS / SPEED_OF_SOUND)
+    rec = Recording(np.zeros((10, len(MICS))), FS, [str(k) for k in range(len(MICS))], MICS, None, {"room": {"dimensions": [7.0, 8.0, 2.0]}})
+    opts = LocateOptions(start_window=5)
+    start = torch.tensor(np.nan_to_num(smooth_track(network, 5)), dtype=torch.float32)
+    expected = refine_on_pair_lags(start, probs, rec, [], FS, opts)
+    for block in (1, 4, 16, 40):
+        fit = DelayedLagFit(rec, [], FS, opts)
+        parts = [fit.add(network[s : s + block], probs[s : s + block]) for s in range(0, n_frames, block)] + [fit.finish()]
+        torch.testing.assert_close(torch.tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32), expected[0])
+        torch.testing.assert_close(torch.tensor(np.concatenate([p[1] for p in parts]), dtype=torch.float32), expected[1])
