@@ -239,20 +239,21 @@ def test_view_confidence_is_the_spread_of_separate_masked_passes():
 
 def test_refinement_on_the_lag_distributions_sharpens_the_shipped_model():
     """On the bundled demo the fit to the model's own NGCC-PHAT distributions beats the network's
-    estimate, moves no estimate beyond the search box, and ignores mics with unknown positions."""
+    estimate, moves no estimate beyond the search box around its start (the median of 9 network
+    estimates), and ignores mics with unknown positions."""
     from pathlib import Path
 
     import numpy as np
 
     from sslkit.evaluation import position_errors
-    from sslkit.localize import LocateOptions, locate
+    from sslkit.localize import LocateOptions, locate, smooth_track
     from sslkit.recording import load_recording, room_channels
 
     rec = room_channels(load_recording(Path(__file__).parents[1] / "examples" / "luvira-demo"))
     network = locate(rec, "wav2pos", LocateOptions(views=0, refine_radius=0.0))
     refined = locate(rec, "wav2pos", LocateOptions(views=0, refine_radius=0.8))
     assert position_errors(refined, rec.sources).mean() < 0.7 * position_errors(network, rec.sources).mean()
-    assert np.nanmax(np.abs(refined.xyz - network.xyz)) <= 0.8 + 1e-4
+    assert np.nanmax(np.abs(refined.xyz - smooth_track(network.xyz, 9))) <= 0.8 + 1e-4  # within the box around its start
     subset = LocateOptions(views=0, use_mics=["1", "2", "4", "5", "6", "8", "9"], unknown_mics=["4"])
     moved = room_channels(load_recording(rec.path))
     moved.mics[3] += 1.5  # mic 4: its position is declared unknown, so it must not matter
