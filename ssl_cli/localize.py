@@ -191,37 +191,40 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     return PositionTrack(times, xyz, np.where(silent, 0.0, np.concatenate(confidence)), np.full(len(times), known), notes, estimated)
 
 
-def refine_on_pair_lags(source, pair_probs, rec: Recording, unknown_rows: list[int], fs: int, opts: LocateOptions):
-    """wav2pos estimates (F, 3) refined on the model's lag distributions (F, M(M−1)/2, L) of its mic
-    pairs (``upper_pairs`` order), leaving out the pairs of mics at token rows ``unknown_rows``.
-    → positions (F, 3) and their ``lag_fit_confidence`` (F,)"""
-    import torch
-
-    from sslkit.lagfit import LagFitOptions, fit_lag_distributions, lag_fit_confidence
-    from sslkit.models.wav2pos import upper_pairs
-
-    pairs = upper_pairs(rec.n_mics, source.device)  # token rows: mic k is row k + 1
-    placed = torch.ones(rec.n_mics + 1, dtype=torch.bool, device=source.device)
-    placed[unknown_rows] = False
-    mics = torch.as_tensor(rec.mics, dtype=torch.float32, device=source.device)
-    bounds = torch.as_tensor(opts.bounds if opts.bounds is not None else default_bounds(rec), dtype=torch.float32, device=source.device)
-    fit_opts, probs, valid = LagFitOptions(radius=opts.refine_radius, c=opts.c), pair_probs.float(), placed[pairs].all(1)
-    refined = fit_lag_distributions(source.float(), mics, pairs - 1, probs, fs, bounds, fit_opts, valid)
-    return refined, lag_fit_confidence(refined, mics, pairs - 1, probs, fs, fit_opts, valid)
-
-
 class DelayedLagFit:
     """Refines wav2pos estimates block by block as they arrive, each starting from (and with its
     prior around) the median of the network's estimates over ``opts.start_window`` frames around it,
     as multilateration borrows the hypotheses of its neighbours: a frame waits for the
-    ``start_window // 2`` frames after it, so only those frames' lag distributions are held."""
+    ``start_window // 2`` frames after it, so only those frames' lag distributions are held. The
+    pairs of mics at token rows ``unknown_rows`` (unknown positions) are left out of the fit."""
 
     def __init__(self, rec: Recording, unknown_rows: list[int], fs: int, opts: LocateOptions):
-        self.rec, self.unknown_rows, self.fs, self.opts = rec, unknown_rows, fs, opts
-        self.half = opts.start_window // 2
+        import torch
+
+        from sslkit.lagfit import LagFitOptions
+        from sslkit.models.wav2pos import upper_pairs
+
+        rows = upper_pairs(rec.n_mics, opts.device)  # the model's pair order; mic k is token row k + 1
+        placed = torch.ones(rec.n_mics + 1, dtype=torch.bool, device=opts.device)
+        placed[unknown_rows] = False
+        self.pairs, self.valid = rows - 1, placed[rows].all(1)
+        self.mics = torch.as_tensor(rec.mics, dtype=torch.float32, device=opts.device)
+        bounds = opts.bounds if opts.bounds is not None else default_bounds(rec)
+        self.bounds = torch.as_tensor(bounds, dtype=torch.float32, device=opts.device)
+        self.fit_opts = LagFitOptions(radius=opts.refine_radius, c=opts.c)
+        self.fs, self.window, self.half = fs, opts.start_window, opts.start_window // 2
         self.network = np.empty((0, 3))
         self.pending: list = []  # lag distributions of the frames not yet fitted
         self.done = 0
+
+    def refine(self, start, pair_probs):
+        """Positions (F, 3) fitted from ``start`` (F, 3) to the lag distributions (F, M(M−1)/2, L),
+        and their ``lag_fit_confidence`` (F,)."""
+        from sslkit.lagfit import fit_lag_distributions, lag_fit_confidence
+
+        probs = pair_probs.float()
+        refined = fit_lag_distributions(start, self.mics, self.pairs, probs, self.fs, self.bounds, self.fit_opts, self.valid)
+        return refined, lag_fit_confidence(refined, self.mics, self.pairs, probs, self.fs, self.fit_opts, self.valid)
 
     def add(self, network: np.ndarray, pair_probs) -> tuple[np.ndarray, np.ndarray]:
         """Take a block's network estimates (F, 3) (NaN: silent) and lag distributions; → positions
@@ -240,11 +243,11 @@ class DelayedLagFit:
         if ready <= self.done:
             return np.empty((0, 3)), np.empty(0)
         lo, hi = max(0, self.done - self.half), min(len(self.network), ready + self.half)
-        starts = smooth_track(self.network[lo:hi], self.opts.start_window)[self.done - lo : ready - lo]
+        starts = smooth_track(self.network[lo:hi], self.window)[self.done - lo : ready - lo]
         probs = torch.cat(self.pending)
         self.pending, self.done = [probs[ready - self.done :]], ready
         start = torch.as_tensor(np.nan_to_num(starts), dtype=torch.float32, device=probs.device)
-        xyz, confidence = refine_on_pair_lags(start, probs[: len(start)], self.rec, self.unknown_rows, self.fs, self.opts)
+        xyz, confidence = self.refine(start, probs[: len(start)])
         return xyz.cpu().numpy(), confidence.cpu().numpy()
 
 

@@ -120,7 +120,7 @@ def test_smoothing_finds_sharp_peaks_from_a_far_start_with_few_pairs():
 def test_delayed_fit_over_blocks_equals_one_fit_from_the_running_median():
     """Brute force: the block-by-block fit (any block size) equals smoothing all the network's
     estimates at once and fitting every frame in one call; silent frames (NaN) are left out of the medians."""
-    from sslkit.localize import DelayedLagFit, LocateOptions, refine_on_pair_lags, smooth_track
+    from sslkit.localize import DelayedLagFit, LocateOptions, smooth_track
     from sslkit.recording import Recording
 
     rng = np.random.default_rng(3)
@@ -134,7 +134,7 @@ def test_delayed_fit_over_blocks_equals_one_fit_from_the_running_median():
     rec = Recording(np.zeros((10, len(MICS))), FS, [str(k) for k in range(len(MICS))], MICS, None, {"room": {"dimensions": [7.0, 8.0, 2.0]}})
     opts = LocateOptions(start_window=5)
     start = torch.tensor(np.nan_to_num(smooth_track(network, 5)), dtype=torch.float32)
-    expected = refine_on_pair_lags(start, probs, rec, [], FS, opts)
+    expected = DelayedLagFit(rec, [], FS, opts).refine(start, probs)  # one fit over the whole track
     for block in (1, 4, 16, 40):
         fit = DelayedLagFit(rec, [], FS, opts)
         parts = [fit.add(network[s : s + block], probs[s : s + block]) for s in range(0, n_frames, block)] + [fit.finish()]
