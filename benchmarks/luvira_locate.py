@@ -47,11 +47,12 @@ template = {**load_template("luvira-test"), "duration": args.duration}
 indices = list(range(TEST_INDEX_OFFSET, TEST_INDEX_OFFSET + args.recordings))
 full = simulate_many(template, indices, args.seed)
 recordings = [room_channels(r) for r in full]
+voiced_frames = [~silent_frames(frame_audio(torch.as_tensor(r.audio), 2048, 1024), 40.0).numpy() for r in recordings]
+"""Per recording, its frames that are not silent (every method here frames 2048 samples with hop 1024)."""
 
 
-def voiced(track: PositionTrack, rec) -> PositionTrack:
-    """The track without its silent frames (every method here frames 2048 samples with hop 1024)."""
-    keep = ~silent_frames(frame_audio(torch.as_tensor(rec.audio), 2048, 1024), 40.0).numpy()
+def voiced(track: PositionTrack, keep: np.ndarray) -> PositionTrack:
+    """The track without its silent frames."""
     assert len(keep) == len(track.times), "the method framed the audio differently"
     return PositionTrack(track.times[keep], track.xyz[keep], track.confidence[keep], track.n_inliers[keep])
 
@@ -70,20 +71,20 @@ for count in (int(c) for c in args.mic_counts.split(",")):
     subsets = [sorted(rng.choice(r.mic_ids, count, replace=False), key=int) for r in recordings]
     for name, (method, extra) in methods.items():
         errors, voiced_errors, seconds = [], [], 0.0
-        for rec, subset in zip(recordings, subsets):
+        for rec, subset, keep in zip(recordings, subsets, voiced_frames):
             opts = LocateOptions(device=args.device, use_mics=subset, **extra)
             start = time.perf_counter()
             track = locate(rec, method, opts)
             seconds += time.perf_counter() - start
             errors.append(position_errors(track, rec.sources, truncate=3.0))
-            voiced_errors.append(position_errors(voiced(track, rec), rec.sources, truncate=3.0))
+            voiced_errors.append(position_errors(voiced(track, keep), rec.sources, truncate=3.0))
         s = summarize_errors(np.concatenate(errors), threshold=0.3)
-        v = summarize_errors(np.concatenate(voiced_errors), threshold=0.3)
+        sv = summarize_errors(np.concatenate(voiced_errors), threshold=0.3)
         results[f"{name}, {count} mics"] = {
             "mae_cm": round(s["mae_m"] * 100, 1), "mae_ci_cm": [round(v * 100, 1) for v in s["mae_ci_m"]],
             "acc_30cm": round(s["accuracy"] * 100, 1), "frames": s["n"],
             "real_time_factor": round(seconds / sum(r.duration for r in recordings), 3),
-            "voiced": {"mae_cm": round(v["mae_m"] * 100, 1), "mae_ci_cm": [round(x * 100, 1) for x in v["mae_ci_m"]],
-                       "acc_30cm": round(v["accuracy"] * 100, 1), "frames": v["n"]},
+            "voiced": {"mae_cm": round(sv["mae_m"] * 100, 1), "mae_ci_cm": [round(v * 100, 1) for v in sv["mae_ci_m"]],
+                       "acc_30cm": round(sv["accuracy"] * 100, 1), "frames": sv["n"]},
         }
 print(json.dumps({"recordings": args.recordings, "duration_s": args.duration, "results": results}, indent=2))
