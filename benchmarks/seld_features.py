@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from sslkit.allocator import keep_freed_memory
+from sslkit.files import read_csv_columns
 from sslkit.models.train_seld import DEFAULT_CLASSES, SeldTrainConfig, seld_data_folders, train_seld
-from sslkit.recording import read_csv_columns
 
 keep_freed_memory()  # as the CLI does: 2x faster NGCC-PHAT on glibc
 parser = argparse.ArgumentParser(description=__doc__)

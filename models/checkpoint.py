@@ -34,7 +34,7 @@ def shipped_checkpoints() -> list[Path]:
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, name: str, **meta) -> None:
     """Write weights with the model name, constructor args, versions and any metadata, atomically."""
     from sslkit import __version__
-    from sslkit.recording import atomic_file
+    from sslkit.files import atomic_file
 
     state = {
         "model": name,
@@ -66,7 +66,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[torch
 
 def half_precision_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Write ``src`` for shipping: float16 weights (loaded back into float32 models), no optimizer state."""
-    from sslkit.recording import atomic_file
+    from sslkit.files import atomic_file
 
     state = torch.load(src, map_location="cpu", weights_only=False)
     state = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sslkit.files import write_yaml
 from sslkit.models.adpit import adpit_loss
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.ngcc import NGCCPHAT, lag_targets, multi_lag_targets
 from sslkit.models.training import append_metrics, plot_learning_curve, restore_run, stage_progress, warmup_cosine
-from sslkit.recording import write_yaml
 from sslkit.sims.tdoa_windows import WindowBank
 
 MODEL_SIZES = {

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from sslkit.errors import InputFileError, UserError
+from sslkit.files import write_yaml
 from sslkit.models.adpit import ADPITLoss, events_to_target
 from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_channel_features, swap_pair_features
 from sslkit.models.seldnet import SeldNet
 from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, stage_progress, warmup_cosine
-from sslkit.recording import write_yaml
 from sslkit.seld_metrics import SeldEvents, seld_metrics
 
 DEFAULT_CLASSES = ["speech", "music", "clapping", "telephone", "footsteps", "knock", "bell", "alarm", "water"]

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from sslkit.errors import InputFileError, UserError
+from sslkit.files import write_yaml
 from sslkit.gcc import pair_index
 from sslkit.models.checkpoint import load_checkpoint, save_checkpoint
 from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, stage_progress, warmup_cosine
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_frame_batch, wav2pos_loss
-from sslkit.recording import Recording, positions_at_times, write_yaml
+from sslkit.recording import Recording, positions_at_times
 from sslkit.sims.tdoa_windows import active_window_starts
 
 MASKINGS = ("source-only", "random")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslkit.recording import atomic_file
+from sslkit.files import atomic_file
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:

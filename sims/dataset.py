@@ -8,7 +8,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from sslkit.errors import ConfigError
-from sslkit.recording import SCENE_FILE, Recording, save_recording, write_csv
+from sslkit.files import write_csv
+from sslkit.recording import SCENE_FILE, Recording, save_recording
 from sslkit.sims.room import simulate
 from sslkit.sims.scene import Scene, resolve_scene
 

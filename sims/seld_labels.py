@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from sslkit.recording import Recording, atomic_file
+from sslkit.files import atomic_file
+from sslkit.recording import Recording
 from sslkit.seld_metrics import SeldEvents
 
 

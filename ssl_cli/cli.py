@@ -232,8 +232,8 @@ def bench_adpit(
     """
     import json
 
+    from sslkit.files import atomic_file
     from sslkit.models.adpit_bench import benchmark_adpit
-    from sslkit.recording import atomic_file
 
     n_list = parse_int_list(tracks, "--tracks")
     if min(n_list) < 1:
@@ -406,9 +406,9 @@ def evaluate_tdoa_command(
 
       sslkit evaluate-tdoa --snippets 40 --out tdoa-eval
     """
+    from sslkit.files import write_csv
     from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
     from sslkit.models.eval_tdoa import evaluate_tdoa_protocol, summarize_by_rt60
-    from sslkit.recording import write_csv
 
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint or shipped_checkpoint("ngcc-phat"), dev)
@@ -573,9 +573,10 @@ def evaluate(
     import numpy as np
 
     from sslkit.evaluation import position_errors, summarize_errors
+    from sslkit.files import atomic_file
     from sslkit.localize import read_positions
     from sslkit.plots import plot_error_cdf
-    from sslkit.recording import atomic_file, read_sources
+    from sslkit.recording import read_sources
 
     cap = None if no_truncate else truncate
     true_track = read_sources(truth)
@@ -781,7 +782,7 @@ def evaluate_seld_command(
     """
     import json
 
-    from sslkit.recording import atomic_file
+    from sslkit.files import atomic_file
     from sslkit.seld_metrics import read_dcase_csv, seld_metrics
 
     if run is not None:

@@ -20,3 +20,19 @@ class ConfigError(UserError):
 
 class GeometryError(UserError):
     """Microphone or source geometry that cannot give a well-posed answer."""
+
+
+class OutputError(UserError):
+    """An output place that cannot or must not be written (it would replace the user's files)."""
+
+
+class ResourceError(UserError):
+    """A job that cannot fit in this machine's memory; the message gives the estimate and what to change."""
+
+
+class SslkitWarning(UserWarning):
+    """Something the user should know that does not stop the work (clipped audio, a truncated file)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with a sentence saying what was kept."""

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from sslkit.errors import InputFileError, UserError
-from sslkit.recording import Recording, read_csv_columns, write_csv
+from sslkit.files import read_csv_columns, write_csv
+from sslkit.recording import Recording
 
 POSITION_COLUMNS = ["time", "x", "y", "z", "confidence", "n_inliers"]
 BOUNDS_MARGIN_M = 1.0

@@ -6,8 +6,9 @@ import os
 
 import numpy as np
 
+from sslkit.files import atomic_file
 from sslkit.localize import PositionTrack
-from sslkit.recording import SourceTrack, atomic_file
+from sslkit.recording import SourceTrack
 
 
 def _pyplot():

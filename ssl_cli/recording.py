@@ -6,12 +6,8 @@ rename) so that an interrupted or failed command never leaves a half-written fil
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +15,7 @@ import numpy as np
 import yaml
 
 from sslkit.errors import GeometryError, InputFileError
+from sslkit.files import atomic_dir, atomic_file, read_csv_columns, read_table, write_csv, write_yaml
 
 AUDIO_FILE = "audio.wav"
 MICS_FILE = "mics.csv"
@@ -79,84 +76,6 @@ class SourceTrack:
 
 
 # ---------------------------------------------------------------------------------------------
-# Atomic writes
-# ---------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; it replaces ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterator | Sequence) -> None:
-    """Write a CSV file atomically; floats are written with 6 significant decimals."""
-    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([_format_cell(v) for v in row])
-
-
-def _format_cell(value: object) -> object:
-    if isinstance(value, (float, np.floating)):
-        return "nan" if np.isnan(value) else f"{value:.6f}".rstrip("0").rstrip(".") or "0"
-    return value
-
-
-def write_yaml(path: str | os.PathLike, data: dict) -> None:
-    """Write a YAML file atomically, keys in insertion order."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(yaml.safe_dump(_plain(data), sort_keys=False))
-
-
-def _plain(obj: object) -> object:
-    """Convert numpy scalars/arrays and paths to YAML-safe builtins."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-# ---------------------------------------------------------------------------------------------
 # Audio
 # ---------------------------------------------------------------------------------------------
 def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.ndarray, int]:
@@ -196,39 +115,10 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, fs: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # CSV tables
 # ---------------------------------------------------------------------------------------------
-def _read_table(path: Path, required: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    """Read a CSV with a header, skipping '#' comment lines; check that ``required`` columns exist."""
-    if not path.is_file():
-        raise InputFileError(path, "no such file")
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise InputFileError(path, "file is empty")
-    rows = list(csv.reader(lines))
-    header = [h.strip() for h in rows[0]]
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputFileError(path, f"missing column(s) {', '.join(missing)} (header is {','.join(header)})")
-    return header, rows[1:]
-
-
-def read_csv_columns(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """Numeric columns of a CSV by name; 'nan' and empty cells become NaN, other text is an error."""
-    header, rows = _read_table(path, required)
-    names = [*required, *(c for c in optional if c in header)]
-    rows = [[cell if cell.strip() else "nan" for cell in row] for row in rows]
-    values = np.empty((len(rows), len(names)))
-    for r, row in enumerate(rows):
-        try:
-            values[r] = [float(row[header.index(n)]) for n in names]
-        except (ValueError, IndexError):
-            raise InputFileError(path, f"line {r + 2}: expected numbers in {','.join(names)}, got {','.join(row)}") from None
-    return {n: values[:, i] for i, n in enumerate(names)}
-
-
 def read_mics(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """Read ``mics.csv`` (``mic_id,x,y,z`` in metres) → (ids, positions of shape (n_mics, 3))."""
     path = Path(path)
-    header, rows = _read_table(path, ["mic_id", "x", "y", "z"])
+    header, rows = read_table(path, ["mic_id", "x", "y", "z"])
     if not rows:
         raise InputFileError(path, "no microphone rows")
     cols = read_csv_columns(path, ["x", "y", "z"])

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from sslkit.errors import GeometryError, InputFileError, UserError
+from sslkit.files import atomic_file
 from sslkit.gcc import frame_audio, frame_times, gcc, mic_pairs, pick_peaks, silent_frames
-from sslkit.recording import Recording, atomic_file
+from sslkit.recording import Recording
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
 LAG_MARGIN = 2
