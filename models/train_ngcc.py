@@ -16,7 +16,7 @@ from sslkit.files import write_yaml
 from sslkit.models.adpit import adpit_loss
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.ngcc import NGCCPHAT, lag_targets, multi_lag_targets
-from sslkit.models.training import append_metrics, plot_learning_curve, restore_run, stage_progress, warmup_cosine
+from sslkit.models.training import append_metrics, plot_learning_curve, restore_run, run_folder, stage_progress, warmup_cosine
 from sslkit.sims.tdoa_windows import WindowBank
 
 MODEL_SIZES = {
@@ -94,7 +94,14 @@ def build_banks(cfg: NgccTrainConfig, template: dict, on_status: Callable[[str, 
     return WindowBank.from_recordings(train, cfg.window), WindowBank.from_recordings(val, cfg.window)
 
 
-def train_ngcc(
+def train_ngcc(cfg: NgccTrainConfig, run_dir: str | Path, resume: bool = False, on_status: Callable[[str, int, int], None] | None = None, overwrite: bool = False) -> dict:
+    """Train NGCC-PHAT in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
+    ``resume`` and ``overwrite``); returns the final epoch's metrics."""
+    with run_folder(run_dir, resume, overwrite) as folder:
+        return run_train_ngcc(cfg, folder, resume, on_status)
+
+
+def run_train_ngcc(
     cfg: NgccTrainConfig, run_dir: str | Path, resume: bool = False, on_status: Callable[[str, int, int], None] | None = None
 ) -> dict:
     """Train (or resume) NGCC-PHAT; writes last.pt, best.pt, metrics.csv, learning_curve.png, config.yaml.
@@ -105,8 +112,6 @@ def train_ngcc(
     """
     from sslkit.sims.scene import load_template
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     template = load_template(cfg.scene)
     train_bank, val_bank = build_banks(cfg, template, on_status)

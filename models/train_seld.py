@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslkit.errors import InputFileError, UserError
+from sslkit.errors import InputFileError, SslkitWarning, UserError
 from sslkit.files import write_yaml
 from sslkit.models.adpit import ADPITLoss, events_to_target
 from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_channel_features, swap_pair_features
 from sslkit.models.seldnet import SeldNet
-from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, stage_progress, warmup_cosine
+from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, run_folder, stage_progress, warmup_cosine
 from sslkit.seld_metrics import SeldEvents, seld_metrics
 
 DEFAULT_CLASSES = ["speech", "music", "clapping", "telephone", "footsteps", "knock", "bell", "alarm", "water"]
@@ -137,6 +138,14 @@ def output_events(output: torch.Tensor) -> SeldEvents:
 
 
 def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[str, int, int], None] | None = None,
+               resume: bool = False, overwrite: bool = False) -> dict:
+    """Train a SELD model in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
+    ``resume`` and ``overwrite``); returns the final epoch's metrics."""
+    with run_folder(run_dir, resume, overwrite) as folder:
+        return run_train_seld(cfg, folder, on_status, resume)
+
+
+def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[str, int, int], None] | None = None,
                resume: bool = False) -> dict:
     """Train and validate each epoch (DCASE F_LD, DOAE, RDE); writes best.pt, last.pt, metrics.csv, PNG.
 
@@ -146,10 +155,15 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     rank, world = distributed()
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cfg.device == "cuda" and world > 1 else cfg.device
     cfg = replace(cfg, device=device)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     train, val = train_val_clips(cfg)
+    if not any(len(c.labels.frame) for c in train):
+        raise UserError(f"{cfg.data[0]}: the training clips hold no event labels (SELD learns from labelled sources: "
+                        "give sources a signal class or label, or DCASE metadata)")
+    validated = any(len(c.labels.frame) for c in val)
+    if not validated:
+        warnings.warn(SslkitWarning("the validation clips hold no events: F, DOA error and distance error are not measured "
+                                    "(best.pt is the last epoch); give --val data with labelled events"), stacklevel=2)
     clips = train + val
     fs = clips[0].fs
     if any(c.fs != fs or c.audio.shape[1] != clips[0].audio.shape[1] for c in clips):
@@ -210,14 +224,14 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps)
         if rank != 0:
             continue
-        metrics = evaluate_clips(model, features, val, cfg, val_extra)
+        metrics = evaluate_clips(model, features, val, cfg, val_extra) if validated else dict.fromkeys(("f_ld", "doae_deg", "rde"), float("nan"))
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "f_ld": metrics["f_ld"], "doae_deg": metrics["doae_deg"],
                "rde": metrics["rde"], "seconds": time.perf_counter() - t0}
         rows = append_metrics(run_dir / "metrics.csv", row)
         plot_learning_curve(run_dir / "learning_curve.png", rows, ("train_loss",), "f_ld")
         meta = {"metrics": row, "classes": cfg.classes, "features": cfg.features, "fs": fs,
                 "ngcc": None if ngcc is None else {"config": ngcc.ngcc.config, "state_dict": ngcc.ngcc.state_dict()}}
-        if metrics["f_ld"] > best:
+        if metrics["f_ld"] > best or not validated:
             best = metrics["f_ld"]
             save_checkpoint(run_dir / "best.pt", model, "seldnet", **meta)
         save_checkpoint(last, model, "seldnet", **meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),

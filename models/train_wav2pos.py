@@ -23,7 +23,7 @@ from sslkit.errors import InputFileError, UserError
 from sslkit.files import write_yaml
 from sslkit.gcc import pair_index
 from sslkit.models.checkpoint import load_checkpoint, save_checkpoint
-from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, stage_progress, warmup_cosine
+from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, run_folder, stage_progress, warmup_cosine
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_frame_batch, wav2pos_loss
 from sslkit.recording import Recording, positions_at_times
 from sslkit.sims.tdoa_windows import active_window_starts
@@ -203,6 +203,14 @@ def training_banks(cfg: Wav2PosTrainConfig, status: Callable) -> tuple[Wav2PosBa
 
 
 def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = False,
+                  on_status: Callable[[str, int, int], None] | None = None, overwrite: bool = False) -> dict:
+    """Train wav2pos in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
+    ``resume`` and ``overwrite``); returns the final epoch's metrics."""
+    with run_folder(run_dir, resume, overwrite) as folder:
+        return run_train_wav2pos(cfg, folder, resume, on_status)
+
+
+def run_train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = False,
                   on_status: Callable[[str, int, int], None] | None = None) -> dict:
     """Train wav2pos; writes last.pt, best.pt, metrics.csv, learning_curve.png, config.yaml.
 
@@ -211,8 +219,6 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
     """
     rank, world = distributed()
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cfg.device == "cuda" and world > 1 else cfg.device
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     status = stage_progress(on_status, rank)
     pretrained = pretrained_wav2pos(cfg.init) if cfg.init else None  # a wrong checkpoint fails before the data work

@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sslkit.files import atomic_file
+from sslkit.errors import OutputError
+from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, foreign_entries, remove_sslkit_folder
+
+
+@contextlib.contextmanager
+def run_folder(path: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> Iterator[Path]:
+    """A training run's folder, checked before any work; removed again if the run fails before
+    writing anything into it.
+
+    A non-empty folder must be an earlier sslkit run: ``resume`` continues it (it needs its
+    ``last.pt``), ``overwrite`` starts over (deleting it), neither is an error.
+    """
+    path = check_folder_to_fill(Path(path))
+    existing = path.is_dir() and any(path.iterdir())
+    if existing and foreign_entries(path):
+        raise OutputError(f"{path}: holds '{foreign_entries(path)[0]}', which sslkit did not write; choose another --out (nothing was changed)")
+    if resume and not (path / "last.pt").is_file():
+        raise OutputError(f"{path}: nothing to resume (no last.pt); run without --resume to start")
+    if existing and not resume:
+        if not overwrite:
+            raise OutputError(f"{path}: holds an earlier run; --resume continues it, --overwrite starts over")
+        remove_sslkit_folder(path)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if created and set(p.name for p in path.iterdir()) <= {MANIFEST}:
+            shutil.rmtree(path)
+        raise
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sslkit.errors import ConfigError
-from sslkit.files import write_csv
+from sslkit.errors import ConfigError, Interrupted, OutputError
+from sslkit.files import (
+    check_folder_to_fill,
+    foreign_entries,
+    plain,
+    read_yaml,
+    remove_sslkit_folder,
+    remove_temporaries,
+    write_csv,
+    write_yaml,
+)
 from sslkit.recording import SCENE_FILE, Recording, save_recording
 from sslkit.sims.room import simulate
 from sslkit.sims.scene import Scene, resolve_scene
 
 INDEX_FILE = "index.csv"
+DATASET_FILE = "dataset.yaml"
 INDEX_COLUMNS = ["scene", "folder", "room_x", "room_y", "room_z", "rt60", "snr_db", "n_mics", "n_sources", "duration"]
 MAX_REDRAWS = 50
 """Attempts to redraw a scene whose random RT60 the random room cannot reach."""
@@ -38,13 +50,19 @@ def draw_feasible_scene(template: dict, seed: int, index: int, audio_dir: str | 
 
 
 def parallel_map(fn: Callable, jobs: list[tuple], workers: int | None) -> Iterator:
-    """``fn(*job)`` for every job, in order, on ``workers`` processes (all cores by default; 1 runs inline)."""
-    workers = workers or os.cpu_count() or 1
+    """``fn(*job)`` for every job, in order, on ``workers`` processes (all cores by default; 1 runs inline).
+
+    Workers ignore Ctrl-C; the caller's KeyboardInterrupt terminates them at once."""
+    workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
     if workers == 1:
         yield from (fn(*job) for job in jobs)
         return
-    with ProcessPoolExecutor(workers) as pool:
-        yield from pool.map(fn, *zip(*jobs), chunksize=4) if jobs else ()
+    with multiprocessing.Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
+        yield from pool.imap(functools.partial(_call, fn), jobs, chunksize=4)
+
+
+def _call(fn: Callable, job: tuple):
+    return fn(*job)
 
 
 def _simulate_in_memory(template: dict, seed: int, index: int, audio_dir: str | None) -> Recording:
@@ -96,31 +114,88 @@ def simulate_dataset(
     audio_dir: str | None = None,
     save_rirs: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Simulate ``count`` scenes into ``out/scene_NNNNN`` and write ``out/index.csv``.
 
     Scenes whose folder already holds a ``scene.yaml`` are kept (folders are written atomically,
-    so a present one is complete): re-running after an interruption resumes. ``on_progress`` is
-    called with the number of scenes finished so far.
+    so a present one is complete): re-running after an interruption resumes, provided the
+    template, seed and audio folder are those of ``out/dataset.yaml`` (see :func:`check_dataset_folder`).
+    ``on_progress`` is called with the number of scenes finished so far. On Ctrl-C the workers
+    stop at once and :class:`~sslkit.errors.Interrupted` says how many scenes were kept.
     """
-    import yaml
-
     out = Path(out)
+    check_dataset_folder(out, template, seed, audio_dir, count, overwrite)
+    if overwrite and (out / DATASET_FILE).is_file():
+        remove_sslkit_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows: dict[int, dict] = {}
-    todo = []
-    for i in range(count):
-        done = scene_folder(out, i) / SCENE_FILE
-        if done.is_file():
-            rows[i] = index_row(i, done.parent.name, resolve_scene(yaml.safe_load(done.read_text())))
-        else:
-            todo.append(i)
+    if not (out / DATASET_FILE).is_file():
+        write_yaml(out / DATASET_FILE, dataset_record(template, seed, audio_dir))
+    rows = {i: index_row(i, scene_folder(out, i).name, resolve_scene(read_yaml(scene_folder(out, i) / SCENE_FILE)))
+            for i in present_scenes(out, count)}
     if on_progress:
         on_progress(len(rows))
-    jobs = [(template, seed, i, str(out), audio_dir, save_rirs) for i in todo]
-    for row in parallel_map(simulate_one, jobs, workers):
-        rows[row["scene"]] = row
-        if on_progress:
-            on_progress(len(rows))
-    write_csv(out / INDEX_FILE, INDEX_COLUMNS, ([rows[i][c] for c in INDEX_COLUMNS] for i in sorted(rows)))
+    jobs = [(template, seed, i, str(out), audio_dir, save_rirs) for i in range(count) if i not in rows]
+    try:
+        for row in parallel_map(simulate_one, jobs, workers):
+            rows[row["scene"]] = row
+            if on_progress:
+                on_progress(len(rows))
+    except KeyboardInterrupt:
+        remove_temporaries(out, "scene_")
+        raise Interrupted(f"{len(rows)} of {count} scenes kept in {out}; run the same command again to resume") from None
+    finally:
+        write_csv(out / INDEX_FILE, INDEX_COLUMNS, ([rows[i][c] for c in INDEX_COLUMNS] for i in sorted(rows)))
     return out / INDEX_FILE
+
+
+def dataset_record(template: dict, seed: int, audio_dir: str | None) -> dict:
+    """What makes a dataset's scenes what they are; kept in ``dataset.yaml`` to check resumes."""
+    return plain({"seed": seed, "audio_dir": None if audio_dir is None else str(audio_dir), "template": template})
+
+
+def present_scenes(out: Path, count: int) -> list[int]:
+    """Indices below ``count`` whose scene folder is complete."""
+    return [i for i in range(count) if (scene_folder(out, i) / SCENE_FILE).is_file()]
+
+
+def check_dataset_folder(out: Path, template: dict, seed: int, audio_dir: str | None, count: int, overwrite: bool = False) -> int:
+    """Check before work that ``out`` is new, empty, or this same dataset (then resumable).
+
+    Returns the number of the ``count`` scenes already present (0 with ``overwrite``, which
+    replaces an sslkit dataset). A dataset made from another template, seed or audio folder is an
+    error naming the difference.
+    """
+    check_folder_to_fill(out)
+    if not out.is_dir() or not any(out.iterdir()):
+        return 0
+    foreign = foreign_entries(out)
+    if foreign or not (out / DATASET_FILE).is_file():
+        what = f"holds '{foreign[0]}', which sslkit did not write" if foreign else f"has no {DATASET_FILE}"
+        raise OutputError(f"{out}: {what}; it is not an sslkit dataset, choose another --out (nothing was changed)")
+    if overwrite:
+        return 0
+    difference = first_difference(read_yaml(out / DATASET_FILE), dataset_record(template, seed, audio_dir))
+    if difference:
+        raise OutputError(f"{out}: an sslkit dataset made with {difference}; resume it with the same options, "
+                          "or choose another --out (--overwrite replaces it)")
+    return len(present_scenes(out, count))
+
+
+def first_difference(old: object, new: object, where: str = "") -> str | None:
+    """The first place where two records differ, as 'KEY OLD (not NEW)', or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in dict.fromkeys([*old, *new]):
+            found = first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+        return None
+    if old != new:
+        label = where.removeprefix("template.") or "the template"
+        return f"{label} = {_short(old)} (not {_short(new)})"
+    return None
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sslkit import __version__
-from sslkit.errors import UserError
+from sslkit.errors import SslkitWarning, UserError
 
 app = typer.Typer(
     name="sslkit",
@@ -32,17 +33,32 @@ err_console = Console(stderr=True)
 
 
 def user_errors(fn):
-    """Turn UserError (and unreadable-input OSErrors) into one line on stderr and exit code 2."""
+    """Run a command the way users see it: a UserError becomes one line on stderr and exit code 2,
+    Ctrl-C one line saying what was kept and exit code 130, an sslkit warning one line, and
+    numpy's RuntimeWarnings (NaN arithmetic the library handles) nothing."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("always", SslkitWarning)
+            warnings.showwarning = show_warning
+            try:
+                return fn(*args, **kwargs)
+            except UserError as err:
+                err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt as err:
+                kept = str(err) or "nothing half written: every file is complete or absent"
+                err_console.print(f"[bold red]interrupted:[/] {kept}", highlight=False, soft_wrap=True)
+                raise typer.Exit(130) from None
 
     return wrapper
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """One line per warning on stderr, without the source location."""
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -109,6 +125,7 @@ def simulate(
     save_rirs: bool = typer.Option(False, "--save-rirs", help="Also write rirs.npz."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for datasets (default: all cores)."),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the shipped presets and exit."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier sslkit output at --out (never a folder holding other files)."),
 ) -> None:
     """Simulate rooms into LuViRA-style recording folders (audio.wav, mics.csv, sources.csv, scene.yaml).
 
@@ -140,20 +157,22 @@ def simulate(
     audio = str(audio_dir) if audio_dir else None
     start = time.perf_counter()
     if count is None:
-        _simulate_single(template, out, seed, audio, save_rirs, start)
+        _simulate_single(template, out, seed, audio, save_rirs, start, overwrite, [p for p in (config, audio_dir) if p])
     else:
-        _simulate_dataset(template, count, out, seed, audio, save_rirs, workers, start)
+        _simulate_dataset(template, count, out, seed, audio, save_rirs, workers, start, overwrite)
 
 
-def _simulate_single(template: dict, out: Path, seed: int, audio_dir, save_rirs: bool, start: float) -> None:
+def _simulate_single(template: dict, out: Path, seed: int, audio_dir, save_rirs: bool, start: float, overwrite: bool, inputs: list[Path]) -> None:
+    from sslkit.files import check_new_folder
     from sslkit.recording import save_recording
     from sslkit.sims.room import simulate as run_simulation
     from sslkit.sims.scene import resolve_scene
 
+    check_new_folder(out, overwrite, inputs)
     scene = resolve_scene(template, seed, audio_dir=audio_dir)
     with console.status(f"simulating {scene.duration:g} s with {len(scene.mic_ids)} channels"):
         rec, rirs = run_simulation(scene, save_rirs)
-        save_recording(out, rec, {"rirs.npz": rirs} if save_rirs else None)
+        save_recording(out, rec, {"rirs.npz": rirs} if save_rirs else None, overwrite)
     elapsed = time.perf_counter() - start
     room = scene.room
     console.print(summary_table(f"Simulated recording → {out}/", {
@@ -167,14 +186,17 @@ def _simulate_single(template: dict, out: Path, seed: int, audio_dir, save_rirs:
     }))
 
 
-def _simulate_dataset(template: dict, count: int, out: Path, seed: int, audio_dir, save_rirs: bool, workers, start: float) -> None:
-    from sslkit.sims.dataset import simulate_dataset
+def _simulate_dataset(template: dict, count: int, out: Path, seed: int, audio_dir, save_rirs: bool, workers, start: float, overwrite: bool) -> None:
+    from sslkit.sims.dataset import check_dataset_folder, simulate_dataset
 
+    present = check_dataset_folder(out, template, seed, audio_dir, count, overwrite)
+    if present:
+        console.print(f"resuming: {present} of {count} scenes present in {out}/")
     with progress_bar() as progress:
         task = progress.add_task("simulating scenes", total=count)
         index = simulate_dataset(
             template, count, out, seed, workers, audio_dir, save_rirs,
-            on_progress=lambda done: progress.update(task, completed=done),
+            on_progress=lambda done: progress.update(task, completed=done), overwrite=overwrite,
         )
     console.print(summary_table(f"Simulated dataset → {out}/", {
         "scenes": count, "index": index, "time": f"{time.perf_counter() - start:.1f} s",
@@ -232,12 +254,13 @@ def bench_adpit(
     """
     import json
 
-    from sslkit.files import atomic_file
+    from sslkit.files import atomic_file, check_output_file
     from sslkit.models.adpit_bench import benchmark_adpit
 
     n_list = parse_int_list(tracks, "--tracks")
-    if min(n_list) < 1:
-        raise UserError("--tracks must be positive")
+    if min(n_list) < 2:
+        raise UserError(f"--tracks takes numbers of tracks N ≥ 2 (with one track there is nothing to permute), got '{tracks}'")
+    check_output_file(out)
     dev = resolve_device(device)
     table = Table(title=f"ADPIT forward + backward, B={batch} T={frames} A={axes} C={classes} on {dev}", title_justify="left")
     for col in ("N", "variant", "ms", "speed-up", "theory gain", "pairs/scope", "peak MB"):
@@ -262,11 +285,6 @@ def bench_adpit(
 # ---------------------------------------------------------------------------------------------
 # tdoa
 # ---------------------------------------------------------------------------------------------
-def default_output(source: Path, name: str) -> Path:
-    """Where a command writes by default: inside a recording folder, or beside an audio file."""
-    return source / name if source.is_dir() else source.parent / name
-
-
 def load_input(recording: Path, mics: Optional[Path]):
     """Read a recording once; return it whole and without its near-source channel (announced)."""
     from sslkit.recording import load_recording, room_channels
@@ -297,7 +315,7 @@ def tdoa(
     silence_db: float = typer.Option(40.0, "--silence-db", help="Frames this far below the loudest are flagged silent."),
     c: float = typer.Option(343.0, "--c", help="Speed of sound (m/s)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output CSV (default: tdoa.csv beside the input)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output CSV, or a folder for tdoa.csv (default: beside the input)."),
 ) -> None:
     """Time differences of arrival per frame and mic pair → tdoa.csv.
 
@@ -310,13 +328,14 @@ def tdoa(
     """
     import numpy as np
 
+    from sslkit.files import output_file
     from sslkit.recording import positions_at_times
     from sslkit.tdoa import TdoaOptions, estimate_tdoa, true_tdoa, write_tdoa_csv
 
+    out = output_file(out, recording, "tdoa.csv")
     _, rec = load_input(recording, mics)
     opts = TdoaOptions(frame, hop, pairs, peaks, min_separation, max_tau, weighting, beta, upsample, silence_db, c,
                        resolve_device(device), str(checkpoint) if checkpoint else None)
-    out = out or default_output(recording, "tdoa.csv")
     with progress_bar() as progress:
         task = progress.add_task(f"{method} TDOA", total=None)
         result = estimate_tdoa(rec, method, opts, on_progress=lambda done, total: progress.update(task, completed=done, total=total))
@@ -357,6 +376,7 @@ def train_ngcc_command(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Simulation processes (default: all cores)."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an earlier sslkit run folder (deletes it)."),
 ) -> None:
     """Train NGCC-PHAT on simulated rooms (regression via classification over lags).
 
@@ -377,7 +397,7 @@ def train_ngcc_command(
     cfg = NgccTrainConfig(scene, scenes, val_scenes, windows_per_scene, epochs, batch_size, lr, sigma, targets, adpit, size=size, device=resolve_device(device),
                           seed=seed, workers=workers, audio_dir=str(audio_dir) if audio_dir else None)
     with labelled_progress() as status:
-        final = train_ngcc(cfg, out, resume, status)
+        final = train_ngcc(cfg, out, resume, status, overwrite=overwrite)
     console.print(summary_table(f"NGCC-PHAT training → {out}/", {
         "epochs": int(final.get("epoch", epochs)),
         "val accuracy @10 cm": f"{final.get('val_acc_10cm', float('nan')) * 100:.1f} %",
@@ -406,12 +426,15 @@ def evaluate_tdoa_command(
 
       sslkit evaluate-tdoa --snippets 40 --out tdoa-eval
     """
-    from sslkit.files import write_csv
+    from sslkit.files import check_folder_to_fill, check_output_file, write_csv
     from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
     from sslkit.models.eval_tdoa import evaluate_tdoa_protocol, summarize_by_rt60
 
+    check_folder_to_fill(out)
+    for name in ("cells.csv", "summary.csv"):
+        check_output_file(out / name)
     dev = resolve_device(device)
-    model, meta = load_checkpoint(checkpoint or shipped_checkpoint("ngcc-phat"), dev)
+    model, meta = load_checkpoint(checkpoint or shipped_checkpoint("ngcc-phat"), dev, kind="ngcc-phat")
     with progress_bar() as progress:
         task = progress.add_task("grid cells", total=None)
         rows = evaluate_tdoa_protocol(model, scene, snippets, seed, dev, workers,
@@ -478,7 +501,7 @@ def locate(
     c: float = typer.Option(343.0, "--c", help="Speed of sound (m/s)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the RANSAC sampling and of wav2pos's views."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="positions.csv path (default: beside the input)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="positions.csv path, or a folder for it (default: beside the input)."),
 ) -> None:
     """Localize the source in every hop → positions.csv (time,x,y,z,confidence,n_inliers) and a PNG.
 
@@ -495,6 +518,7 @@ def locate(
     import numpy as np
 
     from sslkit.evaluation import position_errors, summarize_errors
+    from sslkit.files import check_output_file, output_file
     from sslkit.localize import LOCATE_METHODS, LocateOptions, default_bounds, write_positions
     from sslkit.localize import locate as run_locate
     from sslkit.plots import plot_track
@@ -506,6 +530,9 @@ def locate(
     tdoa_csv = tdoa_source if tdoa_source not in TDOA_METHODS else None
     if tdoa_csv is not None and not tdoa_csv.endswith(".csv"):
         raise UserError(f"--tdoa must be one of {', '.join(TDOA_METHODS)} or a tdoa.csv file, got '{tdoa_source}'")
+    out = output_file(out, recording, "positions.csv")
+    for sibling in ([out.with_suffix(".png")] if plot else []) + ([out.parent / "mics_estimated.csv"] if unknown_mics else []):
+        check_output_file(sibling)
     full, rec = load_input(recording, mics)
     if (known_source or unknown_mics) and method != "wav2pos":
         raise UserError("--known-source and --unknown-mics need --method wav2pos")
@@ -515,7 +542,6 @@ def locate(
                          peaks, pool, dims, height, parse_bounds(bounds), threshold, hypotheses, min_inliers, smooth, c,
                          resolve_device(device), seed, use_mics.split(",") if use_mics else None,
                          unknown_mics.split(",") if unknown_mics else [], full.audio[:, -1] if known_source else None, views, refine_radius, start_window)
-    out = out or default_output(recording, "positions.csv")
     start = time.perf_counter()
     with progress_bar() as progress:
         task = progress.add_task(f"locating ({method})", total=None)
@@ -573,12 +599,15 @@ def evaluate(
     import numpy as np
 
     from sslkit.evaluation import position_errors, summarize_errors
-    from sslkit.files import atomic_file
+    from sslkit.files import atomic_file, check_folder_to_fill, check_output_file
     from sslkit.localize import read_positions
     from sslkit.plots import plot_error_cdf
     from sslkit.recording import read_sources
 
     cap = None if no_truncate else truncate
+    out = check_folder_to_fill(out or pred[0].parent)
+    for name in ("metrics.json", "error_cdf.png"):
+        check_output_file(out / name)
     true_track = read_sources(truth)
     if len(true_track.time) == 0:
         raise UserError(f"{truth}: no ground-truth rows")
@@ -591,7 +620,6 @@ def evaluate(
         name = str(path)
         errors[name] = err
         results[name] = summarize_errors(err, threshold, bootstrap, seed, coverage=float(np.mean(~np.isnan(track.xyz).any(1))))
-    out = out or pred[0].parent
     with atomic_file(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps({"truth": str(truth), "truncate_m": cap, "results": results}, indent=2))
     plot_error_cdf(out / "error_cdf.png", errors, threshold)
@@ -632,6 +660,7 @@ def train_wav2pos_command(
     workers: Optional[int] = typer.Option(None, "--workers", min=1),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an earlier sslkit run folder (deletes it)."),
 ) -> None:
     """Train wav2pos (masked-autoencoder localization) on simulated rooms or your recordings.
 
@@ -654,7 +683,7 @@ def train_wav2pos_command(
                              dim=dim, depth=depth, heads=heads, ngcc=str(ngcc) if ngcc else None, init=str(init) if init else None,
                              device=resolve_device(device), seed=seed, workers=workers)
     with labelled_progress() as status:
-        final = train_wav2pos(cfg, out, resume, status)
+        final = train_wav2pos(cfg, out, resume, status, overwrite=overwrite)
     console.print(summary_table(f"wav2pos training → {out}/", {
         "epochs": int(final.get("epoch", epochs)), "val MAE": f"{final.get('val_mae_cm', float('nan')):.1f} cm",
         "best checkpoint": out / "best.pt",
@@ -675,6 +704,7 @@ def import_luvira_command(
     column_map: Optional[str] = typer.Option(None, "--map", help="Truth columns, e.g. time=Time,x=Speaker X,y=Speaker Y,z=Speaker Z."),
     rate: float = typer.Option(100.0, "--rate", help="Motion-capture rate (Hz) when the table has no time column."),
     shift: str = typer.Option("0,0,0", "--shift", help="Add this (x,y,z) in metres to every position."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier sslkit output at --out."),
 ) -> None:
     """Convert a LuViRA-layout folder into an sslkit recording folder.
 
@@ -684,6 +714,7 @@ def import_luvira_command(
     """
     import numpy as np
 
+    from sslkit.files import check_new_folder
     from sslkit.luvira import LuviraColumns, import_luvira
     from sslkit.recording import save_recording
 
@@ -699,9 +730,10 @@ def import_luvira_command(
         offset = np.zeros(0)
     if offset.shape != (3,):
         raise UserError(f"--shift takes x,y,z in metres, got '{shift}'")
-    rec = import_luvira(folder, mic_positions, truth, fs, columns, rate, offset)
     out = out or folder.with_name(folder.name + "-sslkit")
-    save_recording(out, rec)
+    check_new_folder(out, overwrite, [folder, mic_positions, truth])
+    rec = import_luvira(folder, mic_positions, truth, fs, columns, rate, offset)
+    save_recording(out, rec, overwrite=overwrite)
     console.print(summary_table(f"Imported LuViRA recording → {out}/", {
         "channels": f"{rec.n_mics}" + (" (last: near-source)" if rec.scene["near_source"] else ""),
         "duration": f"{rec.duration:.1f} s at {fs} Hz (from {rec.scene['source_fs']} Hz)",
@@ -732,6 +764,7 @@ def train_seld_command(
     device: str = typer.Option("auto", "--device"),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an earlier sslkit run folder (deletes it)."),
 ) -> None:
     """Train a SELDnet CRNN with Multi-ACCDOA (+ distance) output; validates DCASE F_LD, DOAE, RDE each epoch.
 
@@ -756,10 +789,13 @@ def train_seld_command(
                           batch_size, lr=lr, filters=filters, rnn_size=rnn_size, channel_swap=channel_swap, distance_unit=distance_unit,
                           ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed)
     with labelled_progress() as status:
-        final = train_seld(cfg, out, status, resume)
+        final = train_seld(cfg, out, status, resume, overwrite=overwrite)
+    measured = final["f_ld"] == final["f_ld"]  # NaN: no events to validate on
     console.print(summary_table(f"SELD training → {out}/", {
-        "epochs": final["epoch"], "F_LD (20°, rel. dist. 1.0)": f"{final['f_ld'] * 100:.1f} %",
-        "DOA error": f"{final['doae_deg']:.1f}°", "relative distance error": f"{final['rde']:.2f}",
+        "epochs": final["epoch"],
+        "F_LD (20°, rel. dist. 1.0)": f"{final['f_ld'] * 100:.1f} %" if measured else "not measured (no validation events)",
+        "DOA error": f"{final['doae_deg']:.1f}°" if measured else "–",
+        "relative distance error": f"{final['rde']:.2f}" if measured else "–",
     }))
 
 
@@ -770,7 +806,7 @@ def evaluate_seld_command(
     pred: Optional[Path] = typer.Option(None, "--pred", help="DCASE output CSV, or a folder of them (instead of RUN)."),
     truth: Optional[Path] = typer.Option(None, "--truth", help="DCASE metadata CSV, or a folder with the same file names."),
     n_classes: int = typer.Option(13, "--classes", min=1, help="Number of classes (with --pred)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="metrics JSON (default: seld_metrics.json in RUN or beside --pred)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="metrics JSON, or a folder for seld_metrics.json (default: in RUN or beside --pred)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (with RUN)."),
 ) -> None:
     """DCASE2024 SELD metrics: F-score (20°, relative distance 1.0), DOA error, relative distance error.
@@ -782,23 +818,22 @@ def evaluate_seld_command(
     """
     import json
 
-    from sslkit.files import atomic_file
+    from sslkit.files import atomic_file, output_file
     from sslkit.seld_metrics import read_dcase_csv, seld_metrics
 
+    if run is None and (pred is None or truth is None):
+        raise UserError("give a train-seld run folder, or both --pred and --truth")
+    out = output_file(out, run if run is not None else (pred if pred.is_dir() else pred.parent), "seld_metrics.json")
     if run is not None:
         from sslkit.models.train_seld import evaluate_run
 
         metrics = evaluate_run(run, resolve_device(device))
-        out = out or run / "seld_metrics.json"
-    elif pred is None or truth is None:
-        raise UserError("give a train-seld run folder, or both --pred and --truth")
     else:
         pred_files = sorted(pred.glob("*.csv")) if pred.is_dir() else [pred]
         truth_files = [truth / p.name for p in pred_files] if truth.is_dir() else [truth]
         if not pred_files:
             raise UserError(f"{pred}: no CSV files")
         metrics = seld_metrics([read_dcase_csv(p, n_classes) for p in pred_files], [read_dcase_csv(t, n_classes) for t in truth_files], n_classes)
-        out = out or (pred if pred.is_dir() else pred.parent) / "seld_metrics.json"
     with atomic_file(out) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
     table = Table(title=f"SELD metrics → {out}", title_justify="left")
@@ -828,16 +863,19 @@ def predict_seld_command(
 
     import torch
 
+    from sslkit.files import check_folder_to_fill, check_output_file
     from sslkit.models.train_seld import load_seld_model, predict_clip
     from sslkit.recording import load_recording
     from sslkit.sims.seld_labels import write_dcase_csv
 
-    dev = resolve_device(device)
-    model, meta, features, ngcc = load_seld_model(checkpoint, dev)
     folders = [recordings] if (recordings / "audio.wav").is_file() else sorted(p for p in recordings.glob("*") if (p / "audio.wav").is_file())
     if not folders:
         raise UserError(f"{recordings}: no recording folders")
-    out = out or recordings / "seld-output"
+    out = check_folder_to_fill(out or recordings / "seld-output")
+    for folder in folders:
+        check_output_file(out / f"{folder.name}.csv")
+    dev = resolve_device(device)
+    model, meta, features, ngcc = load_seld_model(checkpoint, dev)
     with progress_bar() as progress:
         task = progress.add_task("predicting", total=len(folders))
         for folder in folders:

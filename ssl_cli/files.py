@@ -152,6 +152,12 @@ def remove_sslkit_folder(path: Path) -> None:
     shutil.rmtree(path)
 
 
+def remove_temporaries(folder: Path, prefix: str) -> None:
+    """Delete the temporary files and folders of interrupted atomic writes of ``prefix*`` in ``folder``."""
+    for item in folder.glob(f".{prefix}*"):
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+
+
 # ---------------------------------------------------------------------------------------------
 # Atomic writes
 # ---------------------------------------------------------------------------------------------

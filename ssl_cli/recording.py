@@ -191,20 +191,22 @@ def load_recording(path: str | os.PathLike, mics: str | os.PathLike | None = Non
     return Recording(audio, fs, mic_ids, xyz, sources, scene or {}, path)
 
 
-def save_recording(folder: str | os.PathLike, rec: Recording, extra: dict[str, np.ndarray] | None = None) -> Path:
+def save_recording(folder: str | os.PathLike, rec: Recording, extra: dict[str, np.ndarray] | None = None, overwrite: bool = False) -> Path:
     """Write a recording folder atomically (the folder appears complete or not at all).
 
-    ``extra`` maps file names to arrays saved together in one ``.npz`` (e.g. ``rirs.npz``).
+    ``extra`` maps file names to arrays saved together in one ``.npz`` (e.g. ``rirs.npz``). An
+    existing folder is replaced only with ``overwrite`` and only if sslkit wrote all of it.
     """
     folder = Path(folder)
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, overwrite) as tmp:
         write_audio(tmp / AUDIO_FILE, rec.audio, rec.fs)
         write_mics(tmp / MICS_FILE, rec.mic_ids, rec.mics)
         if rec.sources is not None:
             write_sources(tmp / SOURCES_FILE, rec.sources)
         write_yaml(tmp / SCENE_FILE, rec.scene)
         for name, arrays in (extra or {}).items():
-            np.savez_compressed(tmp / name, **arrays)
+            with atomic_file(tmp / name) as npz, open(npz, "wb") as f:
+                np.savez_compressed(f, **arrays)
     return folder
 
 
