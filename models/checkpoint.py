@@ -49,17 +49,29 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, name: str, 
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model saved at ``path`` (in eval mode) and return it with its metadata."""
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu", kind: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model saved at ``path`` (in eval mode) and return it with its metadata.
+
+    ``kind`` (a name of :func:`model_registry`) is the model the caller needs; a checkpoint of
+    another kind is an InputFileError naming both.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "no such checkpoint")
     try:
         state = torch.load(path, map_location=device, weights_only=False)
-        model = model_registry()[state["model"]](**state["config"])
+    except Exception as err:
+        raise InputFileError(path, f"not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
+    found = state.get("model") if isinstance(state, dict) else None
+    if found not in model_registry():
+        raise InputFileError(path, "not an sslkit checkpoint (no model name it knows)")
+    if kind is not None and found != kind:
+        raise InputFileError(path, f"is a {found} checkpoint; a {kind} checkpoint is needed here")
+    try:
+        model = model_registry()[found](**state["config"])
         model.load_state_dict(state["state_dict"])
     except Exception as err:
-        raise InputFileError(path, f"not a valid sslkit checkpoint ({type(err).__name__}: {err})") from None
+        raise InputFileError(path, f"not a valid {found} checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
     meta = {k: v for k, v in state.items() if k != "state_dict"}
     return model.to(device).eval(), meta
 

@@ -252,9 +252,7 @@ def load_seld_model(path: str | Path, device: str) -> tuple[SeldNet, dict, SeldF
     """A train-seld checkpoint: the model, its metadata and the feature extractors it was trained with."""
     from sslkit.models.checkpoint import load_checkpoint
 
-    model, meta = load_checkpoint(path, device)
-    if meta["model"] != "seldnet":
-        raise InputFileError(path, f"is a {meta['model']} checkpoint, not a train-seld one")
+    model, meta = load_checkpoint(path, device, kind="seldnet")
     features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc").to(device)
     return model, meta, features, checkpoint_ngcc_features(meta, device)
 
@@ -288,8 +286,8 @@ def ngcc_features(cfg: SeldTrainConfig, fs: int) -> NgccSeldFeatures | None:
     from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
 
     path = cfg.ngcc or shipped_checkpoint("ngcc-phat-tetra")
-    model, meta = load_checkpoint(path, cfg.device)
-    if meta["model"] != "ngcc-phat" or model.fs != fs:
+    model, meta = load_checkpoint(path, cfg.device, kind="ngcc-phat")
+    if model.fs != fs:
         raise UserError(f"{path}: need an NGCC-PHAT checkpoint at {fs} Hz (sslkit train-ngcc --targets 3 for this array)")
     return NgccSeldFeatures(model, fs).to(cfg.device)
 

@@ -291,7 +291,7 @@ def run_train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool
 
 def new_wav2pos(cfg: Wav2PosTrainConfig, fs: int, centre: tuple[float, float, float], scale: float) -> Wav2Pos:
     """A freshly initialised wav2pos of ``cfg``'s size, with the frozen NGCC-PHAT of ``cfg.ngcc`` (if any)."""
-    ngcc = load_checkpoint(cfg.ngcc)[0] if cfg.ngcc else None
+    ngcc = load_checkpoint(cfg.ngcc, kind="ngcc-phat")[0] if cfg.ngcc else None
     model = Wav2Pos(cfg.n_samples, fs, cfg.dim, cfg.depth, cfg.heads, centre, scale, ngcc.config if ngcc else None)
     if ngcc is not None:
         model.ngcc.load_state_dict(ngcc.state_dict())
@@ -300,9 +300,7 @@ def new_wav2pos(cfg: Wav2PosTrainConfig, fs: int, centre: tuple[float, float, fl
 
 def pretrained_wav2pos(path: str) -> Wav2Pos:
     """The wav2pos checkpoint at ``path`` to fine-tune; its size, coordinate frame and NGCC-PHAT are kept."""
-    model, meta = load_checkpoint(path)
-    if meta["model"] != "wav2pos":
-        raise InputFileError(path, f"a {meta['model']} checkpoint, not wav2pos")
+    model, meta = load_checkpoint(path, kind="wav2pos")
     return model.train()
 
 

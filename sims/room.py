@@ -18,7 +18,7 @@ import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft
 
 from sslkit.errors import ConfigError, GeometryError
-from sslkit.recording import Recording, SourceTrack
+from sslkit.recording import SILENCE_PEAK, Recording, SourceTrack
 from sslkit.sims.noise import make_noise
 from sslkit.sims.scene import RoomSpec, Scene, SourceSpec
 from sslkit.sims.signals import render_signal
@@ -208,6 +208,8 @@ def simulate(scene: Scene, save_rirs: bool = False) -> tuple[Recording, dict[str
     dims = np.array(scene.room.dimensions)
     mics = np.array(scene.mics)
     check_inside(mics, dims, "microphone")
+    check_scene_size(scene)
+    check_active_sources(scene)
     n = int(round(scene.duration * fs))
     hop = max(1, int(round(scene.block * fs)))
     truth = ground_truth(scene)
@@ -230,7 +232,40 @@ def simulate(scene: Scene, save_rirs: bool = False) -> tuple[Recording, dict[str
     near_pos = truth.of_source(0).xyz.mean(axis=0) + [scene.near_source or 0, 0, 0]
     all_mics = np.vstack([mics, near_pos]) if scene.near_source is not None else mics
     rec = Recording(audio.astype(np.float32), fs, scene.mic_ids, all_mics, truth, scene.to_dict())
+    check_simulated(rec)
     return rec, rirs_out
+
+
+WORKING_COPIES = 6
+"""float64 copies of the (samples × channels) signal that one simulation holds at its peak
+(clean sum, one source's convolution, noise, sum, float32 output) and the source signal."""
+
+
+def check_scene_size(scene: Scene) -> None:
+    """Refuse, before allocating, a scene whose signals would not fit in memory."""
+    from sslkit.resources import check_memory
+
+    n_channels = len(scene.mics) + (scene.near_source is not None)
+    needed = scene.duration * scene.fs * (n_channels + 1) * 8 * WORKING_COPIES
+    check_memory(needed, f"a {scene.duration:g} s scene at {scene.fs} Hz with {n_channels} channels", "shorten the duration or simulate it in parts")
+
+
+def check_active_sources(scene: Scene) -> None:
+    """A scene in which no source sounds before the end would be silent: ConfigError."""
+    starts = [src.start for src in scene.sources if src.length is None or src.length > 0]
+    if not starts or min(starts) >= scene.duration:
+        first = f" (the first starts at {min(starts):.2f} s)" if starts else ""
+        raise ConfigError(f"no source is active within the {scene.duration:g} s duration{first}; lengthen the duration or start a source earlier")
+
+
+def check_simulated(rec: Recording) -> None:
+    """What simulate writes is finite, not silent, and has ground truth for its sources."""
+    if not np.all(np.isfinite(rec.audio)):
+        raise ConfigError("the simulation produced NaN or infinite samples; check the room's absorption and the SNR")
+    if np.max(np.abs(rec.audio)) < SILENCE_PEAK:
+        raise ConfigError("the simulation produced silent audio; check the sources' signals, gains and active intervals")
+    if len(rec.sources.time) == 0:
+        raise ConfigError("no source is active at any ground-truth hop; lengthen the duration or the sources' active intervals")
 
 
 def noise_for(scene: Scene, reverberant: np.ndarray, mics: np.ndarray, n: int) -> np.ndarray:

@@ -31,6 +31,10 @@ SOURCE_KEYS = {"signal", "position", "trajectory", "start", "length", "gain_db",
 NOISE_KEYS = {"snr_db", "kind"}
 RANDOM_KEYS = {"uniform", "randint", "choice", "grid"}
 NOISE_KINDS = ("white", "diffuse", "babble")
+MAX_FS = 384_000
+"""Highest sample rate (Hz) a scene may ask for."""
+MAX_RT60_S = 20.0
+"""Longest reverberation time (s) a scene may ask for."""
 
 
 @dataclass
@@ -174,21 +178,78 @@ class _Drawer:
         combos = list(itertools.product(*_grids(template))) or [()]
         self.combo = iter(combos[index % len(combos)])
 
-    def __call__(self, node: object) -> object:
+    def __call__(self, node: object, where: str = "scene") -> object:
         if _is_random(node):
             (kind, arg), = node.items()
+            check_random_spec(kind, arg, where)
             if kind == "grid":
                 return next(self.combo)
             if kind == "uniform":
                 return float(self.rng.uniform(*arg))
             if kind == "randint":
                 return int(self.rng.integers(arg[0], arg[1] + 1))
-            return self(arg[int(self.rng.integers(len(arg)))])
+            return self(arg[int(self.rng.integers(len(arg)))], where)
         if isinstance(node, dict):
-            return {k: self(v) for k, v in node.items()}
+            return {k: self(v, f"{where}.{k}") for k, v in node.items()}
         if isinstance(node, list):
-            return [self(v) for v in node]
+            return [self(v, f"{where}[{i}]") for i, v in enumerate(node)]
         return node
+
+
+def check_random_spec(kind: str, arg: object, where: str) -> None:
+    """``uniform``/``randint`` take [lo, hi] with finite lo ≤ hi; ``choice``/``grid`` a non-empty list."""
+    if kind in ("uniform", "randint"):
+        integer = kind == "randint"
+        ok = isinstance(arg, list) and len(arg) == 2 and all(_is_number(v, integer) for v in arg) and arg[0] <= arg[1]
+        if not ok:
+            raise ConfigError(f"{where}: {{{kind}: [lo, hi]}} needs two finite {'integers' if integer else 'numbers'} with lo ≤ hi, got {arg}")
+    elif not (isinstance(arg, list) and arg):
+        raise ConfigError(f"{where}: {{{kind}: [...]}} needs a non-empty list, got {arg}")
+
+
+def _is_number(value: object, integer: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) if integer else bool(np.isfinite(value))
+
+
+def check_number(value: object, where: str, low: float = 0.0, high: float = np.inf, integer: bool = False,
+                 include_low: bool = False) -> float:
+    """``value`` as a number in (low, high] ([low, high] with ``include_low``), else ConfigError."""
+    if _is_number(value, integer) and (low <= value if include_low else low < value) and value <= high:
+        return value
+    kind = "an integer" if integer else "a number"
+    bound = f"[{low:g}, {high:g}]" if include_low else f"({low:g}, {high:g}]"
+    raise ConfigError(f"{where} must be {kind} in {bound.replace('inf]', 'inf)')}, got {value!r}")
+
+
+def check_scene(scene: Scene) -> Scene:
+    """Every number of a resolved scene within its physical range (ConfigError naming the key)."""
+    check_number(scene.fs, "fs", 999, MAX_FS, integer=True)
+    check_number(scene.duration, "duration")
+    check_number(scene.c, "c")
+    check_number(scene.truth_hop, "truth_hop")
+    check_number(scene.block, "block")
+    room = scene.room
+    if room.rt60 is not None:
+        check_number(room.rt60, "room.rt60", high=MAX_RT60_S)
+    if room.absorption is not None:
+        check_number(room.absorption, "room.absorption", high=1.0)
+    for wall, value in (room.materials or {}).items():
+        if not isinstance(value, dict):
+            check_number(value, f"room.materials.{wall}", high=1.0)
+    if scene.snr_db is not None:
+        check_number(scene.snr_db, "noise.snr_db", -np.inf)
+    if not scene.sources:
+        raise ConfigError("sources: a scene needs at least one source")
+    for k, src in enumerate(scene.sources):
+        check_number(src.start, f"sources[{k}].start", include_low=True)
+        check_number(src.gain_db, f"sources[{k}].gain_db", -np.inf)
+        if src.length is not None:
+            check_number(src.length, f"sources[{k}].length")
+    if scene.near_source is not None:
+        check_number(scene.near_source, "mics.near_source")
+    return scene
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,11 +261,16 @@ def resolve_scene(template: dict, seed: int = 0, index: int = 0, audio_dir: str 
     A template that is already a resolved scene is returned as it is.
     """
     if "mic_ids" in template:
-        return Scene.from_dict(template)
+        try:
+            return check_scene(Scene.from_dict(template))
+        except (TypeError, KeyError, AttributeError, ValueError) as err:
+            raise ConfigError(f"not a valid resolved scene ({type(err).__name__}: {err})") from None
     rng = np.random.default_rng([seed, index])
     t = _Drawer(template, rng, index)(template)
-    fs = int(t.get("fs", 16000))
-    duration = float(t.get("duration", 5.0))
+    fs = check_number(t.get("fs", 16000), "fs", 999, MAX_FS, integer=True)
+    duration = float(check_number(t.get("duration", 5.0), "duration"))
+    if not isinstance(t["sources"], list) or not t["sources"]:
+        raise ConfigError("sources: a scene needs a list of at least one source")
     room = _resolve_room(t["room"])
     dims = np.array(room.dimensions)
     mics, mic_ids, near = _resolve_mics(t["mics"], dims, rng)
@@ -214,12 +280,14 @@ def resolve_scene(template: dict, seed: int = 0, index: int = 0, audio_dir: str 
     if kind not in NOISE_KINDS:
         raise ConfigError(f"noise.kind '{kind}' is not one of {', '.join(NOISE_KINDS)}")
     snr = noise.get("snr_db")
-    return Scene(
+    if snr is not None:
+        check_number(snr, "noise.snr_db", -np.inf)
+    return check_scene(Scene(
         fs=fs, duration=duration, room=room, mics=mics, sources=sources, mic_ids=mic_ids, near_source=near,
         snr_db=None if snr is None else float(snr), noise_kind=kind, c=float(t.get("c", 343.0)),
         seed=int(rng.integers(0, 2**31)), truth_hop=float(t.get("truth_hop", 0.1)), block=float(t.get("block", 0.05)),
         name=str(t.get("name", "")),
-    )
+    ))
 
 
 def _resolve_room(r: dict) -> RoomSpec:
@@ -229,8 +297,8 @@ def _resolve_room(r: dict) -> RoomSpec:
     given = [k for k in ("rt60", "absorption", "materials") if r.get(k) is not None]
     if len(given) > 1:
         raise ConfigError(f"room: give only one of rt60, absorption, materials (got {', '.join(given)})")
-    if r.get("rt60") is not None and float(r["rt60"]) <= 0:
-        raise ConfigError(f"room.rt60 must be positive, got {r['rt60']}")
+    if r.get("rt60") is not None:
+        check_number(r["rt60"], "room.rt60", high=MAX_RT60_S)
     return RoomSpec(**{**r, "dimensions": [float(v) for v in dims]})
 
 

@@ -564,8 +564,11 @@ def locate(
     }
     if rec.sources is not None:
         metrics = summarize_errors(position_errors(track, rec.sources), 0.3, n_boot=200)
-        rows["MAE vs sources.csv (capped 3 m)"] = f"{metrics['mae_m'] * 100:.1f} cm"
-        rows["accuracy @30 cm"] = f"{metrics['accuracy'] * 100:.1f} %"
+        if metrics["n"]:
+            rows["MAE vs sources.csv (capped 3 m)"] = f"{metrics['mae_m'] * 100:.1f} cm"
+            rows["accuracy @30 cm"] = f"{metrics['accuracy'] * 100:.1f} %"
+        else:
+            rows["vs sources.csv"] = "no hop falls in a source's active time"
     if plot:
         png = out.with_suffix(".png")
         plot_track(png, track, rec.mics, opts.bounds if opts.bounds is not None else default_bounds(rec), rec.sources, f"{method} — {recording.name}")

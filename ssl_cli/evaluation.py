@@ -11,15 +11,16 @@ from sslkit.recording import SourceTrack
 def position_errors(pred: PositionTrack, truth: SourceTrack, truncate: float | None = 3.0) -> np.ndarray:
     """3D error (m) of each prediction against the nearest active true source at its time.
 
-    Truth is interpolated linearly in time; predictions outside every source's time span are
-    dropped. A missing prediction (NaN) counts as ``truncate`` metres (or inf without truncation),
+    Truth is interpolated linearly in time; predictions outside every source's active span
+    (:meth:`SourceTrack.active_span`) are dropped. A missing prediction (NaN) counts as ``truncate`` metres (or inf without truncation),
     and errors are capped at ``truncate`` (the papers cap at 3 m).
     """
     best = np.full(len(pred.times), np.inf)
     covered = np.zeros(len(pred.times), dtype=bool)
     for sid in np.unique(truth.source_id):
         own = truth.of_source(sid)
-        inside = (pred.times >= own.time.min() - 1e-9) & (pred.times <= own.time.max() + 1e-9)
+        first, last = truth.active_span(sid)
+        inside = (pred.times >= first - 1e-9) & (pred.times <= last + 1e-9)
         pos = np.stack([np.interp(pred.times, own.time, own.xyz[:, k]) for k in range(3)], 1)
         err = np.linalg.norm(pred.xyz - pos, axis=1)
         best = np.where(inside, np.fmin(best, np.where(np.isnan(err), np.inf, err)), best)

@@ -140,9 +140,7 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     from sslkit.models.wav2pos import predict_with_views, wav2pos_frame_batch
 
     path = opts.checkpoint or shipped_checkpoint("wav2pos")
-    model, meta = load_checkpoint(path, opts.device)
-    if meta["model"] != "wav2pos":
-        raise InputFileError(path, f"is a {meta['model']} checkpoint, not wav2pos")
+    model, meta = load_checkpoint(path, opts.device, kind="wav2pos")
     check_wav2pos_input(model, meta, rec, path, opts)
     n = model.n_samples
     audio = torch.as_tensor(rec.audio, device=opts.device)

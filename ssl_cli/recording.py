@@ -7,15 +7,15 @@ rename) so that an interrupted or failed command never leaves a half-written fil
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from sslkit.errors import GeometryError, InputFileError
-from sslkit.files import atomic_dir, atomic_file, read_csv_columns, read_table, write_csv, write_yaml
+from sslkit.errors import GeometryError, InputFileError, SslkitWarning
+from sslkit.files import atomic_dir, atomic_file, read_csv_columns, read_table, read_yaml, write_csv, write_yaml
 
 AUDIO_FILE = "audio.wav"
 MICS_FILE = "mics.csv"
@@ -23,6 +23,10 @@ SOURCES_FILE = "sources.csv"
 SCENE_FILE = "scene.yaml"
 SILENCE_PEAK = 1e-7
 """Audio whose absolute peak is below this is treated as all-silent."""
+CLIP_LEVEL = 0.999
+"""Samples at or above this share of their channel's peak magnitude may be clipped."""
+CLIPPED_SHARE = 1e-3
+"""Share of clipped samples from which a recording is reported as clipped."""
 
 
 @dataclass
@@ -58,7 +62,8 @@ class Recording:
 
 @dataclass
 class SourceTrack:
-    """Ground-truth source positions: one row per hop and active source.
+    """Ground-truth source positions: one row per hop and active source, or one row for a static
+    source active throughout.
 
     Attributes:
         time: seconds from the start of the recording, shape (n_rows,).
@@ -74,6 +79,12 @@ class SourceTrack:
         keep = self.source_id == source_id
         return SourceTrack(self.time[keep], self.source_id[keep], self.xyz[keep])
 
+    def active_span(self, source_id: int) -> tuple[float, float]:
+        """Seconds (first, last) in which a source is active; a source listed once (a static source,
+        as measured datasets list them) is active throughout the recording."""
+        times = self.time[self.source_id == source_id]
+        return (-np.inf, np.inf) if len(times) == 1 else (float(times.min()), float(times.max()))
+
 
 # ---------------------------------------------------------------------------------------------
 # Audio
@@ -81,8 +92,9 @@ class SourceTrack:
 def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.ndarray, int]:
     """Read a wav/flac file as float32 of shape (n_samples, n_channels) and validate its content.
 
-    Raises InputFileError for a missing, empty, truncated or non-audio file, NaN/inf samples, or
-    all-silent audio (unless ``allow_silent``).
+    Raises InputFileError for a missing, empty or non-audio file, NaN/inf samples, or all-silent
+    audio (unless ``allow_silent``); warns (SslkitWarning) about a truncated WAV file (read as far
+    as it goes) and about clipped audio.
     """
     import soundfile as sf
 
@@ -92,7 +104,11 @@ def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.
     if path.stat().st_size == 0:
         raise InputFileError(path, "audio file is empty")
     try:
+        info = sf.info(path)
+        check_audio_size(path, info.frames, info.channels)
         audio, fs = sf.read(path, dtype="float32", always_2d=True)
+    except InputFileError:
+        raise
     except Exception as err:  # soundfile raises several types for bad/truncated files
         raise InputFileError(path, f"not a readable audio file ({str(err).splitlines()[0]})") from None
     if audio.shape[0] == 0:
@@ -101,7 +117,51 @@ def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.
         raise InputFileError(path, "audio contains NaN or infinite samples")
     if not allow_silent and np.max(np.abs(audio)) < SILENCE_PEAK:
         raise InputFileError(path, "audio is all silent (every sample is zero)")
+    declared = wav_declared_frames(path)
+    if declared is not None and declared > len(audio):
+        warnings.warn(SslkitWarning(f"{path}: truncated: its header declares {declared} samples per channel, the file holds {len(audio)}; "
+                                    "using those"), stacklevel=2)
+    clipped = clipped_share(audio)
+    if clipped >= CLIPPED_SHARE:
+        warnings.warn(SslkitWarning(f"{path}: clipped: {clipped:.1%} of the samples are at full scale; TDOAs may suffer"), stacklevel=2)
     return audio, int(fs)
+
+
+def clipped_share(audio: np.ndarray) -> float:
+    """Share of the samples (n_samples, n_channels) that sit in flat runs of 3 or more equal values
+    at their channel's peak magnitude: the mark of hard clipping, at any scale or sample format."""
+    peak = np.abs(audio).max(axis=0)
+    mid = audio[1:-1]
+    flat = (mid == audio[:-2]) & (mid == audio[2:]) & (np.abs(mid) >= CLIP_LEVEL * peak) & (peak > 0)
+    return float(flat.sum() / audio.size)
+
+
+def check_audio_size(path: Path, frames: int, channels: int) -> None:
+    """Refuse audio whose float32 samples would not fit in memory, before reading it."""
+    from sslkit.resources import check_memory
+
+    check_memory(frames * channels * 4, f"{path}: {frames} samples × {channels} channels", "use a shorter excerpt")
+
+
+def wav_declared_frames(path: Path) -> int | None:
+    """Samples per channel that a RIFF/WAVE header declares (None for other formats or streamed WAVs)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while chunk := f.read(8):
+            if len(chunk) < 8:
+                return None
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"fmt ":
+                block_align = int.from_bytes(f.read(16)[12:14], "little")
+                f.seek(size - 16 + size % 2, os.SEEK_CUR)
+            elif name == b"data":
+                return None if not block_align or size >= 0xFFFFFFF0 else size // block_align
+            else:
+                f.seek(size + size % 2, os.SEEK_CUR)
+    return None
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, fs: int) -> None:
@@ -187,7 +247,9 @@ def load_recording(path: str | os.PathLike, mics: str | os.PathLike | None = Non
         )
     check_geometry(xyz, mics_path)
     sources = read_sources(folder / SOURCES_FILE) if (folder / SOURCES_FILE).is_file() else None
-    scene = yaml.safe_load((folder / SCENE_FILE).read_text()) if (folder / SCENE_FILE).is_file() else {}
+    scene = read_yaml(folder / SCENE_FILE) if (folder / SCENE_FILE).is_file() else {}
+    if not isinstance(scene, (dict, type(None))):
+        raise InputFileError(folder / SCENE_FILE, "expected a mapping of scene keys")
     return Recording(audio, fs, mic_ids, xyz, sources, scene or {}, path)
 
 

@@ -115,7 +115,7 @@ class NgccScorer:
         from sslkit.models.checkpoint import load_checkpoint
 
         path = checkpoint or pick_shipped_ngcc(needed_lag, fs)
-        self.model, self.meta = load_checkpoint(path, device)
+        self.model, self.meta = load_checkpoint(path, device, kind="ngcc-phat")
         self.path = path
         if needed_lag > self.model.max_tau:
             raise GeometryError(

@@ -176,7 +176,7 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
     assert load_checkpoint(tmp_path / "ft" / "best.pt")[1]["config"]["dim"] == 16
     from conftest import assert_one_line_error
 
-    assert_one_line_error(cli("train-wav2pos", *data, "--init", shipped_checkpoint("ngcc-phat"), "--out", tmp_path / "bad"), "not wav2pos")
+    assert_one_line_error(cli("train-wav2pos", *data, "--init", shipped_checkpoint("ngcc-phat"), "--out", tmp_path / "bad"), "a wav2pos checkpoint is needed")
     out = tmp_path / "pos" / "positions.csv"
     result = cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
                  "--known-source", "--unknown-mics", "3", "--out", out, "--no-plot")

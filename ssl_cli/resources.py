@@ -1,0 +1,39 @@
+"""Size guards: refuse, within a second and before allocating, a job that cannot fit in memory."""
+
+from __future__ import annotations
+
+import os
+
+from sslkit.errors import ResourceError
+
+MEMORY_SHARE = 0.8
+"""Share of the machine's available memory one job may plan to use."""
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(needed_bytes: float, what: str, change: str) -> None:
+    """ResourceError naming ``what``, its estimate and ``change`` (what to do instead) when
+    ``needed_bytes`` exceeds the memory this job may use."""
+    limit = MEMORY_SHARE * available_memory()
+    if needed_bytes > limit:
+        raise ResourceError(f"{what} needs about {format_bytes(needed_bytes)}, more than the {format_bytes(limit)} "
+                            f"of memory available; {change}")
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PB"
