@@ -60,6 +60,10 @@ def sequence_upper_bound(n_tracks: int, n_events: int) -> int:
     return math.perm(n_tracks, n_events) * n_events ** (n_tracks - n_events)
 
 
+MAX_TRACKS = 6
+"""Most tracks any variant enumerates: N = 7 has 47 293 baseline rows and K(7, M) up to 191 520 sequences."""
+
+
 def n_dummy_tracks(n_tracks: int) -> int:
     return n_tracks * (n_tracks + 1) // 2
 
@@ -188,10 +192,18 @@ def target_vectors(target: torch.Tensor) -> torch.Tensor:
     return target[:, :, :, :1] * target[:, :, :, 1:]
 
 
+def check_track_count(n_tracks: int) -> None:
+    """ADPIT enumerates sequences of N tracks (K(N, M) grows like N!): N must be in [1, MAX_TRACKS]."""
+    if not 1 <= n_tracks <= MAX_TRACKS:
+        rows = sum(sequence_count(n_tracks, m) for m in range(1, n_tracks + 1))
+        raise ValueError(f"ADPIT supports 1 to {MAX_TRACKS} tracks; N = {n_tracks} has {rows} candidate sequences to enumerate")
+
+
 def _n_tracks(output: torch.Tensor, target: torch.Tensor) -> int:
-    n = output.shape[2]
     if output.dim() != 5 or target.dim() != 5:
         raise ValueError("output must be (B, T, N, A, C) and target (B, T, N(N+1)/2, 1+A, C)")
+    n = output.shape[2]
+    check_track_count(n)
     if target.shape[2] != n_dummy_tracks(n) or target.shape[3] != output.shape[3] + 1:
         raise ValueError(f"target shape {tuple(target.shape)} does not fit output {tuple(output.shape)}")
     return n

@@ -255,11 +255,13 @@ def bench_adpit(
     import json
 
     from sslkit.files import atomic_file, check_output_file
+    from sslkit.models.adpit import MAX_TRACKS
     from sslkit.models.adpit_bench import benchmark_adpit
 
     n_list = parse_int_list(tracks, "--tracks")
-    if min(n_list) < 2:
-        raise UserError(f"--tracks takes numbers of tracks N ≥ 2 (with one track there is nothing to permute), got '{tracks}'")
+    if min(n_list) < 2 or max(n_list) > MAX_TRACKS:
+        raise UserError(f"--tracks takes numbers of tracks from 2 (one track has nothing to permute) to {MAX_TRACKS} "
+                        f"(enumerating the sequences of 7 tracks does not fit in memory), got '{tracks}'")
     check_output_file(out)
     dev = resolve_device(device)
     table = Table(title=f"ADPIT forward + backward, B={batch} T={frames} A={axes} C={classes} on {dev}", title_justify="left")
@@ -345,7 +347,7 @@ def tdoa(
         "pairs": len(result.pairs),
         "peaks per pair": peaks,
     }
-    if rec.sources is not None:
+    if rec.sources is not None and not result.silent.all():
         truth = true_tdoa(positions_at_times(rec.sources, result.times), rec.mics, result.pairs, c)
         err = np.abs(result.tdoa[~result.silent, :, 0] - truth[~result.silent]) * c
         rows["accuracy @10 cm (vs sources.csv)"] = f"{np.mean(err < 0.1) * 100:.1f} %"

@@ -16,6 +16,7 @@ import numpy as np
 
 from sslkit.errors import InputFileError, UserError
 from sslkit.files import read_csv_columns, write_csv
+from sslkit.geometry import check_metres, check_speed_of_sound
 from sslkit.recording import Recording
 
 POSITION_COLUMNS = ["time", "x", "y", "z", "confidence", "n_inliers"]
@@ -280,6 +281,7 @@ def locate(rec: Recording, method: str = "multilat", opts: LocateOptions | None 
     if method not in LOCATE_METHODS:
         raise UserError(f"unknown --method '{method}' (choose from {', '.join(LOCATE_METHODS)})")
     opts = opts or LocateOptions()
+    check_speed_of_sound(opts.c)
     if opts.use_mics:
         rec = select_mics(rec, opts.use_mics)
     track = LOCATE_METHODS[method](rec, opts, on_progress)
@@ -319,6 +321,7 @@ def read_positions(path: str | os.PathLike) -> PositionTrack:
     n = len(cols["time"])
     if n == 0:
         raise InputFileError(path, "no rows")
+    check_metres(np.stack([cols["x"], cols["y"], cols["z"]], 1), path)
     conf = cols.get("confidence", np.ones(n))
     n_in = cols.get("n_inliers", np.zeros(n))
     return PositionTrack(cols["time"], np.stack([cols["x"], cols["y"], cols["z"]], 1), conf, np.nan_to_num(n_in).astype(int))

@@ -52,10 +52,10 @@ def check_array_geometry(mics: np.ndarray, dims: int) -> str | None:
     if len(mics) < needed:
         raise GeometryError(f"{dims}D multilateration needs at least {needed} microphones, got {len(mics)}")
     sv = np.linalg.svd(mics - mics.mean(axis=0), compute_uv=False)
-    if dims == 3 and sv[-1] < COPLANAR_RATIO * sv[0]:
-        return "the microphones are coplanar: the source height is ambiguous (mirror image about their plane); consider --dims 2"
     if sv[1] < COPLANAR_RATIO * sv[0]:
         raise GeometryError("the microphones are collinear: positions around their line are ambiguous")
+    if dims == 3 and sv[-1] < COPLANAR_RATIO * sv[0]:
+        return "the microphones are coplanar: the source height is ambiguous (mirror image about their plane); consider --dims 2"
     return None
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from sslkit.errors import GeometryError, InputFileError, SslkitWarning
 from sslkit.files import atomic_dir, atomic_file, read_csv_columns, read_table, read_yaml, write_csv, write_yaml
+from sslkit.geometry import check_metres
 
 AUDIO_FILE = "audio.wav"
 MICS_FILE = "mics.csv"
@@ -200,6 +201,7 @@ def read_sources(path: str | os.PathLike) -> SourceTrack:
     cols = read_csv_columns(Path(path), ["time", "source_id", "x", "y", "z"])
     if not all(np.all(np.isfinite(v)) for v in cols.values()):
         raise InputFileError(path, "contains NaN or empty values")
+    check_metres(np.stack([cols["x"], cols["y"], cols["z"]], axis=1), path)
     return SourceTrack(cols["time"], cols["source_id"].astype(int), np.stack([cols["x"], cols["y"], cols["z"]], axis=1))
 
 
@@ -214,7 +216,9 @@ def write_sources(path: str | os.PathLike, track: SourceTrack) -> None:
 # Whole recordings
 # ---------------------------------------------------------------------------------------------
 def check_geometry(mics: np.ndarray, path: object = "mics.csv") -> None:
-    """Reject duplicate microphone positions (they make every pair through them degenerate)."""
+    """Reject positions that are not metres, and duplicate microphone positions (they make every
+    pair through them degenerate)."""
+    check_metres(mics, path)
     dist = np.linalg.norm(mics[:, None] - mics[None], axis=-1)
     i, j = np.nonzero(np.triu(dist < 1e-6, k=1))
     if len(i):
@@ -247,6 +251,8 @@ def load_recording(path: str | os.PathLike, mics: str | os.PathLike | None = Non
         )
     check_geometry(xyz, mics_path)
     sources = read_sources(folder / SOURCES_FILE) if (folder / SOURCES_FILE).is_file() else None
+    if sources is not None:
+        check_metres(np.vstack([xyz, sources.xyz]), f"{mics_path} and {folder / SOURCES_FILE}")
     scene = read_yaml(folder / SCENE_FILE) if (folder / SCENE_FILE).is_file() else {}
     if not isinstance(scene, (dict, type(None))):
         raise InputFileError(folder / SCENE_FILE, "expected a mapping of scene keys")

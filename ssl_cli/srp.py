@@ -15,6 +15,10 @@ import numpy as np
 import torch
 
 from sslkit.gcc import frame_audio, gcc, silent_frames
+from sslkit.resources import check_memory
+
+STEERING_BYTES = 64
+"""Bytes per (grid point, pair) of the sparse steering matrix while it is built (indices, values, CSR)."""
 
 
 @dataclass
@@ -85,6 +89,9 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, op
     mic_t = torch.as_tensor(mics, dtype=torch.float32, device=dev)
     pair_t = torch.as_tensor(pairs, device=dev)
     max_lag = int(np.ceil(np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1).max() / opts.c * fs)) + 2
+    n_points = np.prod([max(2, int(round((hi - lo) / opts.coarse_step)) + 1) for lo, hi in opts.bounds.T])
+    check_memory(n_points * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_points:.3g} points × {len(pairs)} pairs",
+                 "check that the bounds and mics.csv are in metres, or narrow the search box (--bounds)")
     coarse = torch.as_tensor(grid_points(opts.bounds, opts.coarse_step), dtype=torch.float32, device=dev)
     lo = torch.as_tensor(opts.bounds[0], dtype=torch.float32, device=dev)
     hi = torch.as_tensor(opts.bounds[1], dtype=torch.float32, device=dev)

@@ -8,6 +8,7 @@ TDOAs. See :mod:`sslkit.gcc` for the sign convention.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslkit.errors import GeometryError, InputFileError, UserError
+from sslkit.errors import GeometryError, InputFileError, SslkitWarning, UserError
 from sslkit.files import atomic_file
 from sslkit.gcc import frame_audio, frame_times, gcc, mic_pairs, pick_peaks, silent_frames
+from sslkit.geometry import check_speed_of_sound
 from sslkit.recording import Recording
+from sslkit.resources import check_memory
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
+CORRELATION_COPIES = 4
+"""Complex spectra and correlations of one batch of frames × pairs alive at once in ``gcc``."""
 LAG_MARGIN = 2
 """Samples added to the geometric bound d/c·fs by ``--max-tau auto`` (sub-sample error, sync)."""
 
@@ -138,12 +143,18 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | 
     opts = opts or TdoaOptions()
     if method not in TDOA_METHODS:
         raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
+    check_speed_of_sound(opts.c)
+    if not opts.silence_db > 0:
+        raise UserError(f"the silence threshold must be a positive number of dB below the loudest frame, got {opts.silence_db}")
     pairs = mic_pairs(opts.pairs, rec.n_mics)
     bounds = lag_bounds(rec.mics, pairs, opts, rec.fs)
     max_lag = int(np.ceil(bounds.max()))  # lags searched (geometry plus margin)
     needed_lag = int(np.ceil(bounds.max() - (LAG_MARGIN if opts.max_tau == "auto" else 0)))  # lags the geometry needs
     if max_lag >= opts.frame // 2:
         raise UserError(f"--frame {opts.frame} is too short for lags up to {max_lag} samples; use at least {4 * max_lag}")
+    check_memory(CORRELATION_COPIES * opts.batch_frames * len(pairs) * opts.frame * opts.upsample * 8,
+                 f"correlations of {len(pairs)} pairs over {opts.frame}-sample frames upsampled {opts.upsample}×",
+                 "lower the upsampling factor or the frame length")
     scorer = TDOA_METHODS[method]
     if isinstance(scorer, type):
         scorer = scorer(opts.checkpoint, opts.device, needed_lag, rec.fs)
@@ -163,6 +174,9 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | 
         scores.append(value.cpu().numpy())
         if on_progress:
             on_progress(min(start + opts.batch_frames, len(frames_all)), len(frames_all))
+    if silent.all():
+        warnings.warn(SslkitWarning(f"{rec.path}: every frame is more than {opts.silence_db:g} dB below the loudest, so all are "
+                                    "flagged silent and have no TDOA"), stacklevel=2)
     tdoa, score = np.concatenate(tdoas), np.concatenate(scores)
     tdoa[silent] = np.nan
     score[silent] = 0.0
