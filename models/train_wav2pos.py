@@ -225,6 +225,7 @@ def run_train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool
     train_bank, val_bank = training_banks(cfg, status)
     fs = train_bank.fs
     all_mics = train_bank.coords[:, 1:].reshape(-1, 3).numpy()
+    geometry = training_geometry(train_bank.coords[:, 1:].numpy(), cfg.rotate)
     centre = tuple(float(v) for v in (all_mics.min(0) + all_mics.max(0)) / 2)
     scale = float(np.abs(all_mics - np.array(centre)).max())
     if pretrained is not None and (pretrained.fs, pretrained.n_samples) != (fs, cfg.n_samples):
@@ -280,13 +281,28 @@ def run_train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool
                "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
         rows = append_metrics(run_dir / "metrics.csv", row)
         plot_learning_curve(run_dir / "learning_curve.png", rows, ("train_loss",), "val_mae_cm")
-        meta = {"metrics": row, "train_config": asdict(cfg), "mic_range": [cfg.min_mics, train_bank.n_mics]}
+        meta = {"metrics": row, "train_config": asdict(cfg), "mic_range": [cfg.min_mics, train_bank.n_mics], "train_geometry": geometry}
         if val_mae < best:
             best = val_mae
             save_checkpoint(run_dir / "best.pt", model, "wav2pos", **meta)
         save_checkpoint(last, model, "wav2pos", **meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                         epoch=epoch + 1, best_mae=best)
     return row
+
+
+MAX_RECORDED_LAYOUTS = 8
+"""Training mic layouts recorded one by one in a checkpoint; beyond, only their bounding box."""
+
+
+def training_geometry(mics: np.ndarray, rotated: bool) -> dict:
+    """What a checkpoint records of the mic geometry it was trained on, from the training windows'
+    mics (W, M, 3): the distinct layouts when there are few and they were not turned at random
+    (``mic_layouts``), and always the box holding every training mic (``mic_box``, (2, 3))."""
+    layouts = np.unique(mics.round(3), axis=0)
+    record = {"mic_box": [mics.reshape(-1, 3).min(0).tolist(), mics.reshape(-1, 3).max(0).tolist()]}
+    if not rotated and len(layouts) <= MAX_RECORDED_LAYOUTS:
+        record["mic_layouts"] = layouts.tolist()
+    return record
 
 
 def new_wav2pos(cfg: Wav2PosTrainConfig, fs: int, centre: tuple[float, float, float], scale: float) -> Wav2Pos:

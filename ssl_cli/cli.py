@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sslkit import __version__
@@ -46,11 +47,11 @@ def user_errors(fn):
             try:
                 return fn(*args, **kwargs)
             except UserError as err:
-                err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt as err:
                 kept = str(err) or "nothing half written: every file is complete or absent"
-                err_console.print(f"[bold red]interrupted:[/] {kept}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold red]interrupted:[/] {escape(kept)}", highlight=False, soft_wrap=True)
                 raise typer.Exit(130) from None
 
     return wrapper
@@ -58,7 +59,7 @@ def user_errors(fn):
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """One line per warning on stderr, without the source location."""
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -550,7 +551,7 @@ def locate(
         track = run_locate(rec, method, opts, on_progress=lambda done, total: progress.update(task, completed=done, total=total))
     elapsed = time.perf_counter() - start
     for warning in track.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}")
+        show_warning(warning, SslkitWarning, "", 0)
     write_positions(out, track)
     if track.estimated_mics:
         from sslkit.recording import write_mics

@@ -21,6 +21,8 @@ from sslkit.recording import Recording
 
 POSITION_COLUMNS = ["time", "x", "y", "z", "confidence", "n_inliers"]
 BOUNDS_MARGIN_M = 1.0
+GEOMETRY_TOLERANCE_M = 0.5
+"""How far a recording's mic may lie from the mics a wav2pos checkpoint was trained with."""
 
 
 @dataclass
@@ -188,6 +190,7 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     times = frame_times(len(frames), n, opts.hop, rec.fs)
     known = int(rec.n_mics - len(unknown))
     notes = [] if refine or opts.refine_radius <= 0 else [f"{path} has no NGCC-PHAT features: positions are not refined"]
+    notes += [note for note in [untrained_geometry(meta, rec.mics[[i for i in range(rec.n_mics) if i + 1 not in unknown]], path)] if note]
     return PositionTrack(times, xyz, np.where(silent, 0.0, np.concatenate(confidence)), np.full(len(times), known), notes, estimated)
 
 
@@ -267,6 +270,28 @@ def check_wav2pos_input(model, meta: dict, rec: Recording, path, opts: LocateOpt
     reach = np.abs(rec.mics - np.array(model.config["center"])).max() / model.config["scale"]
     if reach > 1.5:
         raise InputFileError(path, f"the mics lie {reach:.1f}× farther from the centre than the layouts it was trained on")
+
+
+def untrained_geometry(meta: dict, mics: np.ndarray, path: object) -> str | None:
+    """A warning when the mics (M, 3) lie outside the geometry the checkpoint was trained on
+    (its ``train_geometry``): more than ``GEOMETRY_TOLERANCE_M`` from every mic of its layouts, or
+    outside the box of its training mics. A learned model answers such input with garbage at its
+    usual confidence."""
+    record = meta.get("train_geometry")
+    if not record:
+        return None
+    advice = f"estimates may be far off whatever their confidence; train for your room (sslkit train-wav2pos --scene YOUR.yaml --init {path})"
+    if "mic_layouts" in record:
+        trained = np.asarray(record["mic_layouts"]).reshape(-1, 3)
+        gap = np.linalg.norm(mics[:, None] - trained[None], axis=-1).min(axis=1)
+        if gap.max() > GEOMETRY_TOLERANCE_M:
+            return f"{path} was trained on fixed mic layouts and mic {int(gap.argmax()) + 1} is {gap.max():.2f} m from every mic it saw: {advice}"
+        return None
+    lo, hi = np.asarray(record["mic_box"]) + [[-GEOMETRY_TOLERANCE_M], [GEOMETRY_TOLERANCE_M]]
+    outside = ((mics < lo) | (mics > hi)).any(axis=1)
+    if outside.any():
+        return f"{path} was trained with mics inside {np.round(lo, 2).tolist()}–{np.round(hi, 2).tolist()} m and mic {int(outside.argmax()) + 1} lies outside: {advice}"
+    return None
 
 
 LOCATE_METHODS: dict[str, Callable[[Recording, LocateOptions, Callable | None], PositionTrack]] = {
