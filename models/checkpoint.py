@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from sslkit.errors import InputFileError
+from sslkit.errors import InputFileError, describe
 
 
 def model_registry() -> dict[str, type]:
@@ -41,12 +41,21 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, name: str, 
         "config": model.config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "sslkit_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "command": " ".join(sys.argv),
         **meta,
     }
     with atomic_file(path) as tmp:
         torch.save(state, tmp)
+
+
+def read_checkpoint_file(path: str | os.PathLike, device: str = "cpu") -> dict:
+    """The raw content of a checkpoint file, unpickled safely: tensors and plain data only, so a
+    hostile file cannot run code (torch's ``weights_only``)."""
+    from torch.torch_version import TorchVersion
+
+    with torch.serialization.safe_globals([TorchVersion]):  # torch_version of checkpoints written before it was a str
+        return torch.load(path, map_location=device, weights_only=True)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu", kind: str | None = None) -> tuple[torch.nn.Module, dict]:
@@ -59,9 +68,9 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu", kind: str | No
     if not path.is_file():
         raise InputFileError(path, "no such checkpoint")
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = read_checkpoint_file(path, device)
     except Exception as err:
-        raise InputFileError(path, f"not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
+        raise InputFileError(path, f"not a readable checkpoint ({describe(err)})") from None
     found = state.get("model") if isinstance(state, dict) else None
     if found not in model_registry():
         raise InputFileError(path, "not an sslkit checkpoint (no model name it knows)")
@@ -71,7 +80,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu", kind: str | No
         model = model_registry()[found](**state["config"])
         model.load_state_dict(state["state_dict"])
     except Exception as err:
-        raise InputFileError(path, f"not a valid {found} checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
+        raise InputFileError(path, f"not a valid {found} checkpoint ({describe(err)})") from None
     meta = {k: v for k, v in state.items() if k != "state_dict"}
     return model.to(device).eval(), meta
 
@@ -80,7 +89,7 @@ def half_precision_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Write ``src`` for shipping: float16 weights (loaded back into float32 models), no optimizer state."""
     from sslkit.files import atomic_file
 
-    state = torch.load(src, map_location="cpu", weights_only=False)
+    state = read_checkpoint_file(src)
     state = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
     state["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
     with atomic_file(dst) as tmp:

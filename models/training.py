@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslkit.errors import OutputError
+from sslkit.errors import InputFileError, OutputError, describe
 from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, foreign_entries, remove_sslkit_folder
 
 
@@ -123,8 +123,13 @@ def restore_run(last: Path, model: torch.nn.Module, optimizer, scheduler, device
     """
     if not last.is_file():
         return None
-    state = torch.load(last, map_location=device, weights_only=False)
-    model.load_state_dict(state["state_dict"])
+    from sslkit.models.checkpoint import read_checkpoint_file
+
+    try:
+        state = read_checkpoint_file(last, device)
+        model.load_state_dict(state["state_dict"])
+    except Exception as err:
+        raise InputFileError(last, f"cannot resume from it ({describe(err)})") from None
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if rng is not None:

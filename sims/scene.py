@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from sslkit.errors import ConfigError
+from sslkit.errors import ConfigError, describe
 from sslkit.sims.signals import draw_signal
 
 TOP_KEYS = {"name", "description", "fs", "duration", "c", "seed", "room", "mics", "sources", "noise", "truth_hop", "block"}
@@ -258,13 +258,18 @@ def check_scene(scene: Scene) -> Scene:
 def resolve_scene(template: dict, seed: int = 0, index: int = 0, audio_dir: str | Path | None = None) -> Scene:
     """Make every random choice in ``template`` (reproducibly from ``seed`` and ``index``).
 
-    A template that is already a resolved scene is returned as it is.
+    A template that is already a resolved scene is checked and returned as it is. A value of the
+    wrong type anywhere is a ConfigError.
     """
-    if "mic_ids" in template:
-        try:
+    try:
+        if "mic_ids" in template:
             return check_scene(Scene.from_dict(template))
-        except (TypeError, KeyError, AttributeError, ValueError) as err:
-            raise ConfigError(f"not a valid resolved scene ({type(err).__name__}: {err})") from None
+        return _resolve_template(template, seed, index, audio_dir)
+    except (TypeError, KeyError, AttributeError, ValueError, IndexError) as err:
+        raise ConfigError(f"invalid scene ({describe(err)})") from None
+
+
+def _resolve_template(template: dict, seed: int, index: int, audio_dir: str | Path | None) -> Scene:
     rng = np.random.default_rng([seed, index])
     t = _Drawer(template, rng, index)(template)
     fs = check_number(t.get("fs", 16000), "fs", 999, MAX_FS, integer=True)

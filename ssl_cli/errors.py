@@ -36,3 +36,9 @@ class SslkitWarning(UserWarning):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with a sentence saying what was kept."""
+
+
+def describe(err: BaseException) -> str:
+    """``Type: first line of the message`` of an exception, short enough for a one-line error."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:120]}" if text else type(err).__name__

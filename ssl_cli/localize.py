@@ -346,6 +346,8 @@ def read_positions(path: str | os.PathLike) -> PositionTrack:
     n = len(cols["time"])
     if n == 0:
         raise InputFileError(path, "no rows")
+    if not np.all(np.isfinite(cols["time"])):
+        raise InputFileError(path, "time must be a number on every row")
     check_metres(np.stack([cols["x"], cols["y"], cols["z"]], 1), path)
     conf = cols.get("confidence", np.ones(n))
     n_in = cols.get("n_inliers", np.zeros(n))

@@ -186,7 +186,9 @@ def read_mics(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     xyz = np.stack([cols["x"], cols["y"], cols["z"]], axis=1)
     if not np.all(np.isfinite(xyz)):
         raise InputFileError(path, "contains NaN or empty coordinates")
-    ids = [row[header.index("mic_id")].strip() for row in rows]
+    ids = [row[header.index("mic_id")].strip() if len(row) > header.index("mic_id") else "" for row in rows]
+    if "" in ids:
+        raise InputFileError(path, f"line {ids.index('') + 2}: empty mic_id")
     if len(set(ids)) != len(ids):
         raise InputFileError(path, "duplicate mic_id values")
     return ids, xyz

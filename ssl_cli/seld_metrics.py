@@ -19,6 +19,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from sslkit.errors import InputFileError
+from sslkit.files import read_text
 
 DCASE_COLUMNS = ["frame", "class", "source", "azimuth", "elevation", "distance"]
 
@@ -91,7 +92,7 @@ def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> SeldEvents:
     if not path.is_file():
         raise InputFileError(path, "no such file")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip() or line.startswith("frame"):
             continue
         cells = line.split(",")
@@ -99,8 +100,10 @@ def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> SeldEvents:
             values = [float(v) for v in cells]
         except ValueError:
             raise InputFileError(path, f"line {number}: expected numbers, got {line}") from None
-        if len(values) not in (5, 6):
-            raise InputFileError(path, f"line {number}: expected frame,class,source,azimuth,elevation[,distance]")
+        if len(values) not in (5, 6) or not np.all(np.isfinite(values)):
+            raise InputFileError(path, f"line {number}: expected frame,class,source,azimuth,elevation[,distance] as finite numbers")
+        if values[0] < 0 or values[0] != int(values[0]):
+            raise InputFileError(path, f"line {number}: frame {cells[0]} is not a non-negative integer")
         if not 0 <= values[1] < n_classes or values[1] != int(values[1]):
             raise InputFileError(path, f"line {number}: class {cells[1]} is not one of 0..{n_classes - 1}")
         rows.append(values if len(values) == 6 else [*values, 1.0])

@@ -17,13 +17,15 @@ import numpy as np
 import torch
 
 from sslkit.errors import GeometryError, InputFileError, SslkitWarning, UserError
-from sslkit.files import atomic_file
+from sslkit.files import atomic_file, read_csv_columns, read_table
 from sslkit.gcc import frame_audio, frame_times, gcc, mic_pairs, pick_peaks, silent_frames
 from sslkit.geometry import check_speed_of_sound
 from sslkit.recording import Recording
 from sslkit.resources import check_memory
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
+MAX_PEAKS = 64
+"""Most TDOA peaks per frame and pair a tdoa.csv may list."""
 CORRELATION_COPIES = 4
 """Complex spectra and correlations of one batch of frames × pairs alive at once in ``gcc``."""
 LAG_MARGIN = 2
@@ -92,13 +94,11 @@ def gcc_scores(frames: torch.Tensor, pairs: np.ndarray, max_lag: int, opts: Tdoa
 
 def pick_shipped_ngcc(max_lag: int, fs: int) -> str:
     """The shipped NGCC-PHAT checkpoint with the smallest lag range that covers ``max_lag`` at ``fs``."""
-    import torch
-
-    from sslkit.models.checkpoint import shipped_checkpoints
+    from sslkit.models.checkpoint import read_checkpoint_file, shipped_checkpoints
 
     fitting = []
     for path in shipped_checkpoints():
-        meta = torch.load(path, map_location="cpu", weights_only=False)
+        meta = read_checkpoint_file(path)
         cfg = meta["config"]
         if meta["model"] == "ngcc-phat" and cfg["fs"] == fs and cfg["max_tau"] >= max_lag:
             fitting.append((cfg["max_tau"], str(path)))
@@ -209,29 +209,29 @@ def write_tdoa_csv(path: str | os.PathLike, result: TdoaResult, c: float = 343.0
 def read_tdoa_csv(path: str | os.PathLike, mic_ids: list[str]) -> TdoaResult:
     """Read a ``tdoa.csv`` back into arrays (mic ids must be those of the recording's mics.csv)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "no such TDOA file")
-    try:
-        data = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
-    except ValueError as err:
-        raise InputFileError(path, f"malformed TDOA table ({err})") from None
-    if data.size == 0 or not set(TDOA_COLUMNS) <= set(data.dtype.names or ()):
-        raise InputFileError(path, f"expected columns {','.join(TDOA_COLUMNS)}")
-    data = np.atleast_1d(data)
+    header, rows = read_table(path, TDOA_COLUMNS)
+    cols = read_csv_columns(path, ["frame", "time", "rank", "tdoa_s", "score"])
+    if not rows:
+        raise InputFileError(path, "no TDOA rows")
+    frame, rank = cols["frame"], cols["rank"]
+    if not (np.all(np.isfinite(frame) & (frame >= 0) & (frame == np.round(frame))) and np.all(np.isfinite(cols["time"]))):
+        raise InputFileError(path, "frame must be a non-negative integer and time a number on every row")
+    if not np.all(np.isfinite(rank) & (rank >= 1) & (rank <= MAX_PEAKS) & (rank == np.round(rank))):
+        raise InputFileError(path, f"rank must be an integer from 1 to {MAX_PEAKS} on every row")
     index = {m: i for i, m in enumerate(mic_ids)}
     try:
-        pi = np.array([index[str(a)] for a in data["mic_i"]])
-        pj = np.array([index[str(b)] for b in data["mic_j"]])
+        pi = np.array([index[row[header.index("mic_i")].strip()] for row in rows])
+        pj = np.array([index[row[header.index("mic_j")].strip()] for row in rows])
     except KeyError as err:
         raise InputFileError(path, f"mic {err} is not in mics.csv") from None
     pair_list, pair_idx = np.unique(np.stack([pi, pj], 1), axis=0, return_inverse=True)
-    frames, frame_idx = np.unique(data["frame"], return_inverse=True)
-    k = int(data["rank"].max())
+    frames, frame_idx = np.unique(frame.astype(int), return_inverse=True)
+    k = int(rank.max())
     tdoa = np.full((len(frames), len(pair_list), k), np.nan)
     score = np.zeros_like(tdoa)
-    tdoa[frame_idx, pair_idx.ravel(), data["rank"] - 1] = data["tdoa_s"]
-    score[frame_idx, pair_idx.ravel(), data["rank"] - 1] = data["score"]
+    tdoa[frame_idx, pair_idx.ravel(), rank.astype(int) - 1] = cols["tdoa_s"]
+    score[frame_idx, pair_idx.ravel(), rank.astype(int) - 1] = np.nan_to_num(cols["score"])
     times = np.zeros(len(frames))
-    times[frame_idx] = data["time"]
+    times[frame_idx] = cols["time"]
     silent = np.all(np.isnan(tdoa), axis=(1, 2))
     return TdoaResult(times, pair_list, mic_ids, tdoa, score, silent)
