@@ -49,8 +49,9 @@ def draw_feasible_scene(template: dict, seed: int, index: int, audio_dir: str | 
     raise ConfigError(f"scene {index}: no feasible room after {MAX_REDRAWS} draws (check rt60 and dimensions ranges)")
 
 
-def parallel_map(fn: Callable, jobs: list[tuple], workers: int | None) -> Iterator:
-    """``fn(*job)`` for every job, in order, on ``workers`` processes (all cores by default; 1 runs inline).
+def parallel_map(fn: Callable, jobs: list[tuple], workers: int | None, ordered: bool = True) -> Iterator:
+    """``fn(*job)`` for every job on ``workers`` processes (all cores by default; 1 runs inline), in
+    order, or as each finishes (``ordered=False``).
 
     Workers ignore Ctrl-C; the caller's KeyboardInterrupt terminates them at once."""
     workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
@@ -58,7 +59,8 @@ def parallel_map(fn: Callable, jobs: list[tuple], workers: int | None) -> Iterat
         yield from (fn(*job) for job in jobs)
         return
     with multiprocessing.Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
-        yield from pool.imap(functools.partial(_call, fn), jobs, chunksize=4)
+        call = functools.partial(_call, fn)
+        yield from pool.imap(call, jobs, chunksize=4) if ordered else pool.imap_unordered(call, jobs)
 
 
 def _call(fn: Callable, job: tuple):
@@ -131,22 +133,30 @@ def simulate_dataset(
     out.mkdir(parents=True, exist_ok=True)
     if not (out / DATASET_FILE).is_file():
         write_yaml(out / DATASET_FILE, dataset_record(template, seed, audio_dir))
-    rows = {i: index_row(i, scene_folder(out, i).name, resolve_scene(read_yaml(scene_folder(out, i) / SCENE_FILE)))
-            for i in present_scenes(out, count)}
+    rows = {i: present_row(out, i) for i in present_scenes(out, count)}
     if on_progress:
         on_progress(len(rows))
     jobs = [(template, seed, i, str(out), audio_dir, save_rirs) for i in range(count) if i not in rows]
     try:
-        for row in parallel_map(simulate_one, jobs, workers):
+        for row in parallel_map(simulate_one, jobs, workers, ordered=False):
             rows[row["scene"]] = row
             if on_progress:
                 on_progress(len(rows))
-    except KeyboardInterrupt:
+    except BaseException as err:  # the workers were terminated: clear their half-written folders
         remove_temporaries(out, "scene_")
-        raise Interrupted(f"{len(rows)} of {count} scenes kept in {out}; run the same command again to resume") from None
+        rows.update({i: present_row(out, i) for i in present_scenes(out, count) if i not in rows})  # finished as we stopped
+        if isinstance(err, KeyboardInterrupt):
+            raise Interrupted(f"{len(rows)} of {count} scenes kept in {out}; run the same command again to resume") from None
+        raise
     finally:
         write_csv(out / INDEX_FILE, INDEX_COLUMNS, ([rows[i][c] for c in INDEX_COLUMNS] for i in sorted(rows)))
     return out / INDEX_FILE
+
+
+def present_row(out: Path, index: int) -> dict:
+    """The index row of a scene already on disk."""
+    folder = scene_folder(out, index)
+    return index_row(index, folder.name, resolve_scene(read_yaml(folder / SCENE_FILE)))
 
 
 def dataset_record(template: dict, seed: int, audio_dir: str | None) -> dict:

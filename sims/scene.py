@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from sslkit.errors import ConfigError, describe
+from sslkit.files import read_yaml
 from sslkit.sims.signals import draw_signal
 
 TOP_KEYS = {"name", "description", "fs", "duration", "c", "seed", "room", "mics", "sources", "noise", "truth_hop", "block"}
@@ -121,10 +122,7 @@ def load_template(name_or_path: str | Path) -> dict:
         if not preset.is_file():
             raise ConfigError(f"{name_or_path}: no such scene file or preset (see --list-presets)")
         path = preset
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of scene keys")
     if "mic_ids" in data:  # a resolved scene.yaml

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sslkit.geometry import check_same_units
 from sslkit.localize import PositionTrack
 from sslkit.recording import SourceTrack
 
@@ -13,8 +14,10 @@ def position_errors(pred: PositionTrack, truth: SourceTrack, truncate: float | N
 
     Truth is interpolated linearly in time; predictions outside every source's active span
     (:meth:`SourceTrack.active_span`) are dropped. A missing prediction (NaN) counts as ``truncate`` metres (or inf without truncation),
-    and errors are capped at ``truncate`` (the papers cap at 3 m).
+    and errors are capped at ``truncate`` (the papers cap at 3 m). Estimates in other units than
+    the truth (mm against m) are a GeometryError.
     """
+    check_same_units(pred.xyz, truth.xyz, "predictions vs ground truth")
     best = np.full(len(pred.times), np.inf)
     covered = np.zeros(len(pred.times), dtype=bool)
     for sid in np.unique(truth.source_id):

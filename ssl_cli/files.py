@@ -112,9 +112,9 @@ def check_new_folder(path: Path, overwrite: bool = False, inputs: Iterable[Path]
         return
     if not path.is_dir():
         raise OutputError(f"{path}: is a file; a folder is needed")
+    check_replaceable(path, inputs)
     if not any(path.iterdir()):
         return
-    check_replaceable(path, inputs)
     foreign = foreign_entries(path)
     if foreign:
         raise OutputError(f"{path}: exists and holds '{foreign[0]}', which sslkit did not write; choose another --out (nothing was changed)")

@@ -25,6 +25,25 @@ def check_metres(xyz: np.ndarray, where: object) -> None:
         return
     spread = float(np.max(finite.max(axis=0) - finite.min(axis=0)))
     if spread > MAX_SPREAD_M:
-        unit = "millimetres" if spread > 100 * MAX_SPREAD_M else "centimetres"
-        raise GeometryError(f"{where}: positions spread over {spread:.0f} m; sslkit reads metres and these look like {unit} "
-                            f"(divide by {1000 if unit == 'millimetres' else 100})")
+        raise GeometryError(f"{where}: positions spread over {spread:.0f} m, but sslkit reads metres: in millimetres they would "
+                            f"spread over {spread / 1000:.3g} m, in centimetres {spread / 100:.3g} m; convert them to metres")
+
+
+UNIT_RATIO = 30.0
+"""Ratio of typical magnitudes from which two sets of positions are taken to be in different units."""
+
+
+def check_same_units(estimates: np.ndarray, truth: np.ndarray, where: object) -> None:
+    """GeometryError when estimates (n, 3) are typically ``UNIT_RATIO`` times larger or smaller
+    than the truth (m, 3) (one of them in mm or cm), measured about the truth's centre."""
+    finite = estimates[np.isfinite(estimates).all(axis=1)]
+    if len(finite) == 0 or len(truth) == 0:
+        return
+    centre = truth.mean(axis=0)
+    scale_truth = max(float(np.median(np.linalg.norm(truth, axis=1))), 1e-3)
+    scale_est = float(np.median(np.linalg.norm(finite, axis=1)))
+    ratio = scale_est / scale_truth
+    if ratio > UNIT_RATIO or ratio < 1 / UNIT_RATIO:
+        typical = float(np.median(np.linalg.norm(finite - centre, axis=1)))
+        raise GeometryError(f"{where}: the estimates lie about {typical:.3g} m from the truth and are about {ratio:.3g}× its scale: "
+                            "are they in millimetres or centimetres? sslkit reads metres")

@@ -1,0 +1,380 @@
+"""The hostile-input floor: every bad or unusual input is one line and exit code 2 (or a warning
+and a result), nothing is half written, and no file sslkit did not write is replaced or deleted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
+from sslkit.models.checkpoint import shipped_checkpoint
+
+ROOM = [5.0, 4.0, 3.0]
+SOURCE = [2.5, 1.8, 1.2]
+MICS = np.array([[0.6, 0.5, 0.4], [4.4, 0.6, 1.9], [4.3, 3.5, 0.6], [0.7, 3.4, 2.2], [2.4, 0.4, 2.6], [2.6, 3.6, 1.0]])
+
+
+def delayed_noise(mics: np.ndarray, source: list[float], seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+    """White noise reaching each mic after ‖s − rᵢ‖/c (exact fractional delays), (samples, mics)."""
+    n = int(seconds * FS)
+    x = np.random.default_rng(seed).standard_normal(n)
+    f = np.fft.rfftfreq(n)
+    delays = np.linalg.norm(mics - np.array(source), axis=1) / SPEED_OF_SOUND * FS
+    return np.stack([np.fft.irfft(np.fft.rfft(x) * np.exp(-2j * np.pi * f * d), n) for d in delays], 1).astype(np.float32) * 0.1
+
+
+def user_recording(folder: Path, mics: np.ndarray = MICS, audio: np.ndarray | None = None, scale: float = 1.0) -> Path:
+    """A recording folder as a user makes it (plain files, no sslkit manifest); sources.csv lists
+    the static source once, at time 0, as measured datasets do."""
+    folder.mkdir(parents=True)
+    sf.write(folder / "audio.wav", delayed_noise(mics, SOURCE) if audio is None else audio, FS, subtype="FLOAT")
+    (folder / "mics.csv").write_text("mic_id,x,y,z\n" + "".join(f"{i + 1},{x * scale},{y * scale},{z * scale}\n" for i, (x, y, z) in enumerate(mics)))
+    (folder / "sources.csv").write_text("time,source_id,x,y,z\n" + "0,0," + ",".join(str(v * scale) for v in SOURCE) + "\n")
+    (folder / "scene.yaml").write_text(yaml.safe_dump({"room": {"dimensions": ROOM}}))
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def rec(tmp_path) -> Path:
+    return user_recording(tmp_path / "rec")
+
+
+@pytest.fixture
+def scene_file(tmp_path) -> Path:
+    path = tmp_path / "scene.yml"
+    path.write_text(yaml.safe_dump(small_scene()))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Data loss
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_simulate_never_replaces_a_folder_it_did_not_write(cli, tmp_path, scene_file, overwrite):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    before = snapshot(mine)
+    assert_one_line_error(cli("simulate", "--config", scene_file, "--out", mine, *overwrite), "thesis.tex", "sslkit did not write")
+    assert snapshot(mine) == before
+
+
+def test_simulate_never_replaces_the_current_folder(cli, tmp_path, scene_file, monkeypatch):
+    (tmp_path / "notes.txt").write_text("keep me")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    for out in (".", str(tmp_path), ".."):
+        assert_one_line_error(cli("simulate", "--config", scene_file, "--out", out, "--overwrite"), "current folder")
+    assert snapshot(tmp_path) == before
+
+
+def test_overwrite_replaces_only_what_sslkit_wrote(cli, tmp_path, scene_file):
+    out = tmp_path / "rec"
+    assert cli("simulate", "--config", scene_file, "--out", out).exit_code == 0
+    assert_one_line_error(cli("simulate", "--config", scene_file, "--out", out), "--overwrite")
+    assert cli("simulate", "--config", scene_file, "--out", out, "--overwrite", "--seed", 1).exit_code == 0
+    (out / "my_notes.txt").write_text("added by the user")
+    before = snapshot(out)
+    assert_one_line_error(cli("simulate", "--config", scene_file, "--out", out, "--overwrite"), "my_notes.txt")
+    assert snapshot(out) == before
+
+
+def test_a_folder_holding_the_input_is_never_replaced(cli, tmp_path, scene_file):
+    out = tmp_path / "rec"
+    assert cli("simulate", "--config", scene_file, "--out", out).exit_code == 0
+    before = snapshot(out)
+    assert_one_line_error(cli("simulate", "--config", out / "scene.yaml", "--out", out, "--overwrite"), "holds the input")
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("command", ["tdoa", "locate"])
+def test_file_outputs_never_replace_user_files(cli, rec, tmp_path, command):
+    mine = tmp_path / "results.csv"
+    mine.write_text("my own table\n")
+    assert_one_line_error(cli(command, rec, "--out", mine), "not written by sslkit")
+    assert mine.read_text() == "my own table\n"
+
+
+def test_rerunning_a_command_replaces_its_own_output(cli, rec):
+    assert cli("tdoa", rec).exit_code == 0
+    assert cli("tdoa", rec, "--peaks", 2).exit_code == 0
+    assert "rank" in (rec / "tdoa.csv").read_text()
+
+
+def test_evaluate_and_evaluate_seld_never_replace_user_files(cli, rec, tmp_path):
+    assert cli("locate", rec, "--no-plot").exit_code == 0
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    assert_one_line_error(cli("evaluate", "--pred", rec / "positions.csv", "--truth", rec / "sources.csv", "--out", out), "metrics.json")
+    assert (out / "metrics.json").read_text() == "{}"
+    (tmp_path / "pred.csv").write_text("0,1,0,10,0,100\n")
+    (tmp_path / "seld_metrics.json").write_text("mine")
+    assert_one_line_error(cli("evaluate-seld", "--pred", tmp_path / "pred.csv", "--truth", tmp_path / "pred.csv"), "seld_metrics.json")
+    assert (tmp_path / "seld_metrics.json").read_text() == "mine"
+
+
+def test_out_with_a_trailing_slash_or_an_existing_folder_writes_inside(cli, rec, tmp_path):
+    result = cli("locate", rec, "--no-plot", "--out", f"{tmp_path / 'results'}/")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "results" / "positions.csv").is_file()
+    assert cli("tdoa", rec, "--out", tmp_path / "results").exit_code == 0
+    assert (tmp_path / "results" / "tdoa.csv").is_file()
+
+
+@pytest.mark.parametrize(("where", "fragment"), [("under_file", "is a file"), ("proc", "cannot write"), ("file_as_folder", "is a file")])
+def test_unwritable_output_places_fail_before_any_work(cli, rec, tmp_path, scene_file, where, fragment):
+    (tmp_path / "plain.txt").write_text("x")
+    if where == "file_as_folder":
+        result = cli("simulate", "--config", scene_file, "--out", tmp_path / "plain.txt")
+    else:
+        out = tmp_path / "plain.txt" / "positions.csv" if where == "under_file" else Path("/proc/sslkit-test/positions.csv")
+        result = cli("locate", rec, "--out", out)
+    assert_one_line_error(result, fragment)
+    assert (tmp_path / "plain.txt").read_text() == "x"
+
+
+def test_training_run_folders_are_checked_before_work_and_failed_runs_leave_none(cli, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "data.bin").write_bytes(b"\x00")
+    assert_one_line_error(cli("train-ngcc", "--out", mine, "--scenes", 1, "--val-scenes", 1), "data.bin")
+    assert_one_line_error(cli("train-ngcc", "--out", tmp_path / "new", "--resume"), "nothing to resume")
+    assert_one_line_error(cli("train-wav2pos", "--out", tmp_path / "run", "--scene", tmp_path / "missing.yaml"), "missing.yaml")
+    assert not (tmp_path / "new").exists() and not (tmp_path / "run").exists()
+
+
+def test_import_luvira_never_replaces_a_foreign_folder(cli, tmp_path):
+    from test_luvira_import import fake_luvira
+
+    fake_luvira(tmp_path / "speech3")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("k")
+    result = cli("import-luvira", tmp_path / "speech3", "--mic-positions", tmp_path / "speech3" / "mics.csv",
+                 "--truth", tmp_path / "speech3" / "mocap.csv", "--out", out, "--overwrite")
+    assert_one_line_error(result, "keep.txt")
+    assert (out / "keep.txt").read_text() == "k"
+
+
+# ---------------------------------------------------------------------------------------------
+# Validate before working: numbers, units, sizes, geometry, checkpoints
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "fragments"),
+    [
+        ({"fs": 0}, ["fs must be an integer"]),
+        ({"fs": 16000.5}, ["fs must be an integer"]),
+        ({"fs": "fast"}, ["fs must be an integer"]),
+        ({"duration": 0}, ["duration must be a number"]),
+        ({"duration": -1.0}, ["duration must be a number"]),
+        ({"c": -343.0}, ["c must be a number"]),
+        ({"room": {"dimensions": [4.0, 3.0, 2.5], "absorption": 1.5}}, ["room.absorption", "(0, 1]"]),
+        ({"noise": {"snr_db": float("nan")}}, ["noise.snr_db"]),
+        ({"noise": {"snr_db": {"uniform": [30, 10]}}}, ["scene.noise.snr_db", "lo ≤ hi"]),
+        ({"sources": []}, ["at least one source"]),
+        ({"room": {"dimensions": [4.0, 3.0, 2.5], "rt60": 0.01}}, ["cannot have an RT60"]),
+        ({"sources": [{"signal": "noise", "position": [3.0, 2.0, 1.5], "gain_db": float("inf")}]}, ["gain_db"]),
+        ({"duration": 36000.0}, ["needs about", "shorten the duration"]),
+        ({"mics": "everywhere"}, ["invalid scene"]),
+    ],
+)
+def test_scene_numbers_are_checked_before_simulating(cli, tmp_path, change, fragments):
+    cfg = tmp_path / "bad.yml"
+    cfg.write_text(yaml.safe_dump(small_scene(**change)))
+    assert_one_line_error(cli("simulate", "--config", cfg, "--out", tmp_path / "out"), *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["tdoa", "locate"])
+@pytest.mark.parametrize("c", ["0", "-343"])
+def test_speed_of_sound_must_be_positive(cli, rec, command, c):
+    assert_one_line_error(cli(command, rec, "--c", c), "speed of sound")
+    assert not (rec / "tdoa.csv").exists() and not (rec / "positions.csv").exists()
+
+
+def test_jobs_that_cannot_fit_in_memory_are_refused_with_the_estimate(cli, rec):
+    assert_one_line_error(cli("tdoa", rec, "--upsample", 100000), "needs about", "upsampling")
+    assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--bounds", "0,0,0,5000,4000,3000"), "needs about", "metres")
+
+
+@pytest.mark.parametrize("tracks", ["1", "7", "3,8"])
+def test_bench_adpit_refuses_track_counts_it_cannot_enumerate(cli, tmp_path, tracks):
+    assert_one_line_error(cli("bench-adpit", "--tracks", tracks, "--device", "cpu", "--out", tmp_path / "b.json"), "--tracks")
+
+
+def test_adpit_loss_refuses_more_tracks_than_it_can_enumerate():
+    from sslkit.models.adpit import adpit_loss
+
+    with pytest.raises(ValueError, match="1 to 6 tracks"):
+        adpit_loss(torch.zeros(1, 1, 7, 4, 1), torch.zeros(1, 1, 28, 5, 1), "bradpit")
+
+
+def test_millimetre_coordinates_are_named(cli, tmp_path):
+    rec = user_recording(tmp_path / "rec", scale=1000.0)
+    assert_one_line_error(cli("locate", rec), "millimetres")
+    good = user_recording(tmp_path / "good")
+    assert cli("locate", good, "--no-plot").exit_code == 0
+    pred = tmp_path / "mm.csv"
+    pred.write_text("time,x,y,z\n0.1,2500,1800,1200\n0.2,2400,1700,1100\n")
+    assert_one_line_error(cli("evaluate", "--pred", pred, "--truth", good / "sources.csv", "--out", tmp_path / "ev"), "millimetres")
+
+
+def test_collinear_mics_in_3d_are_an_error(cli, tmp_path):
+    line = np.array([[0.5 + 0.6 * k, 1.0, 1.2] for k in range(6)])
+    rec = user_recording(tmp_path / "rec", mics=line, audio=delayed_noise(line, SOURCE))
+    assert_one_line_error(cli("locate", rec), "collinear")
+    assert not (rec / "positions.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "found", "needed"),
+    [
+        (("tdoa", "{rec}", "--method", "ngcc", "--checkpoint", "{wav2pos}"), "wav2pos", "ngcc-phat"),
+        (("locate", "{rec}", "--method", "wav2pos", "--checkpoint", "{ngcc}"), "ngcc-phat", "wav2pos"),
+        (("locate", "{rec}", "--tdoa", "ngcc", "--checkpoint", "{wav2pos}"), "wav2pos", "ngcc-phat"),
+        (("predict-seld", "--checkpoint", "{ngcc}", "{rec}", "--out", "{tmp}/pred"), "ngcc-phat", "seldnet"),
+        (("evaluate-tdoa", "--checkpoint", "{wav2pos}", "--out", "{tmp}/ev"), "wav2pos", "ngcc-phat"),
+    ],
+)
+def test_checkpoints_of_the_wrong_kind_are_named(cli, rec, tmp_path, args, found, needed):
+    names = {"rec": rec, "tmp": tmp_path, "wav2pos": shipped_checkpoint("wav2pos"), "ngcc": shipped_checkpoint("ngcc-phat")}
+    assert_one_line_error(cli(*(a.format(**names) for a in args)), f"is a {found} checkpoint", f"a {needed} checkpoint is needed")
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(cli, rec, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"model": "ngcc-phat", "payload": Payload()}, tmp_path / "evil.pt")
+    assert_one_line_error(cli("tdoa", rec, "--method", "ngcc", "--checkpoint", tmp_path / "evil.pt"), "evil.pt", "not a readable checkpoint")
+    assert not marker.exists()
+
+
+def test_malformed_scene_yaml_in_a_recording_names_file_and_line(cli, rec):
+    (rec / "scene.yaml").write_text("room:\n  dimensions: [5, 4, 3\nnoise: 1\n")
+    assert_one_line_error(cli("locate", rec), "scene.yaml", "invalid YAML", "line")
+
+
+# ---------------------------------------------------------------------------------------------
+# Real inputs that must simply work
+# ---------------------------------------------------------------------------------------------
+def test_sources_listed_once_are_static_for_the_whole_recording(cli, rec, tmp_path):
+    result = cli("locate", rec, "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert "MAE vs sources.csv" in result.stdout
+    result = cli("evaluate", "--pred", rec / "positions.csv", "--truth", rec / "sources.csv", "--out", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    import json
+
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())["results"]
+    (only,) = metrics.values()
+    assert only["n"] >= 10 and only["median_m"] < 0.05  # every hop scored against the one static row
+
+
+def test_truncated_wav_is_read_with_a_warning(cli, tmp_path):
+    rec = user_recording(tmp_path / "rec")
+    sf.write(rec / "audio.wav", delayed_noise(MICS, SOURCE), FS, subtype="PCM_16")
+    data = (rec / "audio.wav").read_bytes()
+    (rec / "audio.wav").write_bytes(data[: len(data) * 3 // 4])
+    result = cli("locate", rec, "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.stderr and "truncated" in result.stderr
+
+
+def test_clipped_audio_is_read_with_a_warning(cli, tmp_path):
+    audio = np.clip(delayed_noise(MICS, SOURCE) * 20, -1, 1)
+    rec = user_recording(tmp_path / "rec", audio=audio)
+    result = cli("locate", rec, "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.stderr and "clipped" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# No silent garbage
+# ---------------------------------------------------------------------------------------------
+def test_simulate_refuses_a_scene_with_no_active_source(cli, tmp_path):
+    assert_one_line_error(cli("simulate", "--preset", "tetra-seld", "--duration", 1, "--seed", 5, "--out", tmp_path / "t"), "no source is active")
+    assert not (tmp_path / "t").exists()
+
+
+def test_resuming_a_dataset_checks_it_is_the_same_dataset(cli, tmp_path, scene_file):
+    out = tmp_path / "data"
+    assert cli("simulate", "--config", scene_file, "--count", 2, "--out", out, "--workers", 1).exit_code == 0
+    assert_one_line_error(cli("simulate", "--config", scene_file, "--count", 3, "--out", out, "--seed", 1), "seed = 0 (not 1)")
+    other = tmp_path / "other.yml"
+    other.write_text(yaml.safe_dump(small_scene(fs=8000)))
+    assert_one_line_error(cli("simulate", "--config", other, "--count", 3, "--out", out), "fs = 16000 (not 8000)")
+    result = cli("simulate", "--config", scene_file, "--count", 3, "--out", out, "--workers", 1)
+    assert result.exit_code == 0 and "resuming: 2 of 3 scenes present" in result.stdout
+
+
+def test_seld_training_needs_labels_and_says_when_it_cannot_validate(cli, tmp_path):
+    bells = tmp_path / "bells.yml"
+    bells.write_text(yaml.safe_dump(small_scene(duration=1.0, sources=[{"signal": "bell", "position": [3.0, 2.0, 1.5]}])))
+    noise = tmp_path / "noise.yml"
+    noise.write_text(yaml.safe_dump(small_scene(duration=1.0)))
+    for name, cfg in (("labelled", bells), ("unlabelled", noise)):
+        assert cli("simulate", "--config", cfg, "--count", 2, "--out", tmp_path / name, "--workers", 1).exit_code == 0
+    (tmp_path / "classes.yaml").write_text("[bell]\n")
+    args = ("train-seld", "--classes", tmp_path / "classes.yaml", "--epochs", 1, "--batch-size", 2, "--device", "cpu")
+    assert_one_line_error(cli(*args, "--data", tmp_path / "unlabelled", "--out", tmp_path / "bad"), "no event labels")
+    assert not (tmp_path / "bad").exists()
+    result = cli(*args, "--data", tmp_path / "labelled", "--val", tmp_path / "unlabelled", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "validation clips hold no events" in result.stderr and "not measured" in result.stdout
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_no_runtime_warning_reaches_the_terminal(cli, rec, tmp_path):
+    pred = tmp_path / "none.csv"
+    pred.write_text("time,x,y,z\n0.1,nan,nan,nan\n0.2,nan,nan,nan\n")
+    result = cli("evaluate", "--pred", pred, "--truth", rec / "sources.csv", "--out", tmp_path / "ev", "--no-truncate")
+    assert result.exit_code == 0, result.output
+    assert "RuntimeWarning" not in result.output
+
+
+def test_a_silence_threshold_that_silences_everything_is_an_error(cli, rec):
+    assert_one_line_error(cli("tdoa", rec, "--silence-db", "-5"), "silence threshold")
+
+
+def test_wav2pos_warns_outside_the_geometry_it_was_trained_on(cli, rec):
+    result = cli("locate", rec, "--method", "wav2pos", "--no-plot", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.stderr and "train-wav2pos" in result.stderr
+
+
+def test_ctrl_c_stops_dataset_generation_keeps_complete_scenes_and_resumes(tmp_path, scene_file):
+    cfg = tmp_path / "long.yml"
+    cfg.write_text(yaml.safe_dump(small_scene(duration=3.0)))
+    out = tmp_path / "data"
+    command = [sys.executable, "-m", "sslkit", "simulate", "--config", str(cfg), "--count", "200", "--out", str(out), "--workers", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("scene_*"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "scenes kept" in stderr and "Traceback" not in stderr
+    assert not [p for p in out.iterdir() if p.name.startswith(".scene_")]  # no half-written scene
+    kept = sorted(p.name for p in out.glob("scene_*"))
+    assert all((out / name / "audio.wav").is_file() for name in kept)
+    assert len((out / "index.csv").read_text().splitlines()) == len(kept) + 1
