@@ -13,7 +13,9 @@ re-simulates bit for bit (its own ``seed`` drives the noise).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,6 +36,8 @@ RANDOM_KEYS = {"uniform", "randint", "choice", "grid"}
 NOISE_KINDS = ("white", "diffuse", "babble")
 MAX_FS = 384_000
 """Highest sample rate (Hz) a scene may ask for."""
+MAX_ROOM_M = 1000.0
+"""Largest room side (m) a scene may ask for."""
 MAX_RT60_S = 20.0
 """Longest reverberation time (s) a scene may ask for."""
 
@@ -132,6 +136,8 @@ def load_template(name_or_path: str | Path) -> dict:
     mics = data.get("mics")
     if isinstance(mics, dict):
         _check_keys(mics, MIC_KEYS, "mics", path)
+    if not isinstance(data.get("sources") or [], list):
+        raise ConfigError(f"{path}: 'sources' must be a list of sources")
     for i, src in enumerate(data.get("sources") or []):
         _check_keys(src, SOURCE_KEYS, f"sources[{i}]", path)
     _check_keys(data.get("noise") or {}, NOISE_KEYS, "noise", path)
@@ -139,6 +145,17 @@ def load_template(name_or_path: str | Path) -> dict:
         if key not in data:
             raise ConfigError(f"{path}: missing required key '{key}'")
     return data
+
+
+@contextlib.contextmanager
+def errors_naming(source: object) -> Iterator[None]:
+    """Prefix ``source`` (the scene file or preset) to the ConfigErrors raised inside, once."""
+    try:
+        yield
+    except ConfigError as err:
+        if str(err).startswith(f"{source}:"):
+            raise
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def _check_keys(d: object, allowed: set[str], where: str, path: Path) -> None:
@@ -295,8 +312,8 @@ def _resolve_template(template: dict, seed: int, index: int, audio_dir: str | Pa
 
 def _resolve_room(r: dict) -> RoomSpec:
     dims = r.get("dimensions")
-    if not (isinstance(dims, list) and len(dims) == 3 and all(isinstance(v, (int, float)) and v > 0 for v in dims)):
-        raise ConfigError(f"room.dimensions must be three positive numbers (metres), got {dims}")
+    if not (isinstance(dims, list) and len(dims) == 3 and all(_is_number(v) and 0 < v <= MAX_ROOM_M for v in dims)):
+        raise ConfigError(f"room.dimensions must be three numbers of metres in (0, {MAX_ROOM_M:g}], got {dims}")
     given = [k for k in ("rt60", "absorption", "materials") if r.get(k) is not None]
     if len(given) > 1:
         raise ConfigError(f"room: give only one of rt60, absorption, materials (got {', '.join(given)})")

@@ -36,12 +36,12 @@ err_console = Console(stderr=True)
 def user_errors(fn):
     """Run a command the way users see it: a UserError becomes one line on stderr and exit code 2,
     Ctrl-C one line saying what was kept and exit code 130, an sslkit warning one line, and
-    numpy's RuntimeWarnings (NaN arithmetic the library handles) nothing."""
+    other warnings (numpy's NaN arithmetic the library handles, libraries' notes) nothing."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore")  # numpy's NaN arithmetic and libraries' notes are not the user's business
             warnings.simplefilter("always", SslkitWarning)
             warnings.showwarning = show_warning
             try:
@@ -157,10 +157,11 @@ def simulate(
             out = config.parent.with_name(config.parent.name + "-resim")
     audio = str(audio_dir) if audio_dir else None
     start = time.perf_counter()
-    if count is None:
-        _simulate_single(template, out, seed, audio, save_rirs, start, overwrite, [p for p in (config, audio_dir) if p])
-    else:
-        _simulate_dataset(template, count, out, seed, audio, save_rirs, workers, start, overwrite)
+    with scenes.errors_naming(preset or config):
+        if count is None:
+            _simulate_single(template, out, seed, audio, save_rirs, start, overwrite, [p for p in (config, audio_dir) if p])
+        else:
+            _simulate_dataset(template, count, out, seed, audio, save_rirs, workers, start, overwrite)
 
 
 def _simulate_single(template: dict, out: Path, seed: int, audio_dir, save_rirs: bool, start: float, overwrite: bool, inputs: list[Path]) -> None:

@@ -351,4 +351,5 @@ def read_positions(path: str | os.PathLike) -> PositionTrack:
     check_metres(np.stack([cols["x"], cols["y"], cols["z"]], 1), path)
     conf = cols.get("confidence", np.ones(n))
     n_in = cols.get("n_inliers", np.zeros(n))
-    return PositionTrack(cols["time"], np.stack([cols["x"], cols["y"], cols["z"]], 1), conf, np.nan_to_num(n_in).astype(int))
+    n_in = np.where(np.isfinite(n_in) & (np.abs(n_in) < 2**31), n_in, 0).astype(int)  # informative only: unreadable counts are 0
+    return PositionTrack(cols["time"], np.stack([cols["x"], cols["y"], cols["z"]], 1), conf, n_in)

@@ -203,6 +203,9 @@ def read_sources(path: str | os.PathLike) -> SourceTrack:
     cols = read_csv_columns(Path(path), ["time", "source_id", "x", "y", "z"])
     if not all(np.all(np.isfinite(v)) for v in cols.values()):
         raise InputFileError(path, "contains NaN or empty values")
+    ids = cols["source_id"]
+    if not np.all((ids == np.round(ids)) & (np.abs(ids) < 2**31)):
+        raise InputFileError(path, "source_id must be an integer on every row")
     check_metres(np.stack([cols["x"], cols["y"], cols["z"]], axis=1), path)
     return SourceTrack(cols["time"], cols["source_id"].astype(int), np.stack([cols["x"], cols["y"], cols["z"]], axis=1))
 

@@ -35,6 +35,9 @@ class SeldEvents:
     distance: np.ndarray
 
 
+MAX_FRAME = 2**31
+"""Frame indices must fit a 32-bit integer (a day of 100 ms frames is under a million)."""
+
 def unit_vectors(azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
     az, el = np.radians(azimuth), np.radians(elevation)
     return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
@@ -99,13 +102,13 @@ def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> SeldEvents:
         try:
             values = [float(v) for v in cells]
         except ValueError:
-            raise InputFileError(path, f"line {number}: expected numbers, got {line}") from None
+            raise InputFileError(path, f"line {number}: expected numbers, got {line[:80]}") from None
         if len(values) not in (5, 6) or not np.all(np.isfinite(values)):
             raise InputFileError(path, f"line {number}: expected frame,class,source,azimuth,elevation[,distance] as finite numbers")
-        if values[0] < 0 or values[0] != int(values[0]):
-            raise InputFileError(path, f"line {number}: frame {cells[0]} is not a non-negative integer")
+        if not 0 <= values[0] < MAX_FRAME or values[0] != int(values[0]):
+            raise InputFileError(path, f"line {number}: frame {cells[0][:20]} is not an integer from 0 to {MAX_FRAME - 1}")
         if not 0 <= values[1] < n_classes or values[1] != int(values[1]):
-            raise InputFileError(path, f"line {number}: class {cells[1]} is not one of 0..{n_classes - 1}")
+            raise InputFileError(path, f"line {number}: class {cells[1][:20]} is not one of 0..{n_classes - 1}")
         rows.append(values if len(values) == 6 else [*values, 1.0])
     data = np.array(rows).reshape(-1, 6)
     return SeldEvents(data[:, 0].astype(int), data[:, 1].astype(int), data[:, 3], data[:, 4], data[:, 5])

@@ -214,7 +214,7 @@ def read_tdoa_csv(path: str | os.PathLike, mic_ids: list[str]) -> TdoaResult:
     if not rows:
         raise InputFileError(path, "no TDOA rows")
     frame, rank = cols["frame"], cols["rank"]
-    if not (np.all(np.isfinite(frame) & (frame >= 0) & (frame == np.round(frame))) and np.all(np.isfinite(cols["time"]))):
+    if not (np.all(np.isfinite(frame) & (frame >= 0) & (frame < 2**31) & (frame == np.round(frame))) and np.all(np.isfinite(cols["time"]))):
         raise InputFileError(path, "frame must be a non-negative integer and time a number on every row")
     if not np.all(np.isfinite(rank) & (rank >= 1) & (rank <= MAX_PEAKS) & (rank == np.round(rank))):
         raise InputFileError(path, f"rank must be an integer from 1 to {MAX_PEAKS} on every row")

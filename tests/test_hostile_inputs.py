@@ -196,7 +196,7 @@ def test_import_luvira_never_replaces_a_foreign_folder(cli, tmp_path):
 def test_scene_numbers_are_checked_before_simulating(cli, tmp_path, change, fragments):
     cfg = tmp_path / "bad.yml"
     cfg.write_text(yaml.safe_dump(small_scene(**change)))
-    assert_one_line_error(cli("simulate", "--config", cfg, "--out", tmp_path / "out"), *fragments)
+    assert_one_line_error(cli("simulate", "--config", cfg, "--out", tmp_path / "out"), "bad.yml", *fragments)
     assert not (tmp_path / "out").exists()
 
 
