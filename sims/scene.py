@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from sslkit.errors import ConfigError, describe
+from sslkit.errors import ConfigError, GeometryError, ResourceError, describe
 from sslkit.files import read_yaml
 from sslkit.sims.signals import draw_signal
 
@@ -149,13 +149,13 @@ def load_template(name_or_path: str | Path) -> dict:
 
 @contextlib.contextmanager
 def errors_naming(source: object) -> Iterator[None]:
-    """Prefix ``source`` (the scene file or preset) to the ConfigErrors raised inside, once."""
+    """Prefix ``source`` (the scene file or preset) to the errors about the scene raised inside, once."""
     try:
         yield
-    except ConfigError as err:
+    except (ConfigError, GeometryError, ResourceError) as err:
         if str(err).startswith(f"{source}:"):
             raise
-        raise ConfigError(f"{source}: {err}") from None
+        raise type(err)(f"{source}: {err}") from None
 
 
 def _check_keys(d: object, allowed: set[str], where: str, path: Path) -> None:
