@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslkit.errors import InputFileError, OutputError, describe
+from sslkit.errors import InputFileError, Interrupted, OutputError, describe
 from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, foreign_entries, remove_sslkit_folder
 
 
@@ -39,9 +39,11 @@ def run_folder(path: str | os.PathLike, resume: bool = False, overwrite: bool = 
     path.mkdir(parents=True, exist_ok=True)
     try:
         yield path
-    except BaseException:
+    except BaseException as err:
         if created and set(p.name for p in path.iterdir()) <= {MANIFEST}:
             shutil.rmtree(path)
+        if isinstance(err, KeyboardInterrupt) and (path / "last.pt").is_file():
+            raise Interrupted(f"{path} keeps the last complete epoch in last.pt; --resume continues from it") from None
         raise
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -22,7 +24,33 @@ from rich.table import Table
 from sslkit import __version__
 from sslkit.errors import SslkitWarning, UserError
 
+
+class OneLineUsageErrors(typer.core.TyperGroup):
+    """Usage errors (unknown command or option, out-of-range value) as one ``error:`` line with
+    exit code 2, like every other bad input."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            sys.exit(130)
+        except Exception as err:
+            if not hasattr(err, "format_message"):  # click's (or typer's vendored click's) exceptions have it
+                raise
+            if type(err).__name__ == "NoArgsIsHelpError":  # plain `sslkit`: the help, as --help gives it
+                console.print(err.ctx.get_help(), highlight=False, markup=False)
+                sys.exit(0)
+            ctx = getattr(err, "ctx", None)
+            where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            err_console.print(f"[bold red]error:[/] {escape(err.format_message())}{escape(where)}", highlight=False, soft_wrap=True)
+            sys.exit(getattr(err, "exit_code", 2))
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     name="sslkit",
     help="Sound source localization on ad-hoc microphone arrays: simulate, TDOA, locate, train, evaluate.",
     no_args_is_help=True,

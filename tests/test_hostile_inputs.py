@@ -171,6 +171,11 @@ def test_import_luvira_never_replaces_a_foreign_folder(cli, tmp_path):
     assert (out / "keep.txt").read_text() == "k"
 
 
+@pytest.mark.parametrize("args", [("locate", "{rec}", "--hop", "0"), ("locat", "{rec}"), ("locate",), ("tdoa", "{rec}", "--bogus")])
+def test_usage_errors_are_one_line(cli, rec, args):
+    assert_one_line_error(cli(*(a.format(rec=rec) for a in args)), "--help")
+
+
 # ---------------------------------------------------------------------------------------------
 # Validate before working: numbers, units, sizes, geometry, checkpoints
 # ---------------------------------------------------------------------------------------------
