@@ -7,6 +7,8 @@ m = τᵢⱼ·fs. Everything is vectorized over frames × pairs with torch (CPU 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -93,6 +95,12 @@ def gcc(
     Shape: frames (F, M, L) → (F, P, 2·max_lag·upsample + 1).
     """
     n_fft = gcc_fft_length(frames.shape[-1], max_lag)
+    cross = cross_spectra(frames, pairs, n_fft, weighting, beta)
+    return correlation(cross, n_fft, max_lag, upsample)
+
+
+def cross_spectra(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, weighting: str = "phat", beta: float = 0.7) -> torch.Tensor:
+    """Weighted cross-spectra XᵢXⱼ*/|XᵢXⱼ*|^β of every frame and pair, (F, M, L) → (F, P, n_fft//2 + 1)."""
     spec = torch.fft.rfft(frames, n=n_fft)  # (F, M, K)
     exponent = weighting_exponent(weighting, beta)
     if exponent == 1.0:
@@ -100,10 +108,60 @@ def gcc(
     elif exponent:
         spec = spec / (spec.abs() + EPS) ** exponent
     idx = torch.as_tensor(pairs, device=frames.device)
-    cross = spec[:, idx[:, 0]] * spec.conj().resolve_conj()[:, idx[:, 1]]  # (F, P, K); a lazy conj is 3× slower
+    return spec[:, idx[:, 0]] * spec.conj().resolve_conj()[:, idx[:, 1]]  # (F, P, K); a lazy conj is 3× slower
+
+
+def correlation(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1) -> torch.Tensor:
+    """Cross-spectra (..., K) → correlations at lags −max_lag…max_lag in steps of 1/upsample (..., 2·max_lag·upsample + 1)."""
     r = torch.fft.irfft(cross, n=n_fft * upsample) * upsample
     half = max_lag * upsample
     return torch.cat([r[..., -half:], r[..., : half + 1]], dim=-1) if half > 0 else r[..., :1]
+
+
+def window_frames(window_s: float | None, hop: int, fs: int) -> int | None:
+    """Frames in an integration window of ``window_s`` seconds centred on a hop (odd, ≥ 1);
+    None (the whole recording) stays None."""
+    if window_s is None:
+        return None
+    if not (np.isfinite(window_s) and window_s >= 0):
+        raise UserError(f"the integration window must be a non-negative number of seconds, got {window_s}")
+    return 2 * int(round(window_s * fs / hop / 2)) + 1
+
+
+def window_average(
+    compute: Callable[[int, int], torch.Tensor], n: int, active: torch.Tensor, window: int | None, batch: int,
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Per-frame values averaged over the active frames of a window centred on each frame.
+
+    ``compute(lo, hi)`` gives the values of frames lo…hi−1, shape (hi − lo, ...); ``active`` (n,)
+    says which frames count. ``window`` frames (odd) centred on each frame; 1 is each frame alone;
+    None averages the whole recording into one. Yields (frames covered, averages (B, ...)); with
+    None one item (slice(0, n), (1, ...)). A frame whose window holds no active frame gets zeros.
+    Works in batches of ``batch`` frames plus the window's halo, so memory does not grow with n.
+    """
+    weights = active.float()
+    if window is None:
+        total = sum(_weighted(compute(s, min(n, s + batch)), weights[s : s + batch]).sum(0) for s in range(0, n, batch))
+        yield slice(0, n), (total / weights.sum().clamp(min=1))[None]
+        return
+    half = window // 2
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        lo, hi = max(0, start - half), min(n, stop + half)
+        values = _weighted(compute(lo, hi), weights[lo:hi])
+        if half == 0:
+            yield slice(start, stop), values
+            continue
+        summed = torch.cat([torch.zeros_like(values[:1]), values.cumsum(0)])  # (hi − lo + 1, ...)
+        counts = torch.cat([weights.new_zeros(1), weights[lo:hi].cumsum(0)])
+        centre = torch.arange(start, stop, device=values.device)
+        first, last = (centre - half).clamp(min=lo) - lo, (centre + half + 1).clamp(max=hi) - lo
+        yield slice(start, stop), _weighted(summed[last] - summed[first], 1 / (counts[last] - counts[first]).clamp(min=1))
+
+
+def _weighted(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """values (B, ...) times weights (B,) broadcast over the trailing axes."""
+    return values * weights.reshape(-1, *([1] * (values.dim() - 1))).to(values.dtype)
 
 
 def pick_peaks(corr: torch.Tensor, k: int, min_separation: int, limit: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

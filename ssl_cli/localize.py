@@ -19,7 +19,7 @@ from sslkit.files import read_csv_columns, write_csv
 from sslkit.geometry import check_metres, check_speed_of_sound
 from sslkit.recording import Recording
 
-POSITION_COLUMNS = ["time", "x", "y", "z", "confidence", "n_inliers"]
+POSITION_COLUMNS = ["time", "x", "y", "z", "confidence", "n_inliers", "track"]
 BOUNDS_MARGIN_M = 1.0
 GEOMETRY_TOLERANCE_M = 0.5
 """How far a recording's mic may lie from the mics a wav2pos checkpoint was trained with."""
@@ -27,7 +27,11 @@ GEOMETRY_TOLERANCE_M = 0.5
 
 @dataclass
 class PositionTrack:
-    """Estimated positions per hop: times (F,), xyz (F, 3) (NaN = no solution), confidence (F,), n_inliers (F,)."""
+    """Estimated positions, one row per hop and track (several tracks: several sources per hop).
+
+    times (R,) s, xyz (R, 3) m (NaN = no solution), confidence (R,), n_inliers (R,), track (R,)
+    the source's rank within its hop (0 = strongest; all 0 for one source).
+    """
 
     times: np.ndarray
     xyz: np.ndarray
@@ -36,6 +40,17 @@ class PositionTrack:
     warnings: list[str] = field(default_factory=list)
     estimated_mics: dict[str, np.ndarray] = field(default_factory=dict)
     """Positions estimated for mics given with unknown coordinates (wav2pos), by mic id."""
+    track: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.track is None:
+            self.track = np.zeros(len(self.times), dtype=int)
+
+    @classmethod
+    def from_hops(cls, times: np.ndarray, xyz: np.ndarray, confidence: np.ndarray, n_inliers: np.ndarray) -> PositionTrack:
+        """Rows from per-hop arrays of S sources: times (F,), xyz (F, S, 3), confidence and n_inliers (F, S)."""
+        f, s = confidence.shape
+        return cls(np.repeat(times, s), xyz.reshape(f * s, 3), confidence.ravel(), n_inliers.ravel(), track=np.tile(np.arange(s), f))
 
 
 @dataclass
@@ -65,6 +80,12 @@ class LocateOptions:
     views: int = 8
     refine_radius: float = 1.0
     start_window: int = 9
+    window: float = 0.0
+    """Seconds over which each hop's cross-spectra are averaged, centred on it (multilat, srp-phat)."""
+    static: bool = False
+    """The whole recording is one window: one position (multilat, srp-phat)."""
+    sources: int = 1
+    """Sources located per hop (srp-phat)."""
 
 
 def default_bounds(rec: Recording) -> np.ndarray:
@@ -100,7 +121,8 @@ def locate_multilat(rec: Recording, opts: LocateOptions, on_progress=None) -> Po
     if opts.tdoa_csv:
         result = read_tdoa_csv(opts.tdoa_csv, rec.mic_ids)
     else:
-        tdoa_opts = TdoaOptions(frame=opts.frame, hop=opts.hop, peaks=opts.peaks, c=opts.c, device=opts.device, checkpoint=opts.checkpoint)
+        tdoa_opts = TdoaOptions(frame=opts.frame, hop=opts.hop, peaks=opts.peaks, c=opts.c, device=opts.device, checkpoint=opts.checkpoint,
+                                window=opts.window, static=opts.static)
         result = estimate_tdoa(rec, opts.tdoa_method, tdoa_opts, on_progress)
     times, tdoa, score = pool_frames(result.times, result.tdoa, result.score, opts.pool)
     ml = MultilatOptions(opts.hypotheses, opts.threshold, opts.min_inliers, dims=opts.dims, height=opts.height,
@@ -110,7 +132,7 @@ def locate_multilat(rec: Recording, opts: LocateOptions, on_progress=None) -> Po
 
 
 def locate_srp(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:
-    from sslkit.gcc import frame_times, mic_pairs
+    from sslkit.gcc import mic_pairs
     from sslkit.srp import SrpOptions, srp_phat
 
     bounds = opts.bounds if opts.bounds is not None else default_bounds(rec)
@@ -119,9 +141,11 @@ def locate_srp(rec: Recording, opts: LocateOptions, on_progress=None) -> Positio
         bounds = bounds.copy()
         bounds[:, 2] = z
     pairs = mic_pairs("all", rec.n_mics)
-    srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, SrpOptions(bounds=bounds, frame=opts.frame, hop=opts.hop, c=opts.c, device=opts.device), on_progress)
-    times = frame_times(len(srp["xyz"]), opts.frame, opts.hop, rec.fs)
-    return PositionTrack(times, srp["xyz"], np.clip(srp["power"], 0, 1), np.full(len(times), len(pairs)))
+    srp_opts = SrpOptions(bounds=bounds, frame=opts.frame, hop=opts.hop, c=opts.c, device=opts.device, window=opts.window,
+                          static=opts.static, sources=opts.sources)
+    srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, srp_opts, on_progress)
+    power = srp["power"]
+    return PositionTrack.from_hops(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)))
 
 
 def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:
@@ -336,13 +360,13 @@ def smooth_track(xyz: np.ndarray, window: int) -> np.ndarray:
 
 
 def write_positions(path: str | os.PathLike, track: PositionTrack) -> None:
-    rows = ([t, *xyz, conf, int(n)] for t, xyz, conf, n in zip(track.times, track.xyz, track.confidence, track.n_inliers))
+    rows = ([t, *xyz, conf, int(n), int(k)] for t, xyz, conf, n, k in zip(track.times, track.xyz, track.confidence, track.n_inliers, track.track))
     write_csv(path, POSITION_COLUMNS, rows)
 
 
 def read_positions(path: str | os.PathLike) -> PositionTrack:
-    """Read a ``positions.csv`` (time,x,y,z[,confidence,n_inliers]); empty/nan cells are NaN."""
-    cols = read_csv_columns(Path(path), ["time", "x", "y", "z"], ["confidence", "n_inliers"])
+    """Read a ``positions.csv`` (time,x,y,z[,confidence,n_inliers,track]); empty/nan cells are NaN."""
+    cols = read_csv_columns(Path(path), ["time", "x", "y", "z"], ["confidence", "n_inliers", "track"])
     n = len(cols["time"])
     if n == 0:
         raise InputFileError(path, "no rows")
@@ -352,4 +376,7 @@ def read_positions(path: str | os.PathLike) -> PositionTrack:
     conf = cols.get("confidence", np.ones(n))
     n_in = cols.get("n_inliers", np.zeros(n))
     n_in = np.where(np.isfinite(n_in) & (np.abs(n_in) < 2**31), n_in, 0).astype(int)  # informative only: unreadable counts are 0
-    return PositionTrack(cols["time"], np.stack([cols["x"], cols["y"], cols["z"]], 1), conf, n_in)
+    track = cols.get("track", np.zeros(n))
+    if not np.all(np.isfinite(track) & (track >= 0) & (track < 2**31) & (track == np.round(track))):
+        raise InputFileError(path, "track must be a non-negative integer on every row")
+    return PositionTrack(cols["time"], np.stack([cols["x"], cols["y"], cols["z"]], 1), conf, n_in, track=track.astype(int))

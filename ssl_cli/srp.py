@@ -1,20 +1,34 @@
-"""SRP-PHAT: steered response power on a 3D grid, coarse to fine, batched over frames × grid × pairs.
+"""SRP-PHAT: steered response power, found by a branch-and-bound style search over grid cells.
 
 The power at a point s is Σ_pairs Rᵢⱼ(τᵢⱼ(s)), with Rᵢⱼ the GCC-PHAT (the inverse transform of the
-whitened cross-spectrum, i.e. the sum over frequencies) read at the point's TDOA by linear
+whitened cross-spectrum, averaged over the integration window) read at the point's TDOA by linear
 interpolation of an upsampled correlation. Unlike pyroomacoustics' far-field SRP it steers to
-near-field points. Each refinement level re-grids a shrinking cube around every frame's best point.
+near-field points.
+
+The peak of a reverberant SRP is a few centimetres wide for a metres-wide array, so a coarse grid
+that reads the correlation at its points misses it. Here every level scores *cells*: within a
+cube of side h around its centre a point's range difference moves by at most √3·h, so the
+correlation of each pair max-pooled over that many lags, read at the centre, bounds the power
+anywhere in the cell from above. The search keeps the ``beam`` cells with the highest bounds,
+splits each into 8 children of half the side, and so on down to ``final_step``; the leaves are
+scored exactly. A coarse level never discards a cell for reading its centre's value, only for a
+bound below ``beam`` others.
+
+Several sources: after each source is found, every pair's correlation is set to zero within
+``suppress_m`` of that source's range difference, and the search runs again.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from sslkit.gcc import frame_audio, gcc, silent_frames
+from sslkit.gcc import correlation, cross_spectra, frame_audio, frame_times, gcc_fft_length, silent_frames, window_average, window_frames
 from sslkit.resources import check_memory
 
 STEERING_BYTES = 64
@@ -23,12 +37,15 @@ STEERING_BYTES = 64
 
 @dataclass
 class SrpOptions:
-    """Grid and correlation settings."""
+    """Search region and resolution, correlation settings, integration window and source count."""
 
-    bounds: np.ndarray  # (2, 3) lower and upper corner in metres
+    bounds: np.ndarray  # (2, 3) lower and upper corner in metres; an axis with lower = upper is searched at that value only
     coarse_step: float = 0.25
-    levels: int = 3
-    refine_points: int = 7
+    """Side (m) of the first level's cells."""
+    final_step: float = 0.005
+    """Side (m) of the leaf cells, whose centres are the answers."""
+    beam: int = 64
+    """Cells kept per level and frame."""
     upsample: int = 4
     frame: int = 2048
     hop: int = 1024
@@ -36,85 +53,158 @@ class SrpOptions:
     c: float = 343.0
     device: str = "cpu"
     batch_frames: int = 16
+    window: float = 0.0
+    """Seconds over which each hop's cross-spectra are averaged, centred on it (0: the hop alone)."""
+    static: bool = False
+    """Average the whole recording into one estimate (a static source)."""
+    sources: int = 1
+    """Sources searched per frame, strongest first."""
+    suppress_m: float = 0.05
+    """Range-difference half-width (m) removed around a found source before the next is searched."""
 
 
-def grid_points(bounds: np.ndarray, step: float) -> np.ndarray:
-    """Regular grid inside ``bounds`` with spacing about ``step``, shape (G, 3)."""
-    axes = [np.linspace(lo, hi, max(2, int(round((hi - lo) / step)) + 1)) for lo, hi in bounds.T]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+def coarse_cells(bounds: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (G, 3) of the cells that tile ``bounds`` with sides of about ``step`` (an axis of zero
+    extent gets one layer), and the cell side per axis (3,)."""
+    extent = bounds[1] - bounds[0]
+    counts = np.where(extent > 0, np.maximum(1, np.ceil(extent / step)), 1).astype(int)
+    side = np.where(extent > 0, extent / counts, 0.0)
+    axes = [bounds[0, k] + (np.arange(counts[k]) + 0.5) * side[k] for k in range(3)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3), side
 
 
-def steered_power(corr: torch.Tensor, points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bins_per_s: float) -> torch.Tensor:
-    """SRP of per-frame points from correlations.
-
-    corr (F, P, L) with lag 0 at the centre bin; points (F, G, 3) → power (F, G).
-    """
-    dist = torch.cdist(points, mics[None].expand(len(points), -1, -1))
-    tau_bins = (dist[..., pairs[:, 0]] - dist[..., pairs[:, 1]]) * bins_per_s + (corr.shape[-1] - 1) / 2  # (F, G, P)
-    tau_bins = tau_bins.clamp(0, corr.shape[-1] - 1.001)
-    low = tau_bins.floor().long()
-    frac = tau_bins - low
-    c_t = corr.transpose(1, 2)  # (F, L, P)
-    gather = lambda idx: c_t.gather(1, idx)  # noqa: E731  (F, G, P) values at lag bins
-    return ((1 - frac) * gather(low) + frac * gather(low + 1)).sum(-1)
+def cell_count(bounds: np.ndarray, step: float) -> int:
+    extent = bounds[1] - bounds[0]
+    return int(np.prod(np.where(extent > 0, np.maximum(1, np.ceil(extent / step)), 1)))
 
 
-def steering_matrix(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, n_lags: int, bins_per_s: float) -> torch.Tensor:
-    """Sparse (G, P·L) matrix that reads every pair's correlation at each point's TDOA with linear
-    interpolation, so the SRP of a fixed grid is one sparse × dense product over all frames."""
-    dist = torch.cdist(points, mics)  # (G, M)
-    tau = ((dist[:, pairs[:, 0]] - dist[:, pairs[:, 1]]) * bins_per_s + (n_lags - 1) / 2).clamp(0, n_lags - 1.001)
+def pair_tdoa_bins(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bins_per_m: float, n_lags: int) -> torch.Tensor:
+    """Lag bin (fractional, lag 0 at the centre bin) of each pair's range difference at each point:
+    points (..., 3) → (..., P), clamped to the correlation's span."""
+    dist = torch.linalg.vector_norm(points[..., None, :] - mics, dim=-1)  # (..., M)
+    tau = (dist[..., pairs[:, 0]] - dist[..., pairs[:, 1]]) * bins_per_m + (n_lags - 1) / 2
+    return tau.clamp(0, n_lags - 1.001)
+
+
+def steered_power(corr: torch.Tensor, points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bins_per_m: float) -> torch.Tensor:
+    """Exact SRP at per-frame points: corr (F, P, L), points (F, G, 3) → (F, G), linear interpolation in lag."""
+    tau = pair_tdoa_bins(points, mics, pairs, bins_per_m, corr.shape[-1])  # (F, G, P)
     low = tau.floor().long()
     frac = tau - low
-    g, p = torch.meshgrid(torch.arange(len(points), device=points.device), torch.arange(len(pairs), device=points.device), indexing="ij")
-    cols = p * n_lags + low
-    rows = torch.cat([g.flatten(), g.flatten()])
-    index = torch.stack([rows, torch.cat([cols.flatten(), cols.flatten() + 1])])
-    values = torch.cat([(1 - frac).flatten(), frac.flatten()])
-    coo = torch.sparse_coo_tensor(index, values, (len(points), len(pairs) * n_lags), check_invariants=False)
+    c_t = corr.transpose(1, 2)  # (F, L, P)
+    return ((1 - frac) * c_t.gather(1, low) + frac * c_t.gather(1, low + 1)).sum(-1)
+
+
+def cell_bounds(pooled: torch.Tensor, points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bins_per_m: float) -> torch.Tensor:
+    """Upper bounds of the SRP in the cells centred at per-frame ``points`` (F, G, 3), from the
+    correlations ``pooled`` (F, P, L) max-pooled over each cell's lag span: read at the nearest bin."""
+    tau = pair_tdoa_bins(points, mics, pairs, bins_per_m, pooled.shape[-1]).round().long()  # (F, G, P)
+    return pooled.transpose(1, 2).gather(1, tau).sum(-1)
+
+
+def nearest_steering(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, n_lags: int, bins_per_m: float) -> torch.Tensor:
+    """Sparse CSR (G, P·L) that reads every pair's (pooled) correlation at each point's nearest lag
+    bin, so the bounds of a fixed grid are one sparse × dense product over all frames."""
+    tau = pair_tdoa_bins(points, mics, pairs, bins_per_m, n_lags).round().long()  # (G, P)
+    rows = torch.arange(len(points), device=points.device).repeat_interleave(len(pairs))
+    cols = (torch.arange(len(pairs), device=points.device) * n_lags + tau).flatten()
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(len(cols), device=points.device), (len(points), len(pairs) * n_lags),
+                                  check_invariants=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch flags CSR as beta; the product is exact
-        return coo.coalesce().to_sparse_csr()  # CSR: the fastest sparse × dense product on CPU
+        return coo.coalesce().to_sparse_csr()
+
+
+def pooled_over_cells(corr: torch.Tensor, side: np.ndarray, bins_per_m: float) -> torch.Tensor:
+    """Each pair's correlation max-pooled over the lags a cell of ``side`` (3,) metres spans around
+    its centre (range difference ± the cell's diagonal, plus one bin for the interpolation)."""
+    width = int(math.ceil(float(np.linalg.norm(side)) * bins_per_m)) + 1
+    f, p, n = corr.shape
+    return F.max_pool1d(corr.reshape(f * p, 1, n), 2 * width + 1, stride=1, padding=width).reshape(f, p, n)
+
+
+def child_offsets(side: np.ndarray, device: str) -> torch.Tensor:
+    """Offsets (K, 3) of the centres of a cell's children (half the side on each axis that has extent)."""
+    steps = [[-s / 4, s / 4] if s > 0 else [0.0] for s in side]
+    grid = np.stack(np.meshgrid(*steps, indexing="ij"), -1).reshape(-1, 3)
+    return torch.as_tensor(grid, dtype=torch.float32, device=device)
+
+
+class CellSearch:
+    """The coarse-to-fine search of one recording's geometry (see module docstring)."""
+
+    def __init__(self, mics: np.ndarray, pairs: np.ndarray, n_lags: int, bins_per_m: float, opts: SrpOptions):
+        dev = opts.device
+        self.mics = torch.as_tensor(mics, dtype=torch.float32, device=dev)
+        self.pairs = torch.as_tensor(pairs, device=dev)
+        self.bins_per_m, self.opts = bins_per_m, opts
+        centres, self.coarse_side = coarse_cells(opts.bounds, opts.coarse_step)
+        self.centres = torch.as_tensor(centres, dtype=torch.float32, device=dev)
+        self.steer = nearest_steering(self.centres, self.mics, self.pairs, n_lags, bins_per_m)
+        self.lo = torch.as_tensor(opts.bounds[0], dtype=torch.float32, device=dev)
+        self.hi = torch.as_tensor(opts.bounds[1], dtype=torch.float32, device=dev)
+
+    def best(self, corr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The highest-power point of each frame and its power: corr (F, P, L) → (F, 3), (F,)."""
+        beam = min(self.opts.beam, len(self.centres))
+        pooled = pooled_over_cells(corr, self.coarse_side, self.bins_per_m)
+        bound = (self.steer @ pooled.flatten(1).T).T  # (F, G)
+        points = self.centres[bound.topk(beam, dim=-1).indices]  # (F, B, 3)
+        side = self.coarse_side
+        while side.max() > self.opts.final_step:
+            points = (points[:, :, None] + child_offsets(side, corr.device)).flatten(1, 2).clamp(self.lo, self.hi)
+            side = side / 2
+            bound = cell_bounds(pooled_over_cells(corr, side, self.bins_per_m), points, self.mics, self.pairs, self.bins_per_m)
+            points = points.gather(1, bound.topk(min(beam, points.shape[1]), dim=-1).indices[..., None].expand(-1, -1, 3))
+        power = steered_power(corr, points, self.mics, self.pairs, self.bins_per_m)  # exact, at the leaves
+        top = power.argmax(dim=-1)
+        rows = torch.arange(len(points), device=corr.device)
+        return points[rows, top], power[rows, top]
+
+    def suppress(self, corr: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
+        """``corr`` with every pair's lags within ``suppress_m`` of the found points' (F, 3) range differences zeroed."""
+        tau = pair_tdoa_bins(found, self.mics, self.pairs, self.bins_per_m, corr.shape[-1])  # (F, P)
+        lags = torch.arange(corr.shape[-1], device=corr.device)
+        near = (lags - tau[..., None]).abs() <= self.opts.suppress_m * self.bins_per_m
+        return corr.masked_fill(near, 0.0)
 
 
 def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, opts: SrpOptions, on_progress=None) -> dict[str, np.ndarray]:
-    """Per-frame SRP-PHAT positions.
+    """SRP-PHAT positions per frame (per recording with ``opts.static``), up to ``opts.sources`` each.
 
-    Returns dict with ``times`` (F,), ``xyz`` (F, 3) (NaN for silent frames), ``power`` (F,)
-    the normalised peak power (mean correlation over pairs, in [−1, 1]) and ``silent`` (F,).
+    Returns dict with ``times`` (F,) s, ``xyz`` (F, S, 3) (NaN for silent frames), ``power`` (F, S)
+    the peak power normalised to the mean correlation over pairs, and ``silent`` (F,); with
+    ``static`` one row at the mean time of the active frames.
     """
     dev = opts.device
     frames_all = frame_audio(torch.as_tensor(audio, device=dev), opts.frame, opts.hop)
-    silent = silent_frames(frames_all, opts.silence_db).cpu().numpy()
-    mic_t = torch.as_tensor(mics, dtype=torch.float32, device=dev)
-    pair_t = torch.as_tensor(pairs, device=dev)
+    silent = silent_frames(frames_all, opts.silence_db)
     max_lag = int(np.ceil(np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1).max() / opts.c * fs)) + 2
-    n_points = np.prod([max(2, int(round((hi - lo) / opts.coarse_step)) + 1) for lo, hi in opts.bounds.T])
-    check_memory(n_points * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_points:.3g} points × {len(pairs)} pairs",
+    n_cells = cell_count(opts.bounds, opts.coarse_step)
+    check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
                  "check that the bounds and mics.csv are in metres, or narrow the search box (--bounds)")
-    coarse = torch.as_tensor(grid_points(opts.bounds, opts.coarse_step), dtype=torch.float32, device=dev)
-    lo = torch.as_tensor(opts.bounds[0], dtype=torch.float32, device=dev)
-    hi = torch.as_tensor(opts.bounds[1], dtype=torch.float32, device=dev)
-    offsets = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, opts.refine_points, device=dev)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    bins_per_s = fs * opts.upsample / opts.c
-    steer = steering_matrix(coarse, mic_t, pair_t, 2 * max_lag * opts.upsample + 1, bins_per_s)
+    n_fft = gcc_fft_length(opts.frame, max_lag)
+    n_lags = 2 * max_lag * opts.upsample + 1
+    search = CellSearch(mics, pairs, n_lags, fs * opts.upsample / opts.c, opts)
+    window = None if opts.static else window_frames(opts.window, opts.hop, fs)
+    averages = window_average(lambda lo, hi: cross_spectra(frames_all[lo:hi], pairs, n_fft), len(frames_all), ~silent, window, opts.batch_frames)
     xyz, power = [], []
-    for start in range(0, len(frames_all), opts.batch_frames):
-        frames = frames_all[start : start + opts.batch_frames]
-        corr = gcc(frames, pairs, max_lag, "phat", upsample=opts.upsample).float()
-        p = (steer @ corr.flatten(1).T).T  # (F, G)
-        best = coarse[p.argmax(-1)]  # (F, 3)
-        half = opts.coarse_step
-        for _ in range(opts.levels - 1):
-            pts = (best[:, None] + half * offsets[None]).clamp(lo, hi)  # (F, R³, 3)
-            p = steered_power(corr, pts, mic_t, pair_t, bins_per_s)
-            best = pts[torch.arange(len(pts)), p.argmax(-1)]
-            half = 2 * half / (opts.refine_points - 1)
-        xyz.append(best.cpu().numpy())
-        power.append((p.amax(-1) / len(pairs)).cpu().numpy())
+    for covered, cross in averages:
+        corr = correlation(cross, n_fft, max_lag, opts.upsample).float()
+        found, strength = [], []
+        for _ in range(opts.sources):
+            point, value = search.best(corr)
+            found.append(point)
+            strength.append(value / len(pairs))
+            corr = search.suppress(corr, point)
+        xyz.append(torch.stack(found, 1).cpu().numpy())
+        power.append(torch.stack(strength, 1).cpu().numpy())
         if on_progress:
-            on_progress(min(start + opts.batch_frames, len(frames_all)), len(frames_all))
+            on_progress(covered.stop, len(frames_all))
     xyz, power = np.concatenate(xyz).astype(float), np.concatenate(power).astype(float)
+    times, silent = frame_times(len(frames_all), opts.frame, opts.hop, fs), silent.cpu().numpy()
+    if window is None:
+        times, silent = np.array([times[~silent].mean() if (~silent).any() else times.mean()]), np.array([silent.all()])
     xyz[silent] = np.nan
     power[silent] = 0.0
-    return {"xyz": xyz, "power": power, "silent": silent}
+    return {"times": times, "xyz": xyz, "power": power, "silent": silent}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 
 from sslkit.errors import GeometryError, InputFileError, SslkitWarning, UserError
 from sslkit.files import atomic_file, read_csv_columns, read_table
-from sslkit.gcc import frame_audio, frame_times, gcc, mic_pairs, pick_peaks, silent_frames
+from sslkit.gcc import correlation, cross_spectra, frame_audio, frame_times, gcc_fft_length, mic_pairs, pick_peaks, silent_frames, window_average, window_frames
 from sslkit.geometry import check_speed_of_sound
 from sslkit.recording import Recording
 from sslkit.resources import check_memory
@@ -71,6 +70,10 @@ class TdoaOptions:
     device: str = "cpu"
     checkpoint: str | None = None
     batch_frames: int = 16
+    window: float = 0.0
+    """Seconds over which each hop's cross-spectra (NGCC-PHAT: lag probabilities) are averaged, centred on it (0: the hop alone)."""
+    static: bool = False
+    """Average the whole recording into one estimate (a static source)."""
 
 
 def lag_bounds(mics: np.ndarray, pairs: np.ndarray, opts: TdoaOptions, fs: int) -> np.ndarray:
@@ -87,9 +90,20 @@ def lag_bounds(mics: np.ndarray, pairs: np.ndarray, opts: TdoaOptions, fs: int) 
     return np.full(len(pairs), value * fs)
 
 
-def gcc_scores(frames: torch.Tensor, pairs: np.ndarray, max_lag: int, opts: TdoaOptions) -> tuple[torch.Tensor, int]:
-    """GCC per lag and the number of lag bins per sample (the upsampling factor)."""
-    return gcc(frames, pairs, max_lag, opts.weighting, opts.beta, opts.upsample), opts.upsample
+class GccScorer:
+    """GCC per lag (PHAT, β-PHAT or plain), from cross-spectra averaged over the integration window."""
+
+    def __init__(self, opts: TdoaOptions, needed_lag: int, fs: int, max_lag: int, frame: int):
+        self.opts, self.max_lag, self.n_fft = opts, max_lag, gcc_fft_length(frame, max_lag)
+        self.per_sample = opts.upsample
+
+    def per_frame(self, frames: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
+        """What is averaged over a window: the weighted cross-spectra, (F, P, K)."""
+        return cross_spectra(frames, pairs, self.n_fft, self.opts.weighting, self.opts.beta)
+
+    def scores(self, averaged: torch.Tensor) -> torch.Tensor:
+        """Correlation per lag bin (1/per_sample samples), (F, P, 2·max_lag·per_sample + 1)."""
+        return correlation(averaged, self.n_fft, self.max_lag, self.opts.upsample)
 
 
 def pick_shipped_ngcc(max_lag: int, fs: int) -> str:
@@ -116,26 +130,36 @@ class NgccScorer:
     Without a checkpoint, the shipped one that fits the array's lag range is used.
     """
 
-    def __init__(self, checkpoint: str | None, device: str, needed_lag: int, fs: int):
+    per_sample = 1
+
+    def __init__(self, opts: TdoaOptions, needed_lag: int, fs: int, max_lag: int, frame: int):
         from sslkit.models.checkpoint import load_checkpoint
 
-        path = checkpoint or pick_shipped_ngcc(needed_lag, fs)
-        self.model, self.meta = load_checkpoint(path, device, kind="ngcc-phat")
+        path = opts.checkpoint or pick_shipped_ngcc(needed_lag, fs)
+        self.model, self.meta = load_checkpoint(path, opts.device, kind="ngcc-phat")
         self.path = path
         if needed_lag > self.model.max_tau:
             raise GeometryError(
                 f"{path}: the checkpoint covers |τ| ≤ {self.model.max_tau} samples but the mic geometry needs "
                 f"{needed_lag}; use a checkpoint trained for this array (sslkit train-ngcc) or --method gcc-phat"
             )
+        if self.model.fs != fs:
+            raise InputFileError(path, f"trained at {self.model.fs} Hz, but the recording is at {fs} Hz")
 
-    def __call__(self, frames: torch.Tensor, pairs: np.ndarray, max_lag: int, opts: TdoaOptions) -> tuple[torch.Tensor, int]:
+    def per_frame(self, frames: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
+        """What is averaged over a window: the lag probabilities, (F, P, 2·max_tau + 1)."""
         with torch.no_grad():
             logits = self.model.pair_logits(frames, torch.as_tensor(pairs, device=frames.device))
-        return torch.softmax(logits[:, :, 0], dim=-1), 1
+        return torch.softmax(logits[:, :, 0], dim=-1)
+
+    def scores(self, averaged: torch.Tensor) -> torch.Tensor:
+        return averaged
 
 
-TDOA_METHODS: dict[str, Callable] = {"gcc-phat": gcc_scores, "ngcc": NgccScorer}
-"""TDOA methods by name; a class entry is built once per run with (checkpoint, device, needed lag, fs)."""
+TDOA_METHODS: dict[str, type] = {"gcc-phat": GccScorer, "ngcc": NgccScorer}
+"""TDOA methods by name; each is built once per run with (options, needed lag, fs, searched lag, frame
+length), averages its ``per_frame`` values over the integration window and turns them into ``scores``
+per lag bin (``per_sample`` bins per sample)."""
 
 
 def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | None = None, on_progress=None) -> TdoaResult:
@@ -155,32 +179,33 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | 
     check_memory(CORRELATION_COPIES * opts.batch_frames * len(pairs) * opts.frame * opts.upsample * 8,
                  f"correlations of {len(pairs)} pairs over {opts.frame}-sample frames upsampled {opts.upsample}×",
                  "lower the upsampling factor or the frame length")
-    scorer = TDOA_METHODS[method]
-    if isinstance(scorer, type):
-        scorer = scorer(opts.checkpoint, opts.device, needed_lag, rec.fs)
-        if scorer.model.fs != rec.fs:
-            raise InputFileError(rec.path, f"sample rate {rec.fs} Hz differs from the checkpoint's {scorer.model.fs} Hz")
+    scorer = TDOA_METHODS[method](opts, needed_lag, rec.fs, max_lag, opts.frame)
     audio = torch.as_tensor(rec.audio, device=opts.device)
     frames_all = frame_audio(audio, opts.frame, opts.hop)
-    silent = silent_frames(frames_all, opts.silence_db).cpu().numpy()
-    tdoas, scores = [], []
-    for start in range(0, len(frames_all), opts.batch_frames):
-        frames = frames_all[start : start + opts.batch_frames]
-        score, per_sample = scorer(frames, pairs, max_lag, opts)
-        limit = torch.as_tensor(bounds * per_sample, device=score.device, dtype=score.dtype).expand(score.shape[:-1])
-        min_sep = max(1, int(round(opts.min_separation_s * rec.fs * per_sample)))
-        lag, value = pick_peaks(score, opts.peaks, min_sep, limit)
-        tdoas.append((lag / (per_sample * rec.fs)).cpu().numpy())
-        scores.append(value.cpu().numpy())
-        if on_progress:
-            on_progress(min(start + opts.batch_frames, len(frames_all)), len(frames_all))
+    silent = silent_frames(frames_all, opts.silence_db)
     if silent.all():
         warnings.warn(SslkitWarning(f"{rec.path}: every frame is more than {opts.silence_db:g} dB below the loudest, so all are "
                                     "flagged silent and have no TDOA"), stacklevel=2)
+    window = None if opts.static else window_frames(opts.window, opts.hop, rec.fs)
+    per_sample = scorer.per_sample
+    limit = torch.as_tensor(bounds * per_sample, device=opts.device)
+    min_sep = max(1, int(round(opts.min_separation_s * rec.fs * per_sample)))
+    tdoas, scores = [], []
+    averages = window_average(lambda lo, hi: scorer.per_frame(frames_all[lo:hi], pairs), len(frames_all), ~silent, window, opts.batch_frames)
+    for covered, averaged in averages:
+        score = scorer.scores(averaged)
+        lag, value = pick_peaks(score, opts.peaks, min_sep, limit.to(score.dtype).expand(score.shape[:-1]))
+        tdoas.append((lag / (per_sample * rec.fs)).cpu().numpy())
+        scores.append(value.cpu().numpy())
+        if on_progress:
+            on_progress(covered.stop, len(frames_all))
     tdoa, score = np.concatenate(tdoas), np.concatenate(scores)
+    times = frame_times(len(frames_all), opts.frame, opts.hop, rec.fs)
+    silent = silent.cpu().numpy()
+    if window is None:  # one estimate for the whole recording, at the mean time of its active frames
+        times, silent = np.array([times[~silent].mean() if (~silent).any() else times.mean()]), np.array([silent.all()])
     tdoa[silent] = np.nan
     score[silent] = 0.0
-    times = frame_times(len(frames_all), opts.frame, opts.hop, rec.fs)
     return TdoaResult(times, pairs, rec.mic_ids, tdoa, score, silent)
 
 
