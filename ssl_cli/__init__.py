@@ -9,3 +9,10 @@ except PackageNotFoundError:  # running from a source tree without install
 
 SPEED_OF_SOUND = 343.0
 """Default speed of sound in m/s, used wherever a command takes ``--c``."""
+
+DEFAULT_WINDOW_S = 0.5
+"""Default integration window of ``locate`` (s): each hop's PHAT cross-spectra are averaged over this
+span centred on it (see benchmarks/README.md for the trade between lag and robustness)."""
+
+MAX_SOURCES = 8
+"""Most simultaneous sources ``locate`` searches per hop."""

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sslkit import __version__
+from sslkit import DEFAULT_WINDOW_S, MAX_SOURCES, __version__
 from sslkit.errors import SslkitWarning, UserError
 
 
@@ -345,6 +345,9 @@ def tdoa(
     beta: float = typer.Option(0.7, "--beta", help="Exponent of beta-phat."),
     upsample: int = typer.Option(1, "--upsample", min=1, help="Correlation interpolation factor (gcc-phat)."),
     silence_db: float = typer.Option(40.0, "--silence-db", help="Frames this far below the loudest are flagged silent."),
+    window: float = typer.Option(0.0, "--window", min=0.0, help="Average each frame's cross-spectra (ngcc: lag probabilities) over this "
+                                 "many seconds centred on it before peak picking (0: the frame alone)."),
+    static: bool = typer.Option(False, "--static", help="Average the whole recording: one set of TDOAs (a static source)."),
     c: float = typer.Option(343.0, "--c", help="Speed of sound (m/s)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output CSV, or a folder for tdoa.csv (default: beside the input)."),
@@ -367,7 +370,7 @@ def tdoa(
     out = output_file(out, recording, "tdoa.csv")
     _, rec = load_input(recording, mics)
     opts = TdoaOptions(frame, hop, pairs, peaks, min_separation, max_tau, weighting, beta, upsample, silence_db, c,
-                       resolve_device(device), str(checkpoint) if checkpoint else None)
+                       resolve_device(device), str(checkpoint) if checkpoint else None, window=window, static=static)
     with progress_bar() as progress:
         task = progress.add_task(f"{method} TDOA", total=None)
         result = estimate_tdoa(rec, method, opts, on_progress=lambda done, total: progress.update(task, completed=done, total=total))
@@ -523,6 +526,12 @@ def locate(
     hypotheses: int = typer.Option(400, "--hypotheses", min=1, help="RANSAC minimal sets per frame."),
     min_inliers: Optional[int] = typer.Option(None, "--min-inliers", min=1, help="Pairs needed to accept a frame (default: max(D+2, 20 % of pairs))."),
     smooth: int = typer.Option(0, "--smooth", min=0, help="Running-median smoothing over N frames (0: off)."),
+    window: float = typer.Option(DEFAULT_WINDOW_S, "--window", min=0.0, help="multilat, srp-phat: average each hop's PHAT cross-spectra over "
+                                 "this many seconds centred on it before peak picking or steering (0: the hop alone)."),
+    static: bool = typer.Option(False, "--static", help="multilat, srp-phat: the source does not move; the whole recording is one window "
+                                "and positions.csv has one row (at the mean time of the non-silent frames)."),
+    sources: int = typer.Option(1, "--sources", min=1, max=MAX_SOURCES, help="multilat, srp-phat: locate up to K simultaneous sources per hop "
+                                "(rows with track 0…K−1, strongest first)."),
     refine_radius: float = typer.Option(1.0, "--refine-radius", min=0.0, help="wav2pos: refine each estimate within this many metres by "
                                         "fitting the model's NGCC-PHAT lag distributions; confidence = the fit's (0: the network's estimate)."),
     start_window: int = typer.Option(9, "--start-window", min=1, help="wav2pos: the fit starts from the median of the network's estimates "
@@ -570,10 +579,14 @@ def locate(
         raise UserError("--known-source and --unknown-mics need --method wav2pos")
     if known_source and full.n_mics == rec.n_mics:
         raise UserError(f"{recording}: --known-source needs a near-source channel (scene.yaml near_source), and there is none")
-    opts = LocateOptions(tdoa_source if tdoa_csv is None else "gcc-phat", tdoa_csv, str(checkpoint) if checkpoint else None, frame, hop,
-                         peaks, pool, dims, height, parse_bounds(bounds), threshold, hypotheses, min_inliers, smooth, c,
-                         resolve_device(device), seed, use_mics.split(",") if use_mics else None,
-                         unknown_mics.split(",") if unknown_mics else [], full.audio[:, -1] if known_source else None, views, refine_radius, start_window)
+    opts = LocateOptions(
+        tdoa_method=tdoa_source if tdoa_csv is None else "gcc-phat", tdoa_csv=tdoa_csv, checkpoint=str(checkpoint) if checkpoint else None,
+        frame=frame, hop=hop, peaks=peaks, pool=pool, dims=dims, height=height, bounds=parse_bounds(bounds), threshold=threshold,
+        hypotheses=hypotheses, min_inliers=min_inliers, smooth=smooth, c=c, device=resolve_device(device), seed=seed,
+        use_mics=use_mics.split(",") if use_mics else None, unknown_mics=unknown_mics.split(",") if unknown_mics else [],
+        source_audio=full.audio[:, -1] if known_source else None, views=views, refine_radius=refine_radius, start_window=start_window,
+        window=window, static=static, sources=sources,
+    )
     start = time.perf_counter()
     with progress_bar() as progress:
         task = progress.add_task(f"locating ({method})", total=None)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sslkit import DEFAULT_WINDOW_S
 from sslkit.errors import InputFileError, UserError
 from sslkit.files import read_csv_columns, write_csv
 from sslkit.geometry import check_metres, check_speed_of_sound
@@ -80,12 +81,12 @@ class LocateOptions:
     views: int = 8
     refine_radius: float = 1.0
     start_window: int = 9
-    window: float = 0.0
+    window: float = DEFAULT_WINDOW_S
     """Seconds over which each hop's cross-spectra are averaged, centred on it (multilat, srp-phat)."""
     static: bool = False
     """The whole recording is one window: one position (multilat, srp-phat)."""
     sources: int = 1
-    """Sources located per hop (srp-phat)."""
+    """Sources located per hop, strongest first (multilat, srp-phat)."""
 
 
 def default_bounds(rec: Recording) -> np.ndarray:
@@ -114,7 +115,7 @@ def pool_frames(times: np.ndarray, tdoa: np.ndarray, score: np.ndarray, pool: in
 
 
 def locate_multilat(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:
-    from sslkit.multilateration import MultilatOptions, check_array_geometry, ransac_multilaterate
+    from sslkit.multilateration import MultilatOptions, check_array_geometry, range_differences, ransac_multilaterate
     from sslkit.tdoa import TdoaOptions, estimate_tdoa, read_tdoa_csv
 
     warning = check_array_geometry(rec.mics, opts.dims)
@@ -127,8 +128,16 @@ def locate_multilat(rec: Recording, opts: LocateOptions, on_progress=None) -> Po
     times, tdoa, score = pool_frames(result.times, result.tdoa, result.score, opts.pool)
     ml = MultilatOptions(opts.hypotheses, opts.threshold, opts.min_inliers, dims=opts.dims, height=opts.height,
                          bounds=opts.bounds if opts.bounds is not None else default_bounds(rec), c=opts.c, seed=opts.seed)
-    out = ransac_multilaterate(rec.mics, result.pairs, tdoa, ml, score)
-    return PositionTrack(times, out["xyz"], out["confidence"], out["n_inliers"], [warning] if warning else [])
+    found = []
+    for _ in range(opts.sources):  # sequential RANSAC: each source's consistent peaks are removed before the next
+        out = ransac_multilaterate(rec.mics, result.pairs, tdoa, ml, score)
+        found.append(out)
+        explained = np.abs(tdoa * opts.c - range_differences(out["xyz"], rec.mics, result.pairs)[..., None]) < opts.threshold
+        tdoa, score = np.where(explained, np.nan, tdoa), np.where(explained, 0.0, score)
+    track = PositionTrack.from_hops(times, np.stack([o["xyz"] for o in found], 1), np.stack([o["confidence"] for o in found], 1),
+                                    np.stack([o["n_inliers"] for o in found], 1))
+    track.warnings = [warning] if warning else []
+    return track
 
 
 def locate_srp(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:
