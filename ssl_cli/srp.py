@@ -9,10 +9,12 @@ The peak of a reverberant SRP is a few centimetres wide for a metres-wide array,
 that reads the correlation at its points misses it. Here every level scores *cells*: within a
 cube of side h around its centre a point's range difference moves by at most √3·h, so the
 correlation of each pair max-pooled over that many lags, read at the centre, bounds the power
-anywhere in the cell from above. The search keeps the ``beam`` cells with the highest bounds,
-splits each into 8 children of half the side, and so on down to ``final_step``; the leaves are
-scored exactly. A coarse level never discards a cell for reading its centre's value, only for a
-bound below ``beam`` others.
+anywhere in the cell from above. Each level keeps the ``beam`` cells with the highest bounds and
+the ``beam`` cells with the highest power at their centres, splits each into 8 children of half
+the side, and so on down to ``final_step``; the leaves are scored exactly. The bounds keep a
+narrow peak that no centre hits; the centre values keep a true peak whose cell's bound is beaten
+by cells where unrelated peaks of different pairs fall within reach (loose bounds in reverberant
+rooms).
 
 Several sources: after each source is found, every pair's correlation is set to zero within
 ``suppress_m`` of that source's range difference, and the search runs again.
@@ -40,7 +42,7 @@ class SrpOptions:
     """Search region and resolution, correlation settings, integration window and source count."""
 
     bounds: np.ndarray  # (2, 3) lower and upper corner in metres; an axis with lower = upper is searched at that value only
-    coarse_step: float = 0.25
+    coarse_step: float = 0.1
     """Side (m) of the first level's cells."""
     final_step: float = 0.005
     """Side (m) of the leaf cells, whose centres are the answers."""
@@ -149,13 +151,17 @@ class CellSearch:
         beam = min(self.opts.beam, len(self.centres))
         pooled = pooled_over_cells(corr, self.coarse_side, self.bins_per_m)
         bound = (self.steer @ pooled.flatten(1).T).T  # (F, G)
-        points = self.centres[bound.topk(beam, dim=-1).indices]  # (F, B, 3)
+        value = (self.steer @ corr.flatten(1).T).T  # the power at the centres (nearest lag bin)
+        points = self.centres[torch.cat([bound.topk(beam, dim=-1).indices, value.topk(beam, dim=-1).indices], dim=1)]  # (F, 2B, 3)
         side = self.coarse_side
         while side.max() > self.opts.final_step:
             points = (points[:, :, None] + child_offsets(side, corr.device)).flatten(1, 2).clamp(self.lo, self.hi)
             side = side / 2
             bound = cell_bounds(pooled_over_cells(corr, side, self.bins_per_m), points, self.mics, self.pairs, self.bins_per_m)
-            points = points.gather(1, bound.topk(min(beam, points.shape[1]), dim=-1).indices[..., None].expand(-1, -1, 3))
+            value = steered_power(corr, points, self.mics, self.pairs, self.bins_per_m)
+            keep = min(beam, points.shape[1])
+            chosen = torch.cat([bound.topk(keep, dim=-1).indices, value.topk(keep, dim=-1).indices], dim=1)
+            points = points.gather(1, chosen[..., None].expand(-1, -1, 3))
         power = steered_power(corr, points, self.mics, self.pairs, self.bins_per_m)  # exact, at the leaves
         top = power.argmax(dim=-1)
         rows = torch.arange(len(points), device=corr.device)
