@@ -646,7 +646,7 @@ def evaluate(
 
     import numpy as np
 
-    from sslkit.evaluation import position_errors, summarize_errors
+    from sslkit.evaluation import matched_errors, summarize_errors
     from sslkit.files import atomic_file, check_folder_to_fill, check_output_file
     from sslkit.localize import read_positions
     from sslkit.plots import plot_error_cdf
@@ -662,12 +662,14 @@ def evaluate(
     results, errors = {}, {}
     for path in pred:
         track = read_positions(path)
-        err = position_errors(track, true_track, cap)
+        err, source = matched_errors(track, true_track, cap)
         if len(err) == 0:
             raise UserError(f"{path}: no estimate falls within the time span of {truth}")
         name = str(path)
         errors[name] = err
         results[name] = summarize_errors(err, threshold, bootstrap, seed, coverage=float(np.mean(~np.isnan(track.xyz).any(1))))
+        if len(np.unique(source)) > 1:
+            results[name]["per_source"] = {int(sid): summarize_errors(err[source == sid], threshold, bootstrap, seed) for sid in np.unique(source)}
     with atomic_file(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps({"truth": str(truth), "truncate_m": cap, "results": results}, indent=2))
     plot_error_cdf(out / "error_cdf.png", errors, threshold)
@@ -678,6 +680,8 @@ def evaluate(
         mae = f"{m['mae_m'] * 100:.1f}" + (f" ({m['mae_ci_m'][0] * 100:.1f}–{m['mae_ci_m'][1] * 100:.1f})" if m["mae_ci_m"] else "")
         acc = f"{m['accuracy'] * 100:.1f} ({m['accuracy_ci'][0] * 100:.1f}–{m['accuracy_ci'][1] * 100:.1f})"
         table.add_row(name, str(m["n"]), mae, f"{m['median_m'] * 100:.1f}", acc, f"{m['coverage'] * 100:.0f}")
+        for sid, ms in m.get("per_source", {}).items():
+            table.add_row(f"  source {sid}", str(ms["n"]), f"{ms['mae_m'] * 100:.1f}", f"{ms['median_m'] * 100:.1f}", f"{ms['accuracy'] * 100:.1f}", "")
     console.print(table)
 
 

@@ -113,3 +113,22 @@ def test_two_static_talkers_are_both_found(method, share):
     errors, ids = matched_errors(track, rec.sources)
     for sid in (0, 1):
         assert np.mean(errors[ids == sid] < 0.1) >= share
+
+
+def test_cli_static_two_sources_and_per_source_evaluation(cli, tmp_path):
+    import json
+
+    from test_hostile_inputs import user_recording
+
+    second = [1.2, 2.9, 2.0]
+    audio = delayed_noise(MICS, [2.5, 1.8, 1.2], seed=0) + delayed_noise(MICS, second, seed=1)
+    rec = user_recording(tmp_path / "rec", audio=audio)
+    (rec / "sources.csv").write_text("time,source_id,x,y,z\n0,0,2.5,1.8,1.2\n0,1," + ",".join(map(str, second)) + "\n")
+    result = cli("locate", rec, "--method", "srp-phat", "--static", "--sources", 2, "--no-plot")
+    assert result.exit_code == 0, result.output
+    rows = (rec / "positions.csv").read_text().splitlines()
+    assert rows[0] == "time,x,y,z,confidence,n_inliers,track" and len(rows) == 3  # one static estimate per source
+    result = cli("evaluate", "--pred", rec / "positions.csv", "--truth", rec / "sources.csv", "--out", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    (metrics,) = json.loads((tmp_path / "ev" / "metrics.json").read_text())["results"].values()
+    assert metrics["median_m"] < TOL_POS_M and set(metrics["per_source"]) == {"0", "1"}
