@@ -39,6 +39,7 @@ parser.add_argument("--mic-counts", default="11,9,7,5")
 parser.add_argument("--ngcc", default=None, help="NGCC-PHAT checkpoint for the LuViRA array")
 parser.add_argument("--wav2pos", default=None, help="wav2pos checkpoint")
 parser.add_argument("--no-srp", action="store_true")
+parser.add_argument("--window", type=float, default=0.0, help="multilat and SRP-PHAT integration window (s); 0 compares frame by frame, as Paper VII")
 parser.add_argument("--device", default="cpu")
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
@@ -57,11 +58,11 @@ def voiced(track: PositionTrack, keep: np.ndarray) -> PositionTrack:
     return PositionTrack(track.times[keep], track.xyz[keep], track.confidence[keep], track.n_inliers[keep])
 
 
-methods = {"multilat (GCC-PHAT)": ("multilat", {})}
+methods = {"multilat (GCC-PHAT)": ("multilat", {"window": args.window})}
 if args.ngcc:
-    methods["multilat (NGCC-PHAT)"] = ("multilat", {"tdoa_method": "ngcc", "checkpoint": args.ngcc})
+    methods["multilat (NGCC-PHAT)"] = ("multilat", {"tdoa_method": "ngcc", "checkpoint": args.ngcc, "window": args.window})
 if not args.no_srp:
-    methods["SRP-PHAT"] = ("srp-phat", {})
+    methods["SRP-PHAT"] = ("srp-phat", {"window": args.window})
 if args.wav2pos:
     methods["wav2pos (network only)"] = ("wav2pos", {"checkpoint": args.wav2pos, "refine_radius": 0.0})
     methods["wav2pos"] = ("wav2pos", {"checkpoint": args.wav2pos})

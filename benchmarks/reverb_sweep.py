@@ -147,13 +147,33 @@ def heatmap(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def markdown(rows: list[dict], kind: str, methods: list[str], key: str = "acc_30cm") -> str:
+    """A T60 × SNR table of one figure per method (rows: cells; columns: methods)."""
+    scale, unit = (100, "%") if key == "acc_30cm" else (100, "cm")
+    lines = ["| T60 s / SNR dB | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for t in T60S:
+        for s in SNRS:
+            by = {r["method"]: r for r in rows if r["kind"] == kind and r["rt60"] == t and r["snr_db"] == s}
+            if by:
+                lines.append(f"| {t:g} / {s:g} | " + " | ".join(f"{by[m][key] * scale:.1f}" if m in by else "–" for m in methods) + " |")
+    return f"{kind}, {key} ({unit})\n" + "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", type=int, default=4, help="Rooms per cell and kind.")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--kinds", default="static,moving,two")
     parser.add_argument("--out", type=Path, default=RESULTS / "reverb_sweep.json")
+    parser.add_argument("--tables", action="store_true", help="Print markdown tables of an earlier --out and exit.")
     args = parser.parse_args()
+    if args.tables:
+        rows = json.loads(args.out.read_text())["cells"]
+        for kind in ("static", "moving", "two"):
+            methods = sorted({r["method"] for r in rows if r["kind"] == kind})
+            for key in ("median_m", "acc_30cm"):
+                print(markdown(rows, kind, methods, key), end="\n\n")
+        return
     jobs = [(kind, t, s, seed) for kind in args.kinds.split(",") for t in T60S for s in SNRS for seed in range(args.rooms)]
     start, load = time.perf_counter(), os.getloadavg()
     with Pool(args.workers) as pool:

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sslkit import DEFAULT_WINDOW_S, MAX_SOURCES, __version__
+from sslkit import DEFAULT_METHOD, DEFAULT_WINDOW_S, MAX_SOURCES, __version__
 from sslkit.errors import SslkitWarning, UserError
 
 
@@ -509,8 +509,9 @@ def parse_bounds(text: Optional[str]):
 def locate(
     recording: Path = typer.Argument(..., help="Recording folder, or a multichannel audio file with --mics."),
     mics: Optional[Path] = typer.Option(None, "--mics", help="mics.csv (default: the one in the recording folder)."),
-    method: str = typer.Option("multilat", "--method", help="multilat (robust RANSAC multilateration), srp-phat or wav2pos."),
-    tdoa_source: str = typer.Option("gcc-phat", "--tdoa", help="multilat's TDOAs: gcc-phat, ngcc, or a tdoa.csv."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", help="srp-phat (steered response power), multilat (robust RANSAC multilateration) "
+                               "or wav2pos; see the README for the choice."),
+    tdoa_source: str = typer.Option("gcc-phat", "--tdoa", help="multilat's TDOAs: gcc-phat, ngcc, or a tdoa.csv (ngcc and a file need --method multilat)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Model checkpoint (--tdoa ngcc, or --method wav2pos)."),
     use_mics: Optional[str] = typer.Option(None, "--use-mics", help="Use only these mic ids, e.g. 1,2,3,5,8."),
     known_source: bool = typer.Option(False, "--known-source", help="wav2pos: the near-source channel gives the source signal (setup 1b)."),
@@ -544,13 +545,15 @@ def locate(
     seed: int = typer.Option(0, "--seed", help="Seed of the RANSAC sampling and of wav2pos's views."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="positions.csv path, or a folder for it (default: beside the input)."),
 ) -> None:
-    """Localize the source in every hop → positions.csv (time,x,y,z,confidence,n_inliers) and a PNG.
+    """Localize the sources in every hop → positions.csv (time,x,y,z,confidence,n_inliers,track) and a PNG.
 
     Frames without a consistent solution get NaN positions and confidence 0.
 
     [bold]Examples[/]
 
       sslkit locate demo-rec --plot
+
+      sslkit locate rec --method srp-phat --static --sources 2
 
       sslkit locate --mics mics.csv rec.wav --method srp-phat --out rec_positions.csv
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sslkit import DEFAULT_WINDOW_S
+from sslkit import DEFAULT_METHOD, DEFAULT_WINDOW_S
 from sslkit.errors import InputFileError, UserError
 from sslkit.files import read_csv_columns, write_csv
 from sslkit.geometry import check_metres, check_speed_of_sound
@@ -142,19 +142,25 @@ def locate_multilat(rec: Recording, opts: LocateOptions, on_progress=None) -> Po
 
 def locate_srp(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:
     from sslkit.gcc import mic_pairs
+    from sslkit.multilateration import check_array_geometry
     from sslkit.srp import SrpOptions, srp_phat
 
+    if opts.tdoa_csv or opts.tdoa_method != "gcc-phat":
+        raise UserError("srp-phat steers GCC-PHAT itself; NGCC-PHAT and tdoa.csv TDOAs work with the multilat method")
     bounds = opts.bounds if opts.bounds is not None else default_bounds(rec)
     if opts.dims == 2:
         z = opts.height if opts.height is not None else float(rec.mics[:, 2].mean())
         bounds = bounds.copy()
         bounds[:, 2] = z
+    warning = check_array_geometry(rec.mics, opts.dims)
     pairs = mic_pairs("all", rec.n_mics)
     srp_opts = SrpOptions(bounds=bounds, frame=opts.frame, hop=opts.hop, c=opts.c, device=opts.device, window=opts.window,
                           static=opts.static, sources=opts.sources)
     srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, srp_opts, on_progress)
     power = srp["power"]
-    return PositionTrack.from_hops(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)))
+    track = PositionTrack.from_hops(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)))
+    track.warnings = [warning] if warning else []
+    return track
 
 
 def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:
@@ -334,7 +340,7 @@ LOCATE_METHODS: dict[str, Callable[[Recording, LocateOptions, Callable | None], 
 }
 
 
-def locate(rec: Recording, method: str = "multilat", opts: LocateOptions | None = None, on_progress=None) -> PositionTrack:
+def locate(rec: Recording, method: str = DEFAULT_METHOD, opts: LocateOptions | None = None, on_progress=None) -> PositionTrack:
     """Positions of the source over time with the named method (see ``LOCATE_METHODS``)."""
     if method not in LOCATE_METHODS:
         raise UserError(f"unknown --method '{method}' (choose from {', '.join(LOCATE_METHODS)})")
@@ -344,7 +350,9 @@ def locate(rec: Recording, method: str = "multilat", opts: LocateOptions | None 
         rec = select_mics(rec, opts.use_mics)
     track = LOCATE_METHODS[method](rec, opts, on_progress)
     if opts.smooth > 1:
-        track.xyz = smooth_track(track.xyz, opts.smooth)
+        for k in np.unique(track.track):
+            rows = track.track == k
+            track.xyz[rows] = smooth_track(track.xyz[rows], opts.smooth)
     return track
 
 

@@ -50,7 +50,7 @@ def check_array_geometry(mics: np.ndarray, dims: int) -> str | None:
     """Raise for too few mics; return a warning if 3D localization is ambiguous (coplanar mics)."""
     needed = dims + 1
     if len(mics) < needed:
-        raise GeometryError(f"{dims}D multilateration needs at least {needed} microphones, got {len(mics)}")
+        raise GeometryError(f"{dims}D localization needs at least {needed} microphones, got {len(mics)}")
     sv = np.linalg.svd(mics - mics.mean(axis=0), compute_uv=False)
     if sv[1] < COPLANAR_RATIO * sv[0]:
         raise GeometryError("the microphones are collinear: positions around their line are ambiguous")

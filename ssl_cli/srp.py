@@ -108,13 +108,11 @@ def nearest_steering(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tens
     """Sparse CSR (G, P·L) that reads every pair's (pooled) correlation at each point's nearest lag
     bin, so the bounds of a fixed grid are one sparse × dense product over all frames."""
     tau = pair_tdoa_bins(points, mics, pairs, bins_per_m, n_lags).round().long()  # (G, P)
-    rows = torch.arange(len(points), device=points.device).repeat_interleave(len(pairs))
-    cols = (torch.arange(len(pairs), device=points.device) * n_lags + tau).flatten()
-    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(len(cols), device=points.device), (len(points), len(pairs) * n_lags),
-                                  check_invariants=False)
+    cols = (torch.arange(len(pairs), device=points.device) * n_lags + tau).flatten()  # ascending within each row: pair p reads block p
+    rows = torch.arange(0, len(points) * len(pairs) + 1, len(pairs), device=points.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch flags CSR as beta; the product is exact
-        return coo.coalesce().to_sparse_csr()
+        return torch.sparse_csr_tensor(rows, cols, torch.ones(len(cols), device=points.device), (len(points), len(pairs) * n_lags))
 
 
 def pooled_over_cells(corr: torch.Tensor, side: np.ndarray, bins_per_m: float) -> torch.Tensor:

@@ -242,7 +242,7 @@ def test_millimetre_coordinates_are_named(cli, tmp_path):
 def test_collinear_mics_in_3d_are_an_error(cli, tmp_path):
     line = np.array([[0.5 + 0.6 * k, 1.0, 1.2] for k in range(6)])
     rec = user_recording(tmp_path / "rec", mics=line, audio=delayed_noise(line, SOURCE))
-    assert_one_line_error(cli("locate", rec), "collinear")
+    assert_one_line_error(cli("locate", rec, "--method", "multilat"), "collinear")
     assert not (rec / "positions.csv").exists()
 
 
@@ -251,7 +251,7 @@ def test_collinear_mics_in_3d_are_an_error(cli, tmp_path):
     [
         (("tdoa", "{rec}", "--method", "ngcc", "--checkpoint", "{wav2pos}"), "wav2pos", "ngcc-phat"),
         (("locate", "{rec}", "--method", "wav2pos", "--checkpoint", "{ngcc}"), "ngcc-phat", "wav2pos"),
-        (("locate", "{rec}", "--tdoa", "ngcc", "--checkpoint", "{wav2pos}"), "wav2pos", "ngcc-phat"),
+        (("locate", "{rec}", "--method", "multilat", "--tdoa", "ngcc", "--checkpoint", "{wav2pos}"), "wav2pos", "ngcc-phat"),
         (("predict-seld", "--checkpoint", "{ngcc}", "{rec}", "--out", "{tmp}/pred"), "ngcc-phat", "seldnet"),
         (("evaluate-tdoa", "--checkpoint", "{wav2pos}", "--out", "{tmp}/ev"), "wav2pos", "ngcc-phat"),
     ],

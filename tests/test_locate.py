@@ -131,7 +131,7 @@ def luvira_recording(tmp_path_factory):
 
 def test_locate_cli_multilat_beats_plain_least_squares(cli, luvira_recording, tmp_path):
     out = tmp_path / "pos.csv"
-    result = cli("locate", luvira_recording, "--out", out, "--device", "cpu")
+    result = cli("locate", luvira_recording, "--method", "multilat", "--window", "0", "--out", out, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert out.read_text().splitlines()[0] == "time,x,y,z,confidence,n_inliers,track"
     assert (tmp_path / "pos.png").stat().st_size > 10_000
@@ -152,7 +152,7 @@ def test_locate_srp_and_tdoa_csv_input_and_evaluate(cli, luvira_recording, tmp_p
     assert cli("locate", luvira_recording, "--method", "srp-phat", "--out", tmp_path / "srp.csv", "--no-plot").exit_code == 0
     assert not (tmp_path / "srp.png").exists()
     assert cli("tdoa", luvira_recording, "--peaks", 4, "--out", tmp_path / "tdoa.csv").exit_code == 0
-    assert cli("locate", luvira_recording, "--tdoa", tmp_path / "tdoa.csv", "--out", tmp_path / "ml.csv").exit_code == 0
+    assert cli("locate", luvira_recording, "--method", "multilat", "--tdoa", tmp_path / "tdoa.csv", "--out", tmp_path / "ml.csv").exit_code == 0
     result = cli("evaluate", "--pred", tmp_path / "srp.csv", "--pred", tmp_path / "ml.csv", "--truth",
                  luvira_recording / "sources.csv", "--out", tmp_path / "eval")
     assert result.exit_code == 0, result.output
@@ -169,7 +169,7 @@ def test_locate_and_evaluate_bad_input(cli, luvira_recording, tmp_path):
     out = tmp_path / "o.csv"
     assert_one_line_error(cli("locate", luvira_recording, "--method", "beamform", "--out", out), "unknown --method")
     assert_one_line_error(cli("locate", luvira_recording / "audio.wav", "--mics", three, "--out", out), "11 channels", "3 microphones")
-    assert_one_line_error(cli("locate", luvira_recording, "--tdoa", "ngcc", "--checkpoint", tmp_path / "x.pt", "--out", out), "no such checkpoint")
+    assert_one_line_error(cli("locate", luvira_recording, "--method", "multilat", "--tdoa", "ngcc", "--checkpoint", tmp_path / "x.pt", "--out", out), "no such checkpoint")
     assert_one_line_error(cli("locate", luvira_recording, "--bounds", "1,2,3", "--out", out), "--bounds")
     assert not out.exists()
     bad = tmp_path / "bad.csv"
