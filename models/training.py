@@ -27,8 +27,9 @@ def run_folder(path: str | os.PathLike, resume: bool = False, overwrite: bool = 
     """
     path = check_folder_to_fill(Path(path))
     existing = path.is_dir() and any(path.iterdir())
-    if existing and foreign_entries(path):
-        raise OutputError(f"{path}: holds '{foreign_entries(path)[0]}', which sslkit did not write; choose another --out (nothing was changed)")
+    foreign = foreign_entries(path) if existing else []
+    if foreign:
+        raise OutputError(f"{path}: holds '{foreign[0]}', which sslkit did not write; choose another --out (nothing was changed)")
     if resume and not (path / "last.pt").is_file():
         raise OutputError(f"{path}: nothing to resume (no last.pt); run without --resume to start")
     if existing and not resume:
