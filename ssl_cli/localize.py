@@ -181,6 +181,9 @@ def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> Pos
     from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
     from sslkit.models.wav2pos import predict_with_views, wav2pos_frame_batch
 
+    if opts.static or opts.sources > 1:
+        raise UserError("wav2pos estimates one source per frame (its temporal integration is the start window); "
+                        "--static and --sources work with srp-phat and multilat")
     path = opts.checkpoint or shipped_checkpoint("wav2pos")
     model, meta = load_checkpoint(path, opts.device, kind="wav2pos")
     check_wav2pos_input(model, meta, rec, path, opts)

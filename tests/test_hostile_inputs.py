@@ -171,7 +171,8 @@ def test_import_luvira_never_replaces_a_foreign_folder(cli, tmp_path):
     assert (out / "keep.txt").read_text() == "k"
 
 
-@pytest.mark.parametrize("args", [("locate", "{rec}", "--hop", "0"), ("locat", "{rec}"), ("locate",), ("tdoa", "{rec}", "--bogus")])
+@pytest.mark.parametrize("args", [("locate", "{rec}", "--hop", "0"), ("locat", "{rec}"), ("locate",), ("tdoa", "{rec}", "--bogus"),
+                                  ("locate", "{rec}", "--window", "-1"), ("locate", "{rec}", "--sources", "0"), ("locate", "{rec}", "--sources", "99")])
 def test_usage_errors_are_one_line(cli, rec, args):
     assert_one_line_error(cli(*(a.format(rec=rec) for a in args)), "--help")
 
@@ -354,6 +355,11 @@ def test_no_runtime_warning_reaches_the_terminal(cli, rec, tmp_path):
     result = cli("evaluate", "--pred", pred, "--truth", rec / "sources.csv", "--out", tmp_path / "ev", "--no-truncate")
     assert result.exit_code == 0, result.output
     assert "RuntimeWarning" not in result.output
+
+
+def test_options_a_method_cannot_honour_are_errors(cli, rec):
+    assert_one_line_error(cli("locate", rec, "--method", "wav2pos", "--static"), "--static and --sources")
+    assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--tdoa", "ngcc"), "multilat")
 
 
 def test_a_silence_threshold_that_silences_everything_is_an_error(cli, rec):
