@@ -18,7 +18,7 @@ from sslkit import DEFAULT_METHOD, DEFAULT_WINDOW_S
 from sslkit.errors import InputFileError, UserError
 from sslkit.files import read_csv_columns, write_csv
 from sslkit.geometry import check_metres, check_speed_of_sound
-from sslkit.recording import Recording
+from sslkit.recording import Recording, room_channels
 
 POSITION_COLUMNS = ["time", "x", "y", "z", "confidence", "n_inliers", "track"]
 BOUNDS_MARGIN_M = 1.0
@@ -344,11 +344,13 @@ LOCATE_METHODS: dict[str, Callable[[Recording, LocateOptions, Callable | None], 
 
 
 def locate(rec: Recording, method: str = DEFAULT_METHOD, opts: LocateOptions | None = None, on_progress=None) -> PositionTrack:
-    """Positions of the source over time with the named method (see ``LOCATE_METHODS``)."""
+    """Positions of the sources over time with the named method (see ``LOCATE_METHODS``); a
+    recording's near-source channel is left out (``room_channels``)."""
     if method not in LOCATE_METHODS:
         raise UserError(f"unknown --method '{method}' (choose from {', '.join(LOCATE_METHODS)})")
     opts = opts or LocateOptions()
     check_speed_of_sound(opts.c)
+    rec = room_channels(rec)  # a near-source channel moves with the source: never a room mic
     if opts.use_mics:
         rec = select_mics(rec, opts.use_mics)
     track = LOCATE_METHODS[method](rec, opts, on_progress)
@@ -365,7 +367,7 @@ def select_mics(rec: Recording, mic_ids: list[str]) -> Recording:
     if missing:
         raise UserError(f"--use-mics: no mic {missing[0]} in mics.csv (ids: {','.join(rec.mic_ids)})")
     idx = [rec.mic_ids.index(m) for m in mic_ids]
-    return Recording(rec.audio[:, idx], rec.fs, list(mic_ids), rec.mics[idx], rec.sources, rec.scene, rec.path)
+    return Recording(rec.audio[:, idx], rec.fs, list(mic_ids), rec.mics[idx], rec.sources, rec.scene, rec.path, rec.source_signal)
 
 
 def smooth_track(xyz: np.ndarray, window: int) -> np.ndarray:

@@ -42,6 +42,7 @@ class Recording:
         sources: ground truth, or None; see :class:`SourceTrack`.
         scene: the resolved scene description, or an empty dict.
         path: folder or wav the recording was read from.
+        source_signal: the near-source channel once split off (see ``room_channels``), or None.
     """
 
     audio: np.ndarray
@@ -51,6 +52,8 @@ class Recording:
     sources: SourceTrack | None = None
     scene: dict = field(default_factory=dict)
     path: Path | None = None
+    source_signal: np.ndarray | None = None
+    """The near-source channel split off by :func:`room_channels` (n_samples,), or None."""
 
     @property
     def n_mics(self) -> int:
@@ -286,11 +289,13 @@ def save_recording(folder: str | os.PathLike, rec: Recording, extra: dict[str, n
 def room_channels(rec: Recording) -> Recording:
     """The recording without its near-source channel (a mic that moves with the source, as the
     12th LuViRA mic): its mics.csv position is only the mean of the track, so it must not enter
-    TDOA geometry. Recordings without one are returned unchanged."""
+    TDOA geometry. Its signal is kept as ``source_signal``. Recordings without one (or already
+    split) are returned unchanged."""
     if not rec.scene.get("near_source"):
         return rec
     keep = slice(0, rec.n_mics - 1)
-    return Recording(rec.audio[:, keep], rec.fs, rec.mic_ids[keep], rec.mics[keep], rec.sources, rec.scene, rec.path)
+    scene = {**rec.scene, "near_source": None}  # split once: the result has no near-source channel
+    return Recording(rec.audio[:, keep], rec.fs, rec.mic_ids[keep], rec.mics[keep], rec.sources, scene, rec.path, rec.audio[:, -1])
 
 
 def positions_at_times(track: SourceTrack, times: np.ndarray, source_id: int = 0) -> np.ndarray:

@@ -187,3 +187,20 @@ def test_locate_warns_on_coplanar_mics(cli, luvira_recording, tmp_path):
     result = cli("locate", luvira_recording / "audio.wav", "--mics", tmp_path / "flat.csv", "--out", tmp_path / "p.csv", "--no-plot")
     assert result.exit_code == 0
     assert "coplanar" in result.stderr
+
+
+def test_python_api_leaves_out_the_near_source_channel_as_the_cli_does(cli, tmp_path):
+    from pathlib import Path
+
+    from sslkit.localize import LocateOptions, locate, read_positions
+    from sslkit.recording import room_channels
+
+    demo = Path(__file__).parents[1] / "examples" / "luvira-demo"
+    rec = load_recording(demo)
+    assert rec.scene.get("near_source") and rec.n_mics == 12
+    track = locate(rec, "srp-phat", LocateOptions(device="cpu"))
+    assert cli("locate", demo, "--method", "srp-phat", "--device", "cpu", "--no-plot", "--out", tmp_path / "p.csv").exit_code == 0
+    from_cli = read_positions(tmp_path / "p.csv")
+    np.testing.assert_allclose(track.xyz, from_cli.xyz, atol=1e-6)  # the CSV keeps 6 decimals
+    split = room_channels(rec)
+    assert split.n_mics == 11 and split.source_signal is not None and room_channels(split) is split  # split once
