@@ -606,7 +606,7 @@ def locate(
         console.print(f"estimated positions of mics {', '.join(track.estimated_mics)} → {estimated_path}")
     located = ~np.isnan(track.xyz).any(1)
     rows = {
-        "frames located": f"{located.sum()} / {len(located)}",
+        ("frames located" if track.track.max(initial=0) == 0 else "estimates located (hops × sources)"): f"{located.sum()} / {len(located)}",
         "median confidence": f"{np.median(track.confidence[located]):.2f}" if located.any() else "–",
         "real-time factor": f"{elapsed / rec.duration:.3f} ({elapsed:.1f} s for {rec.duration:.1f} s)",
     }
