@@ -137,7 +137,8 @@ def window_average(
     says which frames count. ``window`` frames (odd) centred on each frame; 1 is each frame alone;
     None averages the whole recording into one. Yields (frames covered, averages (B, ...)); with
     None one item (slice(0, n), (1, ...)). A frame whose window holds no active frame gets zeros.
-    Works in batches of ``batch`` frames plus the window's halo, so memory does not grow with n.
+    Works in batches of ``batch`` frames plus the window's halo, so memory does not grow with n;
+    each frame's values are computed once (the halo is carried over from the previous batch).
     """
     weights = active.float()
     if window is None:
@@ -145,10 +146,16 @@ def window_average(
         yield slice(0, n), (total / weights.sum().clamp(min=1))[None]
         return
     half = window // 2
+    carried, computed_to = None, 0  # values of frames [lo, computed_to) kept from the previous batch
     for start in range(0, n, batch):
         stop = min(n, start + batch)
         lo, hi = max(0, start - half), min(n, stop + half)
-        values = _weighted(compute(lo, hi), weights[lo:hi])
+        kept = max(0, computed_to - lo)  # frames of this batch's span already computed
+        values = carried[len(carried) - kept :] if kept else None
+        if lo + kept < hi:
+            fresh = _weighted(compute(lo + kept, hi), weights[lo + kept : hi])
+            values = fresh if values is None else torch.cat([values, fresh])
+        carried, computed_to = values, hi
         if half == 0:
             yield slice(start, stop), values
             continue
