@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from sslkit.errors import InputFileError, Interrupted, OutputError, describe
-from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, foreign_entries, remove_sslkit_folder
+from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, check_only_ours, remove_sslkit_folder
 
 
 @contextlib.contextmanager
@@ -27,9 +27,8 @@ def run_folder(path: str | os.PathLike, resume: bool = False, overwrite: bool = 
     """
     path = check_folder_to_fill(Path(path))
     existing = path.is_dir() and any(path.iterdir())
-    foreign = foreign_entries(path) if existing else []
-    if foreign:
-        raise OutputError(f"{path}: holds '{foreign[0]}', which sslkit did not write; choose another --out (nothing was changed)")
+    if existing:
+        check_only_ours(path)
     if resume and not (path / "last.pt").is_file():
         raise OutputError(f"{path}: nothing to resume (no last.pt); run without --resume to start")
     if existing and not resume:

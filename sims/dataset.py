@@ -12,7 +12,7 @@ from pathlib import Path
 from sslkit.errors import ConfigError, Interrupted, OutputError
 from sslkit.files import (
     check_folder_to_fill,
-    foreign_entries,
+    check_only_ours,
     plain,
     read_yaml,
     remove_sslkit_folder,
@@ -179,10 +179,9 @@ def check_dataset_folder(out: Path, template: dict, seed: int, audio_dir: str | 
     check_folder_to_fill(out)
     if not out.is_dir() or not any(out.iterdir()):
         return 0
-    foreign = foreign_entries(out)
-    if foreign or not (out / DATASET_FILE).is_file():
-        what = f"holds '{foreign[0]}', which sslkit did not write" if foreign else f"has no {DATASET_FILE}"
-        raise OutputError(f"{out}: {what}; it is not an sslkit dataset, choose another --out (nothing was changed)")
+    check_only_ours(out)
+    if not (out / DATASET_FILE).is_file():
+        raise OutputError(f"{out}: has no {DATASET_FILE}; it is not an sslkit dataset, choose another --out (nothing was changed)")
     if overwrite:
         return 0
     difference = first_difference(read_yaml(out / DATASET_FILE), dataset_record(template, seed, audio_dir))

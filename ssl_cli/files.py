@@ -53,9 +53,11 @@ def foreign_entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name not in ours)
 
 
-def is_sslkit_folder(folder: Path) -> bool:
-    """True when ``folder`` is non-empty and everything in it was written by sslkit."""
-    return (folder / MANIFEST).is_file() and not foreign_entries(folder)
+def check_only_ours(folder: Path, consequence: str = "choose another --out (nothing was changed)") -> None:
+    """OutputError naming the first entry of ``folder`` that sslkit did not write, if any."""
+    foreign = foreign_entries(folder)
+    if foreign:
+        raise OutputError(f"{folder}: holds '{foreign[0]}', which sslkit did not write; {consequence}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,9 +117,7 @@ def check_new_folder(path: Path, overwrite: bool = False, inputs: Iterable[Path]
     check_replaceable(path, inputs)
     if not any(path.iterdir()):
         return
-    foreign = foreign_entries(path)
-    if foreign:
-        raise OutputError(f"{path}: exists and holds '{foreign[0]}', which sslkit did not write; choose another --out (nothing was changed)")
+    check_only_ours(path)
     if not overwrite:
         raise OutputError(f"{path}: exists (an earlier sslkit output); pass --overwrite to replace it")
 
@@ -146,9 +146,7 @@ def check_folder_to_fill(path: Path) -> Path:
 def remove_sslkit_folder(path: Path) -> None:
     """Delete ``path`` only if sslkit wrote everything in it (else OutputError)."""
     check_replaceable(path)
-    foreign = foreign_entries(path)
-    if foreign:
-        raise OutputError(f"{path}: holds '{foreign[0]}', which sslkit did not write; nothing was deleted")
+    check_only_ours(path, "nothing was deleted")
     shutil.rmtree(path)
 
 

@@ -48,10 +48,11 @@ class PositionTrack:
             self.track = np.zeros(len(self.times), dtype=int)
 
     @classmethod
-    def from_hops(cls, times: np.ndarray, xyz: np.ndarray, confidence: np.ndarray, n_inliers: np.ndarray) -> PositionTrack:
+    def from_hops(cls, times: np.ndarray, xyz: np.ndarray, confidence: np.ndarray, n_inliers: np.ndarray, warning: str | None = None) -> PositionTrack:
         """Rows from per-hop arrays of S sources: times (F,), xyz (F, S, 3), confidence and n_inliers (F, S)."""
         f, s = confidence.shape
-        return cls(np.repeat(times, s), xyz.reshape(f * s, 3), confidence.ravel(), n_inliers.ravel(), track=np.tile(np.arange(s), f))
+        return cls(np.repeat(times, s), xyz.reshape(f * s, 3), confidence.ravel(), n_inliers.ravel(), [warning] if warning else [],
+                   track=np.tile(np.arange(s), f))
 
 
 @dataclass
@@ -134,10 +135,8 @@ def locate_multilat(rec: Recording, opts: LocateOptions, on_progress=None) -> Po
         found.append(out)
         explained = np.abs(tdoa * opts.c - range_differences(out["xyz"], rec.mics, result.pairs)[..., None]) < opts.threshold
         tdoa, score = np.where(explained, np.nan, tdoa), np.where(explained, 0.0, score)
-    track = PositionTrack.from_hops(times, np.stack([o["xyz"] for o in found], 1), np.stack([o["confidence"] for o in found], 1),
-                                    np.stack([o["n_inliers"] for o in found], 1))
-    track.warnings = [warning] if warning else []
-    return track
+    return PositionTrack.from_hops(times, np.stack([o["xyz"] for o in found], 1), np.stack([o["confidence"] for o in found], 1),
+                                   np.stack([o["n_inliers"] for o in found], 1), warning)
 
 
 def locate_srp(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:
@@ -158,9 +157,7 @@ def locate_srp(rec: Recording, opts: LocateOptions, on_progress=None) -> Positio
                           static=opts.static, sources=opts.sources)
     srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, srp_opts, on_progress)
     power = srp["power"]
-    track = PositionTrack.from_hops(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)))
-    track.warnings = [warning] if warning else []
-    return track
+    return PositionTrack.from_hops(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)), warning)
 
 
 def locate_wav2pos(rec: Recording, opts: LocateOptions, on_progress=None) -> PositionTrack:

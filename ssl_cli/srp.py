@@ -65,19 +65,18 @@ class SrpOptions:
     """Range-difference half-width (m) removed around a found source before the next is searched."""
 
 
-def coarse_cells(bounds: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
-    """Centres (G, 3) of the cells that tile ``bounds`` with sides of about ``step`` (an axis of zero
-    extent gets one layer), and the cell side per axis (3,)."""
+def cell_counts(bounds: np.ndarray, step: float) -> np.ndarray:
+    """Cells per axis (3,) that tile ``bounds`` with sides of about ``step``; an axis of zero extent gets one layer."""
     extent = bounds[1] - bounds[0]
-    counts = np.where(extent > 0, np.maximum(1, np.ceil(extent / step)), 1).astype(int)
-    side = np.where(extent > 0, extent / counts, 0.0)
+    return np.where(extent > 0, np.maximum(1, np.ceil(extent / step)), 1).astype(int)
+
+
+def coarse_cells(bounds: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (G, 3) of the cells that tile ``bounds`` (see :func:`cell_counts`), and the cell side per axis (3,)."""
+    counts = cell_counts(bounds, step)
+    side = (bounds[1] - bounds[0]) / counts
     axes = [bounds[0, k] + (np.arange(counts[k]) + 0.5) * side[k] for k in range(3)]
     return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3), side
-
-
-def cell_count(bounds: np.ndarray, step: float) -> int:
-    extent = bounds[1] - bounds[0]
-    return int(np.prod(np.where(extent > 0, np.maximum(1, np.ceil(extent / step)), 1)))
 
 
 def pair_tdoa_bins(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bins_per_m: float, n_lags: int) -> torch.Tensor:
@@ -184,7 +183,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, op
     frames_all = frame_audio(torch.as_tensor(audio, device=dev), opts.frame, opts.hop)
     silent = silent_frames(frames_all, opts.silence_db)
     max_lag = int(np.ceil(np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1).max() / opts.c * fs)) + 2
-    n_cells = cell_count(opts.bounds, opts.coarse_step)
+    n_cells = int(np.prod(cell_counts(opts.bounds, opts.coarse_step)))
     check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
                  "check that the bounds and mics.csv are in metres, or narrow the search box (--bounds)")
     n_fft = gcc_fft_length(opts.frame, max_lag)
