@@ -317,8 +317,6 @@ def _resolve_room(r: dict) -> RoomSpec:
     given = [k for k in ("rt60", "absorption", "materials") if r.get(k) is not None]
     if len(given) > 1:
         raise ConfigError(f"room: give only one of rt60, absorption, materials (got {', '.join(given)})")
-    if r.get("rt60") is not None:
-        check_number(r["rt60"], "room.rt60", high=MAX_RT60_S)
     return RoomSpec(**{**r, "dimensions": [float(v) for v in dims]})
 
 
