@@ -461,13 +461,11 @@ def evaluate_tdoa_command(
 
       sslkit evaluate-tdoa --snippets 40 --out tdoa-eval
     """
-    from sslkit.files import check_folder_to_fill, check_output_file, write_csv
+    from sslkit.files import check_folder_to_fill, write_csv
     from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
     from sslkit.models.eval_tdoa import evaluate_tdoa_protocol, summarize_by_rt60
 
-    check_folder_to_fill(out)
-    for name in ("cells.csv", "summary.csv"):
-        check_output_file(out / name)
+    check_folder_to_fill(out, ("cells.csv", "summary.csv"))
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint or shipped_checkpoint("ngcc-phat"), dev, kind="ngcc-phat")
     with progress_bar() as progress:
@@ -530,7 +528,7 @@ def locate(
     window: float = typer.Option(DEFAULT_WINDOW_S, "--window", min=0.0, help="multilat, srp-phat: average each hop's PHAT cross-spectra over "
                                  "this many seconds centred on it before peak picking or steering (0: the hop alone)."),
     static: bool = typer.Option(False, "--static", help="multilat, srp-phat: the source does not move; the whole recording is one window "
-                                "and positions.csv has one row (at the mean time of the non-silent frames)."),
+                                "and positions.csv has one row per source (at the mean time of the non-silent frames)."),
     sources: int = typer.Option(1, "--sources", min=1, max=MAX_SOURCES, help="multilat, srp-phat: locate up to K simultaneous sources per hop "
                                 "(rows with track 0…K−1, strongest first)."),
     refine_radius: float = typer.Option(1.0, "--refine-radius", min=0.0, help="wav2pos: refine each estimate within this many metres by "
@@ -650,15 +648,13 @@ def evaluate(
     import numpy as np
 
     from sslkit.evaluation import matched_errors, summarize_errors
-    from sslkit.files import atomic_file, check_folder_to_fill, check_output_file
+    from sslkit.files import atomic_file, check_folder_to_fill
     from sslkit.localize import read_positions
     from sslkit.plots import plot_error_cdf
     from sslkit.recording import read_sources
 
     cap = None if no_truncate else truncate
-    out = check_folder_to_fill(out or pred[0].parent)
-    for name in ("metrics.json", "error_cdf.png"):
-        check_output_file(out / name)
+    out = check_folder_to_fill(out or pred[0].parent, ("metrics.json", "error_cdf.png"))
     true_track = read_sources(truth)
     if len(true_track.time) == 0:
         raise UserError(f"{truth}: no ground-truth rows")
@@ -918,7 +914,7 @@ def predict_seld_command(
 
     import torch
 
-    from sslkit.files import check_folder_to_fill, check_output_file
+    from sslkit.files import check_folder_to_fill
     from sslkit.models.train_seld import load_seld_model, predict_clip
     from sslkit.recording import load_recording
     from sslkit.sims.seld_labels import write_dcase_csv
@@ -926,9 +922,7 @@ def predict_seld_command(
     folders = [recordings] if (recordings / "audio.wav").is_file() else sorted(p for p in recordings.glob("*") if (p / "audio.wav").is_file())
     if not folders:
         raise UserError(f"{recordings}: no recording folders")
-    out = check_folder_to_fill(out or recordings / "seld-output")
-    for folder in folders:
-        check_output_file(out / f"{folder.name}.csv")
+    out = check_folder_to_fill(out or recordings / "seld-output", [f"{folder.name}.csv" for folder in folders])
     dev = resolve_device(device)
     model, meta, features, ngcc = load_seld_model(checkpoint, dev)
     with progress_bar() as progress:

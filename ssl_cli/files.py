@@ -134,12 +134,15 @@ def check_replaceable(path: Path, inputs: Iterable[Path] = ()) -> None:
             raise OutputError(f"{path}: holds the input {item}; choose another --out")
 
 
-def check_folder_to_fill(path: Path) -> Path:
-    """Check before work that files can be written inside the folder ``path`` (existing or not)."""
+def check_folder_to_fill(path: Path, names: Iterable[str] = ()) -> Path:
+    """Check before work that files can be written inside the folder ``path`` (existing or not),
+    and that each of ``names`` there may be written (:func:`check_output_file`). Returns ``path``."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path}: is a file; a folder is needed")
     check_place(path / "x")
+    for name in names:
+        check_output_file(path / name)
     return path
 
 

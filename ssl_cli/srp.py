@@ -89,18 +89,21 @@ def pair_tdoa_bins(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor
 
 def steered_power(corr: torch.Tensor, points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bins_per_m: float) -> torch.Tensor:
     """Exact SRP at per-frame points: corr (F, P, L), points (F, G, 3) → (F, G), linear interpolation in lag."""
-    tau = pair_tdoa_bins(points, mics, pairs, bins_per_m, corr.shape[-1])  # (F, G, P)
+    return power_at_bins(corr, pair_tdoa_bins(points, mics, pairs, bins_per_m, corr.shape[-1]))
+
+
+def power_at_bins(corr: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """Σ over pairs of corr (F, P, L) read at the fractional lag bins tau (F, G, P) by linear interpolation → (F, G)."""
     low = tau.floor().long()
     frac = tau - low
     c_t = corr.transpose(1, 2)  # (F, L, P)
     return ((1 - frac) * c_t.gather(1, low) + frac * c_t.gather(1, low + 1)).sum(-1)
 
 
-def cell_bounds(pooled: torch.Tensor, points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bins_per_m: float) -> torch.Tensor:
-    """Upper bounds of the SRP in the cells centred at per-frame ``points`` (F, G, 3), from the
+def cell_bounds(pooled: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """Upper bounds of the SRP in the cells whose centres have lag bins tau (F, G, P), from the
     correlations ``pooled`` (F, P, L) max-pooled over each cell's lag span: read at the nearest bin."""
-    tau = pair_tdoa_bins(points, mics, pairs, bins_per_m, pooled.shape[-1]).round().long()  # (F, G, P)
-    return pooled.transpose(1, 2).gather(1, tau).sum(-1)
+    return pooled.transpose(1, 2).gather(1, tau.round().long()).sum(-1)
 
 
 def nearest_steering(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, n_lags: int, bins_per_m: float) -> torch.Tensor:
@@ -154,8 +157,9 @@ class CellSearch:
         while side.max() > self.opts.final_step:
             points = (points[:, :, None] + child_offsets(side, corr.device)).flatten(1, 2).clamp(self.lo, self.hi)
             side = side / 2
-            bound = cell_bounds(pooled_over_cells(corr, side, self.bins_per_m), points, self.mics, self.pairs, self.bins_per_m)
-            value = steered_power(corr, points, self.mics, self.pairs, self.bins_per_m)
+            tau = pair_tdoa_bins(points, self.mics, self.pairs, self.bins_per_m, corr.shape[-1])  # (F, 8·2B, P)
+            bound = cell_bounds(pooled_over_cells(corr, side, self.bins_per_m), tau)
+            value = power_at_bins(corr, tau)
             keep = min(beam, points.shape[1])
             chosen = torch.cat([bound.topk(keep, dim=-1).indices, value.topk(keep, dim=-1).indices], dim=1)
             points = points.gather(1, chosen[..., None].expand(-1, -1, 3))
