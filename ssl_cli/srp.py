@@ -119,8 +119,9 @@ def nearest_steering(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tens
 
 def pooled_over_cells(corr: torch.Tensor, side: np.ndarray, bins_per_m: float) -> torch.Tensor:
     """Each pair's correlation max-pooled over the lags a cell of ``side`` (3,) metres spans around
-    its centre (range difference ± the cell's diagonal, plus one bin for the interpolation)."""
-    width = int(math.ceil(float(np.linalg.norm(side)) * bins_per_m)) + 1
+    its centre: range difference ± the cell's diagonal, plus one bin for the interpolation between
+    two bins and half a bin because the bound is read at the centre's nearest bin."""
+    width = int(math.ceil(float(np.linalg.norm(side)) * bins_per_m + 1.5))
     f, p, n = corr.shape
     return F.max_pool1d(corr.reshape(f * p, 1, n), 2 * width + 1, stride=1, padding=width).reshape(f, p, n)
 

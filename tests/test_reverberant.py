@@ -132,3 +132,20 @@ def test_cli_static_two_sources_and_per_source_evaluation(cli, tmp_path):
     assert result.exit_code == 0, result.output
     (metrics,) = json.loads((tmp_path / "ev" / "metrics.json").read_text())["results"].values()
     assert metrics["median_m"] < TOL_POS_M and set(metrics["per_source"]) == {"0", "1"}
+
+
+@pytest.mark.parametrize("side", [0.1, 0.0125])
+def test_cell_bound_is_an_upper_bound_of_the_power_inside(side):
+    from sslkit.srp import cell_bounds, pair_tdoa_bins, pooled_over_cells
+
+    rec = reverberant(0)
+    corr, pairs, bins_per_m = correlations(rec)
+    corr = corr[:4]
+    mics, pair_t = torch.as_tensor(rec.mics, dtype=torch.float32), torch.as_tensor(pairs)
+    rng = np.random.default_rng(0)
+    centres = torch.as_tensor(rng.uniform(0.2, 2.8, (4, 200, 3)), dtype=torch.float32)
+    cube = np.full(3, side)
+    bound = cell_bounds(pooled_over_cells(corr, cube, bins_per_m), pair_tdoa_bins(centres, mics, pair_t, bins_per_m, corr.shape[-1]))
+    inside = centres[:, :, None] + torch.as_tensor(rng.uniform(-side / 2, side / 2, (4, 200, 30, 3)), dtype=torch.float32)
+    power = steered_power(corr, inside.flatten(1, 2), mics, pair_t, bins_per_m).reshape(4, 200, 30).amax(-1)
+    assert torch.all(power <= bound + 1e-4)
