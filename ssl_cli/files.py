@@ -86,9 +86,14 @@ def check_output_file(path: Path) -> Path:
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
     check_place(path)
+    check_replaceable_file(path)
+    return path
+
+
+def check_replaceable_file(path: Path) -> None:
+    """OutputError when ``path`` exists and sslkit did not write it."""
     if path.exists() and path.name not in written_here(path.parent):
         raise OutputError(f"{path}: exists and was not written by sslkit; choose another --out (nothing was changed)")
-    return path
 
 
 def output_file(out: str | os.PathLike | None, source: Path, default_name: str) -> Path:
@@ -169,8 +174,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     An existing ``path`` that sslkit did not write is never replaced (OutputError)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.name not in written_here(path.parent):
-        raise OutputError(f"{path}: exists and was not written by sslkit; nothing was changed")
+    check_replaceable_file(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
