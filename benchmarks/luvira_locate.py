@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from sslkit.allocator import keep_freed_memory
-from sslkit.evaluation import position_errors, summarize_errors
+from sslkit.evaluation import matched_errors, summarize_errors
 from sslkit.gcc import frame_audio, silent_frames
 from sslkit.localize import LocateOptions, PositionTrack, locate
 from sslkit.recording import room_channels
@@ -77,8 +77,8 @@ for count in (int(c) for c in args.mic_counts.split(",")):
             start = time.perf_counter()
             track = locate(rec, method, opts)
             seconds += time.perf_counter() - start
-            errors.append(position_errors(track, rec.sources, truncate=3.0))
-            voiced_errors.append(position_errors(voiced(track, keep), rec.sources, truncate=3.0))
+            errors.append(matched_errors(track, rec.sources, truncate=3.0)[0])
+            voiced_errors.append(matched_errors(voiced(track, keep), rec.sources, truncate=3.0)[0])
         s = summarize_errors(np.concatenate(errors), threshold=0.3)
         sv = summarize_errors(np.concatenate(voiced_errors), threshold=0.3)
         results[f"{name}, {count} mics"] = {

@@ -2,7 +2,7 @@
 per frame on an A100 with the pairs in a Python loop). For each batch size: the whole forward pass
 in float32 (one pass, ``locate --views 0``; on CUDA also under float16 autocast), with ``locate``'s
 default 8 confidence views, the share of the NGCC-PHAT over the 55 pairs, and the refinement on
-its lag distributions (``sslkit.lagfit``, as ``locate`` runs it). ``--paper-size`` also times an
+its lag distributions (``sslkit.localization.lagfit``, as ``locate`` runs it). ``--paper-size`` also times an
 untrained model of the paper's size (d = 256, D = 4) with the same NGCC-PHAT. Prints JSON.
 
     python benchmarks/wav2pos_speed.py [--checkpoint ckpt.pt] [--device cuda] [--batch 1,16,64]
@@ -15,8 +15,8 @@ import time
 import torch
 
 from sslkit.allocator import keep_freed_memory
-from sslkit.lagfit import LagFitOptions, fit_lag_distributions
-from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
+from sslkit.localization.lagfit import LagFitOptions, fit_lag_distributions
+from sslkit.models.checkpoint import load_checkpoint, resolve_checkpoint
 from sslkit.models.wav2pos import Wav2Pos, predict_with_views, upper_pairs
 
 keep_freed_memory()  # as the CLI does
@@ -84,7 +84,7 @@ def time_all(model: Wav2Pos) -> list[dict]:
     return [time_model(model, int(b)) for b in args.batch.split(",")]
 
 
-shipped, _ = load_checkpoint(args.checkpoint or shipped_checkpoint("wav2pos"), args.device)
+shipped, _ = load_checkpoint(args.checkpoint or resolve_checkpoint("wav2pos"), args.device)
 result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "threads": torch.get_num_threads(), "mics": args.mics,
           "ngcc_features": shipped.ngcc is not None, "model": {k: shipped.config[k] for k in ("dim", "depth", "heads")},
           "timings": time_all(shipped)}

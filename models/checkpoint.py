@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from sslkit.errors import InputFileError, describe
+from sslkit.errors import GeometryError, InputFileError, describe
 
 
 def model_registry() -> dict[str, type]:
@@ -21,14 +21,53 @@ def model_registry() -> dict[str, type]:
     return {"ngcc-phat": NGCCPHAT, "wav2pos": Wav2Pos, "seldnet": SeldNet}
 
 
-def shipped_checkpoint(name: str) -> Path:
-    """Path of a checkpoint shipped in the package (``sslkit/models/checkpoints/<name>.pt``)."""
-    return Path(str(resources.files("sslkit.models") / "checkpoints" / f"{name}.pt"))
+def checkpoint_folder() -> Path:
+    """The folder of the checkpoints shipped in the package."""
+    return Path(str(resources.files("sslkit.models") / "checkpoints"))
 
 
-def shipped_checkpoints() -> list[Path]:
-    """All checkpoints shipped in the package, sorted by name."""
-    return sorted(Path(str(resources.files("sslkit.models") / "checkpoints")).glob("*.pt"))
+def shipped_index() -> dict[str, dict]:
+    """Shipped checkpoint name → its entry in ``checkpoints/index.yaml`` (kind, fs, max_tau, outputs, trained_for)."""
+    import yaml
+
+    return yaml.safe_load((checkpoint_folder() / "index.yaml").read_text())
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None, kind: str | None = None, fs: int | None = None, max_lag: int | None = None,
+                       outputs: int = 1) -> Path:
+    """The checkpoint file to use: ``checkpoint`` as a path or a shipped name, or else the shipped
+    checkpoint of ``kind`` at ``fs`` Hz with at least ``outputs`` tracks and the smallest lag range
+    that covers ``max_lag`` samples. GeometryError when no shipped checkpoint fits."""
+    index = shipped_index()
+    if checkpoint is not None:
+        return checkpoint_folder() / f"{checkpoint}.pt" if str(checkpoint) in index else Path(checkpoint)
+    fitting = [(entry.get("max_tau", 0), name) for name, entry in index.items()
+               if entry["kind"] == kind and fs in (None, entry["fs"]) and entry.get("outputs", 1) >= outputs
+               and (max_lag is None or entry["max_tau"] >= max_lag)]
+    if not fitting:
+        need = f" at {fs} Hz" if fs else ""
+        need += f" covering lags up to {max_lag} samples" if max_lag is not None else ""
+        need += f" with {outputs} output tracks" if outputs > 1 else ""
+        raise GeometryError(f"no shipped {kind} checkpoint{need}; train one for this array and give its path")
+    return checkpoint_folder() / f"{min(fitting)[1]}.pt"
+
+
+def load_model(checkpoint: str | os.PathLike | None = None, kind: str | None = None, device: str = "cpu", fs: int | None = None,
+               max_lag: int | None = None, outputs: int = 1) -> tuple[torch.nn.Module, dict, Path]:
+    """A model (in eval mode), its metadata and its file, by path, by shipped name, or as the shipped
+    default of ``kind`` (see :func:`resolve_checkpoint`), checked: of ``kind``, trained at ``fs`` Hz,
+    covering lags up to ``max_lag`` samples (NGCC-PHAT)."""
+    if checkpoint is None and kind is None:
+        raise TypeError("load_model needs a checkpoint (path or shipped name) or a kind of model")
+    path = resolve_checkpoint(checkpoint, kind, fs, max_lag, outputs)
+    model, meta = load_checkpoint(path, device, kind)
+    trained_fs = meta.get("fs", getattr(model, "fs", None))
+    if fs is not None and trained_fs != fs:
+        raise InputFileError(path, f"trained at {trained_fs} Hz, but the recording is at {fs} Hz")
+    if max_lag is not None and max_lag > model.max_tau:
+        raise GeometryError(f"{path}: the checkpoint covers |τ| ≤ {model.max_tau} samples but the mic geometry needs {max_lag}; "
+                            "use a checkpoint trained for this array (sslkit train-ngcc), or GCC-PHAT")
+    return model, meta, path
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, name: str, **meta) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from sslkit.gcc import gcc, pick_peaks
+from sslkit.geometry import SPEED_OF_SOUND, pair_lag_bounds, range_differences
 from sslkit.recording import Recording, positions_at_times
 from sslkit.sims.scene import load_template
 from sslkit.sims.tdoa_windows import active_window_starts
@@ -19,6 +21,10 @@ WINDOW = 2048
 """Samples per TDOA estimate (Paper V: N = 2048 at 16 kHz)."""
 TEST_SEED_OFFSET = 2_000_000
 """Test snippets use scene indices from here on, disjoint from training and validation draws."""
+FIRST_PAIR = np.array([[0, 1]])
+"""The protocol measures the TDOA of mics 1 and 2."""
+CELLS_FILE = "cells.csv"
+SUMMARY_FILE = "summary.csv"
 
 
 @dataclass
@@ -46,8 +52,7 @@ def snippet_windows(rec: Recording, window: int, c: float) -> tuple[np.ndarray, 
     starts = active_window_starts(rec.audio, window, window)
     frames = np.stack([rec.audio[s : s + window, :2].T for s in starts])
     pos = positions_at_times(rec.sources, (starts + window / 2) / rec.fs)
-    d = np.linalg.norm(pos[:, None] - rec.mics[None, :2], axis=-1)
-    return frames, (d[:, 0] - d[:, 1]) / c * rec.fs
+    return frames, range_differences(pos, rec.mics, FIRST_PAIR)[:, 0] / c * rec.fs
 
 
 def gcc_predict(frames: torch.Tensor, max_tau: int) -> torch.Tensor:
@@ -69,7 +74,7 @@ def evaluate_tdoa_protocol(
     seed: int = 0,
     device: str = "cpu",
     workers: int | None = None,
-    c: float = 343.0,
+    c: float = SPEED_OF_SOUND,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """MAE (cm) and accuracy at 10 cm of GCC-PHAT and NGCC-PHAT in every grid cell.
@@ -91,7 +96,7 @@ def evaluate_tdoa_protocol(
         frames_t = torch.as_tensor(np.concatenate(frames), device=device)
         tau_t = torch.as_tensor(np.concatenate(tau), device=device)
         fs = recs[0].fs
-        max_tau = int(np.ceil(np.linalg.norm(recs[0].mics[0] - recs[0].mics[1]) / c * fs))
+        max_tau = int(np.ceil(pair_lag_bounds(recs[0].mics, FIRST_PAIR, fs, c)[0]))
         predictions = {"gcc-phat": gcc_predict(frames_t, max_tau)}
         if model is not None:
             predictions["ngcc-phat"] = ngcc_predict(model, frames_t)
@@ -118,3 +123,21 @@ def summarize_by_rt60(rows: list[dict]) -> list[dict]:
                 "mae_cm": sum(r["mae_cm"] * r["n"] for r in sel) / n, "acc_10cm": sum(r["acc_10cm"] * r["n"] for r in sel) / n, "n": n,
             })
     return out
+
+
+def evaluate_tdoa_files(out: str | Path, checkpoint: str | Path | None = None, scene: str = "ngcc-test", snippets: int = 40, seed: int = 0,
+                        device: str = "cpu", workers: int | None = None, on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Run the protocol (see :func:`evaluate_tdoa_protocol`) with an NGCC-PHAT checkpoint (None: the
+    shipped default) and write ``cells.csv`` and ``summary.csv`` into the folder ``out``; returns the summary rows."""
+    from sslkit.files import check_folder_to_fill, write_csv
+    from sslkit.models.checkpoint import load_model
+    from sslkit.resources import resolve_device
+
+    out = check_folder_to_fill(Path(out), (CELLS_FILE, SUMMARY_FILE))
+    device = resolve_device(device)
+    model, _, _ = load_model(checkpoint, "ngcc-phat", device)
+    rows = evaluate_tdoa_protocol(model, scene, snippets, seed, device, workers, on_progress=on_progress)
+    summary = summarize_by_rt60(rows)
+    write_csv(out / CELLS_FILE, list(rows[0]), ([r[k] for k in rows[0]] for r in rows))
+    write_csv(out / SUMMARY_FILE, list(summary[0]), ([r[k] for k in summary[0]] for r in summary))
+    return summary

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from sslkit.files import write_yaml
+from sslkit.geometry import pair_lag_bounds, speed_of_sound
 from sslkit.models.adpit import adpit_loss
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.ngcc import NGCCPHAT, lag_targets, multi_lag_targets
@@ -48,17 +49,17 @@ class NgccTrainConfig:
     window: int = 2048
     size: str = "small"
     model: dict = field(default_factory=dict)
-    c: float = 343.0
+    c: float | None = None
+    """Speed of sound (m/s) of the labels; None: each scene's own."""
     device: str = "cpu"
     seed: int = 0
     workers: int | None = None
     audio_dir: str | None = None
 
 
-def pair_max_tau(bank: WindowBank, fs: int, c: float) -> int:
-    """Smallest τmax (samples) that covers every mic pair of the bank's recordings."""
-    dist = max(np.linalg.norm(r.mics[p[:, 0]] - r.mics[p[:, 1]], axis=1).max() for r, p in zip(bank.recordings, bank.pairs))
-    return int(math.ceil(dist / c * fs))
+def pair_max_tau(bank: WindowBank, fs: int, c: float | None) -> int:
+    """Smallest τmax (samples) that covers every mic pair of the bank's recordings (``c`` None: each scene's own)."""
+    return int(math.ceil(max(pair_lag_bounds(r.mics, p, fs, speed_of_sound(r.scene, c)).max() for r, p in zip(bank.recordings, bank.pairs))))
 
 
 def tdoa_errors_m(logits: torch.Tensor, tau: torch.Tensor, max_tau: int, fs: int, c: float) -> torch.Tensor:
@@ -116,6 +117,7 @@ def run_train_ngcc(
     template = load_template(cfg.scene)
     train_bank, val_bank = build_banks(cfg, template, on_status)
     fs = train_bank.recordings[0].fs
+    c = speed_of_sound(train_bank.recordings[0].scene, cfg.c)  # reports errors in metres
     model_args = {**MODEL_SIZES[cfg.size], **cfg.model, "fs": fs, "max_tau": pair_max_tau(train_bank, fs, cfg.c), "n_outputs": cfg.targets}
     model = NGCCPHAT(**model_args).to(cfg.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -143,7 +145,7 @@ def run_train_ngcc(
             losses.append(loss.item())
             if on_status:
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps_per_epoch)
-        val_loss, val_err = evaluate_batch(model, val_batch, cfg)
+        val_loss, val_err = evaluate_batch(model, val_batch, cfg, c)
         acc = float((val_err < TOL_ACCURACY_M).float().mean())
         row = {
             "epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_acc_10cm": acc,
@@ -160,11 +162,11 @@ def run_train_ngcc(
     return row
 
 
-def evaluate_batch(model: NGCCPHAT, batch: tuple[np.ndarray, ...], cfg: NgccTrainConfig) -> tuple[float, torch.Tensor]:
-    """Validation cross-entropy and errors (m) over fixed windows, in chunks."""
+def evaluate_batch(model: NGCCPHAT, batch: tuple[np.ndarray, ...], cfg: NgccTrainConfig, c: float) -> tuple[float, torch.Tensor]:
+    """Validation cross-entropy and errors (m at speed of sound c) over fixed windows, in chunks."""
     model.eval()
     x1, x2, tau = (torch.as_tensor(v, device=cfg.device) for v in batch)
     with torch.no_grad():
         logits = torch.cat([model(x1[s : s + 128], x2[s : s + 128]) for s in range(0, len(x1), 128)])
         loss = float(ngcc_loss(logits, tau.float(), model.max_tau, 0.0, cfg.adpit))
-    return loss, tdoa_errors_m(logits, tau.float(), model.max_tau, model.fs, cfg.c).cpu()
+    return loss, tdoa_errors_m(logits, tau.float(), model.max_tau, model.fs, c).cpu()

@@ -37,6 +37,8 @@ STARSS_TETRAHEDRON = 0.042 * np.array([
 ])
 """The MIC-format array of STARSS23 (metres), assumed for DCASE-layout data that carries no mics.csv."""
 ACTIVITY_THRESHOLD = 0.5
+NGCC_FEATURE_TRACKS = 3
+"""Output tracks of the shipped NGCC-PHAT that gives ``logmel+ngcc`` features (sources per frame, as DCASE's 3)."""
 
 
 @dataclass
@@ -78,14 +80,14 @@ def load_clips(data: list[str], classes: list[str]) -> list[Clip]:
     """Recording folders (labels from their ground truth), or DCASE/STARSS23 pairs: a folder with
     ``mic_dev``/``metadata_dev`` (any sub-folders) holding ``<name>.wav`` and ``<name>.csv``."""
     from sslkit.errors import InputFileError
-    from sslkit.recording import load_recording, read_audio
+    from sslkit.recording import read_audio, read_recording
     from sslkit.seld_metrics import read_dcase_csv
     from sslkit.sims.seld_labels import dcase_labels
 
     clips = []
     for item in map(Path, data):
         if (item / "audio.wav").is_file():
-            rec = load_recording(item)
+            rec = read_recording(item)
             clips.append(Clip(item.name, rec.audio, rec.fs, dcase_labels(rec, classes, LABEL_HOP), rec.mics))
             continue
         for wav in sorted((item / "mic_dev").rglob("*.wav")):
@@ -283,12 +285,9 @@ def ngcc_features(cfg: SeldTrainConfig, fs: int) -> NgccSeldFeatures | None:
     """The frozen NGCC-PHAT feature extractor for ``logmel+ngcc`` (None otherwise)."""
     if cfg.features != "logmel+ngcc":
         return None
-    from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
+    from sslkit.models.checkpoint import load_model
 
-    path = cfg.ngcc or shipped_checkpoint("ngcc-phat-tetra")
-    model, meta = load_checkpoint(path, cfg.device, kind="ngcc-phat")
-    if model.fs != fs:
-        raise UserError(f"{path}: need an NGCC-PHAT checkpoint at {fs} Hz (sslkit train-ngcc --targets 3 for this array)")
+    model, meta, _ = load_model(cfg.ngcc, "ngcc-phat", cfg.device, fs=fs, outputs=NGCC_FEATURE_TRACKS)
     return NgccSeldFeatures(model, fs).to(cfg.device)
 
 

@@ -182,9 +182,9 @@ def training_banks(cfg: Wav2PosTrainConfig, status: Callable) -> tuple[Wav2PosBa
     from sslkit.sims.scene import load_template
 
     if cfg.data:
-        from sslkit.recording import load_recording
+        from sslkit.recording import read_recording
 
-        recs = [load_recording(p) for p in cfg.data]
+        recs = [read_recording(p) for p in cfg.data]
         n_val = max(1, len(recs) // 10)
         train_recs, val_recs = recs[n_val:], recs[:n_val]
     else:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from sslkit.geometry import SPEED_OF_SOUND
 from sslkit.sims.signals import bundled_speech, load_mono
 
 DIFFUSE_NFFT = 512
 BABBLE_TALKERS = 6
 
 
-def make_noise(kind: str, mics: np.ndarray, n: int, fs: int, rng: np.random.Generator, c: float = 343.0) -> np.ndarray:
+def make_noise(kind: str, mics: np.ndarray, n: int, fs: int, rng: np.random.Generator, c: float = SPEED_OF_SOUND) -> np.ndarray:
     """Unit-power noise for each mic, shape (n, n_mics).
 
     ``white``: independent Gaussian noise per mic. ``diffuse``: Gaussian noise with the
@@ -38,7 +39,7 @@ def _babble(rng: np.random.Generator, n: int, m: int, fs: int) -> np.ndarray:
     return out
 
 
-def diffuse_coherence(mics: np.ndarray, freqs: np.ndarray, c: float = 343.0) -> np.ndarray:
+def diffuse_coherence(mics: np.ndarray, freqs: np.ndarray, c: float = SPEED_OF_SOUND) -> np.ndarray:
     """Spherically isotropic coherence matrices, shape (n_freqs, n_mics, n_mics)."""
     dist = np.linalg.norm(mics[:, None] - mics[None], axis=-1)
     return np.sinc(2 * freqs[:, None, None] * dist[None] / c)  # np.sinc(x) = sin(πx)/(πx)

@@ -25,6 +25,7 @@ import yaml
 
 from sslkit.errors import ConfigError, GeometryError, ResourceError, describe
 from sslkit.files import read_yaml
+from sslkit.geometry import SPEED_OF_SOUND
 from sslkit.sims.signals import draw_signal
 
 TOP_KEYS = {"name", "description", "fs", "duration", "c", "seed", "room", "mics", "sources", "noise", "truth_hop", "block"}
@@ -86,7 +87,7 @@ class Scene:
     near_source: float | None = None
     snr_db: float | None = None
     noise_kind: str = "white"
-    c: float = 343.0
+    c: float = SPEED_OF_SOUND
     seed: int = 0
     truth_hop: float = 0.1
     block: float = 0.05
@@ -304,7 +305,7 @@ def _resolve_template(template: dict, seed: int, index: int, audio_dir: str | Pa
         check_number(snr, "noise.snr_db", -np.inf)
     return check_scene(Scene(
         fs=fs, duration=duration, room=room, mics=mics, sources=sources, mic_ids=mic_ids, near_source=near,
-        snr_db=None if snr is None else float(snr), noise_kind=kind, c=float(t.get("c", 343.0)),
+        snr_db=None if snr is None else float(snr), noise_kind=kind, c=float(t.get("c", SPEED_OF_SOUND)),
         seed=int(rng.integers(0, 2**31)), truth_hop=float(t.get("truth_hop", 0.1)), block=float(t.get("block", 0.05)),
         name=str(t.get("name", "")),
     ))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sslkit.geometry import range_differences, speed_of_sound
 from sslkit.recording import Recording, positions_at_times
 
 ACTIVE_DB = 30.0
@@ -35,9 +36,10 @@ class WindowBank:
         keep = [i for i, s in enumerate(starts) if len(s)]
         return cls([recs[i] for i in keep], [starts[i] for i in keep], [pairs[i] for i in keep], window)
 
-    def sample(self, batch: int, rng: np.random.Generator, c: float = 343.0, max_sources: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def sample(self, batch: int, rng: np.random.Generator, c: float | None = None, max_sources: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A random batch of window pairs: x1, x2 of shape (B, window) and the true τ₁₂ in samples
-        of up to ``max_sources`` sources active at the window centre, (B, max_sources), NaN-padded."""
+        of up to ``max_sources`` sources active at the window centre, (B, max_sources), NaN-padded,
+        at the speed of sound ``c`` (None: each recording's own, from its scene)."""
         rec_idx = rng.integers(len(self.recordings), size=batch)
         x1 = np.empty((batch, self.window), dtype=np.float32)
         x2 = np.empty_like(x1)
@@ -65,14 +67,15 @@ def active_window_starts(audio: np.ndarray, window: int, step: int) -> np.ndarra
     return starts[power >= power.max() * 10 ** (-ACTIVE_DB / 10)]
 
 
-def window_tdoas(rec: Recording, start: int, window: int, i: int, j: int, c: float = 343.0) -> np.ndarray:
-    """True τᵢⱼ in samples at the window centre of every source active then, in source order."""
+def window_tdoas(rec: Recording, start: int, window: int, i: int, j: int, c: float | None = None) -> np.ndarray:
+    """True τᵢⱼ in samples at the window centre of every source active then, in source order, at the
+    speed of sound ``c`` (None: the recording's, from its scene)."""
+    c = speed_of_sound(rec.scene, c)
     t = (start + window / 2) / rec.fs
     out = []
     for sid in np.unique(rec.sources.source_id):
         own = rec.sources.of_source(sid)
         if own.time.min() - 1e-9 <= t <= own.time.max() + 1e-9:
             pos = positions_at_times(own, np.array([t]), sid)[0]
-            d = np.linalg.norm(rec.mics[[i, j]] - pos, axis=1)
-            out.append((d[0] - d[1]) / c * rec.fs)
+            out.append(range_differences(pos, rec.mics, np.array([[i, j]]))[0] / c * rec.fs)
     return np.array(out)

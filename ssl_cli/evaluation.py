@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from sslkit.errors import InputFileError
 from sslkit.geometry import check_same_units
-from sslkit.localize import PositionTrack
+from sslkit.localization.track import PositionTrack
 from sslkit.recording import SourceTrack
 
+TRUNCATE_M = 3.0
+"""Errors are capped at this many metres, and a missing estimate counts this much (as the papers do)."""
+THRESHOLD_M = 0.3
+"""Default accuracy threshold (m)."""
+METRICS_FILE = "metrics.json"
+CDF_FILE = "error_cdf.png"
 
-def position_errors(pred: PositionTrack, truth: SourceTrack, truncate: float | None = 3.0) -> np.ndarray:
-    """3D error (m) for every hop of ``pred`` and every source active then (see :func:`matched_errors`)."""
-    return matched_errors(pred, truth, truncate)[0]
+
+def evaluate_positions(pred: PositionTrack, truth: SourceTrack, threshold: float = THRESHOLD_M, truncate: float | None = TRUNCATE_M,
+                       n_boot: int = 1000, seed: int = 0) -> dict:
+    """Metrics of estimated positions against the truth: ``n``, ``mae_m``, ``median_m``,
+    ``accuracy`` (share of errors below ``threshold`` m) with 95 % bootstrap CIs, ``coverage``
+    (share of rows with a position) and, with several sources, the same per source in ``per_source``.
+    Estimates are matched to the sources active at each hop (see :func:`matched_errors`); ``n`` is 0
+    when no hop falls in a source's active time."""
+    err, source = matched_errors(pred, truth, truncate)
+    coverage = float(np.mean(~np.isnan(pred.xyz).any(1))) if len(pred.xyz) else 0.0
+    metrics = summarize_errors(err, threshold, n_boot, seed, coverage)
+    if len(np.unique(source)) > 1:
+        metrics["per_source"] = {int(sid): summarize_errors(err[source == sid], threshold, n_boot, seed) for sid in np.unique(source)}
+    return metrics
 
 
-def matched_errors(pred: PositionTrack, truth: SourceTrack, truncate: float | None = 3.0) -> tuple[np.ndarray, np.ndarray]:
+def matched_errors(pred: PositionTrack, truth: SourceTrack, truncate: float | None = TRUNCATE_M) -> tuple[np.ndarray, np.ndarray]:
     """Errors (m) of the estimates matched to the active sources, hop by hop, and their source ids.
 
     At each hop time of ``pred`` the sources active then (:meth:`SourceTrack.active_span`; truth
@@ -61,7 +81,7 @@ def bootstrap_ci(values: np.ndarray, stat, rng: np.random.Generator, n_boot: int
     return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
 
 
-def summarize_errors(errors: np.ndarray, threshold: float = 0.3, n_boot: int = 1000, seed: int = 0, coverage: float | None = None) -> dict:
+def summarize_errors(errors: np.ndarray, threshold: float = THRESHOLD_M, n_boot: int = 1000, seed: int = 0, coverage: float | None = None) -> dict:
     """MAE, median and accuracy at ``threshold`` (fraction of errors below it), with 95 % CIs."""
     if len(errors) == 0:
         return {"n": 0}
@@ -78,3 +98,33 @@ def summarize_errors(errors: np.ndarray, threshold: float = 0.3, n_boot: int = 1
         "accuracy_ci": bootstrap_ci(hits, np.mean, rng, n_boot),
         "coverage": coverage,
     }
+
+
+def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, threshold: float = THRESHOLD_M, truncate: float | None = TRUNCATE_M,
+                   n_boot: int = 1000, seed: int = 0) -> tuple[Path, dict[str, dict]]:
+    """Score each positions.csv in ``pred`` against the sources.csv ``truth`` (see :func:`evaluate_positions`);
+    writes ``metrics.json`` and ``error_cdf.png`` into the folder ``out`` (default: that of the first
+    prediction) and returns the folder and the metrics by prediction file."""
+    import json
+
+    from sslkit.files import atomic_file, check_folder_to_fill
+    from sslkit.localization.track import read_positions
+    from sslkit.plots import plot_error_cdf
+    from sslkit.recording import read_sources
+
+    out = check_folder_to_fill(out or Path(pred[0]).parent, (METRICS_FILE, CDF_FILE))
+    true_track = read_sources(truth)
+    if len(true_track.time) == 0:
+        raise InputFileError(truth, "no ground-truth rows")
+    results, errors = {}, {}
+    for path in pred:
+        track = read_positions(path)
+        err, _ = matched_errors(track, true_track, truncate)
+        if len(err) == 0:
+            raise InputFileError(path, f"no estimate falls within the time span of {truth}")
+        errors[str(path)] = err
+        results[str(path)] = evaluate_positions(track, true_track, threshold, truncate, n_boot, seed)
+    with atomic_file(out / METRICS_FILE) as tmp:
+        tmp.write_text(json.dumps({"truth": str(truth), "truncate_m": truncate, "results": results}, indent=2))
+    plot_error_cdf(out / CDF_FILE, errors, threshold)
+    return out, results

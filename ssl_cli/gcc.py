@@ -14,11 +14,15 @@ import torch
 import torch.nn.functional as F
 
 from sslkit.errors import UserError
+from sslkit.options import SILENCE_DB
 
 WEIGHTINGS = ("phat", "beta-phat", "cc")
 PEAK_POOL_FACTOR = 4
 """Peak picking considers the PEAK_POOL_FACTOR·k strongest local maxima of each correlation."""
 EPS = 1e-12
+LAG_MARGIN = 2
+"""Samples added to the geometric lag bound ‖rᵢ − rⱼ‖·fs / c (sub-sample error, sync)."""
+"""Frames whose cross-spectra are computed at once (bounds the memory of every GCC user)."""
 
 
 def frame_audio(audio: torch.Tensor, frame: int, hop: int) -> torch.Tensor:
@@ -43,17 +47,17 @@ def mic_pairs(spec: str, n_mics: int) -> np.ndarray:
         try:
             ref = int(spec[4:]) - 1
         except ValueError:
-            raise UserError(f"--pairs {spec}: expected ref:K with a mic number K") from None
+            raise UserError(f"pairs '{spec}': expected ref:K with a mic number K") from None
         if not 0 <= ref < n_mics:
-            raise UserError(f"--pairs {spec}: mic {ref + 1} does not exist ({n_mics} mics)")
+            raise UserError(f"pairs '{spec}': mic {ref + 1} does not exist ({n_mics} mics)")
         pairs = np.array([[ref, j] for j in range(n_mics) if j != ref])
     else:
         try:
             pairs = np.array([[int(a) - 1, int(b) - 1] for a, b in (p.split("-") for p in spec.split(","))])
         except ValueError:
-            raise UserError(f"--pairs {spec}: expected all, ref:K or a list like 1-2,1-3") from None
+            raise UserError(f"pairs '{spec}': expected all, ref:K or a list like 1-2,1-3") from None
         if pairs.min() < 0 or pairs.max() >= n_mics or np.any(pairs[:, 0] == pairs[:, 1]):
-            raise UserError(f"--pairs {spec}: mic numbers must be distinct and between 1 and {n_mics}")
+            raise UserError(f"pairs '{spec}': mic numbers must be distinct and between 1 and {n_mics}")
     if len(pairs) == 0:
         raise UserError("need at least two microphones to form a pair")
     return pairs
@@ -220,7 +224,7 @@ def _parabolic_offset(corr: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return offset.clamp(-0.5, 0.5)
 
 
-def silent_frames(frames: torch.Tensor, silence_db: float) -> torch.Tensor:
+def silent_frames(frames: torch.Tensor, silence_db: float = SILENCE_DB) -> torch.Tensor:
     """Frames whose mean power over mics is more than ``silence_db`` below the loudest frame. (F, M, L) → (F,)"""
     power = frames.pow(2).mean(dim=(1, 2))
     return power < power.max() * 10 ** (-silence_db / 10) + 1e-20

@@ -1,13 +1,23 @@
-"""Physical sanity of geometry and constants: the speed of sound, and coordinates in metres."""
+"""Physics and geometry in one place: the speed of sound, range differences and lags, and the
+checks that geometry, units and sample rates make sense.
+
+Sign convention (used everywhere in sslkit): for a source at s and mics rᵢ, rⱼ the range difference
+is δᵢⱼ = ‖s − rᵢ‖ − ‖s − rⱼ‖ (metres) and the TDOA τᵢⱼ = tᵢ − tⱼ = δᵢⱼ / c (seconds): a positive
+τᵢⱼ means the sound reaches mic i later than mic j.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from sslkit.errors import GeometryError, UserError
+from sslkit.errors import GeometryError, InputFileError, UserError
 
+SPEED_OF_SOUND = 343.0
+"""Speed of sound in m/s where neither the caller nor the recording's scene.yaml gives one."""
 MAX_SPREAD_M = 100.0
 """Coordinates spread over more than this many metres are taken for millimetres or centimetres."""
+COPLANAR_RATIO = 1e-3
+"""Mics whose smallest spread (singular value) is below this fraction of the largest are coplanar."""
 
 
 def check_speed_of_sound(c: float) -> float:
@@ -15,6 +25,45 @@ def check_speed_of_sound(c: float) -> float:
     if not (np.isfinite(c) and c > 0):
         raise UserError(f"the speed of sound must be a positive number of m/s (air: 343), got {c}")
     return c
+
+
+def speed_of_sound(scene: dict | None, c: float | None = None) -> float:
+    """``c`` when given, else the ``c`` of a recording's scene (scene.yaml), else ``SPEED_OF_SOUND``; checked."""
+    if c is None:
+        c = float((scene or {}).get("c", SPEED_OF_SOUND))
+    return check_speed_of_sound(c)
+
+
+def range_differences(points, mics, pairs):
+    """δᵢⱼ = ‖s − rᵢ‖ − ‖s − rⱼ‖ (m) for points (..., 3), mics (M, 3) and pairs (P, 2) → (..., P).
+    Works on numpy arrays and torch tensors alike."""
+    diff = points[..., None, :] - mics
+    dist = diff.norm(dim=-1) if hasattr(diff, "norm") else np.linalg.norm(diff, axis=-1)
+    return dist[..., pairs[:, 0]] - dist[..., pairs[:, 1]]
+
+
+def pair_lag_bounds(mics: np.ndarray, pairs: np.ndarray, fs: float, c: float) -> np.ndarray:
+    """Largest possible |τᵢⱼ| per pair in samples, ‖rᵢ − rⱼ‖·fs / c, shape (P,)."""
+    return np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1) / c * fs
+
+
+def check_sample_rate(fs: int, expected: int, where: object, what: str) -> None:
+    """InputFileError naming ``where`` when a recording's rate ``fs`` is not the rate ``what`` (a checkpoint) expects."""
+    if fs != expected:
+        raise InputFileError(where, f"sample rate {fs} Hz, but {what} expects {expected} Hz")
+
+
+def check_array_geometry(mics: np.ndarray, dims: int) -> str | None:
+    """Raise for too few or collinear mics; return a warning when 3D localization is ambiguous (coplanar mics)."""
+    needed = dims + 1
+    if len(mics) < needed:
+        raise GeometryError(f"{dims}D localization needs at least {needed} microphones, got {len(mics)}")
+    sv = np.linalg.svd(mics - mics.mean(axis=0), compute_uv=False)
+    if sv[1] < COPLANAR_RATIO * sv[0]:
+        raise GeometryError("the microphones are collinear: positions around their line are ambiguous")
+    if dims == 3 and sv[-1] < COPLANAR_RATIO * sv[0]:
+        return "the microphones are coplanar: the source height is ambiguous (mirror image about their plane); consider --dims 2"
+    return None
 
 
 def check_metres(xyz: np.ndarray, where: object) -> None:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from sslkit.files import atomic_file
-from sslkit.localize import PositionTrack
+from sslkit.localization.track import PositionTrack
 from sslkit.recording import SourceTrack
 
 

@@ -234,7 +234,13 @@ def check_geometry(mics: np.ndarray, path: object = "mics.csv") -> None:
 
 
 def load_recording(path: str | os.PathLike, mics: str | os.PathLike | None = None) -> Recording:
-    """Load a recording folder, or a wav file plus a ``mics.csv``.
+    """A recording as localization uses it: its room mics, with a near-source channel (scene.yaml
+    ``near_source``) split off into ``source_signal`` (see :func:`read_recording` and :func:`room_channels`)."""
+    return room_channels(read_recording(path, mics))
+
+
+def read_recording(path: str | os.PathLike, mics: str | os.PathLike | None = None) -> Recording:
+    """Read a recording folder, or a wav file plus a ``mics.csv``, with all its channels.
 
     ``path`` is a folder holding ``audio.wav`` and ``mics.csv`` (and optionally ``sources.csv``,
     ``scene.yaml``) or a multichannel audio file; ``mics`` overrides the mic file. The channel
@@ -250,7 +256,7 @@ def load_recording(path: str | os.PathLike, mics: str | os.PathLike | None = Non
         raise InputFileError(path, "no such recording folder or audio file")
     mics_path = Path(mics) if mics is not None else folder / MICS_FILE
     if mics is None and not mics_path.is_file():
-        raise InputFileError(path, f"no {MICS_FILE} beside the audio; pass --mics")
+        raise InputFileError(path, f"no {MICS_FILE} beside the audio; give the mic positions file")
     audio, fs = read_audio(audio_path)
     mic_ids, xyz = read_mics(mics_path)
     if audio.shape[1] != len(mic_ids):

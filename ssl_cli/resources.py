@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from sslkit.errors import ResourceError
+from sslkit.errors import ResourceError, UserError
 
 MEMORY_SHARE = 0.8
 """Share of the machine's available memory one job may plan to use."""
@@ -37,3 +37,16 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} PB"
+
+
+def resolve_device(device: str) -> str:
+    """A torch device name: ``auto`` → cuda when torch sees a GPU, else cpu; an unavailable or unknown device is a UserError."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{device}': no CUDA device is available (use cpu)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserError(f"device must be auto, cpu or cuda[:N], got '{device}'")
+    return device

@@ -1,7 +1,7 @@
 """TDOA estimation for every frame and mic pair of a recording, and the ``tdoa.csv`` format.
 
 Methods are registered by name in :data:`TDOA_METHODS`; each maps frames to a score per lag
-(correlation or probability), and one peak picker turns scores into the ``--peaks`` strongest
+(correlation or probability), and one peak picker turns scores into the ``peaks`` strongest
 TDOAs. See :mod:`sslkit.gcc` for the sign convention.
 """
 
@@ -9,26 +9,38 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sslkit.errors import GeometryError, InputFileError, SslkitWarning, UserError
+from sslkit.errors import InputFileError, SslkitWarning, UserError
 from sslkit.files import atomic_file, read_csv_columns, read_table
-from sslkit.gcc import correlation, cross_spectra, frame_audio, frame_times, gcc_fft_length, mic_pairs, pick_peaks, silent_frames, window_average, window_frames
-from sslkit.geometry import check_speed_of_sound
-from sslkit.recording import Recording
-from sslkit.resources import check_memory
+from sslkit.gcc import (
+    LAG_MARGIN,
+    correlation,
+    cross_spectra,
+    frame_audio,
+    frame_times,
+    gcc_fft_length,
+    mic_pairs,
+    pick_peaks,
+    silent_frames,
+    window_average,
+    window_frames,
+)
+from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, pair_lag_bounds, range_differences, speed_of_sound
+from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, build_options
+from sslkit.recording import Recording, room_channels
+from sslkit.resources import check_memory, resolve_device
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
 MAX_PEAKS = 64
 """Most TDOA peaks per frame and pair a tdoa.csv may list."""
 CORRELATION_COPIES = 4
 """Complex spectra and correlations of one batch of frames × pairs alive at once in ``gcc``."""
-LAG_MARGIN = 2
-"""Samples added to the geometric bound d/c·fs by ``--max-tau auto`` (sub-sample error, sync)."""
 
 
 @dataclass
@@ -52,41 +64,16 @@ class TdoaResult:
     silent: np.ndarray
 
 
-@dataclass
-class TdoaOptions:
-    """Options shared by the TDOA methods (the CLI's flags)."""
-
-    frame: int = 2048
-    hop: int = 1024
-    pairs: str = "all"
-    peaks: int = 1
-    min_separation_s: float = 1e-4
-    max_tau: str = "auto"
-    weighting: str = "phat"
-    beta: float = 0.7
-    upsample: int = 1
-    silence_db: float = 40.0
-    c: float = 343.0
-    device: str = "cpu"
-    checkpoint: str | None = None
-    batch_frames: int = 16
-    window: float = 0.0
-    """Seconds over which each hop's cross-spectra (NGCC-PHAT: lag probabilities) are averaged, centred on it (0: the hop alone)."""
-    static: bool = False
-    """Average the whole recording into one estimate (a static source)."""
-
-
 def lag_bounds(mics: np.ndarray, pairs: np.ndarray, opts: TdoaOptions, fs: int) -> np.ndarray:
-    """Largest plausible |τ| per pair in samples: geometry (auto) or a fixed ``--max-tau`` in seconds."""
+    """Largest plausible |τ| per pair in samples: geometry (auto) or a fixed ``max_tau`` in seconds."""
     if opts.max_tau == "auto":
-        dist = np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1)
-        return dist / opts.c * fs + LAG_MARGIN
+        return pair_lag_bounds(mics, pairs, fs, opts.c) + LAG_MARGIN
     try:
         value = float(opts.max_tau)
     except ValueError:
-        raise UserError(f"--max-tau must be auto or seconds, got '{opts.max_tau}'") from None
+        raise UserError(f"max_tau must be auto or seconds, got '{opts.max_tau}'") from None
     if value <= 0:
-        raise UserError("--max-tau must be positive")
+        raise UserError(f"max_tau must be a positive number of seconds, got {value}")
     return np.full(len(pairs), value * fs)
 
 
@@ -106,24 +93,6 @@ class GccScorer:
         return correlation(averaged, self.n_fft, self.max_lag, self.opts.upsample)
 
 
-def pick_shipped_ngcc(max_lag: int, fs: int) -> str:
-    """The shipped NGCC-PHAT checkpoint with the smallest lag range that covers ``max_lag`` at ``fs``."""
-    from sslkit.models.checkpoint import read_checkpoint_file, shipped_checkpoints
-
-    fitting = []
-    for path in shipped_checkpoints():
-        meta = read_checkpoint_file(path)
-        cfg = meta["config"]
-        if meta["model"] == "ngcc-phat" and cfg["fs"] == fs and cfg["max_tau"] >= max_lag:
-            fitting.append((cfg["max_tau"], str(path)))
-    if not fitting:
-        raise GeometryError(
-            f"no shipped NGCC-PHAT checkpoint covers lags up to {max_lag} samples at {fs} Hz; "
-            "train one for this array (sslkit train-ngcc --scene ...) and pass --checkpoint, or use gcc-phat"
-        )
-    return min(fitting)[1]
-
-
 class NgccScorer:
     """Scores from an NGCC-PHAT checkpoint: softmax probabilities per lag (first output track).
 
@@ -133,18 +102,9 @@ class NgccScorer:
     per_sample = 1
 
     def __init__(self, opts: TdoaOptions, needed_lag: int, fs: int, max_lag: int, frame: int):
-        from sslkit.models.checkpoint import load_checkpoint
+        from sslkit.models.checkpoint import load_model
 
-        path = opts.checkpoint or pick_shipped_ngcc(needed_lag, fs)
-        self.model, self.meta = load_checkpoint(path, opts.device, kind="ngcc-phat")
-        self.path = path
-        if needed_lag > self.model.max_tau:
-            raise GeometryError(
-                f"{path}: the checkpoint covers |τ| ≤ {self.model.max_tau} samples but the mic geometry needs "
-                f"{needed_lag}; use a checkpoint trained for this array (sslkit train-ngcc) or --method gcc-phat"
-            )
-        if self.model.fs != fs:
-            raise InputFileError(path, f"trained at {self.model.fs} Hz, but the recording is at {fs} Hz")
+        self.model, self.meta, self.path = load_model(opts.checkpoint, "ngcc-phat", opts.device, fs=fs, max_lag=needed_lag)
 
     def per_frame(self, frames: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
         """What is averaged over a window: the lag probabilities, (F, P, 2·max_tau + 1)."""
@@ -156,15 +116,26 @@ class NgccScorer:
         return averaged
 
 
-TDOA_METHODS: dict[str, type] = {"gcc-phat": GccScorer, "ngcc": NgccScorer}
+TDOA_METHODS: dict[str, type] = dict(zip(TDOA_METHOD_NAMES, (GccScorer, NgccScorer)))
 """TDOA methods by name; each is built once per run with (options, needed lag, fs, searched lag, frame
 length), averages its ``per_frame`` values over the integration window and turns them into ``scores``
 per lag bin (``per_sample`` bins per sample)."""
 
 
-def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | None = None, on_progress=None) -> TdoaResult:
-    """TDOAs of every frame and mic pair of ``rec``, batched over frames × pairs."""
-    opts = opts or TdoaOptions()
+def estimate_tdoa(rec: Recording, method: str = "gcc-phat", *, on_progress: Callable[[int, int], None] | None = None, **options) -> TdoaResult:
+    """TDOAs of every frame and mic pair of ``rec`` with the named method (:data:`TDOA_METHODS`).
+
+    ``options`` are the keyword options of :class:`TdoaOptions` (an unknown one is a TypeError
+    listing them); a near-source channel is left out and ``c`` defaults to the recording's.
+    ``on_progress(done, total)`` is called as frames are processed.
+    """
+    opts = build_options(TdoaOptions, options, "estimate_tdoa")
+    rec = room_channels(rec)
+    return run_tdoa(rec, method, replace(opts, c=speed_of_sound(rec.scene, opts.c), device=resolve_device(opts.device)), on_progress)
+
+
+def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -> TdoaResult:
+    """TDOAs of every frame and mic pair of ``rec`` (all its channels, ``opts.c`` given), batched over frames × pairs."""
     if method not in TDOA_METHODS:
         raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
     check_speed_of_sound(opts.c)
@@ -175,7 +146,7 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | 
     max_lag = int(np.ceil(bounds.max()))  # lags searched (geometry plus margin)
     needed_lag = int(np.ceil(bounds.max() - (LAG_MARGIN if opts.max_tau == "auto" else 0)))  # lags the geometry needs
     if max_lag >= opts.frame // 2:
-        raise UserError(f"--frame {opts.frame} is too short for lags up to {max_lag} samples; use at least {4 * max_lag}")
+        raise UserError(f"frames of {opts.frame} samples are too short for lags up to {max_lag} samples; use at least {4 * max_lag}")
     check_memory(CORRELATION_COPIES * opts.batch_frames * len(pairs) * opts.frame * opts.upsample * 8,
                  f"correlations of {len(pairs)} pairs over {opts.frame}-sample frames upsampled {opts.upsample}×",
                  "lower the upsampling factor or the frame length")
@@ -209,13 +180,12 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", opts: TdoaOptions | 
     return TdoaResult(times, pairs, rec.mic_ids, tdoa, score, silent)
 
 
-def true_tdoa(positions: np.ndarray, mics: np.ndarray, pairs: np.ndarray, c: float = 343.0) -> np.ndarray:
+def true_tdoa(positions: np.ndarray, mics: np.ndarray, pairs: np.ndarray, c: float = SPEED_OF_SOUND) -> np.ndarray:
     """τᵢⱼ = (‖s − rᵢ‖ − ‖s − rⱼ‖)/c for source positions (F, 3) → (F, P) seconds."""
-    dist = np.linalg.norm(positions[:, None] - mics[None], axis=-1)
-    return (dist[:, pairs[:, 0]] - dist[:, pairs[:, 1]]) / c
+    return range_differences(positions, mics, pairs) / c
 
 
-def write_tdoa_csv(path: str | os.PathLike, result: TdoaResult, c: float = 343.0) -> None:
+def write_tdoa_csv(path: str | os.PathLike, result: TdoaResult, c: float = SPEED_OF_SOUND) -> None:
     """Write ``tdoa.csv``: one row per frame, pair and peak rank (rank 1 = strongest)."""
     f, p, k = result.tdoa.shape
     fi, pi, ki = np.meshgrid(np.arange(f), np.arange(p), np.arange(k), indexing="ij")
@@ -260,3 +230,37 @@ def read_tdoa_csv(path: str | os.PathLike, mic_ids: list[str]) -> TdoaResult:
     times[frame_idx] = cols["time"]
     silent = np.all(np.isnan(tdoa), axis=(1, 2))
     return TdoaResult(times, pair_list, mic_ids, tdoa, score, silent)
+
+TDOA_FILE = "tdoa.csv"
+
+
+@dataclass
+class TdoaRun:
+    """What :func:`tdoa_files` did: the CSV written, the recording (room mics), the TDOAs, the speed
+    of sound used, and the errors (m) of the strongest peaks of non-silent frames against
+    ``sources.csv`` (None without ground truth)."""
+
+    csv: Path
+    recording: Recording
+    result: TdoaResult
+    c: float
+    errors_m: np.ndarray | None = None
+
+
+def tdoa_files(recording: str | os.PathLike, out: str | os.PathLike | None = None, mics: str | os.PathLike | None = None,
+               method: str = "gcc-phat", on_progress: Callable[[int, int], None] | None = None, **options) -> TdoaRun:
+    """TDOAs of a recording folder (or audio file with ``mics``) written to ``tdoa.csv`` at ``out``
+    (a file, or a folder to write inside; default: beside the input); ``options`` as for :func:`estimate_tdoa`."""
+    from sslkit.files import output_file
+    from sslkit.recording import load_recording, positions_at_times
+
+    path = output_file(out, Path(recording), TDOA_FILE)
+    rec = load_recording(recording, mics)
+    c = speed_of_sound(rec.scene, options.pop("c", None))
+    result = estimate_tdoa(rec, method, on_progress=on_progress, c=c, **options)
+    write_tdoa_csv(path, result, c)
+    run = TdoaRun(path, rec, result, c)
+    if rec.sources is not None and not result.silent.all():
+        truth = true_tdoa(positions_at_times(rec.sources, result.times), rec.mics, result.pairs, c)
+        run.errors_m = np.abs(result.tdoa[~result.silent, :, 0] - truth[~result.silent]) * c
+    return run

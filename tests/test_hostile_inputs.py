@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
-from sslkit.models.checkpoint import shipped_checkpoint
+from sslkit.models.checkpoint import resolve_checkpoint
 
 ROOM = [5.0, 4.0, 3.0]
 SOURCE = [2.5, 1.8, 1.2]
@@ -258,7 +258,7 @@ def test_collinear_mics_in_3d_are_an_error(cli, tmp_path):
     ],
 )
 def test_checkpoints_of_the_wrong_kind_are_named(cli, rec, tmp_path, args, found, needed):
-    names = {"rec": rec, "tmp": tmp_path, "wav2pos": shipped_checkpoint("wav2pos"), "ngcc": shipped_checkpoint("ngcc-phat")}
+    names = {"rec": rec, "tmp": tmp_path, "wav2pos": resolve_checkpoint("wav2pos"), "ngcc": resolve_checkpoint("ngcc-phat")}
     assert_one_line_error(cli(*(a.format(**names) for a in args)), f"is a {found} checkpoint", f"a {needed} checkpoint is needed")
 
 
@@ -358,8 +358,22 @@ def test_no_runtime_warning_reaches_the_terminal(cli, rec, tmp_path):
 
 
 def test_options_a_method_cannot_honour_are_errors(cli, rec):
-    assert_one_line_error(cli("locate", rec, "--method", "wav2pos", "--static"), "--static and --sources")
-    assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--tdoa", "ngcc"), "multilat")
+    assert_one_line_error(cli("locate", rec, "--method", "wav2pos", "--static"), "--static does not apply to --method wav2pos")
+    assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--tdoa", "ngcc"), "--tdoa does not apply to --method srp-phat")
+    assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--known-source"), "--known-source does not apply")
+    assert_one_line_error(cli("locate", rec, "--method", "nope"), "unknown --method 'nope'", "srp-phat")
+
+
+def test_the_library_names_the_options_a_method_takes(rec):
+    import sslkit
+
+    recording = sslkit.load_recording(rec)
+    with pytest.raises(TypeError, match="takes no option 'static'.*refine_radius"):
+        sslkit.locate(recording, "wav2pos", static=True)
+    with pytest.raises(TypeError, match="takes no option 'tdoa'.*final_step"):
+        sslkit.locate(recording, "srp-phat", tdoa="ngcc")
+    with pytest.raises(TypeError, match="takes no option 'sources'.*upsample"):
+        sslkit.estimate_tdoa(recording, sources=2)
 
 
 def test_a_silence_threshold_that_silences_everything_is_an_error(cli, rec):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from conftest import FS, SPEED_OF_SOUND
-from sslkit.lagfit import LagFitOptions, fit_lag_distributions, lag_fit_confidence, lag_log_likelihood
+from sslkit.localization.lagfit import LagFitOptions, fit_lag_distributions, lag_fit_confidence, lag_log_likelihood
 
 MICS = np.array([
     [5.9, 5.7, 1.15], [6.4, 3.4, 0.05], [4.8, 0.9, 1.57], [2.4, 0.5, 1.1], [0.4, 3.9, 1.37], [1.1, 6.5, 1.55],
@@ -120,7 +120,9 @@ def test_smoothing_finds_sharp_peaks_from_a_far_start_with_few_pairs():
 def test_delayed_fit_over_blocks_equals_one_fit_from_the_running_median():
     """Brute force: the block-by-block fit (any block size) equals smoothing all the network's
     estimates at once and fitting every frame in one call; silent frames (NaN) are left out of the medians."""
-    from sslkit.localize import DelayedLagFit, LocateOptions, smooth_track
+    from sslkit.localization.track import smooth_track
+    from sslkit.localization.wav2pos import DelayedLagFit
+    from sslkit.options import Wav2PosOptions
     from sslkit.recording import Recording
 
     rng = np.random.default_rng(3)
@@ -132,7 +134,7 @@ def test_delayed_fit_over_blocks_equals_one_fit_from_the_running_median():
     dist = np.linalg.norm(src[:, None] - MICS, axis=-1)
     probs = peaked((dist[:, upper[:, 0]] - dist[:, upper[:, 1]]) * FS / SPEED_OF_SOUND)
     rec = Recording(np.zeros((10, len(MICS))), FS, [str(k) for k in range(len(MICS))], MICS, None, {"room": {"dimensions": [7.0, 8.0, 2.0]}})
-    opts = LocateOptions(start_window=5)
+    opts = Wav2PosOptions(start_window=5, c=343.0)
     start = torch.tensor(np.nan_to_num(smooth_track(network, 5)), dtype=torch.float32)
     expected = DelayedLagFit(rec, [], FS, opts).refine(start, probs)  # one fit over the whole track
     for block in (1, 4, 16, 40):

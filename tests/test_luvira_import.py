@@ -6,7 +6,8 @@ import numpy as np
 import soundfile as sf
 
 from conftest import assert_one_line_error
-from sslkit.recording import load_recording, room_channels
+from sslkit.recording import read_recording as load_recording
+from sslkit.recording import room_channels
 
 SRC_FS = 96000
 

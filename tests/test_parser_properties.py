@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import assert_one_line_error, small_scene
 from sslkit.errors import UserError
-from sslkit.localize import read_positions
+from sslkit.localization.track import read_positions
 from sslkit.models.checkpoint import load_checkpoint, save_checkpoint
 from sslkit.models.ngcc import NGCCPHAT
 from sslkit.recording import read_mics, read_sources

@@ -11,13 +11,14 @@ import torch
 from test_hostile_inputs import MICS, ROOM, delayed_noise
 
 from conftest import FS
+from sslkit import PositionTrack, locate
 from sslkit.evaluation import matched_errors
 from sslkit.gcc import correlation, cross_spectra, frame_audio, gcc_fft_length, mic_pairs, silent_frames, window_average
-from sslkit.localize import LocateOptions, PositionTrack, locate
+from sslkit.localization.srp import CellSearch, steered_power
+from sslkit.options import SrpOptions
 from sslkit.recording import Recording, SourceTrack
 from sslkit.sims.room import simulate
 from sslkit.sims.scene import resolve_scene
-from sslkit.srp import CellSearch, SrpOptions, steered_power
 
 TOL_POS_M = 0.01
 ROOM_BOUNDS = np.array([[0.0, 0.0, 0.0], ROOM])
@@ -47,7 +48,7 @@ def correlations(rec: Recording, upsample: int = 4, window: int = 1) -> tuple[to
 @pytest.mark.parametrize("mode", [{"window": 0.0}, {"window": 0.5}, {"static": True}])
 def test_exact_synthetic_case(method, mode):
     rec = Recording(delayed_noise(MICS, [2.5, 1.8, 1.2]), FS, [str(i + 1) for i in range(6)], MICS, None, {"room": {"dimensions": ROOM}})
-    track = locate(rec, method, LocateOptions(**mode))
+    track = locate(rec, method, **mode)
     assert len(track.times) == (1 if mode.get("static") else 14)
     assert np.all(np.linalg.norm(track.xyz - [2.5, 1.8, 1.2], axis=1) < TOL_POS_M)
 
@@ -59,7 +60,7 @@ def test_cell_search_reaches_the_exhaustive_maximum(seed):
     at least 90 % of the frames: a level that discarded the peak's cell fails this."""
     rec = reverberant(seed, mics=8, duration=2.0)
     corr, pairs, bins_per_m = correlations(rec, window=9)
-    search = CellSearch(rec.mics, pairs, corr.shape[-1], bins_per_m, SrpOptions(bounds=ROOM_BOUNDS))
+    search = CellSearch(rec.mics, pairs, ROOM_BOUNDS, corr.shape[-1], bins_per_m, SrpOptions())
     _, found = search.best(corr)
     axes = [np.arange(0.025, side, 0.05) for side in ROOM]
     grid = torch.as_tensor(np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3), dtype=torch.float32)
@@ -109,7 +110,7 @@ def test_two_static_talkers_are_both_found(method, share):
     scene = {"fs": FS, "duration": 3.0, "room": {"dimensions": [8.0, 6.0, 3.0], "rt60": 0.45}, "mics": {"random": {"count": 10, "min_wall_distance": 0.3}},
              "sources": [talker, talker], "noise": {"snr_db": 20}}
     rec = simulate(resolve_scene(scene, 1))[0]
-    track = locate(rec, method, LocateOptions(sources=2))
+    track = locate(rec, method, sources=2)
     errors, ids = matched_errors(track, rec.sources)
     for sid in (0, 1):
         assert np.mean(errors[ids == sid] < 0.1) >= share
@@ -136,7 +137,7 @@ def test_cli_static_two_sources_and_per_source_evaluation(cli, tmp_path):
 
 @pytest.mark.parametrize("side", [0.1, 0.0125])
 def test_cell_bound_is_an_upper_bound_of_the_power_inside(side):
-    from sslkit.srp import cell_bounds, pair_tdoa_bins, pooled_over_cells
+    from sslkit.localization.srp import cell_bounds, pair_tdoa_bins, pooled_over_cells
 
     rec = reverberant(0)
     corr, pairs, bins_per_m = correlations(rec)

@@ -10,7 +10,7 @@ from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
 from sslkit.gcc import gcc, gcc_fft_length, mic_pairs, pick_peaks
 from sslkit.models.ngcc import NGCCPHAT, lag_targets
 from sslkit.recording import Recording, load_recording, write_audio, write_mics
-from sslkit.tdoa import TdoaOptions, estimate_tdoa, read_tdoa_csv, true_tdoa, write_tdoa_csv
+from sslkit.tdoa import estimate_tdoa, read_tdoa_csv, true_tdoa, write_tdoa_csv
 
 TOL_TDOA_S = 0.25 / FS
 TINY_NGCC = dict(max_tau=12, n_sinc=8, sinc_len=63, channels=8, head_channels=8)
@@ -47,7 +47,7 @@ def test_batched_gcc_matches_per_pair_loop():
 def test_gcc_phat_recovers_fractional_delays_with_sign_convention(delays):
     audio = fractional_delays(8192, delays)
     rec = Recording(audio.astype(np.float32), FS, ["1", "2", "3"], np.array([[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0]], float))
-    result = estimate_tdoa(rec, "gcc-phat", TdoaOptions(frame=2048, hop=1024, max_tau="0.002"))
+    result = estimate_tdoa(rec, "gcc-phat", frame=2048, hop=1024, max_tau="0.002")
     expected = np.array([delays[i] - delays[j] for i, j in result.pairs]) / FS  # τij = ti − tj
     np.testing.assert_allclose(result.tdoa[:, :, 0], np.broadcast_to(expected, result.tdoa.shape[:2]), atol=TOL_TDOA_S)
 
@@ -150,7 +150,7 @@ def test_silent_frames_are_flagged_not_estimated(tmp_path):
     audio = fractional_delays(16000, [0.0, 2.0]).astype(np.float32)
     audio[4000:12000] = 0
     rec = Recording(audio, FS, ["1", "2"], np.array([[0, 0, 0], [0.3, 0, 0]], float))
-    result = estimate_tdoa(rec, opts=TdoaOptions(frame=1024, hop=512))
+    result = estimate_tdoa(rec, frame=1024, hop=512)
     assert result.silent.any() and not result.silent.all()
     assert np.all(np.isnan(result.tdoa[result.silent])) and np.all(result.score[result.silent] == 0)
     assert np.all(np.isfinite(result.tdoa[~result.silent & ~np.isnan(result.tdoa[:, 0, 0])]))
@@ -261,16 +261,15 @@ def test_sinc_conv_fft_path_equals_circular_conv1d():
 
 
 def test_shipped_ngcc_checkpoint_describes_itself_and_is_picked_for_its_array():
-    from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
-    from sslkit.tdoa import pick_shipped_ngcc
+    from sslkit.models.checkpoint import load_checkpoint, resolve_checkpoint
 
-    model, meta = load_checkpoint(shipped_checkpoint("ngcc-phat"))
+    model, meta = load_checkpoint(resolve_checkpoint("ngcc-phat"))
     assert meta["model"] == "ngcc-phat" and meta["config"]["fs"] == FS and model.max_tau == 24
     assert {"sslkit_version", "torch_version", "command", "metrics"} <= set(meta)
-    assert pick_shipped_ngcc(20, FS).endswith("ngcc-phat.pt")  # the 0.5 m pair of Paper V fits
-    assert pick_shipped_ngcc(300, FS).endswith("ngcc-phat-luvira.pt")  # the LuViRA array needs ±315 lags
-    with pytest.raises(Exception, match="no shipped NGCC-PHAT checkpoint covers"):
-        pick_shipped_ngcc(20, 44100)
+    assert resolve_checkpoint(None, "ngcc-phat", FS, 20).name == "ngcc-phat.pt"  # the 0.5 m pair of Paper V fits
+    assert resolve_checkpoint(None, "ngcc-phat", FS, 300).name == "ngcc-phat-luvira.pt"  # the LuViRA array needs ±315 lags
+    with pytest.raises(Exception, match="no shipped ngcc-phat checkpoint at 44100 Hz covering lags up to 20"):
+        resolve_checkpoint(None, "ngcc-phat", 44100, 20)
 
 
 def test_reversed_pair_correlation_is_the_flipped_one():

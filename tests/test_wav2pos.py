@@ -171,12 +171,12 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
     # fine-tuning keeps the checkpoint's size (the default --dim would be 256)
     result = cli("train-wav2pos", *data, "--init", run / "best.pt", "--epochs", 1, "--batch-size", 4, "--device", "cpu", "--out", tmp_path / "ft")
     assert result.exit_code == 0, result.output
-    from sslkit.models.checkpoint import load_checkpoint, shipped_checkpoint
+    from sslkit.models.checkpoint import load_checkpoint, resolve_checkpoint
 
     assert load_checkpoint(tmp_path / "ft" / "best.pt")[1]["config"]["dim"] == 16
     from conftest import assert_one_line_error
 
-    assert_one_line_error(cli("train-wav2pos", *data, "--init", shipped_checkpoint("ngcc-phat"), "--out", tmp_path / "bad"), "a wav2pos checkpoint is needed")
+    assert_one_line_error(cli("train-wav2pos", *data, "--init", resolve_checkpoint("ngcc-phat"), "--out", tmp_path / "bad"), "a wav2pos checkpoint is needed")
     out = tmp_path / "pos" / "positions.csv"
     result = cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
                  "--known-source", "--unknown-mics", "3", "--out", out, "--no-plot")
@@ -245,16 +245,17 @@ def test_refinement_on_the_lag_distributions_sharpens_the_shipped_model():
 
     import numpy as np
 
-    from sslkit.evaluation import position_errors
-    from sslkit.localize import LocateOptions, locate, smooth_track
+    from sslkit import locate
+    from sslkit.evaluation import matched_errors
+    from sslkit.localization.track import smooth_track
     from sslkit.recording import load_recording, room_channels
 
     rec = room_channels(load_recording(Path(__file__).parents[1] / "examples" / "luvira-demo"))
-    network = locate(rec, "wav2pos", LocateOptions(views=0, refine_radius=0.0))
-    refined = locate(rec, "wav2pos", LocateOptions(views=0, refine_radius=0.8))
-    assert position_errors(refined, rec.sources).mean() < 0.7 * position_errors(network, rec.sources).mean()
+    network = locate(rec, "wav2pos", views=0, refine_radius=0.0)
+    refined = locate(rec, "wav2pos", views=0, refine_radius=0.8)
+    assert matched_errors(refined, rec.sources)[0].mean() < 0.7 * matched_errors(network, rec.sources)[0].mean()
     assert np.nanmax(np.abs(refined.xyz - smooth_track(network.xyz, 9))) <= 0.8 + 1e-4  # within the box around its start
-    subset = LocateOptions(views=0, use_mics=["1", "2", "4", "5", "6", "8", "9"], unknown_mics=["4"])
+    subset = dict(views=0, use_mics=["1", "2", "4", "5", "6", "8", "9"], unknown_mics=["4"])
     moved = room_channels(load_recording(rec.path))
     moved.mics[3] += 1.5  # mic 4: its position is declared unknown, so it must not matter
-    np.testing.assert_array_equal(locate(rec, "wav2pos", subset).xyz, locate(moved, "wav2pos", subset).xyz)
+    np.testing.assert_array_equal(locate(rec, "wav2pos", **subset).xyz, locate(moved, "wav2pos", **subset).xyz)

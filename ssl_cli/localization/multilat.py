@@ -17,19 +17,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sslkit.errors import GeometryError
+from sslkit.errors import UserError
+from sslkit.geometry import SPEED_OF_SOUND, check_array_geometry, range_differences
+from sslkit.localization.region import search_bounds
+from sslkit.localization.track import PositionTrack
+from sslkit.options import MultilatOptions
+from sslkit.recording import Recording
 
 MISSING_PEAK = 1e6
 """Stand-in range difference (m) for a missing peak: never within any threshold."""
 PRESCREEN_PAIRS = 12
 PRESCREEN_KEEP = 40
 """Hypotheses are first scored on PRESCREEN_PAIRS pairs; the best PRESCREEN_KEEP get full scoring."""
-COPLANAR_RATIO = 1e-3
-"""Mics whose smallest spread (singular value) is below this fraction of the largest are coplanar."""
 
 
 @dataclass
-class MultilatOptions:
+class RansacOptions:
     """RANSAC and refinement settings."""
 
     hypotheses: int = 400
@@ -42,21 +45,8 @@ class MultilatOptions:
     dims: int = 3
     height: float | None = None
     bounds: np.ndarray | None = None
-    c: float = 343.0
+    c: float = SPEED_OF_SOUND
     seed: int = 0
-
-
-def check_array_geometry(mics: np.ndarray, dims: int) -> str | None:
-    """Raise for too few mics; return a warning if 3D localization is ambiguous (coplanar mics)."""
-    needed = dims + 1
-    if len(mics) < needed:
-        raise GeometryError(f"{dims}D localization needs at least {needed} microphones, got {len(mics)}")
-    sv = np.linalg.svd(mics - mics.mean(axis=0), compute_uv=False)
-    if sv[1] < COPLANAR_RATIO * sv[0]:
-        raise GeometryError("the microphones are collinear: positions around their line are ambiguous")
-    if dims == 3 and sv[-1] < COPLANAR_RATIO * sv[0]:
-        return "the microphones are coplanar: the source height is ambiguous (mirror image about their plane); consider --dims 2"
-    return None
 
 
 def default_min_inliers(n_pairs: int, dims: int) -> int:
@@ -99,12 +89,6 @@ def star_solutions(ref: np.ndarray, others: np.ndarray, deltas: np.ndarray, free
     out = np.repeat(base[:, None], 2, axis=1)
     out[..., free] = u[:, None] + v[:, None] * rho[..., None]
     return np.where(valid[..., None], out, np.nan)
-
-
-def range_differences(points: np.ndarray, mics: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Predicted ‖s − rᵢ‖ − ‖s − rⱼ‖ for points (..., 3) → (..., P)."""
-    dist = np.linalg.norm(points[..., None, :] - mics, axis=-1)
-    return dist[..., pairs[:, 0]] - dist[..., pairs[:, 1]]
 
 
 def inlier_residuals(points: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -179,7 +163,7 @@ def share_neighbours(best: np.ndarray, mics: np.ndarray, pairs: np.ndarray, meas
 
 
 def ransac_multilaterate(
-    mics: np.ndarray, pairs: np.ndarray, tdoa: np.ndarray, opts: MultilatOptions, scores: np.ndarray | None = None
+    mics: np.ndarray, pairs: np.ndarray, tdoa: np.ndarray, opts: RansacOptions, scores: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """Robust positions for every frame.
 
@@ -223,7 +207,7 @@ def ransac_multilaterate(
     return {"xyz": xyz, "n_inliers": np.where(np.isnan(n_in), 0, n_in).astype(int), "rms": rms, "confidence": confidence}
 
 
-def refine(start: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, opts: MultilatOptions, free: np.ndarray):
+def refine(start: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, opts: RansacOptions, free: np.ndarray):
     """Batched IRLS Gauss–Newton with a Huber loss on each frame's inliers.
 
     The inlier set (each pair's nearest peak within a gate) is re-selected every iteration. The
@@ -273,3 +257,49 @@ def _residuals_and_jacobian(x: np.ndarray, mics: np.ndarray, pairs: np.ndarray, 
     inlier = (np.abs(resid) < gate[:, None]) & ~np.isnan(resid)
     jac = unit[:, pairs[:, 0]] - unit[:, pairs[:, 1]]
     return np.nan_to_num(resid), jac, inlier.astype(float)
+
+
+def pool_frames(times: np.ndarray, tdoa: np.ndarray, score: np.ndarray, pool: int):
+    """Merge each ``pool`` consecutive frames into one measurement set (peaks stacked), for a
+    quasi-static source. (F, P, K) → (F // pool, P, K·pool); times are averaged."""
+    if pool <= 1:
+        return times, tdoa, score
+    n = len(times) // pool
+    if n == 0:
+        raise UserError(f"pool = {pool} is longer than the recording's {len(times)} frames")
+
+    def merge(a: np.ndarray) -> np.ndarray:
+        f, p, k = a[: n * pool].shape
+        return a[: n * pool].reshape(n, pool, p, k).transpose(0, 2, 1, 3).reshape(n, p, pool * k)
+    return times[: n * pool].reshape(n, pool).mean(1), merge(tdoa), merge(score)
+
+
+def multilat_tdoas(rec: Recording, opts: MultilatOptions, on_progress=None):
+    """The TDOAs multilateration works on: read from ``opts.tdoa`` when it names a tdoa.csv, else estimated."""
+    from sslkit.tdoa import TDOA_METHODS, TdoaOptions, read_tdoa_csv, run_tdoa
+
+    if opts.tdoa not in TDOA_METHODS:
+        if not str(opts.tdoa).endswith(".csv"):
+            raise UserError(f"tdoa = '{opts.tdoa}': give a TDOA method ({', '.join(TDOA_METHODS)}) or a tdoa.csv file")
+        return read_tdoa_csv(opts.tdoa, rec.mic_ids)
+    tdoa_opts = TdoaOptions(frame=opts.frame, hop=opts.hop, peaks=opts.peaks, weighting=opts.weighting, beta=opts.beta, max_tau=opts.max_tau,
+                            c=opts.c, device=opts.device, checkpoint=opts.checkpoint, window=opts.window, static=opts.static)
+    return run_tdoa(rec, opts.tdoa, tdoa_opts, on_progress)
+
+
+def locate_multilat(rec: Recording, opts: MultilatOptions, on_progress=None) -> PositionTrack:
+    """Positions per hop by RANSAC multilateration; several sources by sequential RANSAC (each
+    source's consistent peaks are removed before the next is searched)."""
+    warning = check_array_geometry(rec.mics, opts.dims)
+    result = multilat_tdoas(rec, opts, on_progress)
+    times, tdoa, score = pool_frames(result.times, result.tdoa, result.score, opts.pool)
+    ransac = RansacOptions(opts.hypotheses, opts.threshold, opts.min_inliers, dims=opts.dims, height=opts.height,
+                           bounds=search_bounds(rec, opts.bounds), c=opts.c, seed=opts.seed)
+    found = []
+    for _ in range(opts.sources):
+        out = ransac_multilaterate(rec.mics, result.pairs, tdoa, ransac, score)
+        found.append(out)
+        explained = np.abs(tdoa * opts.c - range_differences(out["xyz"], rec.mics, result.pairs)[..., None]) < opts.threshold
+        tdoa, score = np.where(explained, np.nan, tdoa), np.where(explained, 0.0, score)
+    return PositionTrack.from_hops(times, np.stack([o["xyz"] for o in found], 1), np.stack([o["confidence"] for o in found], 1),
+                                   np.stack([o["n_inliers"] for o in found], 1), warning)

@@ -24,45 +24,38 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sslkit.gcc import correlation, cross_spectra, frame_audio, frame_times, gcc_fft_length, silent_frames, window_average, window_frames
+from sslkit.gcc import (
+    LAG_MARGIN,
+    correlation,
+    cross_spectra,
+    frame_audio,
+    frame_times,
+    gcc_fft_length,
+    mic_pairs,
+    silent_frames,
+    window_average,
+    window_frames,
+)
+from sslkit.geometry import check_array_geometry, pair_lag_bounds, range_differences
+from sslkit.localization.region import search_bounds
+from sslkit.localization.track import PositionTrack
+from sslkit.options import BATCH_FRAMES, SrpOptions
+from sslkit.recording import Recording
 from sslkit.resources import check_memory
 
 STEERING_BYTES = 64
 """Bytes per (grid point, pair) of the sparse steering matrix while it is built (indices, values, CSR)."""
 
 
-@dataclass
-class SrpOptions:
-    """Search region and resolution, correlation settings, integration window and source count."""
-
-    bounds: np.ndarray  # (2, 3) lower and upper corner in metres; an axis with lower = upper is searched at that value only
-    coarse_step: float = 0.1
-    """Side (m) of the first level's cells."""
-    final_step: float = 0.005
-    """Side (m) of the leaf cells, whose centres are the answers."""
-    beam: int = 64
-    """Cells kept per level and frame."""
-    upsample: int = 4
-    frame: int = 2048
-    hop: int = 1024
-    silence_db: float = 40.0
-    c: float = 343.0
-    device: str = "cpu"
-    batch_frames: int = 16
-    window: float = 0.0
-    """Seconds over which each hop's cross-spectra are averaged, centred on it (0: the hop alone)."""
-    static: bool = False
-    """Average the whole recording into one estimate (a static source)."""
-    sources: int = 1
-    """Sources searched per frame, strongest first."""
-    suppress_m: float = 0.05
-    """Range-difference half-width (m) removed around a found source before the next is searched."""
+UPSAMPLE = 4
+"""Correlation bins per sample that the steering reads (by linear interpolation at the leaves)."""
+SUPPRESS_M = 0.05
+"""Range-difference half-width (m) removed around a found source before the next is searched."""
 
 
 def cell_counts(bounds: np.ndarray, step: float) -> np.ndarray:
@@ -82,8 +75,7 @@ def coarse_cells(bounds: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarra
 def pair_tdoa_bins(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bins_per_m: float, n_lags: int) -> torch.Tensor:
     """Lag bin (fractional, lag 0 at the centre bin) of each pair's range difference at each point:
     points (..., 3) → (..., P), clamped to the correlation's span."""
-    dist = torch.linalg.vector_norm(points[..., None, :] - mics, dim=-1)  # (..., M)
-    tau = (dist[..., pairs[:, 0]] - dist[..., pairs[:, 1]]) * bins_per_m + (n_lags - 1) / 2
+    tau = range_differences(points, mics, pairs) * bins_per_m + (n_lags - 1) / 2
     return tau.clamp(0, n_lags - 1.001)
 
 
@@ -136,16 +128,16 @@ def child_offsets(side: np.ndarray, device: str) -> torch.Tensor:
 class CellSearch:
     """The coarse-to-fine search of one recording's geometry (see module docstring)."""
 
-    def __init__(self, mics: np.ndarray, pairs: np.ndarray, n_lags: int, bins_per_m: float, opts: SrpOptions):
+    def __init__(self, mics: np.ndarray, pairs: np.ndarray, bounds: np.ndarray, n_lags: int, bins_per_m: float, opts: SrpOptions):
         dev = opts.device
         self.mics = torch.as_tensor(mics, dtype=torch.float32, device=dev)
         self.pairs = torch.as_tensor(pairs, device=dev)
         self.bins_per_m, self.opts = bins_per_m, opts
-        centres, self.coarse_side = coarse_cells(opts.bounds, opts.coarse_step)
+        centres, self.coarse_side = coarse_cells(bounds, opts.coarse_step)
         self.centres = torch.as_tensor(centres, dtype=torch.float32, device=dev)
         self.steer = nearest_steering(self.centres, self.mics, self.pairs, n_lags, bins_per_m)
-        self.lo = torch.as_tensor(opts.bounds[0], dtype=torch.float32, device=dev)
-        self.hi = torch.as_tensor(opts.bounds[1], dtype=torch.float32, device=dev)
+        self.lo = torch.as_tensor(bounds[0], dtype=torch.float32, device=dev)
+        self.hi = torch.as_tensor(bounds[1], dtype=torch.float32, device=dev)
 
     def best(self, corr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The highest-power point of each frame and its power: corr (F, P, L) → (F, 3), (F,)."""
@@ -170,15 +162,15 @@ class CellSearch:
         return points[rows, top], power[rows, top]
 
     def suppress(self, corr: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
-        """``corr`` with every pair's lags within ``suppress_m`` of the found points' (F, 3) range differences zeroed."""
+        """``corr`` with every pair's lags within ``SUPPRESS_M`` of the found points' (F, 3) range differences zeroed."""
         tau = pair_tdoa_bins(found, self.mics, self.pairs, self.bins_per_m, corr.shape[-1])  # (F, P)
         lags = torch.arange(corr.shape[-1], device=corr.device)
-        near = (lags - tau[..., None]).abs() <= self.opts.suppress_m * self.bins_per_m
+        near = (lags - tau[..., None]).abs() <= SUPPRESS_M * self.bins_per_m
         return corr.masked_fill(near, 0.0)
 
 
-def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, opts: SrpOptions, on_progress=None) -> dict[str, np.ndarray]:
-    """SRP-PHAT positions per frame (per recording with ``opts.static``), up to ``opts.sources`` each.
+def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bounds: np.ndarray, opts: SrpOptions, on_progress=None) -> dict[str, np.ndarray]:
+    """SRP-PHAT positions in ``bounds`` (2, 3) m per frame (per recording with ``opts.static``), up to ``opts.sources`` each.
 
     Returns dict with ``times`` (F,) s, ``xyz`` (F, S, 3) (NaN for silent frames), ``power`` (F, S)
     the peak power normalised to the mean correlation over pairs, and ``silent`` (F,); with
@@ -186,19 +178,19 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, op
     """
     dev = opts.device
     frames_all = frame_audio(torch.as_tensor(audio, device=dev), opts.frame, opts.hop)
-    silent = silent_frames(frames_all, opts.silence_db)
-    max_lag = int(np.ceil(np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1).max() / opts.c * fs)) + 2
-    n_cells = int(np.prod(cell_counts(opts.bounds, opts.coarse_step)))
+    silent = silent_frames(frames_all)
+    max_lag = int(np.ceil(pair_lag_bounds(mics, pairs, fs, opts.c).max())) + LAG_MARGIN
+    n_cells = int(np.prod(cell_counts(bounds, opts.coarse_step)))
     check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
-                 "check that the bounds and mics.csv are in metres, or narrow the search box (--bounds)")
+                 "check that the bounds and mics.csv are in metres, or narrow the search box (bounds)")
     n_fft = gcc_fft_length(opts.frame, max_lag)
-    n_lags = 2 * max_lag * opts.upsample + 1
-    search = CellSearch(mics, pairs, n_lags, fs * opts.upsample / opts.c, opts)
+    n_lags = 2 * max_lag * UPSAMPLE + 1
+    search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts)
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
-    averages = window_average(lambda lo, hi: cross_spectra(frames_all[lo:hi], pairs, n_fft), len(frames_all), ~silent, window, opts.batch_frames)
+    averages = window_average(lambda lo, hi: cross_spectra(frames_all[lo:hi], pairs, n_fft), len(frames_all), ~silent, window, BATCH_FRAMES)
     xyz, power = [], []
     for covered, cross in averages:
-        corr = correlation(cross, n_fft, max_lag, opts.upsample).float()
+        corr = correlation(cross, n_fft, max_lag, UPSAMPLE).float()
         found, strength = [], []
         for _ in range(opts.sources):
             point, value = search.best(corr)
@@ -216,3 +208,16 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, op
     xyz[silent] = np.nan
     power[silent] = 0.0
     return {"times": times, "xyz": xyz, "power": power, "silent": silent}
+
+
+def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTrack:
+    """Positions per hop by SRP-PHAT over all mic pairs; with ``dims`` 2 the search is the plane at ``height``."""
+    bounds = search_bounds(rec, opts.bounds)
+    if opts.dims == 2:
+        bounds = bounds.copy()
+        bounds[:, 2] = opts.height if opts.height is not None else float(rec.mics[:, 2].mean())
+    warning = check_array_geometry(rec.mics, opts.dims)
+    pairs = mic_pairs("all", rec.n_mics)
+    srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, bounds, opts, on_progress)
+    power = srp["power"]
+    return PositionTrack.from_hops(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)), warning)

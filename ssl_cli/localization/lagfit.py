@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sslkit.geometry import SPEED_OF_SOUND, range_differences
+
 
 @dataclass
 class LagFitOptions:
@@ -28,7 +30,7 @@ class LagFitOptions:
     floor: float = 1e-2
     points: int = 9
     final_step: float = 0.004
-    c: float = 343.0
+    c: float = SPEED_OF_SOUND
 
 
 def smooth_lags(probs: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -50,8 +52,7 @@ def lag_log_likelihood(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Te
     valid (F, P) → (F, G). Lags beyond the distributions' range take the edge value.
     """
     n_lags = probs.shape[-1]
-    dist = (points[:, :, None] - mics).norm(dim=-1)  # (F, G, M)
-    lag = (dist[..., pairs[:, 0]] - dist[..., pairs[:, 1]]) * (fs / opts.c) + (n_lags - 1) / 2
+    lag = range_differences(points, mics, pairs) * (fs / opts.c) + (n_lags - 1) / 2  # (F, G, P)
     lag = lag.clamp(0, n_lags - 1)
     low = lag.floor().clamp(max=n_lags - 2)
     frac = lag - low

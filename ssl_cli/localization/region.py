@@ -1,0 +1,34 @@
+"""The region the localization methods search: the room of scene.yaml, the mics' box grown by a
+margin, or the caller's bounds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sslkit.errors import UserError
+
+BOUNDS_MARGIN_M = 1.0
+"""Without a room in scene.yaml, the search box is the mics' box grown by this much (z ≥ 0)."""
+
+
+def default_bounds(rec) -> np.ndarray:
+    """Search box (2, 3): the room of scene.yaml when known, else the mics' box grown by 1 m (z ≥ 0)."""
+    room = rec.scene.get("room", {}).get("dimensions") if rec.scene else None
+    if room:
+        return np.array([[0.0, 0.0, 0.0], room])
+    lo, hi = rec.mics.min(axis=0) - BOUNDS_MARGIN_M, rec.mics.max(axis=0) + BOUNDS_MARGIN_M
+    lo[2] = max(lo[2], 0.0)
+    return np.stack([lo, hi])
+
+
+def search_bounds(rec, bounds: np.ndarray | Sequence | None) -> np.ndarray:
+    """The search box (2, 3) ``bounds`` (checked: min < max on every axis), or :func:`default_bounds` when None."""
+    if bounds is None:
+        return default_bounds(rec)
+    box = np.asarray(bounds, dtype=float)
+    if box.shape != (2, 3) or not np.all(np.isfinite(box)) or np.any(box[0] >= box[1]):
+        raise UserError(f"bounds = {np.asarray(bounds).tolist()}: a search box is [[xmin, ymin, zmin], [xmax, ymax, zmax]] "
+                        "in metres with min < max")
+    return box

@@ -1,0 +1,79 @@
+"""The result of localization, :class:`PositionTrack`, and its file ``positions.csv``."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sslkit.errors import InputFileError
+from sslkit.files import read_csv_columns, write_csv
+from sslkit.geometry import check_metres
+
+POSITION_COLUMNS = ["time", "x", "y", "z", "confidence", "n_inliers", "track"]
+
+
+@dataclass
+class PositionTrack:
+    """Estimated positions, one row per hop and track (several tracks: several sources per hop).
+
+    times (R,) s, xyz (R, 3) m (NaN = no solution), confidence (R,), n_inliers (R,), track (R,)
+    the source's rank within its hop (0 = strongest; all 0 for one source).
+    """
+
+    times: np.ndarray
+    xyz: np.ndarray
+    confidence: np.ndarray
+    n_inliers: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+    estimated_mics: dict[str, np.ndarray] = field(default_factory=dict)
+    """Positions estimated for mics given with unknown coordinates (wav2pos), by mic id."""
+    track: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.track is None:
+            self.track = np.zeros(len(self.times), dtype=int)
+
+    @classmethod
+    def from_hops(cls, times: np.ndarray, xyz: np.ndarray, confidence: np.ndarray, n_inliers: np.ndarray, warning: str | None = None) -> PositionTrack:
+        """Rows from per-hop arrays of S sources: times (F,), xyz (F, S, 3), confidence and n_inliers (F, S)."""
+        f, s = confidence.shape
+        return cls(np.repeat(times, s), xyz.reshape(f * s, 3), confidence.ravel(), n_inliers.ravel(), [warning] if warning else [],
+                   track=np.tile(np.arange(s), f))
+
+
+def smooth_track(xyz: np.ndarray, window: int) -> np.ndarray:
+    """Running median over ``window`` frames that ignores NaN; frames without a solution stay NaN."""
+    half = window // 2
+    padded = np.pad(xyz, ((half, half), (0, 0)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # (F, 3, window)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows: the result is NaN, as wanted
+        smoothed = np.nanmedian(windows, axis=-1)
+    return np.where(np.isnan(xyz), np.nan, smoothed)
+
+
+def write_positions(path: str | os.PathLike, track: PositionTrack) -> None:
+    rows = ([t, *xyz, conf, int(n), int(k)] for t, xyz, conf, n, k in zip(track.times, track.xyz, track.confidence, track.n_inliers, track.track))
+    write_csv(path, POSITION_COLUMNS, rows)
+
+
+def read_positions(path: str | os.PathLike) -> PositionTrack:
+    """Read a ``positions.csv`` (time,x,y,z[,confidence,n_inliers,track]); empty/nan cells are NaN."""
+    cols = read_csv_columns(Path(path), ["time", "x", "y", "z"], ["confidence", "n_inliers", "track"])
+    n = len(cols["time"])
+    if n == 0:
+        raise InputFileError(path, "no rows")
+    if not np.all(np.isfinite(cols["time"])):
+        raise InputFileError(path, "time must be a number on every row")
+    check_metres(np.stack([cols["x"], cols["y"], cols["z"]], 1), path)
+    conf = cols.get("confidence", np.ones(n))
+    n_in = cols.get("n_inliers", np.zeros(n))
+    n_in = np.where(np.isfinite(n_in) & (np.abs(n_in) < 2**31), n_in, 0).astype(int)  # informative only: unreadable counts are 0
+    track = cols.get("track", np.zeros(n))
+    if not np.all(np.isfinite(track) & (track >= 0) & (track < 2**31) & (track == np.round(track))):
+        raise InputFileError(path, "track must be a non-negative integer on every row")
+    return PositionTrack(cols["time"], np.stack([cols["x"], cols["y"], cols["z"]], 1), conf, n_in, track=track.astype(int))

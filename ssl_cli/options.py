@@ -1,0 +1,186 @@
+"""The keyword options of the library's methods, one dataclass per method, and their defaults.
+
+Callers pass options as keyword arguments (``sslkit.locate(rec, "srp-phat", window=1.0)``); an
+unknown one is a TypeError that lists the valid ones. This module imports neither torch nor the
+methods, so the command line can show the defaults quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from sslkit.errors import UserError
+
+Options = TypeVar("Options")
+
+DEFAULT_WINDOW_S = 0.5
+"""Default integration window (s) of the classical localizers: each hop's PHAT cross-spectra are
+averaged over this span centred on it (see benchmarks/README.md for the trade between lag and robustness)."""
+MAX_SOURCES = 8
+"""Most simultaneous sources searched per hop."""
+SILENCE_DB = 40.0
+"""Frames more than this many dB below the loudest frame are silent (no estimate)."""
+BATCH_FRAMES = 16
+"""Frames whose cross-spectra are computed at once (bounds the memory of every GCC user)."""
+
+
+def option_names(cls: type) -> list[str]:
+    """The options an options dataclass declares, in declaration order."""
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def build_options(cls: type[Options], given: dict, what: str) -> Options:
+    """``cls(**given)``, with a TypeError naming ``what`` and listing the valid options when a keyword is unknown."""
+    unknown = sorted(set(given) - set(option_names(cls)))
+    if unknown:
+        raise TypeError(f"{what} takes no option {unknown[0]!r}; its options are {', '.join(option_names(cls))}")
+    return cls(**given)
+
+
+@dataclass
+class TdoaOptions:
+    """Options of the TDOA methods.
+
+    frame, hop: samples per frame and between frames; pairs: ``all``, ``ref:K`` or a list such as
+    ``1-2,1-3``; peaks: TDOA candidates per frame and pair, at least ``min_separation_s`` apart;
+    max_tau: ``auto`` (from the mic distances) or a bound in seconds; weighting: ``phat``,
+    ``beta-phat`` (exponent ``beta``) or ``cc``; upsample: correlation interpolation factor;
+    silence_db: frames this far below the loudest are silent; c: speed of sound (None: the
+    recording's); checkpoint: NGCC-PHAT checkpoint (None: the shipped one covering the array);
+    window: seconds over which each frame's cross-spectra (NGCC-PHAT: lag probabilities) are
+    averaged, centred on it; static: the whole recording is one window; batch_frames: frames
+    processed at once.
+    """
+
+    frame: int = 2048
+    hop: int = 1024
+    pairs: str = "all"
+    peaks: int = 1
+    min_separation_s: float = 1e-4
+    max_tau: str = "auto"
+    weighting: str = "phat"
+    beta: float = 0.7
+    upsample: int = 1
+    silence_db: float = SILENCE_DB
+    c: float | None = None
+    device: str = "cpu"
+    checkpoint: str | None = None
+    batch_frames: int = BATCH_FRAMES
+    window: float = 0.0
+    static: bool = False
+
+
+@dataclass
+class LocateOptions:
+    """Options every localization method takes.
+
+    hop: samples between estimates; bounds: search box (2, 3) in metres, lower and upper corner
+    (None: :func:`default_bounds`); smooth: running median over this many hops (0: off);
+    use_mics: only these mic ids, in this order; c: speed of sound in m/s (None: the recording's
+    scene.yaml, else 343); device: torch device.
+    """
+
+    hop: int = 1024
+    bounds: np.ndarray | Sequence | None = None
+    smooth: int = 0
+    use_mics: Sequence[str] | None = None
+    c: float | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class ArrayOptions(LocateOptions):
+    """Options of the classical (signal-processing) methods.
+
+    frame: samples per analysis frame; dims: 3 (x, y, z) or 2 (x, y at ``height``, default the mean
+    mic height); window: seconds over which each hop's PHAT cross-spectra are averaged, centred on
+    it (0: the hop alone); static: the whole recording is one window (one estimate per source);
+    sources: sources located per hop, strongest first.
+    """
+
+    frame: int = 2048
+    dims: int = 3
+    height: float | None = None
+    window: float = DEFAULT_WINDOW_S
+    static: bool = False
+    sources: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.sources <= MAX_SOURCES:
+            raise UserError(f"sources = {self.sources}: up to {MAX_SOURCES} sources are located per hop")
+        if self.dims not in (2, 3):
+            raise UserError(f"dims = {self.dims}: localization is in 3 (x, y, z) or 2 (x, y) dimensions")
+        if not self.window >= 0:
+            raise UserError(f"window = {self.window}: the integration window is a non-negative number of seconds")
+
+
+@dataclass
+class MultilatOptions(ArrayOptions):
+    """Options of robust multilateration.
+
+    tdoa: the TDOA method (``gcc-phat``, ``ngcc``) or a tdoa.csv file; checkpoint: NGCC-PHAT
+    checkpoint for ``tdoa="ngcc"`` (None: the shipped one that covers the array); peaks: TDOA peaks
+    per pair RANSAC chooses from; weighting, beta, max_tau: GCC settings (see
+    :class:`~sslkit.tdoa.TdoaOptions`); pool: TDOAs of this many consecutive hops merged into one
+    estimate; threshold: RANSAC inlier threshold on range differences (m); hypotheses: minimal sets
+    per hop; min_inliers: pairs needed to accept a hop (None: max(dims + 2, a fifth of the pairs));
+    seed: of the RANSAC sampling.
+    """
+
+    tdoa: str = "gcc-phat"
+    checkpoint: str | None = None
+    peaks: int = 4
+    weighting: str = "phat"
+    beta: float = 0.7
+    max_tau: str = "auto"
+    pool: int = 1
+    threshold: float = 0.1
+    hypotheses: int = 400
+    min_inliers: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class SrpOptions(ArrayOptions):
+    """Options of SRP-PHAT: the search's first-level cell side (m), leaf cell side (m; the leaves'
+    centres are the answers) and cells kept per level and frame."""
+
+    coarse_step: float = 0.1
+    final_step: float = 0.005
+    beam: int = 64
+
+
+@dataclass
+class Wav2PosOptions(LocateOptions):
+    """Options of wav2pos.
+
+    checkpoint: a wav2pos checkpoint (None: the shipped one); known_source: the near-source channel
+    (``rec.source_signal``) gives the source signal (setup 1b); unknown_mics: ids of mics whose
+    positions are unknown and estimated (setup 2); refine_radius: refine each estimate within this
+    many metres by fitting the model's lag distributions (0: the network's estimate);
+    start_window: the fit starts from the median of the network's estimates over this many frames;
+    views: with refine_radius 0, extra passes that each hide 2 mics' audio, whose spread gives the
+    confidence (0: confidence 1); seed: of the views' random choices.
+    """
+
+    checkpoint: str | None = None
+    known_source: bool = False
+    unknown_mics: Sequence[str] = ()
+    refine_radius: float = 1.0
+    start_window: int = 9
+    views: int = 8
+    seed: int = 0
+
+
+LOCATE_OPTIONS: dict[str, type[LocateOptions]] = {"srp-phat": SrpOptions, "multilat": MultilatOptions, "wav2pos": Wav2PosOptions}
+"""The options of each localization method, by method name (the methods: :data:`sslkit.localization.LOCATE_METHODS`)."""
+DEFAULT_METHOD = "srp-phat"
+"""Default localization method: per hop the most robust in reverberant rooms of those measured by
+benchmarks/reverb_sweep.py (README: choosing a method)."""
+TDOA_METHOD_NAMES = ("gcc-phat", "ngcc")
+"""The TDOA methods (:data:`sslkit.tdoa.TDOA_METHODS`)."""

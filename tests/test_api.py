@@ -1,0 +1,77 @@
+"""The Python API does what the CLI does: the quick start of the README, on the bundled demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sslkit
+
+DEMO = Path(__file__).parents[1] / "examples" / "luvira-demo"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return sslkit.load_recording(DEMO)
+
+
+@pytest.mark.parametrize("method", ["srp-phat", "multilat", "wav2pos"])
+def test_python_api_writes_the_cli_positions_exactly(cli, tmp_path, demo, method):
+    assert cli("locate", DEMO, "--method", method, "--device", "cpu", "--no-plot", "--out", tmp_path / "cli.csv").exit_code == 0
+    sslkit.write_positions(tmp_path / "api.csv", sslkit.locate(demo, method, device="cpu"))
+    assert (tmp_path / "api.csv").read_bytes() == (tmp_path / "cli.csv").read_bytes()
+
+
+def test_the_near_source_channel_is_split_off_once_and_never_a_room_mic(tmp_path, demo):
+    full = sslkit.read_recording(DEMO)
+    assert full.n_mics == 12 and full.scene["near_source"]
+    assert demo.n_mics == 11 and demo.source_signal is not None
+    np.testing.assert_array_equal(demo.source_signal, full.audio[:, -1])
+    assert sslkit.load_recording(DEMO).mic_ids == full.mic_ids[:11]
+    with_channel = sslkit.locate(full, "srp-phat", device="cpu", static=True)  # given all 12 channels, locate leaves it out
+    without = sslkit.locate(demo, "srp-phat", device="cpu", static=True)
+    np.testing.assert_array_equal(with_channel.xyz, without.xyz)
+
+
+def test_quick_start_evaluates_against_the_ground_truth(demo):
+    metrics = sslkit.evaluate_positions(sslkit.locate(demo, "multilat", device="cpu"), demo.sources)
+    assert metrics["n"] > 0 and metrics["mae_m"] < 0.3 and metrics["accuracy"] > 0.8
+    assert set(metrics) >= {"mae_m", "median_m", "accuracy", "accuracy_ci", "coverage"}
+
+
+def test_tdoa_from_python_equals_the_cli_file(cli, tmp_path, demo):
+    assert cli("tdoa", DEMO, "--peaks", "2", "--device", "cpu", "--out", tmp_path / "cli.csv").exit_code == 0
+    result = sslkit.estimate_tdoa(demo, peaks=2, device="cpu")
+    sslkit.write_tdoa_csv(tmp_path / "api.csv", result, sslkit.SPEED_OF_SOUND)
+    assert (tmp_path / "api.csv").read_bytes() == (tmp_path / "cli.csv").read_bytes()
+
+
+def test_the_speed_of_sound_defaults_to_the_recordings(demo):
+    import dataclasses
+
+    faster = dataclasses.replace(demo, scene={**demo.scene, "c": 360.0})
+    in_faster_air = sslkit.locate(faster, "srp-phat", static=True).xyz
+    np.testing.assert_array_equal(in_faster_air, sslkit.locate(demo, "srp-phat", static=True, c=360.0).xyz)
+    assert not np.array_equal(in_faster_air, sslkit.locate(demo, "srp-phat", static=True).xyz)
+
+
+def test_models_load_by_shipped_name_and_the_index_matches_the_files():
+    for name, entry in sslkit.shipped_index().items():
+        model, meta, path = sslkit.load_model(name)
+        assert path.name == f"{name}.pt" and meta["model"] == entry["kind"] and model.fs == entry["fs"]
+        if entry["kind"] == "ngcc-phat":
+            assert (model.max_tau, model.config["n_outputs"]) == (entry["max_tau"], entry["outputs"])
+    assert sslkit.load_model(kind="ngcc-phat", fs=16000, max_lag=100)[2].name == "ngcc-phat-luvira.pt"  # the smallest that covers
+    with pytest.raises(sslkit.UserError, match="no shipped ngcc-phat checkpoint at 8000 Hz"):
+        sslkit.load_model(kind="ngcc-phat", fs=8000)
+
+
+def test_importing_sslkit_and_its_cli_does_not_import_torch():
+    code = "import sys, sslkit, sslkit.cli; assert sslkit.locate; print('torch' in sys.modules)"
+    lazy = "import sys, sslkit, sslkit.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"
