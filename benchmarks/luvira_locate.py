@@ -21,10 +21,10 @@ import time
 import numpy as np
 import torch
 
+from sslkit import PositionTrack, locate
 from sslkit.allocator import keep_freed_memory
 from sslkit.evaluation import matched_errors, summarize_errors
 from sslkit.gcc import frame_audio, silent_frames
-from sslkit.localize import LocateOptions, PositionTrack, locate
 from sslkit.recording import room_channels
 from sslkit.sims.dataset import simulate_many
 from sslkit.sims.scene import load_template
@@ -73,9 +73,8 @@ for count in (int(c) for c in args.mic_counts.split(",")):
     for name, (method, extra) in methods.items():
         errors, voiced_errors, seconds = [], [], 0.0
         for rec, subset, keep in zip(recordings, subsets, voiced_frames):
-            opts = LocateOptions(device=args.device, use_mics=subset, **extra)
             start = time.perf_counter()
-            track = locate(rec, method, opts)
+            track = locate(rec, method, device=args.device, use_mics=subset, **extra)
             seconds += time.perf_counter() - start
             errors.append(matched_errors(track, rec.sources, truncate=3.0)[0])
             voiced_errors.append(matched_errors(voiced(track, keep), rec.sources, truncate=3.0)[0])

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sslkit import DEFAULT_WINDOW_S
+from sslkit import locate
 from sslkit.evaluation import matched_errors
-from sslkit.localize import LocateOptions, locate
+from sslkit.options import DEFAULT_WINDOW_S
 from sslkit.sims.room import simulate
 from sslkit.sims.scene import resolve_scene
 
@@ -98,7 +98,7 @@ def run_one(job: tuple[str, float, float, int]) -> dict:
         variants = {f"{m} --sources 2, default window": (m, {"sources": 2}) for m in ("multilat", "srp-phat")}
     for name, (method, kw) in variants.items():
         start = time.perf_counter()
-        track = locate(rec, method, LocateOptions(**kw))
+        track = locate(rec, method, **kw)
         seconds = time.perf_counter() - start
         runs[name] = {"errors": matched_errors(track, rec.sources)[0].tolist(), "rtf": seconds / rec.duration}
     if kind == "static":

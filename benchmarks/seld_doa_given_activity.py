@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from sslkit.allocator import keep_freed_memory
-from sslkit.models.train_seld import clip_ngcc_features, clip_output, clip_targets, load_clips, load_seld_model, seld_data_folders
+from sslkit.models.train_seld import clip_ngcc_features, clip_targets, load_clips, seld_data_folders
+from sslkit.seld import clip_output, load_seld_model
 
 keep_freed_memory()
 parser = argparse.ArgumentParser(description=__doc__)

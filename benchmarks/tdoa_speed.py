@@ -14,7 +14,7 @@ import torch
 
 from sslkit.gcc import frame_audio, mic_pairs
 from sslkit.recording import Recording
-from sslkit.tdoa import TdoaOptions, estimate_tdoa
+from sslkit.tdoa import estimate_tdoa
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--seconds", type=float, default=60.0)
@@ -50,8 +50,7 @@ def timed(fn, repeats: int = 3) -> float:
     return min(times)
 
 
-opts = TdoaOptions(frame=frame, hop=hop, peaks=4, max_tau=str(max_lag / fs), device=args.device)
-vectorized = timed(lambda: estimate_tdoa(rec, "gcc-phat", opts))
+vectorized = timed(lambda: estimate_tdoa(rec, "gcc-phat", frame=frame, hop=hop, peaks=4, max_tau=str(max_lag / fs), device=args.device))
 loop = timed(loop_baseline, repeats=1)
 print(json.dumps({
     "audio_seconds": args.seconds, "mics": n_mics, "pairs": 55, "device": args.device,

@@ -27,7 +27,8 @@ from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_channel_features, swap_pair_features
 from sslkit.models.seldnet import SeldNet
 from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, run_folder, stage_progress, warmup_cosine
-from sslkit.seld_metrics import SeldEvents, seld_metrics
+from sslkit.seld import SeldEvents, load_seld_model, predict_clip
+from sslkit.seld_metrics import seld_metrics
 
 DEFAULT_CLASSES = ["speech", "music", "clapping", "telephone", "footsteps", "knock", "bell", "alarm", "water"]
 LABEL_HOP = 0.1
@@ -36,7 +37,6 @@ STARSS_TETRAHEDRON = 0.042 * np.array([
     for az, el in ((45, 35), (-45, -35), (135, -35), (-135, 35))
 ])
 """The MIC-format array of STARSS23 (metres), assumed for DCASE-layout data that carries no mics.csv."""
-ACTIVITY_THRESHOLD = 0.5
 NGCC_FEATURE_TRACKS = 3
 """Output tracks of the shipped NGCC-PHAT that gives ``logmel+ngcc`` features (sources per frame, as DCASE's 3)."""
 
@@ -81,7 +81,7 @@ def load_clips(data: list[str], classes: list[str]) -> list[Clip]:
     ``mic_dev``/``metadata_dev`` (any sub-folders) holding ``<name>.wav`` and ``<name>.csv``."""
     from sslkit.errors import InputFileError
     from sslkit.recording import read_audio, read_recording
-    from sslkit.seld_metrics import read_dcase_csv
+    from sslkit.seld import read_dcase_csv
     from sslkit.sims.seld_labels import dcase_labels
 
     clips = []
@@ -116,27 +116,6 @@ def clip_targets(clip: Clip, n_classes: int, n_tracks: int = 3) -> np.ndarray:
         if f < n_frames and len([e for e in per_frame[f] if e[0] == c]) < n_tracks:
             per_frame[f].append((int(c), v))
     return events_to_target(per_frame, n_classes, n_tracks)
-
-
-def output_events(output: torch.Tensor) -> SeldEvents:
-    """Multi-ACCDOA output of one clip (T, N, 4, C) → events: tracks whose ACCDOA norm exceeds 0.5,
-    one event per track and class (duplicated tracks within 20° are merged)."""
-    from sslkit.seld_metrics import angular_distance
-
-    xyz, dist = output[:, :, :3].numpy(), output[:, :, 3].numpy()
-    norm = np.linalg.norm(xyz, axis=2)  # (T, N, C)
-    rows = []
-    for t, n, c in zip(*np.nonzero(norm > ACTIVITY_THRESHOLD)):
-        v = xyz[t, n, :, c] / norm[t, n, c]
-        if any(r[0] == t and r[1] == c and angular_distance(v[None], r[2][None])[0, 0] < 20 for r in rows):
-            continue
-        rows.append((t, c, v, dist[t, n, c]))
-    if not rows:
-        return SeldEvents(*(np.zeros(0) for _ in range(5)))
-    frames, cls, vecs, d = zip(*rows)
-    vecs = np.array(vecs)
-    return SeldEvents(np.array(frames), np.array(cls), np.degrees(np.arctan2(vecs[:, 1], vecs[:, 0])),
-                      np.degrees(np.arcsin(np.clip(vecs[:, 2], -1, 1))), np.array(d))
 
 
 def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[str, int, int], None] | None = None,
@@ -250,15 +229,6 @@ def train_val_clips(cfg: SeldTrainConfig) -> tuple[list[Clip], list[Clip]]:
     return clips[n_val:], clips[:n_val]
 
 
-def load_seld_model(path: str | Path, device: str) -> tuple[SeldNet, dict, SeldFeatures, NgccSeldFeatures | None]:
-    """A train-seld checkpoint: the model, its metadata and the feature extractors it was trained with."""
-    from sslkit.models.checkpoint import load_checkpoint
-
-    model, meta = load_checkpoint(path, device, kind="seldnet")
-    features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc").to(device)
-    return model, meta, features, checkpoint_ngcc_features(meta, device)
-
-
 def evaluate_run(run_dir: str | Path, device: str) -> dict:
     """DCASE metrics of a train-seld run's best.pt on the validation clips its config.yaml names."""
     import yaml
@@ -289,17 +259,6 @@ def ngcc_features(cfg: SeldTrainConfig, fs: int) -> NgccSeldFeatures | None:
 
     model, meta, _ = load_model(cfg.ngcc, "ngcc-phat", cfg.device, fs=fs, outputs=NGCC_FEATURE_TRACKS)
     return NgccSeldFeatures(model, fs).to(cfg.device)
-
-
-def checkpoint_ngcc_features(meta: dict, device: str) -> NgccSeldFeatures | None:
-    """The frozen NGCC-PHAT feature extractor stored in a train-seld checkpoint's metadata (None for logmel+gcc)."""
-    if not meta.get("ngcc"):
-        return None
-    from sslkit.models.ngcc import NGCCPHAT
-
-    net = NGCCPHAT(**meta["ngcc"]["config"])
-    net.load_state_dict(meta["ngcc"]["state_dict"])
-    return NgccSeldFeatures(net, meta["fs"]).to(device)
 
 
 def seld_data_folders(data: str | Path) -> list[str]:
@@ -335,20 +294,6 @@ def clip_ngcc_features(ngcc: NgccSeldFeatures | None, clips: list[Clip], device:
         if on_progress:
             on_progress(done)
     return out
-
-
-def clip_output(model: SeldNet, features: SeldFeatures, audio: np.ndarray, device: str, extra: torch.Tensor | None = None) -> torch.Tensor:
-    """Multi-ACCDOA output (label frames, N, 4, C) for a whole clip (samples, mics), on the CPU;
-    ``extra``: its NGCC-PHAT features, if the model uses them."""
-    with torch.no_grad():
-        feats = features(torch.as_tensor(audio.T[None], device=device))
-        n = (feats.shape[2] // 5) * 5
-        return model(feats[:, :, :n], None if extra is None else extra[None].to(device))[0].cpu()
-
-
-def predict_clip(model: SeldNet, features: SeldFeatures, audio: np.ndarray, device: str, extra: torch.Tensor | None = None) -> SeldEvents:
-    """Events predicted for a whole clip (samples, mics); ``extra``: its NGCC-PHAT features, if the model uses them."""
-    return output_events(clip_output(model, features, audio, device, extra))
 
 
 def evaluate_clips(model: SeldNet, features: SeldFeatures, clips: list[Clip], cfg: SeldTrainConfig,

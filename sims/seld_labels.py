@@ -7,13 +7,10 @@ degrees; distances are written in centimetres, as in DCASE2024 metadata.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from sslkit.files import atomic_file
 from sslkit.recording import Recording
-from sslkit.seld_metrics import SeldEvents
+from sslkit.seld import SeldEvents
 
 
 def signal_class(signal_ref: str) -> str:
@@ -50,10 +47,3 @@ def dcase_labels(rec: Recording, classes: list[str], label_hop: float = 0.1) -> 
     return SeldEvents(data[:, 0].astype(int), data[:, 1].astype(int), data[:, 3], data[:, 4], data[:, 5])
 
 
-def write_dcase_csv(path: str | os.PathLike, events: SeldEvents, source_ids: np.ndarray | None = None) -> None:
-    """frame,class,source,azimuth,elevation,distance rows (no header; distance in cm)."""
-    src = np.zeros(len(events.frame), int) if source_ids is None else source_ids
-    rows = ([int(f), int(c), int(s), round(float(a)), round(float(e)), round(float(d) * 100)]
-            for f, c, s, a, e, d in zip(events.frame, events.cls, src, events.azimuth, events.elevation, events.distance))
-    with atomic_file(path) as tmp:
-        tmp.write_text("".join(",".join(map(str, r)) + "\n" for r in rows))

@@ -11,41 +11,10 @@ computed per class, then macro-averaged over the classes that occur in the refer
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from sslkit.errors import InputFileError
-from sslkit.files import read_text
-
-DCASE_COLUMNS = ["frame", "class", "source", "azimuth", "elevation", "distance"]
-
-
-@dataclass
-class SeldEvents:
-    """Events of one clip: arrays of equal length (frame index, class index, azimuth°, elevation°, distance m)."""
-
-    frame: np.ndarray
-    cls: np.ndarray
-    azimuth: np.ndarray
-    elevation: np.ndarray
-    distance: np.ndarray
-
-
-MAX_FRAME = 2**31
-"""Frame indices must fit a 32-bit integer (a day of 100 ms frames is under a million)."""
-
-def unit_vectors(azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
-    az, el = np.radians(azimuth), np.radians(elevation)
-    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
-
-
-def angular_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Degrees between unit vectors a (n, 3) and b (m, 3) → (n, m)."""
-    return np.degrees(np.arccos(np.clip(a @ b.T, -1.0, 1.0)))
+from sslkit.seld import SeldEvents, angular_distance, unit_vectors
 
 
 def seld_metrics(pred: list[SeldEvents], truth: list[SeldEvents], n_classes: int,
@@ -89,26 +58,3 @@ def seld_metrics(pred: list[SeldEvents], truth: list[SeldEvents], n_classes: int
     }
 
 
-def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> SeldEvents:
-    """Read a DCASE metadata/output CSV (frame,class,source,azimuth,elevation,distance; no header)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "no such file")
-    rows = []
-    for number, line in enumerate(read_text(path).splitlines(), 1):
-        if not line.strip() or line.startswith("frame"):
-            continue
-        cells = line.split(",")
-        try:
-            values = [float(v) for v in cells]
-        except ValueError:
-            raise InputFileError(path, f"line {number}: expected numbers, got {line[:80]}") from None
-        if len(values) not in (5, 6) or not np.all(np.isfinite(values)):
-            raise InputFileError(path, f"line {number}: expected frame,class,source,azimuth,elevation[,distance] as finite numbers")
-        if not 0 <= values[0] < MAX_FRAME or values[0] != int(values[0]):
-            raise InputFileError(path, f"line {number}: frame {cells[0][:20]} is not an integer from 0 to {MAX_FRAME - 1}")
-        if not 0 <= values[1] < n_classes or values[1] != int(values[1]):
-            raise InputFileError(path, f"line {number}: class {cells[1][:20]} is not one of 0..{n_classes - 1}")
-        rows.append(values if len(values) == 6 else [*values, 1.0])
-    data = np.array(rows).reshape(-1, 6)
-    return SeldEvents(data[:, 0].astype(int), data[:, 1].astype(int), data[:, 3], data[:, 4], data[:, 5])

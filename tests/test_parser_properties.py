@@ -20,7 +20,7 @@ from sslkit.localization.track import read_positions
 from sslkit.models.checkpoint import load_checkpoint, save_checkpoint
 from sslkit.models.ngcc import NGCCPHAT
 from sslkit.recording import read_mics, read_sources
-from sslkit.seld_metrics import read_dcase_csv
+from sslkit.seld import read_dcase_csv
 from sslkit.sims.room import make_room
 from sslkit.sims.scene import load_template, resolve_scene
 from sslkit.tdoa import read_tdoa_csv

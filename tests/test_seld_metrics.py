@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sslkit.seld_metrics import SeldEvents, read_dcase_csv, seld_metrics
+from sslkit.seld import SeldEvents, read_dcase_csv
+from sslkit.seld_metrics import seld_metrics
 
 
 def events(rows):
@@ -57,9 +58,10 @@ def test_read_dcase_csv_errors(tmp_path):
 
 
 def test_labels_of_a_simulated_scene_round_trip_and_score_perfectly(tmp_path):
+    from sslkit.seld import write_dcase_csv
     from sslkit.sims.room import simulate
     from sslkit.sims.scene import resolve_scene
-    from sslkit.sims.seld_labels import dcase_labels, write_dcase_csv
+    from sslkit.sims.seld_labels import dcase_labels
 
     scene = resolve_scene({
         "fs": 24000, "duration": 1.0, "room": {"dimensions": [5.0, 4.0, 3.0], "rt60": 0.3},

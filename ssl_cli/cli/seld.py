@@ -85,26 +85,9 @@ def evaluate_seld_command(
       sslkit evaluate-seld runs/seld
       sslkit evaluate-seld --pred outputs/ --truth metadata_dev/ --classes 13
     """
-    import json
+    from sslkit.seld import evaluate_seld_files
 
-    from sslkit.files import atomic_file, output_file
-    from sslkit.seld_metrics import read_dcase_csv, seld_metrics
-
-    if run is None and (pred is None or truth is None):
-        raise UserError("give a train-seld run folder, or both --pred and --truth")
-    out = output_file(out, run if run is not None else (pred if pred.is_dir() else pred.parent), "seld_metrics.json")
-    if run is not None:
-        from sslkit.models.train_seld import evaluate_run
-
-        metrics = evaluate_run(run, resolve_device(device))
-    else:
-        pred_files = sorted(pred.glob("*.csv")) if pred.is_dir() else [pred]
-        truth_files = [truth / p.name for p in pred_files] if truth.is_dir() else [truth]
-        if not pred_files:
-            raise UserError(f"{pred}: no CSV files")
-        metrics = seld_metrics([read_dcase_csv(p, n_classes) for p in pred_files], [read_dcase_csv(t, n_classes) for t in truth_files], n_classes)
-    with atomic_file(out) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2))
+    out, metrics = evaluate_seld_files(run, pred, truth, n_classes, out, device)
     table = Table(title=f"SELD metrics → {out}", title_justify="left")
     for col in ("class", "F", "DOAE °", "RDE", "TP", "FP", "FN"):
         table.add_column(col, justify="right")
@@ -129,28 +112,9 @@ def predict_seld_command(
 
       sslkit predict-seld --checkpoint runs/seld/best.pt seld-test/ --out seld-output/
     """
+    from sslkit.seld import predict_seld_files
 
-    import torch
-
-    from sslkit.files import check_folder_to_fill
-    from sslkit.models.train_seld import load_seld_model, predict_clip
-    from sslkit.recording import load_recording
-    from sslkit.sims.seld_labels import write_dcase_csv
-
-    folders = [recordings] if (recordings / "audio.wav").is_file() else sorted(p for p in recordings.glob("*") if (p / "audio.wav").is_file())
-    if not folders:
-        raise UserError(f"{recordings}: no recording folders")
-    out = check_folder_to_fill(out or recordings / "seld-output", [f"{folder.name}.csv" for folder in folders])
-    dev = resolve_device(device)
-    model, meta, features, ngcc = load_seld_model(checkpoint, dev)
     with progress_bar() as progress:
-        task = progress.add_task("predicting", total=len(folders))
-        for folder in folders:
-            rec = load_recording(folder)
-            if rec.fs != meta["fs"]:
-                raise UserError(f"{folder}: sample rate {rec.fs} Hz, the checkpoint expects {meta['fs']} Hz")
-            extra = ngcc(torch.as_tensor(rec.audio.T[None], device=dev))[0] if ngcc is not None else None
-            events = predict_clip(model, features, rec.audio, dev, extra)
-            write_dcase_csv(out / f"{folder.name}.csv", events)
-            progress.advance(task)
-    console.print(f"{len(folders)} prediction files → {out}/ (classes: {', '.join(meta['classes'])})")
+        task = progress.add_task("predicting", total=None)
+        out, written, meta = predict_seld_files(checkpoint, recordings, out, device, lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"{len(written)} prediction files → {out}/ (classes: {', '.join(meta['classes'])})")

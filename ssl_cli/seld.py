@@ -1,0 +1,223 @@
+"""SELD in one place: the events of a clip (:class:`SeldEvents`), DCASE CSV files, and inference
+with a train-seld checkpoint (the model, its features, events per clip, predictions for folders).
+
+DCASE convention: 100 ms label frames; azimuth counter-clockwise from +x in the x-y plane and
+elevation up from it, in degrees, seen from the array centre; distances in the files in
+centimetres, in :class:`SeldEvents` in metres.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sslkit.errors import InputFileError, UserError
+from sslkit.files import atomic_file, read_text
+
+if TYPE_CHECKING:
+    import torch
+
+    from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures
+    from sslkit.models.seldnet import SeldNet
+
+ACTIVITY_THRESHOLD = 0.5
+"""A Multi-ACCDOA track is active where its vector is longer than this."""
+MERGE_DEG = 20.0
+"""Active tracks of one class and frame closer than this (degrees) are one event."""
+
+
+DCASE_COLUMNS = ["frame", "class", "source", "azimuth", "elevation", "distance"]
+
+
+@dataclass
+class SeldEvents:
+    """Events of one clip: arrays of equal length (frame index, class index, azimuth°, elevation°, distance m)."""
+
+    frame: np.ndarray
+    cls: np.ndarray
+    azimuth: np.ndarray
+    elevation: np.ndarray
+    distance: np.ndarray
+
+
+MAX_FRAME = 2**31
+"""Frame indices must fit a 32-bit integer (a day of 100 ms frames is under a million)."""
+
+
+def unit_vectors(azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
+    """Unit direction vectors (n, 3) from azimuth and elevation in degrees."""
+    az, el = np.radians(azimuth), np.radians(elevation)
+    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
+
+
+def angular_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles in degrees between every row of unit vectors a (n, 3) and b (m, 3) → (n, m)."""
+    return np.degrees(np.arccos(np.clip(a @ b.T, -1.0, 1.0)))
+
+
+def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> SeldEvents:
+    """Read a DCASE metadata/output CSV (frame,class,source,azimuth,elevation,distance; no header)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such file")
+    rows = []
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip() or line.startswith("frame"):
+            continue
+        cells = line.split(",")
+        try:
+            values = [float(v) for v in cells]
+        except ValueError:
+            raise InputFileError(path, f"line {number}: expected numbers, got {line[:80]}") from None
+        if len(values) not in (5, 6) or not np.all(np.isfinite(values)):
+            raise InputFileError(path, f"line {number}: expected frame,class,source,azimuth,elevation[,distance] as finite numbers")
+        if not 0 <= values[0] < MAX_FRAME or values[0] != int(values[0]):
+            raise InputFileError(path, f"line {number}: frame {cells[0][:20]} is not an integer from 0 to {MAX_FRAME - 1}")
+        if not 0 <= values[1] < n_classes or values[1] != int(values[1]):
+            raise InputFileError(path, f"line {number}: class {cells[1][:20]} is not one of 0..{n_classes - 1}")
+        rows.append(values if len(values) == 6 else [*values, 1.0])
+    data = np.array(rows).reshape(-1, 6)
+    return SeldEvents(data[:, 0].astype(int), data[:, 1].astype(int), data[:, 3], data[:, 4], data[:, 5])
+def write_dcase_csv(path: str | os.PathLike, events: SeldEvents, source_ids: np.ndarray | None = None) -> None:
+    """frame,class,source,azimuth,elevation,distance rows (no header; distance in cm)."""
+    src = np.zeros(len(events.frame), int) if source_ids is None else source_ids
+    rows = ([int(f), int(c), int(s), round(float(a)), round(float(e)), round(float(d) * 100)]
+            for f, c, s, a, e, d in zip(events.frame, events.cls, src, events.azimuth, events.elevation, events.distance))
+    with atomic_file(path) as tmp:
+        tmp.write_text("".join(",".join(map(str, r)) + "\n" for r in rows))
+
+
+def output_events(output: torch.Tensor) -> SeldEvents:
+    """Multi-ACCDOA output of one clip (T, N, 4, C) → events: tracks whose ACCDOA norm exceeds
+    ``ACTIVITY_THRESHOLD``, one event per track and class (tracks within ``MERGE_DEG`` merged)."""
+    xyz, dist = output[:, :, :3].numpy(), output[:, :, 3].numpy()
+    norm = np.linalg.norm(xyz, axis=2)  # (T, N, C)
+    rows = []
+    for t, n, c in zip(*np.nonzero(norm > ACTIVITY_THRESHOLD)):
+        v = xyz[t, n, :, c] / norm[t, n, c]
+        if any(r[0] == t and r[1] == c and angular_distance(v[None], r[2][None])[0, 0] < MERGE_DEG for r in rows):
+            continue
+        rows.append((t, c, v, dist[t, n, c]))
+    if not rows:
+        return SeldEvents(*(np.zeros(0) for _ in range(5)))
+    frames, cls, vecs, d = zip(*rows)
+    vecs = np.array(vecs)
+    return SeldEvents(np.array(frames), np.array(cls), np.degrees(np.arctan2(vecs[:, 1], vecs[:, 0])),
+                      np.degrees(np.arcsin(np.clip(vecs[:, 2], -1, 1))), np.array(d))
+
+
+def clip_output(model: SeldNet, features: SeldFeatures, audio: np.ndarray, device: str, extra: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-ACCDOA output (label frames, N, 4, C) for a whole clip (samples, mics), on the CPU;
+    ``extra``: its NGCC-PHAT features, if the model uses them."""
+    import torch
+
+    with torch.no_grad():
+        feats = features(torch.as_tensor(audio.T[None], device=device))
+        n = (feats.shape[2] // 5) * 5
+        return model(feats[:, :, :n], None if extra is None else extra[None].to(device))[0].cpu()
+
+
+def predict_clip(model: SeldNet, features: SeldFeatures, audio: np.ndarray, device: str, extra: torch.Tensor | None = None) -> SeldEvents:
+    """Events predicted for a whole clip (samples, mics); ``extra``: its NGCC-PHAT features, if the model uses them."""
+    return output_events(clip_output(model, features, audio, device, extra))
+
+
+def load_seld_model(path: str | Path, device: str) -> tuple[SeldNet, dict, SeldFeatures, NgccSeldFeatures | None]:
+    """A train-seld checkpoint: the model, its metadata and the feature extractors it was trained with."""
+    from sslkit.models.checkpoint import load_checkpoint
+    from sslkit.models.seld_features import SeldFeatures
+
+    model, meta = load_checkpoint(path, device, kind="seldnet")
+    features = SeldFeatures(meta["fs"], gcc=meta["features"] == "logmel+gcc").to(device)
+    return model, meta, features, checkpoint_ngcc_features(meta, device)
+
+
+def checkpoint_ngcc_features(meta: dict, device: str) -> NgccSeldFeatures | None:
+    """The frozen NGCC-PHAT feature extractor stored in a train-seld checkpoint's metadata (None for logmel+gcc)."""
+    if not meta.get("ngcc"):
+        return None
+    from sslkit.models.ngcc import NGCCPHAT
+    from sslkit.models.seld_features import NgccSeldFeatures
+
+    net = NGCCPHAT(**meta["ngcc"]["config"])
+    net.load_state_dict(meta["ngcc"]["state_dict"])
+    return NgccSeldFeatures(net, meta["fs"]).to(device)
+
+
+
+
+def recording_folders(path: str | os.PathLike) -> list[Path]:
+    """A recording folder, or the recording folders inside ``path`` (sorted); an InputFileError when there are none."""
+    path = Path(path)
+    folders = [path] if (path / "audio.wav").is_file() else sorted(p for p in path.glob("*") if (p / "audio.wav").is_file())
+    if not folders:
+        raise InputFileError(path, "no recording folders")
+    return folders
+
+
+def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathLike, out: str | os.PathLike | None = None, device: str = "cpu",
+                       on_progress: Callable[[int, int], None] | None = None) -> tuple[Path, list[Path], dict]:
+    """DCASE output CSVs (one ``<recording>.csv`` per recording folder in ``recordings``) written into
+    the folder ``out`` (default: ``<recordings>/seld-output``); returns the folder, the files and the
+    checkpoint's metadata."""
+    import torch
+
+    from sslkit.files import check_folder_to_fill
+    from sslkit.geometry import check_sample_rate
+    from sslkit.recording import read_recording
+    from sslkit.resources import resolve_device
+
+    folders = recording_folders(recordings)
+    out = check_folder_to_fill(Path(out) if out else Path(recordings) / "seld-output", [f"{folder.name}.csv" for folder in folders])
+    device = resolve_device(device)
+    model, meta, features, ngcc = load_seld_model(checkpoint, device)
+    written = []
+    for done, folder in enumerate(folders, 1):
+        rec = read_recording(folder)
+        check_sample_rate(rec.fs, meta["fs"], folder, str(checkpoint))
+        extra = ngcc(torch.as_tensor(rec.audio.T[None], device=device))[0] if ngcc is not None else None
+        written.append(out / f"{folder.name}.csv")
+        write_dcase_csv(written[-1], predict_clip(model, features, rec.audio, device, extra))
+        if on_progress:
+            on_progress(done, len(folders))
+    return out, written, meta
+
+
+SELD_METRICS_FILE = "seld_metrics.json"
+
+
+def evaluate_seld_files(run: str | os.PathLike | None = None, pred: str | os.PathLike | None = None, truth: str | os.PathLike | None = None,
+                        n_classes: int = 13, out: str | os.PathLike | None = None, device: str = "cpu") -> tuple[Path, dict]:
+    """DCASE metrics of a train-seld run folder's best.pt on its validation data, or of DCASE
+    output CSVs ``pred`` (a file or a folder) against references ``truth`` (a file, or a folder with
+    the same file names); written to ``seld_metrics.json`` at ``out`` (default: in the run folder or
+    beside the predictions). Returns the file and the metrics."""
+    import json
+
+    from sslkit.files import atomic_file, output_file
+    from sslkit.seld_metrics import seld_metrics
+
+    if run is None and (pred is None or truth is None):
+        raise UserError("give a train-seld run folder, or both predictions and references")
+    where = Path(run) if run is not None else (Path(pred) if Path(pred).is_dir() else Path(pred).parent)
+    path = output_file(out, where, SELD_METRICS_FILE)
+    if run is not None:
+        from sslkit.models.train_seld import evaluate_run
+        from sslkit.resources import resolve_device
+
+        metrics = evaluate_run(run, resolve_device(device))
+    else:
+        pred, truth = Path(pred), Path(truth)
+        pred_files = sorted(pred.glob("*.csv")) if pred.is_dir() else [pred]
+        if not pred_files:
+            raise InputFileError(pred, "no CSV files")
+        truth_files = [truth / p.name for p in pred_files] if truth.is_dir() else [truth]
+        metrics = seld_metrics([read_dcase_csv(p, n_classes) for p in pred_files], [read_dcase_csv(t, n_classes) for t in truth_files], n_classes)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2))
+    return path, metrics
