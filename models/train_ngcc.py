@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from sslkit.files import write_yaml
 from sslkit.geometry import pair_lag_bounds, speed_of_sound
 from sslkit.models.adpit import adpit_loss
-from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.ngcc import NGCCPHAT, lag_targets, multi_lag_targets
-from sslkit.models.training import append_metrics, plot_learning_curve, restore_run, run_folder, stage_progress, warmup_cosine
+from sslkit.models.training import RunRecord, run_folder, stage_progress, warmup_cosine
 from sslkit.sims.tdoa_windows import WindowBank
 
 MODEL_SIZES = {
@@ -125,14 +124,12 @@ def run_train_ngcc(
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch)
     rng = np.random.default_rng(cfg.seed)
     val_batch = val_bank.sample(min(1024, 8 * len(val_bank.recordings)), np.random.default_rng(cfg.seed + 1), cfg.c, cfg.targets)
-    start_epoch, best_acc = 0, -1.0
-    last = run_dir / "last.pt"
-    state = restore_run(last, model, optimizer, scheduler, cfg.device, rng) if resume else None
-    if state is not None:
-        start_epoch, best_acc = state["epoch"], state["best_acc"]
+    record = RunRecord(run_dir, model, "ngcc-phat", ("train_loss", "val_loss"), "val_acc_10cm", higher_is_better=True)
+    if resume:
+        record.resume(optimizer, scheduler, cfg.device, rng)
     write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model_args})
     row: dict = {}
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(record.start_epoch, cfg.epochs):
         model.train()
         t0, losses = time.perf_counter(), []
         for step in range(steps_per_epoch):
@@ -151,14 +148,7 @@ def run_train_ngcc(
             "epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_acc_10cm": acc,
             "val_mae_cm": float(val_err.mean() * 100), "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0,
         }
-        rows = append_metrics(run_dir / "metrics.csv", row)
-        plot_learning_curve(run_dir / "learning_curve.png", rows, ("train_loss", "val_loss"), "val_acc_10cm")
-        meta = {"metrics": row, "train_config": asdict(cfg)}
-        if acc > best_acc:
-            best_acc = acc
-            save_checkpoint(run_dir / "best.pt", model, "ngcc-phat", **meta)
-        save_checkpoint(last, model, "ngcc-phat", **meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        rng=rng.bit_generator.state, epoch=epoch + 1, best_acc=best_acc)
+        record.end_epoch(row, {"metrics": row, "train_config": asdict(cfg)}, optimizer, scheduler, rng)
     return row
 
 

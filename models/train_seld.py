@@ -23,10 +23,9 @@ from sslkit.errors import InputFileError, SslkitWarning, UserError
 from sslkit.files import write_yaml
 from sslkit.models.adpit import ADPITLoss, events_to_target
 from sslkit.models.channel_swap import channel_swaps, swap_targets
-from sslkit.models.checkpoint import save_checkpoint
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_channel_features, swap_pair_features
 from sslkit.models.seldnet import SeldNet
-from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, run_folder, stage_progress, warmup_cosine
+from sslkit.models.training import RunRecord, distributed, optimizer_step, run_folder, stage_progress, warmup_cosine
 from sslkit.seld import SeldEvents, load_seld_model, predict_clip
 from sslkit.seld_metrics import seld_metrics
 
@@ -174,12 +173,11 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
     rng = np.random.default_rng([cfg.seed, rank])
     swaps = channel_swaps(train[0].mics) if cfg.channel_swap else [(np.arange(n_mics), np.eye(3))]
     write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model.config})
-    best, row, start_epoch = -1.0, {}, 0
-    last = run_dir / "last.pt"
-    state = restore_run(last, model, optimizer, scheduler, cfg.device, rng) if resume else None
-    if state is not None:
-        start_epoch, best = state["epoch"], state["best_f"]
-    for epoch in range(start_epoch, cfg.epochs):
+    row: dict = {}
+    record = RunRecord(run_dir, model, "seldnet", ("train_loss",), "f_ld", higher_is_better=True)
+    if resume:
+        record.resume(optimizer, scheduler, cfg.device, rng)
+    for epoch in range(record.start_epoch, cfg.epochs):
         net.train()
         t0, losses = time.perf_counter(), []
         for step in range(steps):
@@ -208,15 +206,9 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
         metrics = evaluate_clips(model, features, val, cfg, val_extra) if validated else dict.fromkeys(("f_ld", "doae_deg", "rde"), float("nan"))
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "f_ld": metrics["f_ld"], "doae_deg": metrics["doae_deg"],
                "rde": metrics["rde"], "seconds": time.perf_counter() - t0}
-        rows = append_metrics(run_dir / "metrics.csv", row)
-        plot_learning_curve(run_dir / "learning_curve.png", rows, ("train_loss",), "f_ld")
         meta = {"metrics": row, "classes": cfg.classes, "features": cfg.features, "fs": fs,
                 "ngcc": None if ngcc is None else {"config": ngcc.ngcc.config, "state_dict": ngcc.ngcc.state_dict()}}
-        if metrics["f_ld"] > best or not validated:
-            best = metrics["f_ld"]
-            save_checkpoint(run_dir / "best.pt", model, "seldnet", **meta)
-        save_checkpoint(last, model, "seldnet", **meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        rng=rng.bit_generator.state, epoch=epoch + 1, best_f=best)
+        record.end_epoch(row, meta, optimizer, scheduler, rng, keep_as_best=not validated)
     return row
 
 

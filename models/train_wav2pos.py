@@ -22,8 +22,8 @@ import torch
 from sslkit.errors import InputFileError, UserError
 from sslkit.files import write_yaml
 from sslkit.gcc import pair_index
-from sslkit.models.checkpoint import load_checkpoint, save_checkpoint
-from sslkit.models.training import append_metrics, distributed, optimizer_step, plot_learning_curve, restore_run, run_folder, stage_progress, warmup_cosine
+from sslkit.models.checkpoint import load_checkpoint
+from sslkit.models.training import RunRecord, distributed, optimizer_step, run_folder, stage_progress, warmup_cosine
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_frame_batch, wav2pos_loss
 from sslkit.recording import Recording, positions_at_times
 from sslkit.sims.tdoa_windows import active_window_starts
@@ -247,15 +247,13 @@ def run_train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool
     rng = np.random.default_rng([cfg.seed, rank])
     gen = torch.Generator().manual_seed(cfg.seed + rank)
     val = val_bank.all_windows()
-    start_epoch, best = 0, math.inf
-    last = run_dir / "last.pt"
-    state = restore_run(last, model, optimizer, scheduler, device) if resume else None
-    if state is not None:
-        start_epoch, best = state["epoch"], state["best_mae"]
+    record = RunRecord(run_dir, model, "wav2pos", ("train_loss",), "val_mae_cm", higher_is_better=False)
+    if resume:
+        record.resume(optimizer, scheduler, device)
     if rank == 0:
         write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model.config})
     row: dict = {}
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(record.start_epoch, cfg.epochs):
         net.train()
         if model.ngcc is not None:
             model.ngcc.eval()
@@ -279,14 +277,8 @@ def run_train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool
         val_mae = validate(model, val)
         row = {"epoch": epoch + 1, "train_loss": float(torch.stack(losses).mean()), "val_mae_cm": val_mae * 100,
                "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
-        rows = append_metrics(run_dir / "metrics.csv", row)
-        plot_learning_curve(run_dir / "learning_curve.png", rows, ("train_loss",), "val_mae_cm")
         meta = {"metrics": row, "train_config": asdict(cfg), "mic_range": [cfg.min_mics, train_bank.n_mics], "train_geometry": geometry}
-        if val_mae < best:
-            best = val_mae
-            save_checkpoint(run_dir / "best.pt", model, "wav2pos", **meta)
-        save_checkpoint(last, model, "wav2pos", **meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        epoch=epoch + 1, best_mae=best)
+        record.end_epoch(row, meta, optimizer, scheduler)
     return row
 
 

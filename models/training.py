@@ -15,6 +15,7 @@ import torch
 
 from sslkit.errors import InputFileError, Interrupted, OutputError, describe
 from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, check_only_ours, remove_sslkit_folder
+from sslkit.models.checkpoint import save_checkpoint
 
 
 @contextlib.contextmanager
@@ -146,3 +147,38 @@ def optimizer_step(loss: torch.Tensor, optimizer, scaler: torch.amp.GradScaler, 
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
+
+
+class RunRecord:
+    """How every trainer ends an epoch and resumes: ``metrics.csv`` and ``learning_curve.png`` grow by
+    one row, ``best.pt`` is written when the monitored metric improves, and ``last.pt`` keeps the
+    optimizer, schedule and random state for ``--resume``.
+
+    ``loss_keys`` are the row's losses to plot; ``metric`` the monitored validation metric, better
+    when higher if ``higher_is_better``.
+    """
+
+    def __init__(self, run_dir: Path, model: torch.nn.Module, name: str, loss_keys: tuple[str, ...], metric: str, higher_is_better: bool):
+        self.run_dir, self.model, self.name = Path(run_dir), model, name
+        self.loss_keys, self.metric, self.sign = loss_keys, metric, 1.0 if higher_is_better else -1.0
+        self.best = -math.inf
+        self.start_epoch = 0
+
+    def resume(self, optimizer, scheduler, device: str, rng: np.random.Generator | None = None) -> None:
+        """Continue from ``last.pt``: model, optimizer, schedule, rng, the epoch to start at and the best metric so far."""
+        state = restore_run(self.run_dir / "last.pt", self.model, optimizer, scheduler, device, rng)
+        if state is not None:
+            self.start_epoch, self.best = state["epoch"], state["best_metric"]
+
+    def end_epoch(self, row: dict, meta: dict, optimizer, scheduler, rng: np.random.Generator | None = None, keep_as_best: bool = False) -> None:
+        """Record the epoch's ``row`` (with ``epoch`` and the monitored metric); ``meta`` goes into both
+        checkpoints; ``keep_as_best`` writes best.pt whatever the metric (nothing to compare)."""
+        rows = append_metrics(self.run_dir / "metrics.csv", row)
+        plot_learning_curve(self.run_dir / "learning_curve.png", rows, self.loss_keys, self.metric)
+        score = self.sign * row[self.metric]
+        if score > self.best or keep_as_best:
+            self.best = score
+            save_checkpoint(self.run_dir / "best.pt", self.model, self.name, **meta)
+        resume_state = {"rng": rng.bit_generator.state} if rng is not None else {}
+        save_checkpoint(self.run_dir / "last.pt", self.model, self.name, **meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        epoch=int(row["epoch"]), best_metric=self.best, **resume_state)
