@@ -197,8 +197,7 @@ def predict_with_views(model: Wav2Pos, audio: torch.Tensor, coords: torch.Tensor
     """The model's outputs for the full input, with a confidence from ``views`` extra inputs that
     each hide some mics' audio (``view_masks``), all in one batched pass over one NGCC-PHAT call:
     exp(−spread / VIEW_SPREAD_SCALE_M), spread = the views' mean distance from the full-input
-    source estimate (on three held-out simulated LuViRA recordings: 35 cm MAE on the most confident
-    quarter of frames, 68 cm on the least confident). No views: confidence 1.
+    source estimate (docs/methods.md compares it with the lag fit's). No views: confidence 1.
     → source (B, 3), confidence (B,), mics (B, M, 3), pair_probs (B, M(M−1)/2, lags) or None"""
     probs = model.pair_probabilities(audio) if model.ngcc is not None else None
     masks = torch.cat([audio_known[None], view_masks(audio_known, coord_known, views, generator)])  # (V+1, B, 1+M)

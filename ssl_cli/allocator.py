@@ -1,6 +1,6 @@
 """Keep freed memory in the process (glibc): otherwise every large torch or numpy buffer is a fresh
-mmap, and the kernel's page faults on re-zeroing it cost as much CPU time as the arithmetic (the
-NGCC-PHAT over 55 mic pairs ran twice as fast on a 2-core machine, system time 14.7 s → 1.8 s)."""
+mmap, and the kernel's page faults on re-zeroing it cost as much CPU time as the arithmetic
+(docs/methods.md, "Memory allocation")."""
 
 from __future__ import annotations
 
