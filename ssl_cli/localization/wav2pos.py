@@ -26,7 +26,7 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     the NGCC-PHAT lag distributions the model computed anyway (``sslkit.localization.lagfit``), over the pairs
     of mics with known positions, from the median of the network's estimates over
     ``opts.start_window`` frames (``DelayedLagFit``): the network finds the neighbourhood, the fit
-    the sample-precise TDOAs (docs/methods.md compares the three).
+    the sample-precise TDOAs (benchmarks/README.md compares the three).
     The confidence is then the fit's (``lag_fit_confidence``); without the fit, that of ``opts.views``
     masked views."""
     import torch
