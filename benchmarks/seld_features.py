@@ -1,5 +1,7 @@
 """Paper VI Table 1 in small: the same SELDnet trained with logmel+GCC-PHAT and with
-logmel+NGCC-PHAT features (same seed, data, loss and schedule), scored on held-out scenes.
+logmel+NGCC-PHAT features (same seed, data, loss and schedule), scored on held-out scenes;
+``--distance-weights none,reciprocal`` also compares the plain distance loss with Paper VI's
+1/distance weighting.
 
 Train on `tetra-seld` scenes and validate on `tetra-seld-test` scenes (held-out signals, other
 rooms), e.g.
@@ -13,6 +15,7 @@ epoch's, and the training time.
 """
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -36,6 +39,7 @@ parser.add_argument("--distance-unit", type=float, default=4.0, help="metres per
 parser.add_argument("--filters", type=int, default=64)
 parser.add_argument("--rnn-size", type=int, default=128)
 parser.add_argument("--features", default="logmel+gcc,logmel+ngcc")
+parser.add_argument("--distance-weights", default="none", help="comma-separated: none, reciprocal")
 parser.add_argument("--ngcc", default=None, help="multi-target NGCC-PHAT (default: the shipped tetrahedral one)")
 parser.add_argument("--device", default="cpu")
 parser.add_argument("--seed", type=int, default=0)
@@ -47,16 +51,17 @@ if args.threads:
     torch.set_num_threads(args.threads)
 train_folders, test_folders = seld_data_folders(args.train), seld_data_folders(args.test)
 results = {}
-for features in args.features.split(","):
+for features, weight in itertools.product(args.features.split(","), args.distance_weights.split(",")):
     cfg = SeldTrainConfig(train_folders, test_folders, list(DEFAULT_CLASSES), features, "bradpit", args.epochs,
                           args.batch_size, lr=args.lr, filters=args.filters, rnn_size=args.rnn_size, channel_swap=not args.no_channel_swap,
-                          distance_unit=args.distance_unit, ngcc=args.ngcc, device=args.device, seed=args.seed)
-    run = args.out / features.replace("+", "-")
+                          distance_unit=args.distance_unit, distance_weight=weight, ngcc=args.ngcc, device=args.device, seed=args.seed)
+    name = features if weight == "none" else f"{features} distance-weight {weight}"
+    run = args.out / name.replace("+", "-").replace(" ", "-")
     start = time.perf_counter()
     last = train_seld(cfg, run)
     rows = read_csv_columns(run / "metrics.csv", ("epoch", "f_ld", "doae_deg", "rde"))
     best = int(rows["f_ld"].argmax())
-    results[features] = {
+    results[name] = {
         "last_epoch": {k: last[k] for k in ("epoch", "f_ld", "doae_deg", "rde")},
         "best_epoch": {k: float(rows[k][best]) for k in ("epoch", "f_ld", "doae_deg", "rde")},
         "train_seconds": time.perf_counter() - start,

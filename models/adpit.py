@@ -5,7 +5,8 @@ tracks per frame and class against the M ≤ N events of that class, duplicating
 spare tracks, and keeps the best of all such sequences. Targets use the DCASE2024 baseline's
 *dummy-track* layout: groups A, B, C, … for M = 1, 2, 3, … events, group M holding tracks
 M0 … M(M−1) (A0, B0, B1, C0, C1, C2 for N = 3), each with an activity channel then the axes.
-Only the group of the scope's actual M is non-zero.
+Only the group of the scope's actual M is non-zero (the baseline's labels always are so); the
+faster variants rely on it and refuse targets with several active groups in one scope.
 
 Variants, all giving the same loss and gradient (``adpit_loss(..., variant=...)``):
 
@@ -33,7 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-PAIR_LOSSES = ("mse", "ce")
+PAIR_LOSSES = ("mse", "ce", "mse-reciprocal-distance")
+"""``mse``, ``ce`` (class logits), and ``mse-reciprocal-distance``: the MSE with the distance axis's term
+(the last of 4 axes) divided by the target distance (Paper VI), where the target has one."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,10 +184,19 @@ def ce_pair(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(target * F.log_softmax(output, dim=-2)).sum(dim=-2)
 
 
+def reciprocal_distance_mse_pair(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE over axes (x, y, z, distance) with the distance term weighted by 1 / target distance
+    (1 where the target has no event, distance 0). Shapes (..., 4, C) → (..., C)."""
+    error = (output - target) ** 2
+    distance = target[..., 3:, :]
+    weight = torch.where(distance > 0, 1.0 / distance.clamp(min=torch.finfo(distance.dtype).tiny), torch.ones_like(distance))
+    return torch.cat([error[..., :3, :], error[..., 3:, :] * weight], dim=-2).mean(dim=-2)
+
+
 def _pair_fn(pair_loss: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if pair_loss not in PAIR_LOSSES:
         raise ValueError(f"pair_loss must be one of {PAIR_LOSSES}, got {pair_loss!r}")
-    return mse_pair if pair_loss == "mse" else ce_pair
+    return {"mse": mse_pair, "ce": ce_pair, "mse-reciprocal-distance": reciprocal_distance_mse_pair}[pair_loss]
 
 
 def target_vectors(target: torch.Tensor) -> torch.Tensor:
@@ -212,6 +224,19 @@ def _n_tracks(output: torch.Tensor, target: torch.Tensor) -> int:
 # ---------------------------------------------------------------------------------------------
 # Variants
 # ---------------------------------------------------------------------------------------------
+def check_one_group_per_scope(target: torch.Tensor) -> None:
+    """ValueError when a scope (item, frame, class) of ``target`` has active dummy tracks in more than
+    one group: the overlay, distance-first and BRADPIT variants equal the baseline only when at most
+    one group is active (as in the DCASE2024 baseline's labels)."""
+    n = round((math.sqrt(8 * target.shape[2] + 1) - 1) / 2)
+    active = target[:, :, :, 0] > 0.5  # (B, T, D, C)
+    groups = sum(active[:, :, dummy_index(m, 0) : dummy_index(m, 0) + m].any(dim=2).int() for m in range(1, n + 1))  # (B, T, C)
+    if bool((groups > 1).any()):
+        b, t, c = (int(i) for i in torch.nonzero(groups > 1)[0])
+        raise ValueError(f"target item {b}, frame {t}, class {c} has events in {int(groups[b, t, c])} dummy-track groups; "
+                         "the faster ADPIT variants need at most one per scope (the DCASE2024 label layout): use variant='baseline'")
+
+
 def _rows_loss(output: torch.Tensor, target: torch.Tensor, rows: tuple[Row, ...], pair: Callable) -> torch.Tensor:
     """Materialise every row's target and take the best row per scope (baseline and overlay)."""
     sel = row_selection(rows, target.shape[2]).to(output)
@@ -225,12 +250,14 @@ def baseline_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) ->
 
 
 def overlay_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
+    check_one_group_per_scope(target)
     return _rows_loss(output, target, overlay_rows(_n_tracks(output, target)), pair)
 
 
 def distance_first_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
     """Loss of each distinct (track, dummy-sum) pair once, then rows as sums of pair losses."""
     n = _n_tracks(output, target)
+    check_one_group_per_scope(target)
     track, pair_sum, counts = distinct_pairs(overlay_rows(n), target.shape[2])
     pair_targets = torch.einsum("pd,btdac->btpac", pair_sum.to(output), target_vectors(target))
     pair_losses = pair(output[:, :, track.to(output.device)], pair_targets)  # (B, T, P, C)
@@ -250,6 +277,7 @@ def scope_event_counts(target: torch.Tensor) -> torch.Tensor:
 def bradpit_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
     """Branch on M: one sequence for M ≤ 1, each M ≥ 2 gathered and scored on its own sequences."""
     n = _n_tracks(output, target)
+    check_one_group_per_scope(target)
     vectors = target_vectors(target)
     m_scope = scope_event_counts(target)  # (B, T, C)
     single = pair(output, vectors[:, :, :1]).mean(dim=2)  # (B, T, C): every track against A0

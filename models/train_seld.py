@@ -3,7 +3,8 @@ log-mel + GCC-PHAT or NGCC-PHAT features, SELDnet CRNN, Multi-ACCDOA with distan
 
 Features are computed once per clip; each step cuts chunks and applies a channel swap by
 rearranging them. The loss measures distances in ``distance_unit`` metres so that the distance
-term does not swamp the unit DOA vectors.
+term does not swamp the unit DOA vectors; with ``distance_weight = "reciprocal"`` each distance
+term is also divided by the event's distance (in those units), as Paper VI does.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ STARSS_TETRAHEDRON = 0.042 * np.array([
 """The MIC-format array of STARSS23 (metres), assumed for DCASE-layout data that carries no mics.csv."""
 NGCC_FEATURE_TRACKS = 3
 """Output tracks of the shipped NGCC-PHAT that gives ``logmel+ngcc`` features (sources per frame, as DCASE's 3)."""
+EPOCH_METRICS = ("f_ld", "doae_deg", "rde", "seld_score")
+"""Validation metrics recorded each epoch in metrics.csv (NaN: undefined, or nothing to validate on)."""
+DISTANCE_WEIGHTS = {"none": "mse", "reciprocal": "mse-reciprocal-distance"}
+"""The ADPIT pair loss of each ``distance_weight``."""
 
 
 @dataclass
@@ -55,6 +60,8 @@ class SeldTrainConfig:
     rnn_size: int = 128
     channel_swap: bool = True
     distance_unit: float = 4.0
+    distance_weight: str = "none"
+    """``none`` or ``reciprocal`` (each event's distance term divided by its distance)."""
     ngcc: str | None = None
     device: str = "cpu"
     seed: int = 0
@@ -94,8 +101,9 @@ def load_clips(data: list[str], classes: list[str]) -> list[Clip]:
             if meta is None:
                 raise InputFileError(wav, "no metadata CSV with the same name under metadata_dev")
             audio, fs = read_audio(wav)
-            labels = read_dcase_csv(meta, len(classes))
-            labels.distance = labels.distance / 100.0  # DCASE2024 metadata is in cm
+            labels, _ = read_dcase_csv(meta, len(classes))
+            if np.isnan(labels.distance).any():
+                raise InputFileError(meta, "has no distance column: SELD with distance needs DCASE2024 metadata (6 columns)")
             clip = Clip(wav.stem, audio, fs, labels)
             if len(labels.frame) and labels.frame.max() >= clip.n_frames + 1:
                 raise InputFileError(meta, f"labels reach frame {labels.frame.max()} but {wav.name} has {clip.n_frames} frames")
@@ -162,7 +170,7 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
     extra_channels = ngcc.n_channels * n_mics * (n_mics - 1) // 2 if ngcc is not None else 0
     model = SeldNet(in_ch, len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size, extra_channels=extra_channels,
                     extra_lags=ngcc.ngcc.n_lags if ngcc is not None else 0).to(cfg.device)
-    loss_fn = ADPITLoss(cfg.loss)
+    loss_fn = ADPITLoss(cfg.loss, DISTANCE_WEIGHTS[cfg.distance_weight])
     targets = [torch.as_tensor(clip_targets(c, len(cfg.classes))) for c in train]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     steps = max(1, math.ceil(sum(t.shape[0] for t in targets) / chunk_frames / (cfg.batch_size * world)))
@@ -203,9 +211,9 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps)
         if rank != 0:
             continue
-        metrics = evaluate_clips(model, features, val, cfg, val_extra) if validated else dict.fromkeys(("f_ld", "doae_deg", "rde"), float("nan"))
-        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "f_ld": metrics["f_ld"], "doae_deg": metrics["doae_deg"],
-               "rde": metrics["rde"], "seconds": time.perf_counter() - t0}
+        metrics = evaluate_clips(model, features, val, cfg, val_extra) if validated else {}
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+               **{key: float("nan") if metrics.get(key) is None else metrics[key] for key in EPOCH_METRICS}, "seconds": time.perf_counter() - t0}
         meta = {"metrics": row, "classes": cfg.classes, "features": cfg.features, "fs": fs,
                 "ngcc": None if ngcc is None else {"config": ngcc.ngcc.config, "state_dict": ngcc.ngcc.state_dict()}}
         record.end_epoch(row, meta, optimizer, scheduler, rng, keep_as_best=not validated)
@@ -221,8 +229,9 @@ def train_val_clips(cfg: SeldTrainConfig) -> tuple[list[Clip], list[Clip]]:
     return clips[n_val:], clips[:n_val]
 
 
-def evaluate_run(run_dir: str | Path, device: str) -> dict:
-    """DCASE metrics of a train-seld run's best.pt on the validation clips its config.yaml names."""
+def evaluate_run(run_dir: str | Path, device: str, protocol: str = "dcase2024") -> dict:
+    """DCASE metrics (``protocol``: see :mod:`sslkit.seld_metrics`) of a train-seld run's best.pt on
+    the validation clips its config.yaml names."""
     import yaml
 
     run_dir = Path(run_dir)
@@ -233,7 +242,7 @@ def evaluate_run(run_dir: str | Path, device: str) -> dict:
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     cfg = replace(SeldTrainConfig(**{k: v for k, v in config.items() if k != "model"}), device=device)
     val = load_clips(cfg.val_data, cfg.classes) if cfg.val_data else train_val_clips(cfg)[1]  # no training audio read when not needed
-    return evaluate_clips(model, features, val, cfg, clip_ngcc_features(ngcc, val, device, None))
+    return evaluate_clips(model, features, val, cfg, clip_ngcc_features(ngcc, val, device, None), protocol)
 
 
 def in_distance_units(output: torch.Tensor, target: torch.Tensor, unit: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,8 +298,8 @@ def clip_ngcc_features(ngcc: NgccSeldFeatures | None, clips: list[Clip], device:
 
 
 def evaluate_clips(model: SeldNet, features: SeldFeatures, clips: list[Clip], cfg: SeldTrainConfig,
-                   extras: list[torch.Tensor] | None = None) -> dict:
+                   extras: list[torch.Tensor] | None = None, protocol: str = "dcase2024") -> dict:
     """DCASE metrics of the model's events on whole clips."""
     model.eval()
     preds = [predict_clip(model, features, clip.audio, cfg.device, None if extras is None else extras[i]) for i, clip in enumerate(clips)]
-    return seld_metrics(preds, [c.labels for c in clips], len(cfg.classes))
+    return seld_metrics(preds, [c.labels for c in clips], len(cfg.classes), protocol)

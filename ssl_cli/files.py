@@ -99,12 +99,13 @@ def check_replaceable_file(path: Path) -> None:
 def output_file(out: str | os.PathLike | None, source: Path, default_name: str) -> Path:
     """Where a command writes the file ``default_name``, checked before work.
 
-    ``out`` None: inside the recording folder ``source`` (or beside the audio file it names);
-    an existing folder or a name ending in a slash: inside that folder; else ``out`` itself.
+    ``out`` None: inside the recording folder ``source`` (or beside the audio file it names); a
+    name with the extension of ``default_name``: that file; anything else (an existing folder, a
+    name ending in a slash or without that extension): inside that folder.
     """
     if out is None:
         path = Path(source) / default_name if Path(source).is_dir() else Path(source).parent / default_name
-    elif str(out).endswith(("/", os.sep)) or Path(out).is_dir():
+    elif str(out).endswith(("/", os.sep)) or Path(out).is_dir() or Path(out).suffix.lower() != Path(default_name).suffix.lower():
         path = Path(out) / default_name
     else:
         path = Path(out)

@@ -31,22 +31,28 @@ MERGE_DEG = 20.0
 """Active tracks of one class and frame closer than this (degrees) are one event."""
 
 
-DCASE_COLUMNS = ["frame", "class", "source", "azimuth", "elevation", "distance"]
+DCASE_FORMATS = {
+    "polar": ("frame", "class", "track", "azimuth", "elevation", "distance_cm"),
+    "cartesian": ("frame", "class", "track", "x", "y", "z", "distance_m"),
+}
+"""The DCASE CSV formats (no header): DCASE2024 metadata's 6-column polar one (degrees, distance in
+centimetres; 5 columns without distance) and the baseline's 7-column Cartesian output (unit vector,
+distance in metres)."""
+CM_PER_M = 100.0
+MAX_FRAME = 2**31
+"""Frame indices must fit a 32-bit integer (a day of 100 ms frames is under a million)."""
 
 
 @dataclass
 class SeldEvents:
-    """Events of one clip: arrays of equal length (frame index, class index, azimuth°, elevation°, distance m)."""
+    """Events of one clip: arrays of equal length (frame index, class index, azimuth°, elevation°,
+    distance m; NaN where the file gives none)."""
 
     frame: np.ndarray
     cls: np.ndarray
     azimuth: np.ndarray
     elevation: np.ndarray
     distance: np.ndarray
-
-
-MAX_FRAME = 2**31
-"""Frame indices must fit a 32-bit integer (a day of 100 ms frames is under a million)."""
 
 
 def unit_vectors(azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
@@ -60,12 +66,19 @@ def angular_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(a @ b.T, -1.0, 1.0)))
 
 
-def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> SeldEvents:
-    """Read a DCASE metadata/output CSV (frame,class,source,azimuth,elevation,distance; no header)."""
+def dcase_format(n_columns: int) -> str:
+    """The DCASE format of rows with ``n_columns`` cells."""
+    return "cartesian" if n_columns == 7 else "polar"
+
+
+def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> tuple[SeldEvents, str]:
+    """Read a DCASE CSV in either format (see ``DCASE_FORMATS``), detected from its rows; returns the
+    events (distances in metres) and the format's name (``empty`` for a file without rows). One file
+    holds one format."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "no such file")
-    rows = []
+    rows, widths = [], set()
     for number, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip() or line.startswith("frame"):
             continue
@@ -74,22 +87,44 @@ def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> SeldEvents:
             values = [float(v) for v in cells]
         except ValueError:
             raise InputFileError(path, f"line {number}: expected numbers, got {line[:80]}") from None
-        if len(values) not in (5, 6) or not np.all(np.isfinite(values)):
-            raise InputFileError(path, f"line {number}: expected frame,class,source,azimuth,elevation[,distance] as finite numbers")
+        if len(values) not in (5, 6, 7) or not np.all(np.isfinite(values)):
+            raise InputFileError(path, f"line {number}: expected frame,class,track,azimuth,elevation[,distance_cm] or "
+                                       "frame,class,track,x,y,z,distance_m as finite numbers")
         if not 0 <= values[0] < MAX_FRAME or values[0] != int(values[0]):
             raise InputFileError(path, f"line {number}: frame {cells[0][:20]} is not an integer from 0 to {MAX_FRAME - 1}")
         if not 0 <= values[1] < n_classes or values[1] != int(values[1]):
             raise InputFileError(path, f"line {number}: class {cells[1][:20]} is not one of 0..{n_classes - 1}")
-        rows.append(values if len(values) == 6 else [*values, 1.0])
-    data = np.array(rows).reshape(-1, 6)
-    return SeldEvents(data[:, 0].astype(int), data[:, 1].astype(int), data[:, 3], data[:, 4], data[:, 5])
-def write_dcase_csv(path: str | os.PathLike, events: SeldEvents, source_ids: np.ndarray | None = None) -> None:
-    """frame,class,source,azimuth,elevation,distance rows (no header; distance in cm)."""
-    src = np.zeros(len(events.frame), int) if source_ids is None else source_ids
-    rows = ([int(f), int(c), int(s), round(float(a)), round(float(e)), round(float(d) * 100)]
-            for f, c, s, a, e, d in zip(events.frame, events.cls, src, events.azimuth, events.elevation, events.distance))
+        widths.add(dcase_format(len(values)))
+        if len(widths) > 1:
+            raise InputFileError(path, f"line {number}: mixes the polar and the Cartesian format")
+        rows.append(values + [np.nan] * (7 - len(values)))
+    data = np.array(rows, dtype=float).reshape(-1, 7)
+    fmt = widths.pop() if widths else "empty"
+    if fmt == "cartesian":
+        x, y, z = data[:, 3], data[:, 4], data[:, 5]
+        if np.any(x**2 + y**2 + z**2 == 0):
+            raise InputFileError(path, "a Cartesian row has the zero vector as its direction")
+        azimuth, elevation, distance = np.degrees(np.arctan2(y, x)), np.degrees(np.arctan2(z, np.hypot(x, y))), data[:, 6]
+    else:
+        azimuth, elevation, distance = data[:, 3], data[:, 4], data[:, 5] / CM_PER_M
+    return SeldEvents(data[:, 0].astype(int), data[:, 1].astype(int), azimuth, elevation, distance), fmt
+
+
+def write_dcase_csv(path: str | os.PathLike, events: SeldEvents, fmt: str = "cartesian") -> None:
+    """Write events in a DCASE format: ``cartesian`` (frame,class,track,x,y,z,distance_m; what the
+    DCASE2024 scorer reads as predictions) or ``polar`` (frame,class,track,azimuth,elevation,
+    distance_cm, rounded to integers as DCASE metadata); track 0 on every row."""
+    if fmt not in DCASE_FORMATS:
+        raise UserError(f"unknown DCASE format '{fmt}' (choose from {', '.join(DCASE_FORMATS)})")
+    head = np.stack([events.frame, events.cls, np.zeros(len(events.frame))], 1).astype(int)
+    if fmt == "cartesian":
+        body = np.column_stack([unit_vectors(events.azimuth, events.elevation), events.distance])
+        lines = [f"{f},{c},{t}," + ",".join(f"{v:.6f}" for v in row) for (f, c, t), row in zip(head, body)]
+    else:
+        body = np.column_stack([events.azimuth, events.elevation, events.distance * CM_PER_M]).round().astype(int)
+        lines = [",".join(map(str, [*h, *row])) for h, row in zip(head, body)]
     with atomic_file(path) as tmp:
-        tmp.write_text("".join(",".join(map(str, r)) + "\n" for r in rows))
+        tmp.write_text("".join(line + "\n" for line in lines))
 
 
 def output_events(output: torch.Tensor) -> SeldEvents:
@@ -161,10 +196,10 @@ def recording_folders(path: str | os.PathLike) -> list[Path]:
 
 
 def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathLike, out: str | os.PathLike | None = None, device: str = "cpu",
-                       on_progress: Callable[[int, int], None] | None = None) -> tuple[Path, list[Path], dict]:
-    """DCASE output CSVs (one ``<recording>.csv`` per recording folder in ``recordings``) written into
-    the folder ``out`` (default: ``<recordings>/seld-output``); returns the folder, the files and the
-    checkpoint's metadata."""
+                       on_progress: Callable[[int, int], None] | None = None, fmt: str = "cartesian") -> tuple[Path, list[Path], dict]:
+    """DCASE output CSVs (one ``<recording>.csv`` per recording folder in ``recordings``, in the DCASE
+    format ``fmt``) written into the folder ``out`` (default: ``<recordings>/seld-output``); returns
+    the folder, the files and the checkpoint's metadata."""
     import torch
 
     from sslkit.files import check_folder_to_fill
@@ -172,6 +207,8 @@ def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathL
     from sslkit.recording import read_recording
     from sslkit.resources import resolve_device
 
+    if fmt not in DCASE_FORMATS:
+        raise UserError(f"unknown DCASE format '{fmt}' (choose from {', '.join(DCASE_FORMATS)})")
     folders = recording_folders(recordings)
     out = check_folder_to_fill(Path(out) if out else Path(recordings) / "seld-output", [f"{folder.name}.csv" for folder in folders])
     device = resolve_device(device)
@@ -182,21 +219,44 @@ def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathL
         check_sample_rate(rec.fs, meta["fs"], folder, str(checkpoint))
         extra = ngcc(torch.as_tensor(rec.audio.T[None], device=device))[0] if ngcc is not None else None
         written.append(out / f"{folder.name}.csv")
-        write_dcase_csv(written[-1], predict_clip(model, features, rec.audio, device, extra))
+        write_dcase_csv(written[-1], predict_clip(model, features, rec.audio, device, extra), fmt)
         if on_progress:
             on_progress(done, len(folders))
     return out, written, meta
 
 
 SELD_METRICS_FILE = "seld_metrics.json"
+UNIT_RATIO = 30.0
+"""Typical predicted and reference distances this many times apart are taken for a unit mix-up (m against cm)."""
+
+
+def check_distance_units(pred: list[SeldEvents], truth: list[SeldEvents], where: object) -> None:
+    """UserError when the predictions' distances are typically ``UNIT_RATIO`` times larger or smaller
+    than the references' (a polar file holds centimetres, a Cartesian one metres)."""
+    p = np.concatenate([e.distance for e in pred]) if pred else np.zeros(0)
+    t = np.concatenate([e.distance for e in truth]) if truth else np.zeros(0)
+    p, t = p[np.isfinite(p) & (p > 0)], t[np.isfinite(t) & (t > 0)]
+    if len(p) and len(t):
+        ratio = float(np.median(p) / np.median(t))
+        if not 1 / UNIT_RATIO < ratio < UNIT_RATIO:
+            raise UserError(f"{where}: the predicted distances are about {ratio:.3g}× the references': polar files hold "
+                            "centimetres and Cartesian files metres; is one of them in the other unit?")
+
+
+def read_dcase_files(paths: list[Path], n_classes: int) -> tuple[list[SeldEvents], str]:
+    """The events of each file and the format(s) they were in (``polar``, ``cartesian`` or both)."""
+    read = [read_dcase_csv(path, n_classes) for path in paths]
+    return [events for events, _ in read], "+".join(sorted({fmt for _, fmt in read}))
 
 
 def evaluate_seld_files(run: str | os.PathLike | None = None, pred: str | os.PathLike | None = None, truth: str | os.PathLike | None = None,
-                        n_classes: int = 13, out: str | os.PathLike | None = None, device: str = "cpu") -> tuple[Path, dict]:
-    """DCASE metrics of a train-seld run folder's best.pt on its validation data, or of DCASE
-    output CSVs ``pred`` (a file or a folder) against references ``truth`` (a file, or a folder with
-    the same file names); written to ``seld_metrics.json`` at ``out`` (default: in the run folder or
-    beside the predictions). Returns the file and the metrics."""
+                        n_classes: int = 13, out: str | os.PathLike | None = None, device: str = "cpu",
+                        protocol: str = "dcase2024") -> tuple[Path, dict]:
+    """DCASE metrics (see :mod:`sslkit.seld_metrics` for the ``protocol``) of a train-seld run
+    folder's best.pt on its validation data, or of DCASE CSVs ``pred`` (a file or a folder) against
+    references ``truth`` (a file, or a folder with the same file names), in either DCASE format;
+    written to ``seld_metrics.json`` at ``out`` (a file or a folder; default: in the run folder or
+    beside the predictions). Returns the file and the metrics, with the formats that were read."""
     import json
 
     from sslkit.files import atomic_file, output_file
@@ -210,14 +270,17 @@ def evaluate_seld_files(run: str | os.PathLike | None = None, pred: str | os.Pat
         from sslkit.models.train_seld import evaluate_run
         from sslkit.resources import resolve_device
 
-        metrics = evaluate_run(run, resolve_device(device))
+        metrics = evaluate_run(run, resolve_device(device), protocol)
     else:
         pred, truth = Path(pred), Path(truth)
         pred_files = sorted(pred.glob("*.csv")) if pred.is_dir() else [pred]
         if not pred_files:
             raise InputFileError(pred, "no CSV files")
         truth_files = [truth / p.name for p in pred_files] if truth.is_dir() else [truth]
-        metrics = seld_metrics([read_dcase_csv(p, n_classes) for p in pred_files], [read_dcase_csv(t, n_classes) for t in truth_files], n_classes)
+        predictions, pred_format = read_dcase_files(pred_files, n_classes)
+        references, truth_format = read_dcase_files(truth_files, n_classes)
+        check_distance_units(predictions, references, pred)
+        metrics = {**seld_metrics(predictions, references, n_classes, protocol), "prediction_format": pred_format, "reference_format": truth_format}
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
     return path, metrics

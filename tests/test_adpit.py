@@ -150,3 +150,38 @@ def test_bench_adpit_cli_writes_json(cli, tmp_path):
     assert_one_line_error(cli("bench-adpit", "--tracks", "three", "--out", tmp_path / "x.json"), "--tracks")
     assert not (tmp_path / "x.json").exists()
     assert "sslkit bench-adpit --tracks" in cli("bench-adpit", "--help").output
+
+
+@pytest.mark.parametrize("variant", ["overlay", "distance-first", "bradpit"])
+def test_faster_variants_refuse_targets_with_several_active_groups_per_scope(variant):
+    from sslkit.models.adpit import adpit_loss, dummy_index, n_dummy_tracks
+
+    torch.manual_seed(0)
+    output = torch.randn(2, 3, 3, 4, 2)
+    target = torch.zeros(2, 3, n_dummy_tracks(3), 5, 2)
+    target[0, 1, dummy_index(1, 0), :, 1] = torch.tensor([1.0, 1.0, 0.0, 0.0, 2.0])  # group A active …
+    adpit_loss(output, target, variant)  # one group per scope: fine
+    target[0, 1, dummy_index(2, 1), :, 1] = torch.tensor([1.0, 0.0, 1.0, 0.0, 3.0])  # … and group B in the same scope
+    with pytest.raises(ValueError, match="item 0, frame 1, class 1 has events in 2 dummy-track groups"):
+        adpit_loss(output, target, variant)
+    adpit_loss(output, target, "baseline")  # the baseline's definition takes any target
+
+
+@pytest.mark.parametrize("variant", FAST_VARIANTS)
+def test_reciprocal_distance_weighting_is_the_same_loss_in_every_variant(variant):
+    output, target = random_problem(3, 4, seed=7, shape=(2, 4, 5))
+    target[:, :, :, 4] = target[:, :, :, 4].abs() + 0.5  # distances of 0.5 m and more
+    ref_loss, ref_grad = loss_and_grad("baseline", output, target, "mse-reciprocal-distance")
+    loss, grad = loss_and_grad(variant, output, target, "mse-reciprocal-distance")
+    torch.testing.assert_close(loss, ref_loss, rtol=REL_TOL, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-15)
+
+
+def test_reciprocal_distance_weighting_by_hand():
+    from sslkit.models.adpit import reciprocal_distance_mse_pair
+
+    output = torch.tensor([[0.0, 0.0, 0.0, 1.0]]).T[None]  # (1, 4, 1): distance 1 m predicted
+    event = torch.tensor([[1.0, 0.0, 0.0, 4.0]]).T[None]  # at 4 m
+    silent = torch.zeros(1, 4, 1)
+    assert reciprocal_distance_mse_pair(output, event).item() == pytest.approx((1 + 0 + 0 + 9 / 4) / 4)
+    assert reciprocal_distance_mse_pair(output, silent).item() == pytest.approx((0 + 0 + 0 + 1) / 4)  # no event: weight 1

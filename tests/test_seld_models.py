@@ -11,6 +11,7 @@ import torch
 from sslkit.models.adpit import ADPITLoss
 from sslkit.models.seld_features import SeldFeatures
 from sslkit.models.seldnet import SeldNet
+from sslkit.recording import read_recording as load_recording
 
 FS = 24000
 
@@ -82,9 +83,35 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
     resumed = cli("train-seld", "--data", tmp_path / "data", "--classes", tmp_path / "classes.yaml", "--epochs", 3,
                   "--batch-size", 2, "--loss", "adpit", "--device", "cpu", "--out", tmp_path / "adpit", "--resume")
     assert resumed.exit_code == 0 and len((tmp_path / "adpit" / "metrics.csv").read_text().splitlines()) == 4
-    result = cli("predict-seld", "--checkpoint", tmp_path / "adpit" / "best.pt", tmp_path / "data", "--out", tmp_path / "pred", "--device", "cpu")
-    assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "pred").glob("scene_*.csv"))) == 3
+    from sslkit.seld import write_dcase_csv
+    from sslkit.sims.seld_labels import dcase_labels
+
+    (tmp_path / "meta").mkdir()
+    for folder in sorted((tmp_path / "data").glob("scene_*")):
+        write_dcase_csv(tmp_path / "meta" / f"{folder.name}.csv", dcase_labels(load_recording(folder), ["bell", "alarm"]), "polar")
+    from sslkit.models.checkpoint import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(tmp_path / "adpit" / "best.pt")
+    last = model.fc[-1]
+    with torch.no_grad():  # every frame: track 0 of every class active at azimuth 0, elevation 0, 2 m
+        last.weight.zero_()
+        last.bias.zero_()
+        last.bias[: model.n_classes] = 1.0
+        last.bias[3 * model.n_classes : 4 * model.n_classes] = 2.0
+    save_checkpoint(tmp_path / "constant.pt", model, "seldnet", **{k: v for k, v in meta.items() if k not in ("model", "config")})
+    scored = {}
+    for fmt, width in (("cartesian", 7), ("polar", 6)):  # predict-seld → evaluate-seld in both formats gives the same scores
+        result = cli("predict-seld", "--checkpoint", tmp_path / "constant.pt", tmp_path / "data", "--out", tmp_path / fmt, "--format", fmt,
+                     "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        lines = [line for f in sorted((tmp_path / fmt).glob("scene_*.csv")) for line in f.read_text().splitlines()]
+        assert lines and {len(line.split(",")) for line in lines} == {width}
+        evaluated = cli("evaluate-seld", "--pred", tmp_path / fmt, "--truth", tmp_path / "meta", "--classes", 2)
+        assert evaluated.exit_code == 0 and f"predictions: {fmt} format" in evaluated.output, evaluated.output
+        scored[fmt] = json.loads((tmp_path / fmt / "seld_metrics.json").read_text())
+    for cartesian, polar in zip(scored["cartesian"]["per_class"], scored["polar"]["per_class"]):
+        assert {k: cartesian[k] for k in ("tp", "fp", "fn")} == {k: polar[k] for k in ("tp", "fp", "fn")} and cartesian["tp"] + cartesian["fp"] > 0
+        assert cartesian["doae_deg"] == pytest.approx(polar["doae_deg"], abs=1e-6) and cartesian["rde"] == pytest.approx(polar["rde"], abs=1e-6)
     from sslkit.models.train_seld import load_clips
     from sslkit.seld_metrics import seld_metrics
 
@@ -93,7 +120,8 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
     scores = json.loads((tmp_path / "bradpit" / "seld_metrics.json").read_text())
     rows = [dict(zip(curves["bradpit"][0].split(","), map(float, r.split(",")))) for r in curves["bradpit"][1:]]
     saved = max(rows, key=lambda r: r["f_ld"])  # best.pt: the first epoch with the highest F_LD
-    assert [scores[k] for k in ("f_ld", "doae_deg", "rde")] == pytest.approx([saved[k] for k in ("f_ld", "doae_deg", "rde")], abs=1e-6)
+    undefined_as_nan = [float("nan") if scores[k] is None else scores[k] for k in ("f_ld", "doae_deg", "rde", "seld_score")]
+    assert undefined_as_nan == pytest.approx([saved[k] for k in ("f_ld", "doae_deg", "rde", "seld_score")], abs=1e-6, nan_ok=True)
     val_clip = load_clips([str(tmp_path / "data" / f"scene_0000{i}") for i in (0, 1)], ["bell", "alarm"])[0]  # the first fifth validates
     references = [c["tp"] for c in seld_metrics([val_clip.labels], [val_clip.labels], 2)["per_class"]]
     assert [c["tp"] + c["fn"] for c in scores["per_class"]] == references and sum(references) > 0

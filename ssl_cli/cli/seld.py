@@ -30,6 +30,7 @@ def train_seld_command(
     rnn_size: int = typer.Option(128, "--rnn-size", min=1, help="GRU width of the CRNN."),
     channel_swap: bool = typer.Option(True, "--channel-swap/--no-channel-swap", help="Augment with the array's channel-swap symmetries."),
     distance_unit: float = typer.Option(4.0, "--distance-unit", min=0.01, help="Metres per unit of the distance term in the loss (larger: less weight than the DOA)."),
+    distance_weight: str = typer.Option("none", "--distance-weight", help="none, or reciprocal: each event's distance term divided by its distance (Paper VI)."),
     device: Device = "auto",
     seed: Seed = 0,
     resume: Resume = False,
@@ -51,11 +52,15 @@ def train_seld_command(
     variant = "baseline" if loss == "adpit" else loss
     if variant not in VARIANTS or variant == "brute-force":
         raise UserError(f"--loss must be adpit, overlay, distance-first or bradpit, got '{loss}'")
+    from sslkit.models.train_seld import DISTANCE_WEIGHTS
+
+    if distance_weight not in DISTANCE_WEIGHTS:
+        raise UserError(f"--distance-weight must be one of {', '.join(DISTANCE_WEIGHTS)}, got '{distance_weight}'")
     if features not in ("logmel+gcc", "logmel+ngcc", "logmel"):
         raise UserError(f"--features must be logmel+gcc, logmel+ngcc or logmel, got '{features}'")
     names = yaml.safe_load(classes.read_text()) if classes else DEFAULT_CLASSES
     cfg = SeldTrainConfig(seld_data_folders(data), seld_data_folders(val) if val else [], list(names), features, variant, epochs,
-                          batch_size, lr=lr, filters=filters, rnn_size=rnn_size, channel_swap=channel_swap, distance_unit=distance_unit,
+                          batch_size, lr=lr, filters=filters, rnn_size=rnn_size, channel_swap=channel_swap, distance_unit=distance_unit, distance_weight=distance_weight,
                           ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed)
     with labelled_progress() as status:
         final = train_seld(cfg, out, status, resume, overwrite=overwrite)
@@ -63,9 +68,15 @@ def train_seld_command(
     console.print(summary_table(f"SELD training → {out}/", {
         "epochs": final["epoch"],
         "F_LD (20°, rel. dist. 1.0)": f"{final['f_ld'] * 100:.1f} %" if measured else "not measured (no validation events)",
-        "DOA error": f"{final['doae_deg']:.1f}°" if measured else "–",
-        "relative distance error": f"{final['rde']:.2f}" if measured else "–",
+        "DOA error": show(final["doae_deg"], ".1f", "°"),
+        "relative distance error": show(final["rde"], ".2f"),
+        "SELD score": show(final["seld_score"], ".3f"),
     }))
+
+
+def show(value: float | None, spec: str, unit: str = "") -> str:
+    """A metric for a table; – when undefined (None or NaN)."""
+    return "–" if value is None or value != value else format(value, spec) + unit
 
 
 @app.command("evaluate-seld")
@@ -76,26 +87,34 @@ def evaluate_seld_command(
     truth: Optional[Path] = typer.Option(None, "--truth", help="DCASE metadata CSV, or a folder with the same file names."),
     n_classes: int = typer.Option(13, "--classes", min=1, help="Number of classes (with --pred)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="metrics JSON, or a folder for seld_metrics.json (default: in RUN or beside --pred)."),
+    protocol: str = typer.Option("dcase2024", "--protocol", help="dcase2024 (the official scorer's definitions) or strict "
+                                 "(every annotated frame, classes present in the references); see docs/methods.md."),
     device: Device = "auto",
 ) -> None:
-    """DCASE2024 SELD metrics: F-score (20°, relative distance 1.0), DOA error, relative distance error.
+    """DCASE2024 SELD metrics: F-score (20°, relative distance 1.0), DOA error, relative distance error, SELD score, ER, LR.
+
+    Reads both DCASE formats: 6-column polar (degrees, distance in cm) and 7-column Cartesian (unit vector, distance in m).
 
     [bold]Examples[/]
 
       sslkit evaluate-seld runs/seld
-      sslkit evaluate-seld --pred outputs/ --truth metadata_dev/ --classes 13
+      sslkit evaluate-seld --pred outputs/ --truth metadata_dev/ --classes 13 --out results/
     """
     from sslkit.seld import evaluate_seld_files
 
-    out, metrics = evaluate_seld_files(run, pred, truth, n_classes, out, device)
-    table = Table(title=f"SELD metrics → {out}", title_justify="left")
-    for col in ("class", "F", "DOAE °", "RDE", "TP", "FP", "FN"):
+    out, metrics = evaluate_seld_files(run, pred, truth, n_classes, out, device, protocol)
+    if "prediction_format" in metrics:
+        console.print(f"[dim]predictions: {metrics['prediction_format']} format; references: {metrics['reference_format']} format[/]")
+    table = Table(title=f"SELD metrics ({metrics['protocol']}) → {out}", title_justify="left")
+    for col in ("class", "F", "DOAE °", "RDE", "LR", "SELD", "TP", "FP", "FN"):
         table.add_column(col, justify="right")
-    fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
     for c in metrics["per_class"]:
-        table.add_row(str(c["class"]), fmt(c["f"], ".3f"), fmt(c["doae_deg"], ".1f"), fmt(c["rde"], ".2f"), str(c["tp"]), str(c["fp"]), str(c["fn"]))
-    table.add_row("macro", f"{metrics['f_ld']:.3f}", f"{metrics['doae_deg']:.1f}", f"{metrics['rde']:.2f}", "", "", "", style="bold")
+        table.add_row(str(c["class"]), show(c["f"], ".3f"), show(c["doae_deg"], ".1f"), show(c["rde"], ".2f"), show(c["lr"], ".3f"),
+                      show(c["seld_score"], ".3f"), str(c["tp"]), str(c["fp"]), str(c["fn"]))
+    table.add_row("macro", show(metrics["f_ld"], ".3f"), show(metrics["doae_deg"], ".1f"), show(metrics["rde"], ".2f"), show(metrics["lr"], ".3f"),
+                  show(metrics["seld_score"], ".3f"), "", "", "", style="bold")
     console.print(table)
+    console.print(f"ER {show(metrics['er'], '.3f')}")
 
 
 @app.command("predict-seld")
@@ -104,9 +123,11 @@ def predict_seld_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="best.pt of a train-seld run."),
     recordings: Path = typer.Argument(..., help="A recording folder, or a folder of them."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for DCASE output CSVs (default: <recordings>/seld-output)."),
+    fmt: str = typer.Option("cartesian", "--format", help="cartesian (frame,class,track,x,y,z,distance_m: what the DCASE2024 scorer "
+                            "reads) or polar (frame,class,track,azimuth,elevation,distance_cm)."),
     device: Device = "auto",
 ) -> None:
-    """Write DCASE-format SELD predictions (frame,class,source,azimuth,elevation,distance) per recording.
+    """Write DCASE-format SELD predictions per recording (7-column Cartesian by default).
 
     [bold]Example[/]
 
@@ -116,5 +137,5 @@ def predict_seld_command(
 
     with progress_bar() as progress:
         task = progress.add_task("predicting", total=None)
-        out, written, meta = predict_seld_files(checkpoint, recordings, out, device, lambda done, total: progress.update(task, completed=done, total=total))
+        out, written, meta = predict_seld_files(checkpoint, recordings, out, device, lambda done, total: progress.update(task, completed=done, total=total), fmt)
     console.print(f"{len(written)} prediction files → {out}/ (classes: {', '.join(meta['classes'])})")
