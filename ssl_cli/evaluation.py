@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sslkit.errors import InputFileError
+from sslkit.errors import InputFileError, UserError
 from sslkit.geometry import check_same_units
 from sslkit.localization.track import PositionTrack
 from sslkit.recording import SourceTrack
@@ -15,6 +15,10 @@ TRUNCATE_M = 3.0
 """Errors are capped at this many metres, and a missing estimate counts this much (as the papers do)."""
 THRESHOLD_M = 0.3
 """Default accuracy threshold (m)."""
+ANGLE_THRESHOLD_DEG = 5.0
+"""Default angular accuracy threshold (degrees)."""
+FAR_RATIO = 5.0
+"""Sources farther than this many apertures from the array are scored by angle too."""
 METRICS_FILE = "metrics.json"
 CDF_FILE = "error_cdf.png"
 
@@ -27,7 +31,7 @@ def evaluate_positions(pred: PositionTrack, truth: SourceTrack, threshold: float
     Estimates are matched to the sources active at each hop (see :func:`matched_errors`); ``n`` is 0
     when no hop falls in a source's active time."""
     err, source = matched_errors(pred, truth, truncate)
-    coverage = float(np.mean(~np.isnan(pred.xyz).any(1))) if len(pred.xyz) else 0.0
+    coverage = float(np.mean(pred.located)) if len(pred.xyz) else 0.0
     metrics = summarize_errors(err, threshold, n_boot, seed, coverage)
     if len(np.unique(source)) > 1:
         metrics["per_source"] = {int(sid): summarize_errors(err[source == sid], threshold, n_boot, seed) for sid in np.unique(source)}
@@ -74,6 +78,55 @@ def matched_errors(pred: PositionTrack, truth: SourceTrack, truncate: float | No
     return (np.minimum(errors, truncate) if truncate is not None else errors), sources
 
 
+def angular_errors(pred: PositionTrack, truth: SourceTrack, origin: np.ndarray, missing_deg: float = 180.0) -> tuple[np.ndarray, np.ndarray]:
+    """Angles (degrees) between the estimated directions and those of the sources active at each
+    hop, seen from ``origin`` (3,) (the array's centroid), matched one to one by the Hungarian
+    algorithm as :func:`matched_errors` matches positions; a source without an estimate counts
+    ``missing_deg``. Returns errors (N,) and source ids (N,), one per (hop, active source)."""
+    from scipy.optimize import linear_sum_assignment
+
+    from sslkit.localization.directions import angle_between, unit_vector
+
+    if pred.azimuth is None:
+        raise UserError("the estimates carry no directions (positions.csv without azimuth_deg, elevation_deg)")
+    hops, row_hop = np.unique(pred.times, return_inverse=True)
+    ids = np.unique(truth.source_id)
+    spans = np.array([truth.active_span(sid) for sid in ids])
+    active = (hops[:, None] >= spans[:, 0] - 1e-9) & (hops[:, None] <= spans[:, 1] + 1e-9)
+    true_xyz = np.stack([np.stack([np.interp(hops, own.time, own.xyz[:, k]) for k in range(3)], 1)
+                         for own in (truth.of_source(sid) for sid in ids)], 1)  # (H, S, 3)
+    estimated = unit_vector(pred.azimuth, pred.elevation)  # (R, 3), NaN where none
+    errors, sources = [], []
+    for h in np.flatnonzero(active.any(1)):
+        here = np.flatnonzero(active[h])
+        found = estimated[row_hop == h]
+        found = found[np.isfinite(found).all(1)]
+        err = np.full(len(here), missing_deg)
+        if len(found):
+            angles = angle_between(true_xyz[h, here][:, None] - origin, found[None])  # (sources, estimates)
+            rows, cols = linear_sum_assignment(angles)
+            err[rows] = angles[rows, cols]
+        errors.append(err)
+        sources.append(ids[here])
+    if not errors:
+        return np.zeros(0), np.zeros(0, dtype=int)
+    return np.concatenate(errors), np.concatenate(sources)
+
+
+def far_compared_with_aperture(truth: SourceTrack, mics: np.ndarray, ratio: float = FAR_RATIO) -> bool:
+    """Whether every true position lies more than ``ratio`` apertures from the array's centroid."""
+    aperture = float(np.linalg.norm(mics.max(0) - mics.min(0)))
+    return bool(np.all(np.linalg.norm(truth.xyz - mics.mean(0), axis=1) > ratio * aperture))
+
+
+def summarize_angles(errors: np.ndarray, threshold_deg: float = ANGLE_THRESHOLD_DEG) -> dict:
+    """Median and mean angular error (degrees) and the share within ``threshold_deg``."""
+    if len(errors) == 0:
+        return {"n": 0}
+    return {"n": int(len(errors)), "median_deg": float(np.median(errors)), "mean_deg": float(np.mean(errors)),
+            "threshold_deg": threshold_deg, "accuracy_deg": float(np.mean(errors < threshold_deg))}
+
+
 def bootstrap_ci(values: np.ndarray, stat, rng: np.random.Generator, n_boot: int = 1000) -> tuple[float, float]:
     """95 % percentile bootstrap interval of ``stat`` over ``values``."""
     idx = rng.integers(len(values), size=(n_boot, len(values)))
@@ -101,10 +154,12 @@ def summarize_errors(errors: np.ndarray, threshold: float = THRESHOLD_M, n_boot:
 
 
 def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, threshold: float = THRESHOLD_M, truncate: float | None = TRUNCATE_M,
-                   n_boot: int = 1000, seed: int = 0) -> tuple[Path, dict[str, dict]]:
+                   n_boot: int = 1000, seed: int = 0, mics: Path | None = None, angular: bool | None = None) -> tuple[Path, dict[str, dict]]:
     """Score each positions.csv in ``pred`` against the sources.csv ``truth`` (see :func:`evaluate_positions`);
-    writes ``metrics.json`` and ``error_cdf.png`` into the folder ``out`` (default: that of the first
-    prediction) and returns the folder and the metrics by prediction file."""
+    with ``angular`` (None: when the sources are far away compared with the array of ``mics``,
+    default the mics.csv beside ``truth``) also the directions (:func:`angular_errors`, under
+    ``angular``). Writes ``metrics.json`` and ``error_cdf.png`` into the folder ``out`` (default:
+    that of the first prediction) and returns the folder and the metrics by prediction file."""
     import json
 
     from sslkit.files import atomic_file, check_folder_to_fill
@@ -116,6 +171,7 @@ def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, thres
     true_track = read_sources(truth)
     if len(true_track.time) == 0:
         raise InputFileError(truth, "no ground-truth rows")
+    origin, angular = angular_origin(truth, mics, angular, true_track)
     results, errors = {}, {}
     for path in pred:
         track = read_positions(path)
@@ -124,7 +180,24 @@ def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, thres
             raise InputFileError(path, f"no estimate falls within the time span of {truth}")
         errors[str(path)] = err
         results[str(path)] = evaluate_positions(track, true_track, threshold, truncate, n_boot, seed)
+        if angular:
+            results[str(path)]["angular"] = summarize_angles(angular_errors(track, true_track, origin)[0])
     with atomic_file(out / METRICS_FILE) as tmp:
         tmp.write_text(json.dumps({"truth": str(truth), "truncate_m": truncate, "results": results}, indent=2))
     plot_error_cdf(out / CDF_FILE, errors, threshold)
     return out, results
+
+
+def angular_origin(truth: Path, mics: Path | None, angular: bool | None, true_track: SourceTrack) -> tuple[np.ndarray | None, bool]:
+    """The array centroid the directions are seen from, and whether to score them (see :func:`evaluate_files`)."""
+    from sslkit.recording import read_mics
+
+    path = Path(mics) if mics is not None else Path(truth).parent / "mics.csv"
+    if not path.is_file():
+        if angular:
+            raise InputFileError(path, "no such mics.csv: angular errors are measured from the array's centroid")
+        return None, False
+    _, xyz = read_mics(path)
+    if angular is None:
+        angular = far_compared_with_aperture(true_track, xyz)
+    return xyz.mean(axis=0), angular

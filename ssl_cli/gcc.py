@@ -7,6 +7,7 @@ m = τᵢⱼ·fs. Everything is vectorized over frames × pairs with torch (CPU 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sslkit.errors import UserError
-from sslkit.options import SILENCE_DB
+from sslkit.options import BATCH_FRAMES, SILENCE_DB
 
 WEIGHTINGS = ("phat", "beta-phat", "cc")
 PEAK_POOL_FACTOR = 4
@@ -116,10 +117,51 @@ def cross_spectra(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, weighting
 
 
 def correlation(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1) -> torch.Tensor:
-    """Cross-spectra (..., K) → correlations at lags −max_lag…max_lag in steps of 1/upsample (..., 2·max_lag·upsample + 1)."""
+    """Cross-spectra (..., K) → correlations at lags −max_lag…max_lag in steps of 1/upsample (..., 2·max_lag·upsample + 1).
+
+    The inverse FFT of the (zero-padded) spectrum, or, when few lags are needed (small arrays),
+    the same sums evaluated at those lags only (:func:`correlation_at_lags`), whichever costs less.
+    """
+    n_lags = 2 * max_lag * upsample + 1
+    if 2 * cross.shape[-1] * n_lags < 5 * n_fft * upsample * math.log2(n_fft * upsample):
+        return correlation_at_lags(cross, n_fft, max_lag, upsample)
     r = torch.fft.irfft(cross, n=n_fft * upsample) * upsample
     half = max_lag * upsample
     return torch.cat([r[..., -half:], r[..., : half + 1]], dim=-1) if half > 0 else r[..., :1]
+
+
+def correlation_at_lags(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1) -> torch.Tensor:
+    """What :func:`correlation` returns, as two real matrix products with the inverse DFT's cosines
+    and sines at the wanted lags only: r[n] = Σₖ wₖ (Re Xₖ cos θₖₙ − Im Xₖ sin θₖₙ) / n_fft with
+    θₖₙ = 2πkn / (n_fft·upsample), wₖ = 2 except the zero bin (and the Nyquist bin without upsampling)."""
+    k = torch.arange(cross.shape[-1], device=cross.device, dtype=torch.float64)
+    lags = torch.arange(-max_lag * upsample, max_lag * upsample + 1, device=cross.device, dtype=torch.float64)
+    theta = 2 * math.pi * k[:, None] * lags[None] / (n_fft * upsample)  # (K, L)
+    weight = torch.full_like(k, 2.0)
+    weight[0] = 1.0
+    if upsample == 1 and n_fft % 2 == 0:
+        weight[-1] = 1.0
+    dtype = cross.real.dtype
+    cos, sin = ((weight[:, None] * f(theta) / n_fft).to(dtype) for f in (torch.cos, torch.sin))
+    return cross.real @ cos - cross.imag @ sin
+
+
+CORRELATION_BUDGET_BYTES = 256 * 2**20
+"""Memory the spectra and correlations of one batch of frames may take (many mics: fewer frames per batch)."""
+
+
+def correlation_batch(n_pairs: int, n_fft: int, upsample: int) -> int:
+    """Frames per batch so that their cross-spectra and upsampled correlations of ``n_pairs`` pairs
+    (about 3 complex copies of n_fft·upsample values each) fit ``CORRELATION_BUDGET_BYTES``; 1 to ``BATCH_FRAMES``."""
+    per_frame = n_pairs * n_fft * upsample * 8 * 3
+    return int(max(1, min(BATCH_FRAMES, CORRELATION_BUDGET_BYTES // per_frame)))
+
+
+def frame_correlations(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int) -> torch.Tensor:
+    """PHAT correlations (F, P, 2·max_lag·upsample + 1) of frames (F, M, L), in ``correlation_batch`` frames at a time."""
+    step = correlation_batch(len(pairs), n_fft, upsample)
+    return torch.cat([correlation(cross_spectra(frames[s : s + step], pairs, n_fft), n_fft, max_lag, upsample).float()
+                      for s in range(0, len(frames), step)])
 
 
 def window_frames(window_s: float | None, hop: int, fs: int) -> int | None:

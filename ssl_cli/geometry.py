@@ -53,14 +53,22 @@ def check_sample_rate(fs: int, expected: int, where: object, what: str) -> None:
         raise InputFileError(where, f"sample rate {fs} Hz, but {what} expects {expected} Hz")
 
 
-def check_array_geometry(mics: np.ndarray, dims: int) -> str | None:
-    """Raise for too few or collinear mics; return a warning when 3D localization is ambiguous (coplanar mics)."""
+def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None = None) -> str | None:
+    """Raise for too few mics, and for collinear mics unless they localize in a plane (``dims`` 2)
+    within given ``bounds`` that leave one side of the array's line (the mirror image of a position
+    about the line sounds the same); return a warning when 3D localization is ambiguous (coplanar mics)."""
     needed = dims + 1
     if len(mics) < needed:
         raise GeometryError(f"{dims}D localization needs at least {needed} microphones, got {len(mics)}")
     sv = np.linalg.svd(mics - mics.mean(axis=0), compute_uv=False)
     if sv[1] < COPLANAR_RATIO * sv[0]:
-        raise GeometryError("the microphones are collinear: positions around their line are ambiguous")
+        if dims == 3:
+            raise GeometryError("the microphones are collinear: positions around their line are ambiguous; localize in a plane "
+                                "(--dims 2 --height H) with --bounds on one side of the array, or use --far-field")
+        if bounds is None or not one_side_of_line(mics, bounds):
+            raise GeometryError("the microphones are collinear: a position and its mirror image about their line sound the same; "
+                                "give --bounds that cover one side of the array only (e.g. x from 0 for an array along y)")
+        return None
     if dims == 3 and sv[-1] < COPLANAR_RATIO * sv[0]:
         return "the microphones are coplanar: the source height is ambiguous (mirror image about their plane); consider --dims 2"
     return None
@@ -96,3 +104,21 @@ def check_same_units(estimates: np.ndarray, truth: np.ndarray, where: object) ->
         typical = float(np.median(np.linalg.norm(finite - centre, axis=1)))
         raise GeometryError(f"{where}: the estimates lie about {typical:.3g} m from the truth and are about {ratio:.3g}× its scale: "
                             "are they in millimetres or centimetres? sslkit reads metres")
+
+
+def one_side_of_line(mics: np.ndarray, bounds: np.ndarray) -> bool:
+    """Whether the box ``bounds`` (2, 3) lies on one side of the line through collinear ``mics``:
+    seen along the line, its corners fit in a half-turn (corners on the line count on either side),
+    so a position in the box and its rotation about the line by half a turn are never both in it."""
+    centre = mics.mean(axis=0)
+    direction = np.linalg.svd(mics - centre)[2][0]
+    e1 = np.linalg.svd(np.eye(3) - np.outer(direction, direction))[0][:, 0]
+    e2 = np.cross(direction, e1)
+    corners = np.array(np.meshgrid(*bounds.T, indexing="ij")).reshape(3, -1).T - centre
+    across = np.stack([corners @ e1, corners @ e2], axis=1)
+    across = across[np.linalg.norm(across, axis=1) > 1e-9 * max(1.0, float(np.abs(corners).max()))]
+    if len(across) == 0:
+        return False
+    angles = np.sort(np.arctan2(across[:, 1], across[:, 0]))
+    gaps = np.diff(np.concatenate([angles, angles[:1] + 2 * np.pi]))
+    return bool(gaps.max() > np.pi + 1e-9)

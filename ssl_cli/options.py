@@ -42,6 +42,14 @@ def build_options(cls: type[Options], given: dict, what: str) -> Options:
     return cls(**given)
 
 
+def check_sources_and_window(sources: int, window: float) -> None:
+    """UserError for a source count outside 1…MAX_SOURCES or a negative integration window."""
+    if not 1 <= sources <= MAX_SOURCES:
+        raise UserError(f"sources = {sources}: up to {MAX_SOURCES} sources are located per hop")
+    if not window >= 0:
+        raise UserError(f"window = {window}: the integration window is a non-negative number of seconds")
+
+
 @dataclass
 class TdoaOptions:
     """Options of the TDOA methods.
@@ -111,12 +119,9 @@ class ArrayOptions(LocateOptions):
     sources: int = 1
 
     def __post_init__(self) -> None:
-        if not 1 <= self.sources <= MAX_SOURCES:
-            raise UserError(f"sources = {self.sources}: up to {MAX_SOURCES} sources are located per hop")
+        check_sources_and_window(self.sources, self.window)
         if self.dims not in (2, 3):
             raise UserError(f"dims = {self.dims}: localization is in 3 (x, y, z) or 2 (x, y) dimensions")
-        if not self.window >= 0:
-            raise UserError(f"window = {self.window}: the integration window is a non-negative number of seconds")
 
 
 @dataclass
@@ -148,11 +153,14 @@ class MultilatOptions(ArrayOptions):
 @dataclass
 class SrpOptions(ArrayOptions):
     """Options of SRP-PHAT: the search's first-level cell side (m), leaf cell side (m; the leaves'
-    centres are the answers) and cells kept per level and frame."""
+    centres are the answers) and cells kept per level and frame; far_field: directions of arrival
+    (azimuth, elevation from the mics' centroid) instead of positions, for arrays small next to
+    the sources' distance."""
 
     coarse_step: float = 0.1
     final_step: float = 0.005
     beam: int = 64
+    far_field: bool = False
 
 
 @dataclass
@@ -177,7 +185,27 @@ class Wav2PosOptions(LocateOptions):
     seed: int = 0
 
 
-LOCATE_OPTIONS: dict[str, type[LocateOptions]] = {"srp-phat": SrpOptions, "multilat": MultilatOptions, "wav2pos": Wav2PosOptions}
+@dataclass
+class MusicOptions(LocateOptions):
+    """Options of MUSIC and NormMUSIC (far field: directions only).
+
+    frame: samples per hop's frame (hop times and silence as the other methods); snapshot: samples
+    per short-time spectrum; window: seconds of snapshots averaged into each hop's covariance
+    (at least the frame); static: the whole recording is one window; sources: directions per hop.
+    """
+
+    frame: int = 2048
+    snapshot: int = 512
+    window: float = DEFAULT_WINDOW_S
+    static: bool = False
+    sources: int = 1
+
+    def __post_init__(self) -> None:
+        check_sources_and_window(self.sources, self.window)
+
+
+LOCATE_OPTIONS: dict[str, type[LocateOptions]] = {"srp-phat": SrpOptions, "multilat": MultilatOptions, "wav2pos": Wav2PosOptions,
+                                                  "music": MusicOptions, "normmusic": MusicOptions}
 """The options of each localization method, by method name (the methods: :data:`sslkit.localization.LOCATE_METHODS`)."""
 DEFAULT_METHOD = "srp-phat"
 """Default localization method: per hop the most robust in reverberant rooms of those measured by

@@ -134,7 +134,7 @@ def test_locate_cli_multilat_beats_plain_least_squares(cli, luvira_recording, tm
     out = tmp_path / "pos.csv"
     result = cli("locate", luvira_recording, "--method", "multilat", "--window", "0", "--out", out, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert out.read_text().splitlines()[0] == "time,x,y,z,confidence,n_inliers,track"
+    assert out.read_text().splitlines()[0] == "time,x,y,z,confidence,n_inliers,track,azimuth_deg,elevation_deg"
     assert (tmp_path / "pos.png").stat().st_size > 10_000
     rec = load_recording(luvira_recording)
     track = read_positions(out)

@@ -128,7 +128,7 @@ def test_cli_static_two_sources_and_per_source_evaluation(cli, tmp_path):
     result = cli("locate", rec, "--method", "srp-phat", "--static", "--sources", 2, "--no-plot")
     assert result.exit_code == 0, result.output
     rows = (rec / "positions.csv").read_text().splitlines()
-    assert rows[0] == "time,x,y,z,confidence,n_inliers,track" and len(rows) == 3  # one static estimate per source
+    assert rows[0] == "time,x,y,z,confidence,n_inliers,track,azimuth_deg,elevation_deg" and len(rows) == 3  # one static estimate per source
     result = cli("evaluate", "--pred", rec / "positions.csv", "--truth", rec / "sources.csv", "--out", tmp_path / "ev")
     assert result.exit_code == 0, result.output
     (metrics,) = json.loads((tmp_path / "ev" / "metrics.json").read_text())["results"].values()

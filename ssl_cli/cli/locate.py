@@ -20,6 +20,7 @@ from sslkit.options import (
     ArrayOptions,
     LocateOptions,
     MultilatOptions,
+    MusicOptions,
     SrpOptions,
     Wav2PosOptions,
 )
@@ -82,12 +83,15 @@ def locate(
     height: Optional[float] = typer.Option(None, "--height", help="Source height for --dims 2 (default: mean mic height)."),
     bounds: Optional[str] = typer.Option(None, "--bounds", help="Search box xmin,ymin,zmin,xmax,ymax,zmax (default: the room)."),
     final_step: float = typer.Option(SrpOptions.final_step, "--resolution", min=0.0005, help="srp-phat: side (m) of the search's finest cells."),
+    snapshot: int = typer.Option(MusicOptions.snapshot, "--snapshot", min=16, help="music, normmusic: samples per short-time spectrum."),
+    far_field: bool = typer.Option(False, "--far-field", help="srp-phat: directions of arrival (azimuth_deg, elevation_deg from the mics' "
+                                   "centroid) for arrays small next to the sources' distance; positions are left empty."),
     threshold: float = typer.Option(MultilatOptions.threshold, "--threshold", min=0.001, help="multilat: RANSAC inlier threshold on range differences (m)."),
     hypotheses: int = typer.Option(MultilatOptions.hypotheses, "--hypotheses", min=1, help="multilat: RANSAC minimal sets per frame."),
     min_inliers: Optional[int] = typer.Option(None, "--min-inliers", min=1, help="multilat: pairs needed to accept a frame (default: max(D+2, 20 % of pairs))."),
     smooth: int = typer.Option(LocateOptions.smooth, "--smooth", min=0, help="Running-median smoothing over N frames (0: off)."),
-    window: float = typer.Option(DEFAULT_WINDOW_S, "--window", min=0.0, help="multilat, srp-phat: average each hop's PHAT cross-spectra over "
-                                 "this many seconds centred on it before peak picking or steering (0: the hop alone)."),
+    window: float = typer.Option(DEFAULT_WINDOW_S, "--window", min=0.0, help="multilat, srp-phat, music: average each hop's PHAT cross-spectra "
+                                 "(music: covariances) over this many seconds centred on it before peak picking or steering (0: the hop alone)."),
     static: bool = typer.Option(False, "--static", help="multilat, srp-phat: the source does not move; the whole recording is one window "
                                 "and positions.csv has one row per source (at the mean time of the non-silent frames)."),
     sources: int = typer.Option(1, "--sources", min=1, max=MAX_SOURCES, help="multilat, srp-phat: locate up to K simultaneous sources per hop "
@@ -135,7 +139,7 @@ def locate(
         show_warning(warning, SslkitWarning, "", 0)
     if run.estimated_mics:
         console.print(f"estimated positions of mics {', '.join(track.estimated_mics)} → {run.estimated_mics}")
-    located = ~np.isnan(track.xyz).any(1)
+    located = track.located
     rows = {
         ("frames located" if track.track.max(initial=0) == 0 else "estimates located (hops × sources)"): f"{located.sum()} / {len(located)}",
         "median confidence": f"{np.median(track.confidence[located]):.2f}" if located.any() else "–",
@@ -161,6 +165,9 @@ def evaluate(
     truncate: Optional[float] = typer.Option(TRUNCATE_M, "--truncate", help="Cap errors (and count missing estimates) at this many metres."),
     no_truncate: bool = typer.Option(False, "--no-truncate", help="Do not cap errors (missing estimates count as infinite)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="Bootstrap resamples for the 95 % intervals."),
+    angular: Optional[bool] = typer.Option(None, "--angular/--no-angular", help="Also score directions seen from the array's centroid "
+                                           "(default: when the sources are farther than 5 apertures)."),
+    mics: Mics = None,
     seed: Seed = 0,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json and error_cdf.png (default: beside the first --pred)."),
 ) -> None:
@@ -172,7 +179,7 @@ def evaluate(
     """
     from sslkit.evaluation import evaluate_files
 
-    out, results = evaluate_files(pred, truth, out, threshold, None if no_truncate else truncate, bootstrap, seed)
+    out, results = evaluate_files(pred, truth, out, threshold, None if no_truncate else truncate, bootstrap, seed, mics, angular)
     table = Table(title=f"Localization metrics → {out / 'metrics.json'}", title_justify="left")
     for col in ("prediction", "n", "MAE cm (95 % CI)", "median cm", f"acc@{threshold * 100:.0f}cm % (95 % CI)", "located %"):
         table.add_column(col, justify="left" if col == "prediction" else "right", overflow="fold")
@@ -183,3 +190,8 @@ def evaluate(
         for sid, ms in m.get("per_source", {}).items():
             table.add_row(f"  source {sid}", str(ms["n"]), f"{ms['mae_m'] * 100:.1f}", f"{ms['median_m'] * 100:.1f}", f"{ms['accuracy'] * 100:.1f}", "")
     console.print(table)
+    for name, m in results.items():
+        if m.get("angular", {}).get("n"):
+            a = m["angular"]
+            console.print(f"{name}: direction error median {a['median_deg']:.1f}°, mean {a['mean_deg']:.1f}°, "
+                          f"{a['accuracy_deg'] * 100:.0f} % within {a['threshold_deg']:g}°")

@@ -15,6 +15,7 @@ import numpy as np
 from sslkit.errors import UserError
 from sslkit.geometry import speed_of_sound
 from sslkit.localization.multilat import locate_multilat
+from sslkit.localization.music import locate_music, locate_normmusic
 from sslkit.localization.srp import locate_srp
 from sslkit.localization.track import PositionTrack, smooth_track
 from sslkit.localization.wav2pos import locate_wav2pos
@@ -35,6 +36,8 @@ LOCATE_METHODS: dict[str, LocateMethod] = {
     "srp-phat": LocateMethod(locate_srp, LOCATE_OPTIONS["srp-phat"], "steered response power of GCC-PHAT over a coarse-to-fine cell search"),
     "multilat": LocateMethod(locate_multilat, LOCATE_OPTIONS["multilat"], "robust RANSAC multilateration over TDOA peaks"),
     "wav2pos": LocateMethod(locate_wav2pos, LOCATE_OPTIONS["wav2pos"], "masked-autoencoder network (Paper VII) refined by a lag fit"),
+    "music": LocateMethod(locate_music, LOCATE_OPTIONS["music"], "broadband MUSIC directions of arrival (far field)"),
+    "normmusic": LocateMethod(locate_normmusic, LOCATE_OPTIONS["normmusic"], "broadband MUSIC with each frequency normalised (far field)"),
 }
 
 
@@ -65,6 +68,7 @@ def locate(rec: Recording, method: str = DEFAULT_METHOD, *, on_progress: Callabl
         for k in np.unique(track.track):
             rows = track.track == k
             track.xyz[rows] = smooth_track(track.xyz[rows], opts.smooth)
+    track.fill_directions(rec.mics.mean(axis=0))
     return track
 
 

@@ -31,9 +31,8 @@ import torch.nn.functional as F
 
 from sslkit.gcc import (
     LAG_MARGIN,
-    correlation,
-    cross_spectra,
     frame_audio,
+    frame_correlations,
     frame_times,
     gcc_fft_length,
     mic_pairs,
@@ -56,6 +55,8 @@ UPSAMPLE = 4
 """Correlation bins per sample that the steering reads (by linear interpolation at the leaves)."""
 SUPPRESS_M = 0.05
 """Range-difference half-width (m) removed around a found source before the next is searched."""
+SEARCH_ELEMENTS = 8_000_000
+"""Frames × candidates × pairs scored at once (bounds the search's memory for arrays of many mics)."""
 
 
 def cell_counts(bounds: np.ndarray, step: float) -> np.ndarray:
@@ -133,6 +134,7 @@ class CellSearch:
         self.mics = torch.as_tensor(mics, dtype=torch.float32, device=dev)
         self.pairs = torch.as_tensor(pairs, device=dev)
         self.bins_per_m, self.opts = bins_per_m, opts
+        self.candidates = 16 * opts.beam  # the most points scored at once per frame: 8 children of 2 × beam cells
         centres, self.coarse_side = coarse_cells(bounds, opts.coarse_step)
         self.centres = torch.as_tensor(centres, dtype=torch.float32, device=dev)
         self.steer = nearest_steering(self.centres, self.mics, self.pairs, n_lags, bins_per_m)
@@ -169,36 +171,45 @@ class CellSearch:
         return corr.masked_fill(near, 0.0)
 
 
-def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bounds: np.ndarray, opts: SrpOptions, on_progress=None) -> dict[str, np.ndarray]:
-    """SRP-PHAT positions in ``bounds`` (2, 3) m per frame (per recording with ``opts.static``), up to ``opts.sources`` each.
+def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bounds: np.ndarray | None, opts: SrpOptions,
+             on_progress=None) -> dict[str, np.ndarray]:
+    """SRP-PHAT per frame (per recording with ``opts.static``), up to ``opts.sources`` each: positions
+    in ``bounds`` (2, 3) m, or with ``opts.far_field`` directions (unit vectors; ``bounds`` unused).
 
-    Returns dict with ``times`` (F,) s, ``xyz`` (F, S, 3) (NaN for silent frames), ``power`` (F, S)
-    the peak power normalised to the mean correlation over pairs, and ``silent`` (F,); with
-    ``static`` one row at the mean time of the active frames.
+    Returns dict with ``times`` (F,) s, ``xyz`` (F, S, 3) positions or directions (NaN for silent
+    frames), ``power`` (F, S) the peak power normalised to the mean correlation over pairs, and
+    ``silent`` (F,); with ``static`` one row at the mean time of the active frames.
     """
+    from sslkit.localization.directions import DirectionSearch
+
     dev = opts.device
     frames_all = frame_audio(torch.as_tensor(audio, device=dev), opts.frame, opts.hop)
     silent = silent_frames(frames_all)
     max_lag = int(np.ceil(pair_lag_bounds(mics, pairs, fs, opts.c).max())) + LAG_MARGIN
-    n_cells = int(np.prod(cell_counts(bounds, opts.coarse_step)))
-    check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
-                 "check that the bounds and mics.csv are in metres, or narrow the search box (bounds)")
     n_fft = gcc_fft_length(opts.frame, max_lag)
     n_lags = 2 * max_lag * UPSAMPLE + 1
-    search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts)
+    if opts.far_field:
+        search = DirectionSearch(mics, pairs, n_lags, fs * UPSAMPLE / opts.c, UPSAMPLE, dev)
+    else:
+        n_cells = int(np.prod(cell_counts(bounds, opts.coarse_step)))
+        check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
+                     "check that the bounds and mics.csv are in metres, or narrow the search box (bounds), or use far_field")
+        search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts)
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
-    averages = window_average(lambda lo, hi: cross_spectra(frames_all[lo:hi], pairs, n_fft), len(frames_all), ~silent, window, BATCH_FRAMES)
+    averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE),
+                              len(frames_all), ~silent, window, BATCH_FRAMES)  # correlations are linear in the spectra: average them
     xyz, power = [], []
-    for covered, cross in averages:
-        corr = correlation(cross, n_fft, max_lag, UPSAMPLE).float()
-        found, strength = [], []
-        for _ in range(opts.sources):
-            point, value = search.best(corr)
-            found.append(point)
-            strength.append(value / len(pairs))
-            corr = search.suppress(corr, point)
-        xyz.append(torch.stack(found, 1).cpu().numpy())
-        power.append(torch.stack(strength, 1).cpu().numpy())
+    for covered, corr in averages:
+        step = max(1, SEARCH_ELEMENTS // (search.candidates * len(pairs)))
+        for chunk in corr.split(step):
+            found, strength = [], []
+            for _ in range(opts.sources):
+                point, value = search.best(chunk)
+                found.append(point)
+                strength.append(value / len(pairs))
+                chunk = search.suppress(chunk, point)
+            xyz.append(torch.stack(found, 1).cpu().numpy())
+            power.append(torch.stack(strength, 1).cpu().numpy())
         if on_progress:
             on_progress(covered.stop, len(frames_all))
     xyz, power = np.concatenate(xyz).astype(float), np.concatenate(power).astype(float)
@@ -211,13 +222,33 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
 
 
 def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTrack:
-    """Positions per hop by SRP-PHAT over all mic pairs; with ``dims`` 2 the search is the plane at ``height``."""
+    """Positions per hop by SRP-PHAT over all mic pairs; with ``dims`` 2 the search is the plane at
+    ``height``; with ``far_field`` directions seen from the mics' centroid (positions NaN)."""
+    pairs = mic_pairs("all", rec.n_mics)
+    if opts.far_field:
+        srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, None, opts, on_progress)
+        power = srp["power"]
+        return PositionTrack.from_directions(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)))
     bounds = search_bounds(rec, opts.bounds)
     if opts.dims == 2:
         bounds = bounds.copy()
         bounds[:, 2] = opts.height if opts.height is not None else float(rec.mics[:, 2].mean())
-    warning = check_array_geometry(rec.mics, opts.dims)
-    pairs = mic_pairs("all", rec.n_mics)
+    warning = check_array_geometry(rec.mics, opts.dims, bounds if opts.bounds is not None else None)
     srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, bounds, opts, on_progress)
     power = srp["power"]
-    return PositionTrack.from_hops(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)), warning)
+    notes = [n for n in (warning, range_warning(rec.mics, bounds)) if n]
+    return PositionTrack.from_hops(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)), "; ".join(notes) or None)
+
+
+FAR_RATIO = 4.0
+"""A search region this many times wider than the array: range is poorly determined there."""
+
+
+def range_warning(mics: np.ndarray, bounds: np.ndarray) -> str | None:
+    """A note suggesting far_field when the search region is much wider than the array's aperture."""
+    aperture = float(np.linalg.norm(mics.max(0) - mics.min(0)))
+    region = float(np.linalg.norm(bounds[1] - bounds[0]))
+    if region > FAR_RATIO * aperture:
+        return (f"the array ({aperture:.2f} m across) is small next to the search region ({region:.1f} m across): "
+                "range is poorly determined there; directions are not (--far-field)")
+    return None

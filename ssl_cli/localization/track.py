@@ -13,15 +13,17 @@ from sslkit.errors import InputFileError
 from sslkit.files import read_csv_columns, write_csv
 from sslkit.geometry import check_metres
 
-POSITION_COLUMNS = ["time", "x", "y", "z", "confidence", "n_inliers", "track"]
+POSITION_COLUMNS = ["time", "x", "y", "z", "confidence", "n_inliers", "track", "azimuth_deg", "elevation_deg"]
 
 
 @dataclass
 class PositionTrack:
     """Estimated positions, one row per hop and track (several tracks: several sources per hop).
 
-    times (R,) s, xyz (R, 3) m (NaN = no solution), confidence (R,), n_inliers (R,), track (R,)
-    the source's rank within its hop (0 = strongest; all 0 for one source).
+    times (R,) s, xyz (R, 3) m (NaN = no solution, or a far-field method), confidence (R,),
+    n_inliers (R,), track (R,) the source's rank within its hop (0 = strongest; all 0 for one
+    source), azimuth and elevation (R,) in degrees seen from the array's centroid (see
+    :mod:`sslkit.localization.directions`; NaN = no solution).
     """
 
     times: np.ndarray
@@ -32,10 +34,34 @@ class PositionTrack:
     estimated_mics: dict[str, np.ndarray] = field(default_factory=dict)
     """Positions estimated for mics given with unknown coordinates (wav2pos), by mic id."""
     track: np.ndarray | None = None
+    azimuth: np.ndarray | None = None
+    elevation: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.track is None:
             self.track = np.zeros(len(self.times), dtype=int)
+
+    @property
+    def located(self) -> np.ndarray:
+        """Rows (R,) with an answer: a position, or a direction from a far-field method."""
+        has_direction = ~np.isnan(self.azimuth) if self.azimuth is not None else np.zeros(len(self.times), bool)
+        return ~np.isnan(self.xyz).any(1) | has_direction
+
+    def fill_directions(self, origin: np.ndarray) -> None:
+        """Azimuth and elevation of the positions seen from ``origin`` (3,), where a method gave none."""
+        if self.azimuth is None:
+            from sslkit.localization.directions import azimuth_elevation
+
+            self.azimuth, self.elevation = azimuth_elevation(self.xyz - origin)
+
+    @classmethod
+    def from_directions(cls, times: np.ndarray, u: np.ndarray, confidence: np.ndarray, n_inliers: np.ndarray) -> PositionTrack:
+        """Rows of a far-field method from per-hop directions of S sources: u (F, S, 3) unit vectors (NaN: none)."""
+        from sslkit.localization.directions import azimuth_elevation
+
+        track = cls.from_hops(times, np.full(u.shape, np.nan), confidence, n_inliers)
+        track.azimuth, track.elevation = azimuth_elevation(u.reshape(-1, 3))
+        return track
 
     @classmethod
     def from_hops(cls, times: np.ndarray, xyz: np.ndarray, confidence: np.ndarray, n_inliers: np.ndarray, warning: str | None = None) -> PositionTrack:
@@ -57,13 +83,17 @@ def smooth_track(xyz: np.ndarray, window: int) -> np.ndarray:
 
 
 def write_positions(path: str | os.PathLike, track: PositionTrack) -> None:
-    rows = ([t, *xyz, conf, int(n), int(k)] for t, xyz, conf, n, k in zip(track.times, track.xyz, track.confidence, track.n_inliers, track.track))
+    azimuth = track.azimuth if track.azimuth is not None else np.full(len(track.times), np.nan)
+    elevation = track.elevation if track.elevation is not None else np.full(len(track.times), np.nan)
+    rows = ([t, *xyz, conf, int(n), int(k), az, el]
+            for t, xyz, conf, n, k, az, el in zip(track.times, track.xyz, track.confidence, track.n_inliers, track.track, azimuth, elevation))
     write_csv(path, POSITION_COLUMNS, rows)
 
 
 def read_positions(path: str | os.PathLike) -> PositionTrack:
-    """Read a ``positions.csv`` (time,x,y,z[,confidence,n_inliers,track]); empty/nan cells are NaN."""
-    cols = read_csv_columns(Path(path), ["time", "x", "y", "z"], ["confidence", "n_inliers", "track"])
+    """Read a ``positions.csv`` (time,x,y,z[,confidence,n_inliers,track,azimuth_deg,elevation_deg]);
+    empty/nan cells are NaN."""
+    cols = read_csv_columns(Path(path), ["time", "x", "y", "z"], ["confidence", "n_inliers", "track", "azimuth_deg", "elevation_deg"])
     n = len(cols["time"])
     if n == 0:
         raise InputFileError(path, "no rows")
@@ -76,4 +106,5 @@ def read_positions(path: str | os.PathLike) -> PositionTrack:
     track = cols.get("track", np.zeros(n))
     if not np.all(np.isfinite(track) & (track >= 0) & (track < 2**31) & (track == np.round(track))):
         raise InputFileError(path, "track must be a non-negative integer on every row")
-    return PositionTrack(cols["time"], np.stack([cols["x"], cols["y"], cols["z"]], 1), conf, n_in, track=track.astype(int))
+    return PositionTrack(cols["time"], np.stack([cols["x"], cols["y"], cols["z"]], 1), conf, n_in, track=track.astype(int),
+                         azimuth=cols.get("azimuth_deg"), elevation=cols.get("elevation_deg"))

@@ -1,0 +1,136 @@
+"""Directions of arrival (far field): the grid of directions, azimuth/elevation conversions, and
+far-field SRP-PHAT found by a coarse-to-fine search over direction cells.
+
+A source far away compared with the array's aperture is heard as a plane wave from direction u
+(unit vector from the array centroid); pair (i, j) then has range difference
+δᵢⱼ(u) = −(rᵢ − rⱼ)·u (sslkit's sign: positive when the sound reaches mic i later). Directions are
+given as azimuth (degrees counter-clockwise from +x in the x-y plane of mics.csv) and elevation
+(degrees up from that plane).
+
+The search is that of the near-field SRP (:mod:`.srp`) on the sphere: a Fibonacci grid of
+``COARSE_DIRECTIONS`` cells; within a cell of angular radius ρ every pair's range difference moves
+by at most ‖rᵢ − rⱼ‖·ρ, so the correlations max-pooled over that many lags bound the power in the
+cell from above; each level keeps the cells with the highest bounds and those with the highest
+centre power, splits each into 4 children of half the radius, down to ``FINAL_DEG``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+COARSE_DIRECTIONS = 512
+"""Cells of the first level (about 9° apart)."""
+FINAL_DEG = 0.1
+"""Angular radius (degrees) of the leaf cells, whose centres are the answers."""
+BEAM = 16
+"""Cells kept per level and frame, by bound and by centre power each."""
+SUPPRESS_SAMPLES = 1.0
+"""Lag half-width (samples) removed around a found direction's TDOAs before the next source is searched."""
+
+
+def fibonacci_directions(n: int) -> np.ndarray:
+    """``n`` unit vectors (n, 3) spread evenly over the sphere (golden-angle spiral)."""
+    k = np.arange(n) + 0.5
+    z = 1 - 2 * k / n
+    phi = k * math.pi * (3 - math.sqrt(5))
+    r = np.sqrt(1 - z**2)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def azimuth_elevation(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Azimuth and elevation in degrees of direction vectors (..., 3) (any length; NaN stays NaN)."""
+    azimuth = np.degrees(np.arctan2(u[..., 1], u[..., 0]))
+    elevation = np.degrees(np.arctan2(u[..., 2], np.hypot(u[..., 0], u[..., 1])))
+    return azimuth, elevation
+
+
+def unit_vector(azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
+    """Unit vectors (..., 3) of azimuth and elevation in degrees."""
+    az, el = np.radians(azimuth), np.radians(elevation)
+    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
+
+
+def angle_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Angles in degrees between direction vectors u and v (..., 3), broadcast."""
+    u = u / np.linalg.norm(u, axis=-1, keepdims=True)
+    v = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.degrees(np.arccos(np.clip((u * v).sum(-1), -1.0, 1.0)))
+
+
+def direction_bins(u: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bins_per_m: float, n_lags: int) -> torch.Tensor:
+    """Lag bin (fractional, lag 0 at the centre) of each pair's far-field range difference: u (..., 3) → (..., P)."""
+    baseline = mics[pairs[:, 0]] - mics[pairs[:, 1]]  # (P, 3)
+    return (-(u @ baseline.T) * bins_per_m + (n_lags - 1) / 2).clamp(0, n_lags - 1.001)
+
+
+def power_at(corr: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """Σ over pairs of corr (F, P, L) at fractional bins tau (F, G, P), linearly interpolated → (F, G)."""
+    low = tau.floor().long()
+    frac = tau - low
+    c_t = corr.transpose(1, 2)
+    return ((1 - frac) * c_t.gather(1, low) + frac * c_t.gather(1, low + 1)).sum(-1)
+
+
+def pooled(corr: torch.Tensor, half_width: int) -> torch.Tensor:
+    """Each pair's correlation (F, P, L) max-pooled over ±half_width bins."""
+    f, p, n = corr.shape
+    return F.max_pool1d(corr.reshape(f * p, 1, n), 2 * half_width + 1, stride=1, padding=half_width).reshape(f, p, n)
+
+
+def tangent_children(u: torch.Tensor, radius: float) -> torch.Tensor:
+    """The centres (F, 4K, 3) of the 4 children (radius / 2) of the cells centred at u (F, K, 3)."""
+    helper = torch.where(u[..., 2:].abs() < 0.9, torch.tensor([0.0, 0.0, 1.0], device=u.device), torch.tensor([1.0, 0.0, 0.0], device=u.device))
+    e1 = torch.nn.functional.normalize(torch.cross(u, helper.expand_as(u), dim=-1), dim=-1)
+    e2 = torch.cross(u, e1, dim=-1)
+    step = radius / 2
+    offsets = [(a * step, b * step) for a in (-1, 1) for b in (-1, 1)]
+    children = torch.stack([u + a * e1 + b * e2 for a, b in offsets], dim=2)  # (F, K, 4, 3)
+    return torch.nn.functional.normalize(children, dim=-1).flatten(1, 2)
+
+
+class DirectionSearch:
+    """Coarse-to-fine far-field SRP over direction cells for one array (see module docstring)."""
+
+    def __init__(self, mics: np.ndarray, pairs: np.ndarray, n_lags: int, bins_per_m: float, bins_per_sample: float, device: str):
+        self.bins_per_sample = bins_per_sample
+        self.candidates = COARSE_DIRECTIONS  # the most directions scored at once per frame
+        self.mics = torch.as_tensor(mics, dtype=torch.float32, device=device)
+        self.pairs = torch.as_tensor(pairs, device=device)
+        self.bins_per_m, self.n_lags = bins_per_m, n_lags
+        self.longest = float(np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1).max())
+        self.grid = torch.as_tensor(fibonacci_directions(COARSE_DIRECTIONS), dtype=torch.float32, device=device)
+        self.coarse_radius = math.sqrt(4 * math.pi / COARSE_DIRECTIONS)  # a cell's angular radius, generously
+
+    def bound_width(self, radius: float) -> int:
+        """Lags a cell of angular ``radius`` spans for the longest pair, plus interpolation and rounding."""
+        return int(math.ceil(self.longest * radius * self.bins_per_m + 1.5))
+
+    def best(self, corr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The highest-power direction of each frame and its power: corr (F, P, L) → (F, 3), (F,)."""
+        radius = self.coarse_radius
+        u = self.grid.expand(len(corr), -1, -1)
+        final = math.radians(FINAL_DEG)
+        while True:
+            tau = direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags)
+            bound = pooled(corr, self.bound_width(radius)).transpose(1, 2).gather(1, tau.round().long()).sum(-1)
+            value = power_at(corr, tau)
+            keep = min(BEAM, u.shape[1])
+            chosen = torch.cat([bound.topk(keep, dim=-1).indices, value.topk(keep, dim=-1).indices], dim=1)
+            u = u.gather(1, chosen[..., None].expand(-1, -1, 3))
+            if radius <= final:
+                break
+            u, radius = tangent_children(u, radius), radius / 2
+        power = power_at(corr, direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags))
+        top = power.argmax(dim=-1)
+        rows = torch.arange(len(u), device=corr.device)
+        return u[rows, top], power[rows, top]
+
+    def suppress(self, corr: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
+        """``corr`` with every pair's lags within ``SUPPRESS_SAMPLES`` of the found directions' (F, 3) TDOAs zeroed."""
+        tau = direction_bins(found, self.mics, self.pairs, self.bins_per_m, self.n_lags)  # (F, P)
+        lags = torch.arange(corr.shape[-1], device=corr.device)
+        return corr.masked_fill((lags - tau[..., None]).abs() <= SUPPRESS_SAMPLES * self.bins_per_sample, 0.0)

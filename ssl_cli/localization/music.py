@@ -1,0 +1,153 @@
+"""Broadband MUSIC and NormMUSIC directions of arrival (far field), vectorized over frequencies,
+hops and directions.
+
+For each hop the spatial covariance of every analysed frequency bin is averaged over the
+short-time spectra ("snapshots") in the integration window centred on it; its K strongest
+eigenvectors span the signal subspace Eₛ. A direction u has steering vector aₖ(u) with entries
+exp(−iωₖτₘ(u)), τₘ(u) = −(rₘ − r̄)·u / c (a plane wave from u reaches mics farther along u first),
+and pseudo-spectrum 1 / (M − ‖Eₛᴴaₖ(u)‖²) (the noise-subspace projection, as ‖aₖ‖² = M). MUSIC sums
+the bins' pseudo-spectra; NormMUSIC first divides each bin's by its maximum over directions, so
+that no bin dominates. Peaks are found on a Fibonacci grid and refined on a finer local grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from sslkit.gcc import frame_audio, frame_times, silent_frames
+from sslkit.localization.directions import fibonacci_directions
+from sslkit.localization.track import PositionTrack
+from sslkit.options import MusicOptions
+from sslkit.recording import Recording
+
+GRID_DIRECTIONS = 2562
+"""Directions of the first grid (about 4° apart)."""
+REFINE_POINTS = 9
+"""The local grid around each peak has REFINE_POINTS² directions, in two rounds."""
+BAND_HZ = (500.0, 8000.0)
+"""Frequencies analysed (capped below the Nyquist frequency)."""
+MAX_BINS = 64
+"""Frequency bins analysed at most (evenly spread over the band)."""
+MIN_SEPARATION_DEG = 10.0
+"""Peaks closer than this to a stronger one are the same source."""
+HOP_BATCH = 8
+"""Hops whose covariances are decomposed at once."""
+
+
+def analysed_bins(snapshot: int, fs: int) -> np.ndarray:
+    """Indices of the rfft bins of ``snapshot``-sample frames that MUSIC analyses."""
+    freqs = np.fft.rfftfreq(snapshot, 1 / fs)
+    band = np.flatnonzero((freqs >= BAND_HZ[0]) & (freqs <= min(BAND_HZ[1], 0.45 * fs)))
+    return band[np.linspace(0, len(band) - 1, min(MAX_BINS, len(band))).round().astype(int)] if len(band) else band
+
+
+def steering(u: torch.Tensor, mics: torch.Tensor, omega: torch.Tensor, c: float) -> torch.Tensor:
+    """Steering vectors (K, M, G) for directions u (G, 3), mics (M, 3) relative to their centroid, ω (K,) rad/s."""
+    phase = omega[:, None, None] * (mics @ u.T)[None] / c  # −ω·τ with τ = −(r·u)/c: (K, M, G)
+    return torch.polar(torch.ones_like(phase), phase)
+
+
+def pseudo_spectrum(subspace: torch.Tensor, u: torch.Tensor, mics: torch.Tensor, omega: torch.Tensor, c: float, normalize: bool) -> torch.Tensor:
+    """Broadband (Norm)MUSIC pseudo-spectrum at directions u (G, 3) for signal subspaces (H, K, M, S) → (H, G)."""
+    a = steering(u, mics, omega, c)  # (K, M, G)
+    projected = (subspace.conj().transpose(-1, -2) @ a).abs().square().sum(-2)  # (H, K, G): ‖Eₛᴴa‖²
+    per_bin = 1.0 / (mics.shape[0] - projected).clamp(min=1e-6)
+    if normalize:
+        per_bin = per_bin / per_bin.amax(dim=-1, keepdim=True)
+    return per_bin.sum(1)
+
+
+def hop_covariances(spectra: torch.Tensor, centres: np.ndarray, snapshot_centres: np.ndarray, half_window: float) -> torch.Tensor:
+    """Spatial covariances (H, K, M, M) of the snapshots (T, K, M) whose centres (T,) lie within
+    ``half_window`` seconds of each hop centre (H,); at least the nearest snapshot."""
+    out = []
+    for centre in centres:
+        near = np.abs(snapshot_centres - centre) <= half_window
+        if not near.any():
+            near = np.abs(snapshot_centres - centre) == np.abs(snapshot_centres - centre).min()
+        x = spectra[torch.as_tensor(np.flatnonzero(near))]  # (n, K, M)
+        out.append(torch.einsum("nkm,nkl->kml", x, x.conj()) / len(x))
+    return torch.stack(out)
+
+
+def find_peaks(power: torch.Tensor, grid: torch.Tensor, count: int) -> torch.Tensor:
+    """Up to ``count`` directions (H, count, 3) of the highest grid values (H, G), each at least
+    ``MIN_SEPARATION_DEG`` from the stronger ones (NaN when fewer exist)."""
+    order = power.argsort(dim=-1, descending=True)
+    cos_limit = math.cos(math.radians(MIN_SEPARATION_DEG))
+    peaks = torch.full((len(power), count, 3), float("nan"), dtype=grid.dtype, device=power.device)
+    for h in range(len(power)):
+        chosen: list[torch.Tensor] = []
+        for g in order[h]:
+            u = grid[g]
+            if all(float(u @ v) < cos_limit for v in chosen):
+                chosen.append(u)
+                if len(chosen) == count:
+                    break
+        peaks[h, : len(chosen)] = torch.stack(chosen)
+    return peaks
+
+
+def local_grid(u: torch.Tensor, radius: float) -> torch.Tensor:
+    """REFINE_POINTS² unit vectors (..., R, 3) on a square tangent-plane grid of half-width ``radius`` (rad) around u (..., 3)."""
+    helper = torch.where(u[..., 2:].abs() < 0.9, torch.tensor([0.0, 0.0, 1.0], dtype=u.dtype), torch.tensor([1.0, 0.0, 0.0], dtype=u.dtype))
+    e1 = torch.nn.functional.normalize(torch.cross(u, helper.expand_as(u), dim=-1), dim=-1)
+    e2 = torch.cross(u, e1, dim=-1)
+    steps = torch.linspace(-radius, radius, REFINE_POINTS, dtype=u.dtype)
+    a, b = torch.meshgrid(steps, steps, indexing="ij")
+    points = u[..., None, :] + a.reshape(-1, 1) * e1[..., None, :] + b.reshape(-1, 1) * e2[..., None, :]
+    return torch.nn.functional.normalize(points, dim=-1)
+
+
+def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize: bool = False) -> PositionTrack:
+    """Directions per hop (per recording with ``static``) of up to ``sources`` sources by broadband
+    MUSIC (``normalize``: NormMUSIC); positions are left NaN."""
+    mics = torch.as_tensor(rec.mics - rec.mics.mean(axis=0), dtype=torch.float32)
+    bins = analysed_bins(opts.snapshot, rec.fs)
+    omega = torch.as_tensor(2 * np.pi * bins * rec.fs / opts.snapshot, dtype=torch.float32)
+    audio = torch.as_tensor(rec.audio, dtype=torch.float64)
+    snapshots = frame_audio(audio, opts.snapshot, opts.snapshot // 2)  # (T, M, N)
+    spectra = torch.fft.rfft(snapshots * torch.hann_window(opts.snapshot, dtype=torch.float64), dim=-1)[..., bins].permute(0, 2, 1)  # (T, K, M)
+    snapshot_centres = frame_times(len(snapshots), opts.snapshot, opts.snapshot // 2, rec.fs)
+    hops = frame_audio(audio, opts.frame, opts.hop)
+    silent = silent_frames(hops).numpy()
+    times = frame_times(len(hops), opts.frame, opts.hop, rec.fs)
+    if opts.static:
+        times, silent = np.array([times[~silent].mean() if (~silent).any() else times.mean()]), np.array([silent.all()])
+        half_window = np.inf
+    else:
+        half_window = max(opts.window, opts.frame / rec.fs) / 2
+    grid = torch.as_tensor(fibonacci_directions(GRID_DIRECTIONS), dtype=torch.float32)
+    spacing = math.sqrt(4 * math.pi / GRID_DIRECTIONS)
+    directions, strength = [], []
+    for start in range(0, len(times), HOP_BATCH):
+        block = slice(start, start + HOP_BATCH)
+        covariance = hop_covariances(spectra, times[block], snapshot_centres, half_window)
+        _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
+        subspace = vectors[..., -opts.sources :].to(torch.complex64)  # (H, K, M, S)
+        peaks = find_peaks(pseudo_spectrum(subspace, grid, mics, omega, opts.c, normalize), grid, opts.sources)
+        for radius in (spacing, spacing / (REFINE_POINTS - 1)):  # two rounds of local refinement
+            candidates = local_grid(torch.nan_to_num(peaks), radius)  # (H, S, R, 3)
+            h, s, r, _ = candidates.shape
+            power = torch.stack([pseudo_spectrum(subspace[i : i + 1], candidates[i].reshape(-1, 3), mics, omega, opts.c, normalize)[0]
+                                 for i in range(h)]).reshape(h, s, r)
+            best = power.argmax(-1)
+            peaks = torch.where(peaks.isnan(), peaks, candidates.gather(2, best[..., None, None].expand(-1, -1, 1, 3))[:, :, 0])
+            value = power.gather(2, best[..., None])[..., 0]
+        directions.append(peaks.numpy())
+        strength.append((value / len(bins)).numpy())
+        if on_progress:
+            on_progress(min(start + HOP_BATCH, len(times)), len(times))
+    u, power = np.concatenate(directions), np.concatenate(strength)
+    u[silent] = np.nan
+    confidence = np.where(np.isnan(u).any(-1), 0.0, np.clip(power, 0, 1) if normalize else 1.0)
+    return PositionTrack.from_directions(times, u, confidence, np.full(power.shape, rec.n_mics))
+
+
+
+def locate_normmusic(rec: Recording, opts: MusicOptions, on_progress=None) -> PositionTrack:
+    """NormMUSIC: MUSIC with each frequency bin's pseudo-spectrum normalised to its maximum."""
+    return locate_music(rec, opts, on_progress, normalize=True)

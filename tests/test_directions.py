@@ -1,0 +1,141 @@
+"""Directions of arrival: far-field SRP-PHAT, MUSIC and NormMUSIC on plane waves built by hand,
+linear arrays in a half-plane, and the measured arrays of ../shared/real when present."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sslkit
+from sslkit.errors import GeometryError
+from sslkit.localization.directions import angle_between, azimuth_elevation, unit_vector
+from sslkit.recording import Recording, SourceTrack
+
+FS = 16000
+C = 343.0
+REAL = Path(__file__).parents[2] / "shared" / "real"
+
+
+def plane_waves(mics: np.ndarray, directions_deg: list[tuple[float, float]], seconds: float = 1.0, seed: int = 0) -> Recording:
+    """White-noise plane waves from the given (azimuth, elevation) reaching mics (M, 3): each mic
+    hears source k delayed by −(rₘ − r̄)·uₖ / c (an exact fractional delay in the frequency domain)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FS)
+    freqs = np.fft.rfftfreq(n, 1 / FS)
+    audio = np.zeros((n, len(mics)))
+    for az, el in directions_deg:
+        spectrum = np.fft.rfft(rng.normal(size=n))
+        delays = -(mics - mics.mean(0)) @ unit_vector(az, el) / C
+        audio += np.fft.irfft(spectrum[None] * np.exp(-2j * np.pi * freqs[None] * delays[:, None]), n).T
+    far = 100.0 * unit_vector(*np.array(directions_deg).T).reshape(-1, 3) + mics.mean(0)
+    truth = SourceTrack(np.zeros(len(far)), np.arange(len(far)), far)
+    return Recording((audio / np.abs(audio).max()).astype(np.float32), FS, [str(i + 1) for i in range(len(mics))], mics, truth, {"c": C})
+
+
+def compact_array(seed: int = 1) -> np.ndarray:
+    """12 mics at random inside a 20 cm ball (a compact 3D array)."""
+    points = np.random.default_rng(seed).normal(size=(12, 3))
+    return 0.1 * points / np.linalg.norm(points, axis=1, keepdims=True) * np.random.default_rng(seed + 1).uniform(0.3, 1, (12, 1))
+
+
+@pytest.mark.parametrize("method", ["srp-phat", "music", "normmusic"])
+def test_far_field_methods_find_a_plane_wave(method):
+    rec = plane_waves(compact_array(), [(40.0, 20.0)])
+    options = {"far_field": True} if method == "srp-phat" else {}
+    track = sslkit.locate(rec, method, static=True, **options)
+    assert np.isnan(track.xyz).all()  # directions only
+    error = angle_between(unit_vector(track.azimuth, track.elevation), unit_vector(40.0, 20.0))
+    assert error.max() < 1.0, (track.azimuth, track.elevation)
+
+
+def test_far_field_srp_separates_two_plane_waves():
+    rec = plane_waves(compact_array(3), [(40.0, 10.0), (-70.0, -5.0)])
+    track = sslkit.locate(rec, "srp-phat", far_field=True, static=True, sources=2)
+    from sslkit.evaluation import angular_errors
+
+    errors, _ = angular_errors(track, rec.sources, rec.mics.mean(0))
+    assert len(errors) == 2 and errors.max() < 2.0
+
+
+def test_near_field_methods_give_directions_from_the_array_centroid():
+    from sslkit.localization.track import PositionTrack
+
+    track = PositionTrack(np.zeros(2), np.array([[1.0, 1.0, 0.0], [0.0, 3.0, 2.0]]), np.ones(2), np.zeros(2, int))
+    track.fill_directions(np.array([0.0, 1.0, 0.0]))
+    np.testing.assert_allclose(track.azimuth, [0.0, 90.0])
+    np.testing.assert_allclose(track.elevation, [0.0, 45.0])
+    az, el = azimuth_elevation(unit_vector(np.array([170.0, -30.0]), np.array([-10.0, 80.0])))
+    np.testing.assert_allclose(az, [170.0, -30.0], atol=1e-9)
+    np.testing.assert_allclose(el, [-10.0, 80.0], atol=1e-9)
+
+
+def test_correlation_at_few_lags_equals_the_inverse_fft():
+    from sslkit.gcc import correlation_at_lags, cross_spectra
+
+    frames = torch.randn(3, 4, 2048)
+    pairs = np.array([[0, 1], [1, 2], [3, 0]])
+    for n_fft, upsample, max_lag in ((2100, 4, 11), (2048, 1, 20), (2059, 1, 5)):
+        cross = cross_spectra(frames, pairs, n_fft)
+        full = torch.fft.irfft(cross, n=n_fft * upsample) * upsample
+        half = max_lag * upsample
+        expected = torch.cat([full[..., -half:], full[..., : half + 1]], -1)
+        torch.testing.assert_close(correlation_at_lags(cross, n_fft, max_lag, upsample), expected, atol=2e-7, rtol=0)
+
+
+def linear_array_recording(source_xy: tuple[float, float]) -> Recording:
+    """A 16-mic line along y (3 cm apart) and a near white-noise source in its plane (free field)."""
+    mics = np.stack([np.zeros(16), 0.03 * np.arange(16), np.zeros(16)], 1)
+    source = np.array([*source_xy, 0.0])
+    n = FS
+    rng = np.random.default_rng(0)
+    spectrum = np.fft.rfft(rng.normal(size=n))
+    freqs = np.fft.rfftfreq(n, 1 / FS)
+    delays = np.linalg.norm(mics - source, axis=1) / C
+    audio = np.fft.irfft(spectrum[None] * np.exp(-2j * np.pi * freqs[None] * delays[:, None]), n).T
+    truth = SourceTrack(np.zeros(1), np.zeros(1, int), source[None])
+    return Recording((audio / np.abs(audio).max()).astype(np.float32), FS, [str(i + 1) for i in range(16)], mics, truth, {"c": C})
+
+
+def test_a_linear_array_localizes_in_its_plane_on_the_side_the_bounds_give():
+    rec = linear_array_recording((0.6, 0.3))
+    with pytest.raises(GeometryError, match="mirror image"):
+        sslkit.locate(rec, "srp-phat", dims=2, height=0.0, static=True)
+    with pytest.raises(GeometryError, match="far-field"):
+        sslkit.locate(rec, "srp-phat", static=True)
+    for side, expected_x in (([[0.0, -1.0, -1.0], [2.0, 2.0, 1.0]], 0.6), ([[-2.0, -1.0, -1.0], [0.0, 2.0, 1.0]], -0.6)):
+        track = sslkit.locate(rec, "srp-phat", dims=2, height=0.0, bounds=side, static=True)
+        np.testing.assert_allclose(track.xyz[0], [expected_x, 0.3, 0.0], atol=0.02)
+
+
+def real_recording(tmp_path: Path, array: str, sources: str, seconds: float = 1.0, fitted: bool = False) -> Path:
+    """A recording folder made by ../shared/real/make_recording.py with the bundled test voices."""
+    voices = sorted((Path(sslkit.__file__).parents[1] / "sims" / "signals" / "test").glob("*.flac"))
+    out = tmp_path / array.replace("/", "-")
+    args = [sys.executable, str(REAL / "make_recording.py"), array, "--sources", sources, "--signals", ",".join(map(str, voices)),
+            "--duration", str(seconds), "--out", str(out)] + (["--fitted"] if fitted else [])
+    subprocess.run(args, check=True, capture_output=True)
+    return out
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real is absent")
+@pytest.mark.parametrize("method", ["srp-phat", "normmusic"])
+def test_measured_spherical_array_gives_the_fitted_direction(tmp_path, method):
+    folder = real_recording(tmp_path, "sofia-sphere/a3-rigid-r0.0875-110ch", "2", seconds=1.5)
+    options = {"far_field": True} if method == "srp-phat" else {}
+    track = sslkit.locate(sslkit.load_recording(folder), method, **options)
+    fitted = unit_vector(16.2, 0.8)  # shared/real/README: the fit to the measured onsets
+    assert np.median(angle_between(unit_vector(track.azimuth, track.elevation), fitted)) < 2.0
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real is absent")
+def test_measured_linear_array_localizes_with_the_half_plane(tmp_path):
+    folder = real_recording(tmp_path, "ula32-office", "3", fitted=True)
+    rec = sslkit.load_recording(folder)
+    track = sslkit.locate(rec, "srp-phat", dims=2, height=0.0, bounds=[[0.0, -0.5, -1.0], [2.0, 1.5, 1.0]])
+    errors, _ = sslkit.matched_errors(track, rec.sources)
+    assert np.median(errors) < 0.08
