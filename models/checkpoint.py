@@ -52,6 +52,39 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, kind: str | None = 
     return checkpoint_folder() / f"{min(fitting)[1]}.pt"
 
 
+def checkpoint_fs(checkpoint: str | os.PathLike | None, kind: str, fs: int) -> int:
+    """The sample rate the model for a recording at ``fs`` Hz works at: that of ``checkpoint`` (a
+    path or shipped name), or, for the shipped default, ``fs`` when a shipped model of ``kind`` has
+    it, else the rate most shipped models of ``kind`` have."""
+    index = shipped_index()
+    if checkpoint is None:
+        rates = [entry["fs"] for entry in index.values() if entry["kind"] == kind]
+        return fs if fs in rates or not rates else max(set(rates), key=rates.count)
+    if str(checkpoint) in index:
+        return index[str(checkpoint)]["fs"]
+    path = Path(checkpoint)
+    if not path.is_file():
+        return fs  # load_model names the missing file
+    try:
+        state = read_checkpoint_file(path)
+        return int(state.get("fs") or state["config"]["fs"])
+    except Exception:
+        return fs  # load_model names what is wrong with the file
+
+
+def at_model_rate(rec, checkpoint: str | os.PathLike | None, kind: str):
+    """``rec`` resampled to the rate of the model it is about to meet (see :func:`checkpoint_fs`),
+    with a one-line SslkitWarning when that changes it."""
+    import warnings
+
+    from sslkit.errors import SslkitWarning
+
+    fs = checkpoint_fs(checkpoint, kind, rec.fs)
+    if fs != rec.fs:
+        warnings.warn(SslkitWarning(f"{rec.path}: resampled from {rec.fs} to {fs} Hz, the rate of the {kind} model"), stacklevel=2)
+    return rec.resampled(fs)
+
+
 def load_model(checkpoint: str | os.PathLike | None = None, kind: str | None = None, device: str = "cpu", fs: int | None = None,
                max_lag: int | None = None, outputs: int = 1) -> tuple[torch.nn.Module, dict, Path]:
     """A model (in eval mode), its metadata and its file, by path, by shipped name, or as the shipped

@@ -25,6 +25,8 @@ from sslkit.errors import InputFileError, UserError
 from sslkit.recording import Recording, SourceTrack
 
 TRACK_PATTERN = re.compile(r"^track\s*(\d+)\.wav$", re.IGNORECASE)
+NAMED_POSITION = re.compile(r"^\s*mic\s*(\d+)\s*=\s*\[\s*([^,\]]+),\s*([^,\]]+),\s*([^,\]]+)\]\s*$", re.IGNORECASE)
+"""A line of LuViRA's published ``microphone_locations.txt``: ``mic1 =  [2446.54, 1739.80, 1153.66]`` (mm)."""
 MM_PER_M = 1000.0
 
 
@@ -78,8 +80,33 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def named_positions_mm(path: Path) -> np.ndarray | None:
+    """Positions (n, 3) in mm from lines ``micK = [x, y, z]`` (LuViRA's ``microphone_locations.txt``,
+    whose other lines are free text), ordered by K; None when the file has no such line."""
+    if not path.is_file():
+        raise InputFileError(path, "no such file")
+    found = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if match := NAMED_POSITION.match(line):
+            try:
+                found[int(match.group(1))] = [float(v) for v in match.groups()[1:]]
+            except ValueError:
+                raise InputFileError(path, f"line {number}: mic {match.group(1)} has a non-numeric coordinate") from None
+    if not found:
+        return None
+    if sorted(found) != list(range(1, len(found) + 1)):
+        raise InputFileError(path, f"mic numbers {sorted(found)} are not 1..{len(found)}")
+    return np.array([found[k] for k in sorted(found)])
+
+
 def mic_positions_mm(path: Path, n_mics: int) -> np.ndarray:
-    """(n_mics, 3) positions in mm from a static table or the median of a motion-capture table."""
+    """(n_mics, 3) positions in mm from LuViRA's ``micK = [x, y, z]`` lines, a static table, or the
+    median of a motion-capture table."""
+    named = named_positions_mm(path)
+    if named is not None:
+        if len(named) != n_mics:
+            raise InputFileError(path, f"lists {len(named)} microphones, but there are {n_mics} room tracks")
+        return named
     names, values = read_table(path)
     if values.shape[0] == n_mics and values.shape[1] in (3, 4):
         return values[:, -3:]

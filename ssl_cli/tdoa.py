@@ -135,7 +135,12 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", *, on_progress: Call
 
 
 def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -> TdoaResult:
-    """TDOAs of every frame and mic pair of ``rec`` (all its channels, ``opts.c`` given), batched over frames × pairs."""
+    """TDOAs of every frame and mic pair of ``rec`` (all its channels, ``opts.c`` given), batched over
+    frames × pairs; NGCC-PHAT works on the recording resampled to its checkpoint's rate."""
+    if method == "ngcc":
+        from sslkit.models.checkpoint import at_model_rate
+
+        rec = at_model_rate(rec, opts.checkpoint, "ngcc-phat")
     if method not in TDOA_METHODS:
         raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
     check_speed_of_sound(opts.c)

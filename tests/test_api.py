@@ -75,3 +75,14 @@ def test_importing_sslkit_and_its_cli_does_not_import_torch():
     lazy = "import sys, sslkit, sslkit.cli; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True, check=True).stdout.strip() == "False"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"
+
+
+def test_a_48_khz_recording_meets_16_khz_models_resampled_with_a_note(demo):
+    fast = demo.resampled(48000)
+    assert fast.fs == 48000 and fast.audio.shape[0] == 3 * demo.audio.shape[0]
+    with pytest.warns(sslkit.SslkitWarning, match="resampled from 48000 to 16000 Hz"):
+        track = sslkit.locate(fast, "wav2pos", device="cpu")
+    assert sslkit.evaluate_positions(track, demo.sources)["mae_m"] < 0.3
+    with pytest.warns(sslkit.SslkitWarning, match="resampled from 48000 to 16000 Hz, the rate of the ngcc-phat model"):
+        result = sslkit.estimate_tdoa(fast, "ngcc", device="cpu", frame=2048)
+    assert np.isfinite(result.tdoa).any()

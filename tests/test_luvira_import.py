@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from conftest import assert_one_line_error
@@ -57,3 +58,33 @@ def test_import_luvira_static_table_and_errors(cli, tmp_path):
     assert_one_line_error(cli("import-luvira", folder, "--mic-positions", folder / "mics.txt", "--truth", folder / "mocap.csv",
                               "--out", tmp_path / "bad"), "not 1..")
     assert not (tmp_path / "bad").exists()
+
+
+LUVIRA_PUBLISHED_MICS = """Mean microphone locations over the Grid1 trajectory, in millimetres
+mic1 =  [2446.54251401408, 1739.80661950704, 1153.6641521126]
+mic2 =  [2878.14385070423, -648.52096387323, 047.42606478873]
+mic3 =  [1446.54251401408, 739.80661950704, 153.6641521126]
+mic4 =  [-446.54251401408, 2739.80661950704, 1553.6641521126]
+mic5 =  [346.54251401408, -1739.80661950704, 953.6641521126]
+mic6 =  [1046.54251401408, 39.80661950704, 53.6641521126]
+mic7 =  [2046.54251401408, 1039.80661950704, 1053.6641521126]
+mic8 =  [3046.54251401408, -39.80661950704, 453.6641521126]
+mic9 =  [46.54251401408, 339.80661950704, 753.6641521126]
+mic10 =  [1546.54251401408, 2239.80661950704, 1353.6641521126]
+mic11 =  [2646.54251401408, -1239.80661950704, 853.6641521126]
+"""
+
+
+def test_luvira_published_mic_positions_are_read(tmp_path):
+    from sslkit.luvira import mic_positions_mm
+
+    path = tmp_path / "microphone_locations.txt"
+    path.write_text(LUVIRA_PUBLISHED_MICS)
+    mics = mic_positions_mm(path, 11)
+    assert mics.shape == (11, 3)
+    np.testing.assert_allclose(mics[0], [2446.54251401408, 1739.80661950704, 1153.6641521126])
+    np.testing.assert_allclose(mics[1], [2878.14385070423, -648.52096387323, 47.42606478873])  # "047.4…": a leading zero
+    from sslkit.errors import InputFileError
+
+    with pytest.raises(InputFileError, match="lists 11 microphones, but there are 5"):
+        mic_positions_mm(path, 5)
