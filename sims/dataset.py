@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import multiprocessing
 import os
 import signal
@@ -29,6 +30,8 @@ DATASET_FILE = "dataset.yaml"
 INDEX_COLUMNS = ["scene", "folder", "room_x", "room_y", "room_z", "rt60", "snr_db", "n_mics", "n_sources", "duration"]
 MAX_REDRAWS = 50
 """Attempts to redraw a scene whose random RT60 the random room cannot reach."""
+CLUSTER_TIMEOUT_S = 30
+"""Seconds to wait for a Dask scheduler to answer."""
 
 
 def scene_folder(out: Path, index: int) -> Path:
@@ -90,13 +93,48 @@ def simulate_stream(
             on_progress(done)
 
 
-def simulate_one(template: dict, seed: int, index: int, out: str, audio_dir: str | None, save_rirs: bool) -> dict:
-    """Simulate and write scene ``index`` (worker entry point); returns its index row."""
+def simulate_scene(template: dict, seed: int, index: int, audio_dir: str | None, save_rirs: bool) -> tuple[int, Scene, Recording, dict]:
+    """Scene ``index`` simulated in memory: its index, resolved scene, recording and RIRs (a cluster worker's job)."""
     scene = draw_feasible_scene(template, seed, index, audio_dir)
     rec, rirs = simulate(scene, save_rirs)
-    folder = scene_folder(Path(out), index)
+    return index, scene, rec, rirs
+
+
+def write_scene(out: Path, index: int, scene: Scene, rec: Recording, rirs: dict, save_rirs: bool) -> dict:
+    """Write a simulated scene's folder; returns its index row."""
+    folder = scene_folder(out, index)
     save_recording(folder, rec, {"rirs.npz": rirs} if save_rirs else None)
     return index_row(index, folder.name, scene)
+
+
+def simulate_one(template: dict, seed: int, index: int, out: str, audio_dir: str | None, save_rirs: bool) -> dict:
+    """Simulate and write scene ``index`` (a local worker's job); returns its index row."""
+    return write_scene(Path(out), *simulate_scene(template, seed, index, audio_dir, save_rirs), save_rirs)
+
+
+def cluster_rows(template: dict, seed: int, indices: list[int], out: Path, audio_dir: str | None, save_rirs: bool, scheduler: str) -> Iterator[dict]:
+    """Scenes simulated on a Dask cluster (``scheduler``: its address, or ``local`` for a local
+    cluster of one single-threaded worker process per core) and written here as they finish; their
+    index rows, in the order they finish. The workers need neither ``out`` nor a shared file system."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigError("--scheduler needs dask.distributed: pip install 'sslkit[cluster]'") from None
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # the cluster's own progress notes are not the user's
+    cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None) if scheduler == "local" else None
+    try:
+        client = Client(cluster if cluster is not None else scheduler, timeout=CLUSTER_TIMEOUT_S)
+    except OSError as err:
+        raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there ({err})") from None
+    try:
+        futures = client.map(simulate_scene, [template] * len(indices), [seed] * len(indices), indices, [audio_dir] * len(indices),
+                             [save_rirs] * len(indices), pure=False)
+        for future in as_completed(futures):
+            yield write_scene(out, *future.result(), save_rirs)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def index_row(index: int, folder: str, scene: Scene) -> dict:
@@ -117,8 +155,11 @@ def simulate_dataset(
     save_rirs: bool = False,
     on_progress: Callable[[int], None] | None = None,
     overwrite: bool = False,
+    scheduler: str | None = None,
 ) -> Path:
-    """Simulate ``count`` scenes into ``out/scene_NNNNN`` and write ``out/index.csv``.
+    """Simulate ``count`` scenes into ``out/scene_NNNNN`` and write ``out/index.csv``, on
+    ``workers`` local processes or, with ``scheduler``, on a Dask cluster (:func:`cluster_rows`);
+    the files are the same either way.
 
     Scenes whose folder already holds a ``scene.yaml`` are kept (folders are written atomically,
     so a present one is complete): re-running after an interruption resumes, provided the
@@ -136,9 +177,13 @@ def simulate_dataset(
     rows = {i: present_row(out, i) for i in present_scenes(out, count)}
     if on_progress:
         on_progress(len(rows))
-    jobs = [(template, seed, i, str(out), audio_dir, save_rirs) for i in range(count) if i not in rows]
+    missing = [i for i in range(count) if i not in rows]
+    if scheduler is not None:
+        finished = cluster_rows(template, seed, missing, out, audio_dir, save_rirs, scheduler)
+    else:
+        finished = parallel_map(simulate_one, [(template, seed, i, str(out), audio_dir, save_rirs) for i in missing], workers, ordered=False)
     try:
-        for row in parallel_map(simulate_one, jobs, workers, ordered=False):
+        for row in finished:
             rows[row["scene"]] = row
             if on_progress:
                 on_progress(len(rows))

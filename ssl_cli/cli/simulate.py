@@ -25,6 +25,8 @@ def simulate(
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Your own audio: speech in speaker sub-folders, and/or class sub-folders (DIR/dog/*.wav) used by any signal named after them."),
     save_rirs: bool = typer.Option(False, "--save-rirs", help="Also write rirs.npz."),
     workers: Workers = None,
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="With --count: run the scenes on a Dask cluster at this address "
+                                            "(tcp://host:8786), or 'local' for a local one; same files as a local run."),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the shipped presets and exit."),
     overwrite: Overwrite = False,
 ) -> None:
@@ -35,6 +37,8 @@ def simulate(
       sslkit simulate --preset luvira-sim --out rec/
 
       sslkit simulate --config dataset.yaml --count 500 --out data/ --seed 1
+
+      sslkit simulate --preset tetra-seld --count 20000 --out data/ --scheduler tcp://scheduler:8786
     """
     from sslkit.sims import scene as scenes
 
@@ -48,6 +52,8 @@ def simulate(
         return
     if (preset is None) == (config is None):
         raise UserError("give exactly one of --preset or --config (or --list-presets)")
+    if scheduler is not None and count is None:
+        raise UserError("--scheduler runs datasets: give --count N")
     if out is None:
         out = Path(preset) if preset else config.with_suffix("")
         if config is not None and config.name == "scene.yaml":
@@ -56,7 +62,7 @@ def simulate(
     if count is None:
         simulate_single(preset or config, out, seed, duration, audio_dir, save_rirs, overwrite, start)
     else:
-        simulate_many(preset or config, count, out, seed, duration, audio_dir, save_rirs, workers, overwrite, start)
+        simulate_many(preset or config, count, out, seed, duration, audio_dir, save_rirs, workers, overwrite, start, scheduler)
 
 
 def simulate_single(scene, out: Path, seed: int, duration, audio_dir, save_rirs: bool, overwrite: bool, start: float) -> None:
@@ -77,7 +83,8 @@ def simulate_single(scene, out: Path, seed: int, duration, audio_dir, save_rirs:
     }))
 
 
-def simulate_many(scene, count: int, out: Path, seed: int, duration, audio_dir, save_rirs: bool, workers, overwrite: bool, start: float) -> None:
+def simulate_many(scene, count: int, out: Path, seed: int, duration, audio_dir, save_rirs: bool, workers, overwrite: bool, start: float,
+                  scheduler: str | None) -> None:
     from sslkit.sims.dataset import check_dataset_folder, simulate_dataset
     from sslkit.sims.scene import errors_naming
     from sslkit.sims.simulate import scene_template
@@ -91,7 +98,8 @@ def simulate_many(scene, count: int, out: Path, seed: int, duration, audio_dir, 
         with progress_bar() as progress:
             task = progress.add_task("simulating scenes", total=count)
             index = simulate_dataset(template, count, out, seed, workers, audio, save_rirs,
-                                     on_progress=lambda done: progress.update(task, completed=done), overwrite=overwrite)
+                                     on_progress=lambda done: progress.update(task, completed=done), overwrite=overwrite,
+                                     scheduler=scheduler)
     console.print(summary_table(f"Simulated dataset → {out}/", {
         "scenes": count, "index": index, "time": f"{time.perf_counter() - start:.1f} s",
     }))
