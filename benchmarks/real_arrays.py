@@ -77,7 +77,7 @@ def run_pyroomacoustics(folder: str, method: str, n_sources: int, queue) -> None
     stft = np.array([pra.transform.stft.analysis(rec.audio[:, m], nfft, nfft // 2).T for m in range(rec.n_mics)])  # (M, F, S)
     azimuth = np.radians(np.arange(0, 360, PRA_GRID_DEG))
     colatitude = np.radians(np.arange(0, 180 + PRA_GRID_DEG / 2, PRA_GRID_DEG))
-    doa = pra.doa.algorithms[method](mics, rec.fs, nfft, c=343.0, num_src=n_sources, azimuth=azimuth, colatitude=colatitude)
+    doa = pra.doa.algorithms[method](mics, rec.fs, nfft, c=343.0, num_src=n_sources, dim=3, azimuth=azimuth, colatitude=colatitude)
     doa.locate_sources(stft, freq_range=[300.0, 4000.0])
     seconds = time.perf_counter() - start
     az, el = np.degrees(doa.azimuth_recon), 90 - np.degrees(doa.colatitude_recon)
@@ -90,7 +90,13 @@ def in_fresh_process(target, *args) -> dict:
     queue = context.Queue()
     process = context.Process(target=target, args=(*args, queue))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Exception:  # queue.Empty: still working, unless it died
+            if not process.is_alive():
+                raise RuntimeError(f"{target.__name__}{args[1:]} failed (exit code {process.exitcode})") from None
     process.join()
     return result
 

@@ -69,28 +69,45 @@ def largest_intermediate_bytes(variant: str, n_tracks: int, shape: Sequence[int]
     return b * t * n_tracks * n_axes * c * element_size * 2
 
 
-def time_variant(variant: str, output: torch.Tensor, target: torch.Tensor, warmup: int, repeats: int) -> tuple[float, float | None]:
-    """Median seconds of forward + backward, and peak GPU memory in MB (None on CPU)."""
+def forward_backward(variant: str, output: torch.Tensor, target: torch.Tensor) -> float:
+    """Seconds of one forward + backward of ``variant``."""
     cuda = output.device.type == "cuda"
-
-    def step() -> None:
-        out = output.detach().requires_grad_(True)
-        adpit_loss(out, target, variant).backward()
-
-    for _ in range(warmup):
-        step()
+    start = time.perf_counter()
+    out = output.detach().requires_grad_(True)
+    adpit_loss(out, target, variant).backward()
     if cuda:
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-    return sorted(times)[len(times) // 2], peak
+    return time.perf_counter() - start
+
+
+def interleaved_times(variants: Sequence[str], output: torch.Tensor, target: torch.Tensor, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each variant in each of ``repeats`` rounds; every round runs all variants, in an
+    order rotated from round to round, so that a change of machine load touches them alike."""
+    for _ in range(warmup):
+        for variant in variants:
+            forward_backward(variant, output, target)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(repeats):
+        shift = r % len(variants)
+        for variant in [*variants[shift:], *variants[:shift]]:
+            times[variant].append(forward_backward(variant, output, target))
+    return times
+
+
+def peak_memory_mb(variant: str, output: torch.Tensor, target: torch.Tensor) -> float | None:
+    """Peak GPU memory (MB) of one forward + backward; None on the CPU."""
+    if output.device.type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    forward_backward(variant, output, target)
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def benchmark_adpit(
@@ -110,8 +127,11 @@ def benchmark_adpit(
 ) -> list[dict]:
     """Time every variant for each N in ``tracks``; one result dict per (N, variant).
 
-    A variant whose largest intermediate tensor would exceed ``max_memory_gb`` is skipped and
-    reported as such (the baseline's row count explodes with N: 4683 rows for N = 6).
+    The variants run interleaved (:func:`interleaved_times`); ``seconds`` is the median over the
+    rounds and ``speedup`` the median over rounds of the baseline's time over the variant's in the
+    same round, with their spread (min, max). A variant whose largest intermediate tensor would
+    exceed ``max_memory_gb`` is skipped and reported as such (the baseline's row count explodes with
+    N: 4683 rows for N = 6).
     """
     results = []
     for n in tracks:
@@ -121,7 +141,7 @@ def benchmark_adpit(
         output = torch.randn(batch, frames, n, axes, classes, generator=g).to(device)
         m_scope = scope_event_counts(target)
         base_pairs = theoretical_pairs("baseline", n, m_scope)
-        base_time = None
+        rows = {}
         for variant in BENCH_VARIANTS:
             row = {
                 "tracks": n, "variant": variant, "device": device, "shape": [batch, frames, n, axes, classes],
@@ -132,10 +152,15 @@ def benchmark_adpit(
             row["largest_tensor_mb"] = needed / 2**20
             if needed > max_memory_gb * 2**30:
                 row.update(seconds=None, peak_memory_mb=None, speedup=None, skipped=f"needs {needed / 2**30:.1f} GB > {max_memory_gb} GB")
-            else:
-                seconds, peak = time_variant(variant, output, target, warmup, repeats)
-                base_time = seconds if variant == "baseline" else base_time
-                row.update(seconds=seconds, peak_memory_mb=peak, speedup=None if base_time is None else base_time / seconds)
+            rows[variant] = row
+        runnable = [v for v, row in rows.items() if "skipped" not in row]
+        times = interleaved_times(runnable, output, target, warmup, repeats)
+        for variant in runnable:
+            ratios = [b / t for b, t in zip(times["baseline"], times[variant])] if "baseline" in times else []
+            rows[variant].update(seconds=median(times[variant]), seconds_spread=[min(times[variant]), max(times[variant])],
+                                 speedup=median(ratios) if ratios else None, speedup_spread=[min(ratios), max(ratios)] if ratios else None,
+                                 peak_memory_mb=peak_memory_mb(variant, output, target))
+        for row in rows.values():
             results.append(row)
             if on_result:
                 on_result(row)

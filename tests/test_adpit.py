@@ -142,11 +142,14 @@ def test_bench_adpit_cli_writes_json(cli, tmp_path):
 
     out = tmp_path / "bench.json"
     result = cli("bench-adpit", "--tracks", "2,3", "--batch-size", 2, "--frames", 3, "--classes", 4,
-                 "--repeats", 1, "--warmup", 0, "--device", "cpu", "--out", out)
+                 "--repeats", 3, "--warmup", 0, "--device", "cpu", "--out", out)
     assert result.exit_code == 0, result.output
-    rows = json.loads(out.read_text())
+    report = json.loads(out.read_text())
+    rows = report["results"]
+    assert report["load_average_at_start"] >= 0 and "load average" in result.output
     assert [(r["tracks"], r["variant"]) for r in rows][:4] == [(2, "baseline"), (2, "overlay"), (2, "distance-first"), (2, "bradpit")]
-    assert all(r["seconds"] > 0 for r in rows) and rows[0]["speedup"] == 1.0
+    assert all(r["seconds"] > 0 and r["seconds_spread"][0] <= r["seconds"] <= r["seconds_spread"][1] for r in rows)
+    assert rows[0]["speedup"] == 1.0 and rows[0]["speedup_spread"] == [1.0, 1.0]
     assert_one_line_error(cli("bench-adpit", "--tracks", "three", "--out", tmp_path / "x.json"), "--tracks")
     assert not (tmp_path / "x.json").exists()
     assert "sslkit bench-adpit --tracks" in cli("bench-adpit", "--help").output

@@ -47,8 +47,12 @@ def bench_adpit(
                         f"(enumerating the sequences of 7 tracks does not fit in memory), got '{tracks}'")
     check_output_file(out)
     dev = resolve_device(device)
-    table = Table(title=f"ADPIT forward + backward, B={batch} T={frames} A={axes} C={classes} on {dev}", title_justify="left")
-    for col in ("N", "variant", "ms", "speed-up", "theory gain", "pairs/scope", "peak MB"):
+    import os
+
+    load = os.getloadavg()[0]
+    table = Table(title=f"ADPIT forward + backward, B={batch} T={frames} A={axes} C={classes} on {dev}; medians of {repeats} interleaved "
+                  f"rounds; load average {load:.1f} on {os.cpu_count()} cores", title_justify="left")
+    for col in ("N", "variant", "ms", "speed-up (min–max)", "theory gain", "pairs/scope", "peak MB"):
         table.add_column(col, justify="right" if col != "variant" else "left", no_wrap=True)
     with progress_bar() as progress:
         task = progress.add_task("benchmarking", total=len(n_list) * 4)
@@ -56,13 +60,13 @@ def bench_adpit(
         def show(row: dict) -> None:
             progress.advance(task)
             ms = "skipped" if row["seconds"] is None else f"{row['seconds'] * 1e3:.1f}"
-            speed = "–" if row["speedup"] is None else f"{row['speedup']:.1f}×"
+            speed = "–" if row["speedup"] is None else f"{row['speedup']:.1f}× ({row['speedup_spread'][0]:.1f}–{row['speedup_spread'][1]:.1f})"
             peak = "–" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}"
             table.add_row(str(row["tracks"]), row["variant"], ms, speed, f"{row['theory_gain']:.1f}×", f"{row['pairs_per_scope']:.1f}", peak)
 
         results = benchmark_adpit(n_list, batch, frames, classes, axes, active, overlap, dev, warmup, repeats, max_memory_gb, seed, show)
     with atomic_file(out) as tmp:
-        tmp.write_text(json.dumps(results, indent=2))
+        tmp.write_text(json.dumps({"load_average_at_start": load, "cores": os.cpu_count(), "results": results}, indent=2))
     console.print(table)
     console.print(f"results → {out}")
 
