@@ -1,12 +1,21 @@
 """NGCC-PHAT (Berg et al., Interspeech 2022): GCC-PHAT between learned, shift-equivariant features.
 
-f (SincNet + circular-padded CNN) filters each signal into L channels, GCC-PHAT correlates the two
-signals channel by channel, and g (a circular-padded CNN over the lag axis) turns the L
-correlations into logits over the 2·τmax+1 lags: regression via classification. Because every
-layer commutes with circular shifts, a circular delay of one input by d samples moves the output
-by d lags exactly, and a common shift of both inputs changes nothing (Lemma 5.1 of the thesis).
-With ``n_outputs`` K > 1 it predicts K lag distributions for K sources (trained with ADPIT).
-Lags follow sslkit's convention: lag m means τ₁₂ = t₁ − t₂ = m / fs.
+f (SincNet + CNN) filters each signal into L channels, GCC-PHAT correlates the two signals channel
+by channel, and g (a CNN over the lag axis) turns the L correlations into logits over the
+2·τmax+1 lags: regression via classification. With ``n_outputs`` K > 1 it predicts K lag
+distributions for K sources (trained with ADPIT). Lags follow sslkit's convention: lag m means
+τ₁₂ = t₁ − t₂ = m / fs.
+
+Two designs (``design``):
+
+- ``circular`` (sslkit's): every layer commutes with circular shifts (circular padding in f and g,
+  circular correlation over N points with exact whitening), so a circular delay of one input by d
+  samples moves the output by d lags exactly and a common shift of both inputs changes nothing
+  (Lemma 5.1 of the thesis).
+- ``reference``: the authors' network layer for layer (``NGCCPHAT.from_size("paper")``): SincNet
+  cut-offs from 50 Hz, conv biases, BatchNorm momentum 0.05 in f whose last layer is linear,
+  linear correlation over 2N points weighted by 1/(|G| + 10⁻³), and g zero-padded with dropout 0.5
+  after each block.
 """
 
 from __future__ import annotations
@@ -23,17 +32,35 @@ PAIR_CHUNK_ELEMENTS = 2**23
 """Complex elements of pair cross-spectra processed at once in ``pair_logits`` (64 MB)."""
 
 
-class CircularConvBlock(nn.Module):
-    """Circular-padded Conv1d → BatchNorm → LeakyReLU (shift equivariant)."""
+DESIGNS = ("circular", "reference")
+REFERENCE_EPSILON = 1e-3
+"""The reference design's GCC weighting 1/(|G| + ε)."""
+SIZES = {
+    "paper": dict(n_sinc=128, sinc_len=1023, channels=128, head_channels=128),
+    "small": dict(n_sinc=32, sinc_len=255, channels=32, head_channels=32),
+    "seld": dict(n_sinc=32, sinc_len=255, channels=32, head_channels=16),
+}
+"""``paper`` is Paper V's network; ``small`` trains in minutes on a CPU; ``seld`` is Paper VI's
+multi-target network (L = 32 filters, C = 16 feature channels, which train-seld takes as its TDOA features)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, activate: bool = True):
+
+class ConvBlock(nn.Module):
+    """Conv1d → BatchNorm → LeakyReLU(0.2) → Dropout, any of them optional.
+
+    ``padding`` ``circular`` keeps the block shift equivariant; ``zeros`` pads with zeros (the
+    reference head); ``norm`` False makes it a plain (output) convolution with a bias.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, norm: bool = True, activate: bool = True, bias: bool = False,
+                 padding: str = "circular", momentum: float = 0.1, dropout: float = 0.0):
         super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2, padding_mode="circular", bias=not activate)
-        self.norm = nn.BatchNorm1d(c_out) if activate else nn.Identity()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2, padding_mode=padding, bias=bias or not norm)
+        self.norm = nn.BatchNorm1d(c_out, momentum=momentum) if norm else nn.Identity()
         self.act = nn.LeakyReLU(0.2) if activate else nn.Identity()
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(self.conv(x)))
+        return self.drop(self.act(self.norm(self.conv(x))))
 
 
 class NGCCPHAT(nn.Module):
@@ -61,23 +88,40 @@ class NGCCPHAT(nn.Module):
         head_channels: int = 128,
         head_kernels: Sequence[int] = (11, 9, 7, 5),
         n_outputs: int = 1,
+        design: str = "circular",
     ):
         super().__init__()
+        if design not in DESIGNS:
+            raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
         self.config = dict(
             max_tau=max_tau, fs=fs, n_sinc=n_sinc, sinc_len=sinc_len, channels=channels,
             feature_kernels=list(feature_kernels), head_channels=head_channels, head_kernels=list(head_kernels),
-            n_outputs=n_outputs,
+            n_outputs=n_outputs, design=design,
         )
-        self.max_tau, self.fs, self.n_outputs = max_tau, fs, n_outputs
-        self.sinc = SincConv(n_sinc, sinc_len, fs)
-        self.sinc_norm = nn.Sequential(nn.BatchNorm1d(n_sinc), nn.LeakyReLU(0.2))
+        self.max_tau, self.fs, self.n_outputs, self.design = max_tau, fs, n_outputs, design
+        reference = design == "reference"
+        momentum = 0.05 if reference else 0.1
+        self.sinc = SincConv(n_sinc, sinc_len, fs, min_low_hz=50.0 if reference else 30.0)
+        self.sinc_norm = nn.Sequential(nn.BatchNorm1d(n_sinc, momentum=momentum), nn.LeakyReLU(0.2))
         widths = [n_sinc] + [channels] * len(feature_kernels)
-        self.features_cnn = nn.Sequential(*(CircularConvBlock(a, b, k) for a, b, k in zip(widths, widths[1:], feature_kernels)))
+        self.features_cnn = nn.Sequential(*(
+            ConvBlock(a, b, k, activate=not (reference and i == len(feature_kernels) - 1), bias=reference, momentum=momentum)
+            for i, (a, b, k) in enumerate(zip(widths, widths[1:], feature_kernels))
+        ))
         head_widths = [channels] + [head_channels] * (len(head_kernels) - 1) + [n_outputs]
+        last = len(head_kernels) - 1
         self.head = nn.Sequential(*(
-            CircularConvBlock(a, b, k, activate=i < len(head_kernels) - 1)
+            ConvBlock(a, b, k, norm=i < last, activate=i < last, bias=reference, padding="zeros" if reference else "circular",
+                      dropout=0.5 if reference and i < last else 0.0)
             for i, (a, b, k) in enumerate(zip(head_widths, head_widths[1:], head_kernels))
         ))
+
+    @classmethod
+    def from_size(cls, size: str, max_tau: int = 23, fs: int = 16000, n_outputs: int = 1, design: str | None = None) -> NGCCPHAT:
+        """A network of a named size (``SIZES``); ``paper`` is the authors' reference design unless ``design`` says otherwise."""
+        if size not in SIZES:
+            raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+        return cls(max_tau=max_tau, fs=fs, n_outputs=n_outputs, design=design or ("reference" if size == "paper" else "circular"), **SIZES[size])
 
     @property
     def n_lags(self) -> int:
@@ -98,10 +142,24 @@ class NGCCPHAT(nn.Module):
         r = torch.fft.irfft(s1 * s2.conj(), n=n)
         return torch.cat([r[..., -self.max_tau :], r[..., : self.max_tau + 1]], dim=-1)
 
+    def spectra(self, y: torch.Tensor) -> torch.Tensor:
+        """What pairs of channels are correlated from: whitened N-point spectra (circular design), or
+        plain 2N-point spectra, weighted per pair (reference design). (..., N) → (..., K)."""
+        if self.design == "circular":
+            return self.whitened_spectra(y)
+        return torch.fft.rfft(y.float(), n=2 * y.shape[-1])
+
+    def correlate(self, s1: torch.Tensor, s2: torch.Tensor, n: int) -> torch.Tensor:
+        """GCC-PHAT at lags −τmax…τmax from the ``spectra`` of two signals of n samples: (..., K) × 2 → (..., 2τmax+1)."""
+        if self.design == "circular":
+            return self.correlate_spectra(s1, s2, n)
+        cross = s1 * s2.conj()
+        r = torch.fft.irfft(cross / (cross.abs() + REFERENCE_EPSILON), n=2 * n)
+        return torch.cat([r[..., -self.max_tau :], r[..., : self.max_tau + 1]], dim=-1)
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        spectra = self.whitened_spectra(self.features(torch.cat([x1, x2])))
-        s1, s2 = spectra.chunk(2)
-        return self.head(self.correlate_spectra(s1, s2, x1.shape[-1]))
+        s1, s2 = self.spectra(self.features(torch.cat([x1, x2]))).chunk(2)
+        return self.head(self.correlate(s1, s2, x1.shape[-1]))
 
     def pair_correlations(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """The L GCC-PHATs of many pairs of one frame batch: each mic is filtered and transformed
@@ -110,12 +168,10 @@ class NGCCPHAT(nn.Module):
         Shape: frames (F, M, N), pairs (P, 2) → (F, P, L, 2·τmax+1).
         """
         f, m, n = frames.shape
-        spectra = self.whitened_spectra(self.features(frames.reshape(f * m, n))).reshape(f, m, -1, n // 2 + 1)
+        spectra = self.spectra(self.features(frames.reshape(f * m, n)))
+        spectra = spectra.reshape(f, m, -1, spectra.shape[-1])
         chunk = max(1, PAIR_CHUNK_ELEMENTS // (len(pairs) * spectra.shape[2] * spectra.shape[3]))
-        return torch.cat([
-            self.correlate_spectra(block[:, pairs[:, 0]], block[:, pairs[:, 1]], n)
-            for block in spectra.split(chunk)
-        ])
+        return torch.cat([self.correlate(block[:, pairs[:, 0]], block[:, pairs[:, 1]], n) for block in spectra.split(chunk)])
 
     def logits_from_correlations(self, corr: torch.Tensor) -> torch.Tensor:
         """g over correlations (F, P, L, lags) → logits (F, P, K, lags)."""

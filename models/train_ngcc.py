@@ -15,17 +15,12 @@ import torch.nn.functional as F
 from sslkit.files import write_yaml
 from sslkit.geometry import pair_lag_bounds, speed_of_sound
 from sslkit.models.adpit import adpit_loss
-from sslkit.models.ngcc import NGCCPHAT, lag_targets, multi_lag_targets
+from sslkit.models.ngcc import NGCCPHAT, SIZES, lag_targets, multi_lag_targets
 from sslkit.models.training import RunRecord, run_folder, stage_progress, warmup_cosine
 from sslkit.sims.tdoa_windows import WindowBank
 
-MODEL_SIZES = {
-    "paper": dict(n_sinc=128, sinc_len=1023, channels=128, head_channels=128),
-    "small": dict(n_sinc=32, sinc_len=255, channels=32, head_channels=32),
-    "seld": dict(n_sinc=32, sinc_len=255, channels=32, head_channels=16),
-}
-"""``paper`` is Paper V's network (0.9M parameters); ``small`` trains in minutes on a CPU; ``seld`` is Paper VI's
-multi-target network (L = 32 filters, C = 16 feature channels, which train-seld takes as its TDOA features)."""
+MODEL_SIZES = SIZES
+
 VAL_SEED_OFFSET = 1_000_000
 """Validation scenes use indices from here on, disjoint from the training scenes."""
 TOL_ACCURACY_M = 0.1
@@ -117,7 +112,8 @@ def run_train_ngcc(
     train_bank, val_bank = build_banks(cfg, template, on_status)
     fs = train_bank.recordings[0].fs
     c = speed_of_sound(train_bank.recordings[0].scene, cfg.c)  # reports errors in metres
-    model_args = {**MODEL_SIZES[cfg.size], **cfg.model, "fs": fs, "max_tau": pair_max_tau(train_bank, fs, cfg.c), "n_outputs": cfg.targets}
+    model_args = {**MODEL_SIZES[cfg.size], "design": "reference" if cfg.size == "paper" else "circular", **cfg.model, "fs": fs,
+                  "max_tau": pair_max_tau(train_bank, fs, cfg.c), "n_outputs": cfg.targets}
     model = NGCCPHAT(**model_args).to(cfg.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(train_bank.recordings) * cfg.windows_per_scene / cfg.batch_size)

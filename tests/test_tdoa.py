@@ -280,3 +280,28 @@ def test_reversed_pair_correlation_is_the_flipped_one():
         forward = model.pair_correlations(frames, torch.tensor([[0, 2]]))
         backward = model.pair_correlations(frames, torch.tensor([[2, 0]]))
     torch.testing.assert_close(backward, forward.flip(-1), atol=1e-5, rtol=1e-4)
+
+
+def test_paper_size_is_the_authors_network_layer_for_layer():
+    reference = NGCCPHAT.from_size("paper", max_tau=23, fs=16000)
+    assert reference.design == "reference" and sum(p.numel() for p in reference.parameters()) == 888_193  # the authors' count
+    circular = NGCCPHAT.from_size("paper", max_tau=23, fs=16000, design="circular")
+    assert sum(p.numel() for p in circular.parameters()) == 887_425  # no conv biases before BatchNorm
+
+
+def test_reference_design_correlates_linearly_with_the_epsilon_weighting():
+    torch.manual_seed(0)
+    model = NGCCPHAT.from_size("small", max_tau=6, fs=16000, design="reference").eval()
+    y1, y2 = torch.randn(3, 128), torch.randn(3, 128)
+    n = 2 * 128  # linear correlation: 2N-point spectra
+    cross = np.fft.rfft(y1.numpy(), n) * np.conj(np.fft.rfft(y2.numpy(), n))
+    r = np.fft.irfft(cross / (np.abs(cross) + 1e-3), n)
+    expected = np.concatenate([r[:, -6:], r[:, :7]], axis=1)
+    got = model.correlate(model.spectra(y1), model.spectra(y2), 128)
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+    frames = torch.randn(2, 3, 256)
+    pairs = torch.tensor([[0, 1], [2, 0]])
+    with torch.no_grad():
+        batched = model.pair_logits(frames, pairs)
+        single = model(frames[:, 2], frames[:, 0])
+    torch.testing.assert_close(batched[:, 1], single, atol=1e-4, rtol=1e-4)
