@@ -157,10 +157,11 @@ def correlation_batch(n_pairs: int, n_fft: int, upsample: int) -> int:
     return int(max(1, min(BATCH_FRAMES, CORRELATION_BUDGET_BYTES // per_frame)))
 
 
-def frame_correlations(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int) -> torch.Tensor:
-    """PHAT correlations (F, P, 2·max_lag·upsample + 1) of frames (F, M, L), in ``correlation_batch`` frames at a time."""
+def frame_correlations(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int,
+                       weighting: str = "phat", beta: float = 0.7) -> torch.Tensor:
+    """Weighted correlations (F, P, 2·max_lag·upsample + 1) of frames (F, M, L), in ``correlation_batch`` frames at a time."""
     step = correlation_batch(len(pairs), n_fft, upsample)
-    return torch.cat([correlation(cross_spectra(frames[s : s + step], pairs, n_fft), n_fft, max_lag, upsample).float()
+    return torch.cat([correlation(cross_spectra(frames[s : s + step], pairs, n_fft, weighting, beta), n_fft, max_lag, upsample).float()
                       for s in range(0, len(frames), step)])
 
 

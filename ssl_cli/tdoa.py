@@ -20,9 +20,8 @@ from sslkit.errors import InputFileError, SslkitWarning, UserError
 from sslkit.files import atomic_file, read_csv_columns, read_table
 from sslkit.gcc import (
     LAG_MARGIN,
-    correlation,
-    cross_spectra,
     frame_audio,
+    frame_correlations,
     frame_times,
     gcc_fft_length,
     mic_pairs,
@@ -78,19 +77,19 @@ def lag_bounds(mics: np.ndarray, pairs: np.ndarray, opts: TdoaOptions, fs: int) 
 
 
 class GccScorer:
-    """GCC per lag (PHAT, β-PHAT or plain), from cross-spectra averaged over the integration window."""
+    """GCC per lag (PHAT, β-PHAT or plain), from correlations averaged over the integration window
+    (the correlation is linear in the cross-spectra, so this is the GCC of the averaged spectra)."""
 
     def __init__(self, opts: TdoaOptions, needed_lag: int, fs: int, max_lag: int, frame: int):
         self.opts, self.max_lag, self.n_fft = opts, max_lag, gcc_fft_length(frame, max_lag)
         self.per_sample = opts.upsample
 
     def per_frame(self, frames: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
-        """What is averaged over a window: the weighted cross-spectra, (F, P, K)."""
-        return cross_spectra(frames, pairs, self.n_fft, self.opts.weighting, self.opts.beta)
+        """What is averaged over a window: the correlation per lag bin (1/per_sample samples), (F, P, 2·max_lag·per_sample + 1)."""
+        return frame_correlations(frames, pairs, self.n_fft, self.max_lag, self.opts.upsample, self.opts.weighting, self.opts.beta)
 
     def scores(self, averaged: torch.Tensor) -> torch.Tensor:
-        """Correlation per lag bin (1/per_sample samples), (F, P, 2·max_lag·per_sample + 1)."""
-        return correlation(averaged, self.n_fft, self.max_lag, self.opts.upsample)
+        return averaged
 
 
 class NgccScorer:

@@ -19,7 +19,7 @@ import numpy as np
 
 from sslkit.errors import UserError
 from sslkit.geometry import SPEED_OF_SOUND, check_array_geometry, range_differences
-from sslkit.localization.region import search_bounds
+from sslkit.localization.region import range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
 from sslkit.options import MultilatOptions
 from sslkit.recording import Recording
@@ -290,11 +290,12 @@ def multilat_tdoas(rec: Recording, opts: MultilatOptions, on_progress=None):
 def locate_multilat(rec: Recording, opts: MultilatOptions, on_progress=None) -> PositionTrack:
     """Positions per hop by RANSAC multilateration; several sources by sequential RANSAC (each
     source's consistent peaks are removed before the next is searched)."""
-    warning = check_array_geometry(rec.mics, opts.dims)
+    bounds = search_bounds(rec, opts.bounds)
+    notes = [n for n in (check_array_geometry(rec.mics, opts.dims), range_warning(rec.mics, bounds)) if n]
     result = multilat_tdoas(rec, opts, on_progress)
     times, tdoa, score = pool_frames(result.times, result.tdoa, result.score, opts.pool)
     ransac = RansacOptions(opts.hypotheses, opts.threshold, opts.min_inliers, dims=opts.dims, height=opts.height,
-                           bounds=search_bounds(rec, opts.bounds), c=opts.c, seed=opts.seed)
+                           bounds=bounds, c=opts.c, seed=opts.seed)
     found = []
     for _ in range(opts.sources):
         out = ransac_multilaterate(rec.mics, result.pairs, tdoa, ransac, score)
@@ -302,4 +303,4 @@ def locate_multilat(rec: Recording, opts: MultilatOptions, on_progress=None) -> 
         explained = np.abs(tdoa * opts.c - range_differences(out["xyz"], rec.mics, result.pairs)[..., None]) < opts.threshold
         tdoa, score = np.where(explained, np.nan, tdoa), np.where(explained, 0.0, score)
     return PositionTrack.from_hops(times, np.stack([o["xyz"] for o in found], 1), np.stack([o["confidence"] for o in found], 1),
-                                   np.stack([o["n_inliers"] for o in found], 1), warning)
+                                   np.stack([o["n_inliers"] for o in found], 1), "; ".join(notes) or None)

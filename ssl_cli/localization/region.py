@@ -32,3 +32,17 @@ def search_bounds(rec, bounds: np.ndarray | Sequence | None) -> np.ndarray:
         raise UserError(f"bounds = {np.asarray(bounds).tolist()}: a search box is [[xmin, ymin, zmin], [xmax, ymax, zmax]] "
                         "in metres with min < max")
     return box
+
+
+FAR_RATIO = 4.0
+"""A search region this many times wider than the array: range is poorly determined there."""
+
+
+def range_warning(mics: np.ndarray, bounds: np.ndarray) -> str | None:
+    """A note suggesting far_field when the search region is much wider than the array's aperture."""
+    aperture = float(np.linalg.norm(mics.max(0) - mics.min(0)))
+    region = float(np.linalg.norm(bounds[1] - bounds[0]))
+    if region > FAR_RATIO * aperture:
+        return (f"the array ({aperture:.2f} m across) is small next to the search region ({region:.1f} m across): "
+                "range is poorly determined there; directions are not (--far-field)")
+    return None

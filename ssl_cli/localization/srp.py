@@ -41,7 +41,7 @@ from sslkit.gcc import (
     window_frames,
 )
 from sslkit.geometry import check_array_geometry, pair_lag_bounds, range_differences
-from sslkit.localization.region import search_bounds
+from sslkit.localization.region import range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
 from sslkit.options import BATCH_FRAMES, SrpOptions
 from sslkit.recording import Recording
@@ -238,17 +238,3 @@ def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTr
     power = srp["power"]
     notes = [n for n in (warning, range_warning(rec.mics, bounds)) if n]
     return PositionTrack.from_hops(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)), "; ".join(notes) or None)
-
-
-FAR_RATIO = 4.0
-"""A search region this many times wider than the array: range is poorly determined there."""
-
-
-def range_warning(mics: np.ndarray, bounds: np.ndarray) -> str | None:
-    """A note suggesting far_field when the search region is much wider than the array's aperture."""
-    aperture = float(np.linalg.norm(mics.max(0) - mics.min(0)))
-    region = float(np.linalg.norm(bounds[1] - bounds[0]))
-    if region > FAR_RATIO * aperture:
-        return (f"the array ({aperture:.2f} m across) is small next to the search region ({region:.1f} m across): "
-                "range is poorly determined there; directions are not (--far-field)")
-    return None
