@@ -6,6 +6,6 @@ Commands are listed in ``--help`` in the order their modules are imported here.
 # isort: skip_file
 
 from sslkit.cli.app import app
-from sslkit.cli import simulate, tdoa, locate, train, luvira, seld, bench  # noqa: F401  (registers the commands)
+from sslkit.cli import simulate, tdoa, locate, train, imports, seld, bench  # noqa: F401  (registers the commands)
 
 __all__ = ["app"]

@@ -1,4 +1,4 @@
-"""``sslkit import-luvira``: a LuViRA-layout folder to a recording folder."""
+"""``sslkit import-luvira`` and ``import-locata``: published datasets to recording folders."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from sslkit.cli.app import Overwrite, app, console, summary_table, user_errors
+from sslkit.cli.app import Overwrite, app, console, progress_bar, summary_table, user_errors
 from sslkit.errors import UserError
 
 
@@ -59,3 +59,25 @@ def import_luvira_command(
     }))
 
 
+
+
+@app.command("import-locata")
+@user_errors
+def import_locata_command(
+    root: Path = typer.Argument(..., help="A LOCATA folder: the dev or eval set, a task, a recording, or one <array> folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the recording folders (<task>-<recording>-<array>)."),
+    fs: Optional[int] = typer.Option(16000, "--fs", min=1000, help="Output sample rate (LOCATA records at 48 kHz)."),
+    overwrite: Overwrite = False,
+) -> None:
+    """Convert LOCATA challenge recordings (static arrays) into sslkit recording folders.
+
+    [bold]Example[/]
+
+      sslkit import-locata LOCATA/dev/task1 --out locata-task1
+    """
+    from sslkit.locata import import_locata_folders
+
+    with progress_bar() as progress:
+        task = progress.add_task("importing", total=None)
+        written = import_locata_folders(root, out, fs, overwrite, lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(summary_table(f"Imported LOCATA → {out}/", {"recordings": len(written), "first": written[0].name if written else "–"}))
