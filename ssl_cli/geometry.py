@@ -69,8 +69,9 @@ def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None 
             raise GeometryError("the microphones are collinear: a position and its mirror image about their line sound the same; "
                                 "give --bounds that cover one side of the array only (e.g. x from 0 for an array along y)")
         return None
-    if dims == 3 and sv[-1] < COPLANAR_RATIO * sv[0]:
-        return "the microphones are coplanar: the source height is ambiguous (mirror image about their plane); consider --dims 2"
+    if dims == 3 and sv[-1] < COPLANAR_RATIO * sv[0] and (bounds is None or not one_side_of_plane(mics, bounds)):
+        return ("the microphones are coplanar: a position and its mirror image about their plane sound the same; "
+                "give --bounds on one side of the plane, or --dims 2")
     return None
 
 
@@ -104,6 +105,17 @@ def check_same_units(estimates: np.ndarray, truth: np.ndarray, where: object) ->
         typical = float(np.median(np.linalg.norm(finite - centre, axis=1)))
         raise GeometryError(f"{where}: the estimates lie about {typical:.3g} m from the truth and are about {ratio:.3g}× its scale: "
                             "are they in millimetres or centimetres? sslkit reads metres")
+
+
+def one_side_of_plane(mics: np.ndarray, bounds: np.ndarray) -> bool:
+    """Whether the box ``bounds`` (2, 3) lies on one side of the plane through coplanar ``mics``
+    (corners in the plane count on either side)."""
+    centre = mics.mean(axis=0)
+    normal = np.linalg.svd(mics - centre)[2][-1]
+    corners = np.array(np.meshgrid(*bounds.T, indexing="ij")).reshape(3, -1).T - centre
+    side = corners @ normal
+    tolerance = 1e-9 * max(1.0, float(np.abs(corners).max()))
+    return bool(side.min() >= -tolerance or side.max() <= tolerance)
 
 
 def one_side_of_line(mics: np.ndarray, bounds: np.ndarray) -> bool:

@@ -85,6 +85,8 @@ def test_degenerate_geometry():
     planar = MICS.copy()
     planar[:, 2] = 1.0
     assert "coplanar" in check_array_geometry(planar, 3)
+    assert "coplanar" in check_array_geometry(planar, 3, np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 2.0]]))  # both sides of z = 1
+    assert check_array_geometry(planar, 3, np.array([[0.0, 0.0, 1.0], [5.0, 5.0, 2.5]])) is None  # above the plane only
     assert check_array_geometry(planar, 2) is None
     line = np.outer(np.arange(5), [1.0, 0.5, 0.0])
     with pytest.raises(GeometryError, match="collinear"):
