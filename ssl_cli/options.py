@@ -25,6 +25,8 @@ MAX_SOURCES = 8
 """Most simultaneous sources searched per hop."""
 SILENCE_DB = 40.0
 """Frames more than this many dB below the loudest frame are silent (no estimate)."""
+PRECISIONS = ("float32", "bfloat16")
+"""Arithmetic of learned models' convolutions (NGCC-PHAT): exact, or bfloat16 where the CPU or GPU has it."""
 BATCH_FRAMES = 16
 """Frames whose cross-spectra are computed at once (bounds the memory of every GCC user)."""
 
@@ -62,7 +64,8 @@ class TdoaOptions:
     recording's); checkpoint: NGCC-PHAT checkpoint (None: the shipped one covering the array);
     window: seconds over which each frame's cross-spectra (NGCC-PHAT: lag probabilities) are
     averaged, centred on it; static: the whole recording is one window; batch_frames: frames
-    processed at once.
+    processed at once; precision: ``float32``, or ``bfloat16`` for NGCC-PHAT's convolutions
+    (faster on CPUs with bfloat16 units).
     """
 
     frame: int = 2048
@@ -81,6 +84,7 @@ class TdoaOptions:
     batch_frames: int = BATCH_FRAMES
     window: float = 0.0
     static: bool = False
+    precision: str = "float32"
 
 
 @dataclass
@@ -134,7 +138,7 @@ class MultilatOptions(ArrayOptions):
     :class:`~sslkit.tdoa.TdoaOptions`); pool: TDOAs of this many consecutive hops merged into one
     estimate; threshold: RANSAC inlier threshold on range differences (m); hypotheses: minimal sets
     per hop; min_inliers: pairs needed to accept a hop (None: max(dims + 2, a fifth of the pairs));
-    seed: of the RANSAC sampling.
+    seed: of the RANSAC sampling; precision: of NGCC-PHAT (see :class:`TdoaOptions`).
     """
 
     tdoa: str = "gcc-phat"
@@ -148,6 +152,7 @@ class MultilatOptions(ArrayOptions):
     hypotheses: int = 400
     min_inliers: int | None = None
     seed: int = 0
+    precision: str = "float32"
 
 
 @dataclass

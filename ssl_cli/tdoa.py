@@ -31,7 +31,7 @@ from sslkit.gcc import (
     window_frames,
 )
 from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, pair_lag_bounds, range_differences, speed_of_sound
-from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, build_options
+from sslkit.options import PRECISIONS, TDOA_METHOD_NAMES, TdoaOptions, build_options
 from sslkit.recording import Recording, room_channels
 from sslkit.resources import check_memory, resolve_device
 
@@ -104,12 +104,14 @@ class NgccScorer:
         from sslkit.models.checkpoint import load_model
 
         self.model, self.meta, self.path = load_model(opts.checkpoint, "ngcc-phat", opts.device, fs=fs, max_lag=needed_lag)
+        self.reduced = opts.precision == "bfloat16"
 
     def per_frame(self, frames: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
-        """What is averaged over a window: the lag probabilities, (F, P, 2·max_tau + 1)."""
-        with torch.no_grad():
+        """What is averaged over a window: the lag probabilities, (F, P, 2·max_tau + 1); with
+        ``precision`` bfloat16 the network's convolutions run in bfloat16 (its FFTs stay float32)."""
+        with torch.no_grad(), torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=self.reduced):
             logits = self.model.pair_logits(frames, torch.as_tensor(pairs, device=frames.device))
-        return torch.softmax(logits[:, :, 0], dim=-1)
+        return torch.softmax(logits[:, :, 0].float(), dim=-1)
 
     def scores(self, averaged: torch.Tensor) -> torch.Tensor:
         return averaged
@@ -142,6 +144,8 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
         rec = at_model_rate(rec, opts.checkpoint, "ngcc-phat")
     if method not in TDOA_METHODS:
         raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
+    if opts.precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got '{opts.precision}'")
     check_speed_of_sound(opts.c)
     if not opts.silence_db > 0:
         raise UserError(f"the silence threshold must be a positive number of dB below the loudest frame, got {opts.silence_db}")

@@ -86,3 +86,12 @@ def test_a_48_khz_recording_meets_16_khz_models_resampled_with_a_note(demo):
     with pytest.warns(sslkit.SslkitWarning, match="resampled from 48000 to 16000 Hz, the rate of the ngcc-phat model"):
         result = sslkit.estimate_tdoa(fast, "ngcc", device="cpu", frame=2048)
     assert np.isfinite(result.tdoa).any()
+
+
+def test_ngcc_in_bfloat16_gives_nearly_the_same_tdoas(demo):
+    exact = sslkit.estimate_tdoa(demo, "ngcc", device="cpu", static=True)
+    reduced = sslkit.estimate_tdoa(demo, "ngcc", device="cpu", static=True, precision="bfloat16")
+    same = np.abs(exact.tdoa - reduced.tdoa) * demo.fs <= 1.0  # within a sample
+    assert same.mean() > 0.9
+    with pytest.raises(sslkit.UserError, match="precision must be one of float32, bfloat16"):
+        sslkit.estimate_tdoa(demo, "ngcc", precision="float16")

@@ -30,6 +30,7 @@ def tdoa(
     window: float = typer.Option(0.0, "--window", min=0.0, help="Average each frame's cross-spectra (ngcc: lag probabilities) over this "
                                  "many seconds centred on it before peak picking (0: the frame alone)."),
     static: bool = typer.Option(False, "--static", help="Average the whole recording: one set of TDOAs (a static source)."),
+    precision: str = typer.Option("float32", "--precision", help="ngcc: float32, or bfloat16 for the network's convolutions."),
     c: SpeedOfSound = None,
     device: Device = "auto",
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output CSV, or a folder for tdoa.csv (default: beside the input)."),
@@ -52,7 +53,8 @@ def tdoa(
         run = tdoa_files(recording, out, mics, method, lambda done, total: progress.update(task, completed=done, total=total),
                          checkpoint=str(checkpoint) if checkpoint else None, frame=frame, hop=hop, pairs=pairs, peaks=peaks,
                          min_separation_s=min_separation, max_tau=max_tau, weighting=weighting, beta=beta, upsample=upsample,
-                         silence_db=silence_db, window=window, static=static, c=c, device=device)
+                         silence_db=silence_db, window=window, static=static, c=c, device=device,
+                         precision=precision)
     result = run.result
     if run.recording.source_signal is not None:
         console.print(f"[dim]ignored channel {run.recording.n_mics + 1}: it is the near-source mic (moves with the source)[/]")
