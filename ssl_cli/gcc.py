@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sslkit.errors import UserError
 from sslkit.options import BATCH_FRAMES, SILENCE_DB
@@ -232,36 +231,41 @@ def pick_peaks(corr: torch.Tensor, k: int, min_separation: int, limit: torch.Ten
     n = corr.shape[-1]
     centre = (n - 1) // 2
     lags = torch.arange(n, device=corr.device) - centre
-    flat = corr.reshape(-1, 1, n)
-    window_max = F.max_pool1d(flat, 3, stride=1, padding=1).reshape(corr.shape)
-    window_min = -F.max_pool1d(-flat, 3, stride=1, padding=1).reshape(corr.shape)
-    is_peak = (corr >= window_max) & (window_min < corr)  # a maximum of its neighbourhood, not a flat run
+    is_peak = local_maxima(corr)
     if limit is not None:
         is_peak &= lags.abs() <= limit[..., None]
-    candidates = torch.where(is_peak, corr, torch.full_like(corr, -torch.inf))
+    candidates = corr.masked_fill(~is_peak, -torch.inf)
     # greedy selection with separation among the strongest few local maxima, not the whole lag axis
     pool_size = min(n, PEAK_POOL_FACTOR * k)
     pool_val, pool_idx = candidates.topk(pool_size, dim=-1)  # (..., pool), strongest first
-    positions, values = [], []
+    chosen_val, chosen_idx = [], []
     for _ in range(k):
         best = pool_val.argmax(dim=-1, keepdim=True)
-        value = pool_val.gather(-1, best)[..., 0]
-        idx = pool_idx.gather(-1, best)[..., 0]
-        offset = _parabolic_offset(corr, idx)
-        found = torch.isfinite(value)
-        positions.append(torch.where(found, (idx - centre).to(corr.dtype) + offset, torch.full_like(value, torch.nan)))
-        values.append(torch.where(found, value, torch.zeros_like(value)))
-        near = (pool_idx - idx[..., None]).abs() <= min_separation
-        pool_val = pool_val.masked_fill(near, -torch.inf)
-    return torch.stack(positions, dim=-1), torch.stack(values, dim=-1)
+        idx = pool_idx.gather(-1, best)
+        chosen_val.append(pool_val.gather(-1, best))
+        chosen_idx.append(idx)
+        pool_val = pool_val.masked_fill((pool_idx - idx).abs() <= min_separation, -torch.inf)
+    value, idx = torch.cat(chosen_val, dim=-1), torch.cat(chosen_idx, dim=-1)  # (..., k)
+    found = torch.isfinite(value)
+    positions = torch.where(found, (idx - centre).to(corr.dtype) + _parabolic_offset(corr, idx), torch.nan)
+    return positions, torch.where(found, value, 0.0)
+
+
+def local_maxima(corr: torch.Tensor) -> torch.Tensor:
+    """Bins (..., n) that are at least both neighbours and above one of them (a maximum, not a flat
+    run); an end bin above its one neighbour counts."""
+    left, mid, right = corr[..., :-2], corr[..., 1:-1], corr[..., 2:]
+    inner = (mid >= left) & (mid >= right) & ((mid > left) | (mid > right))
+    return torch.cat([corr[..., :1] > corr[..., 1:2], inner, corr[..., -1:] > corr[..., -2:-1]], dim=-1)
 
 
 def _parabolic_offset(corr: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Sub-bin offset in [−0.5, 0.5] of the parabola through the peak and its two neighbours."""
+    """Sub-bin offsets in [−0.5, 0.5] of the parabolas through the peaks at ``idx`` (..., k) of corr
+    (..., n) and their two neighbours → (..., k)."""
     n = corr.shape[-1]
-    y0 = corr.gather(-1, idx[..., None])[..., 0]
-    ym = corr.gather(-1, (idx - 1).clamp(0, n - 1)[..., None])[..., 0]
-    yp = corr.gather(-1, (idx + 1).clamp(0, n - 1)[..., None])[..., 0]
+    y0 = corr.gather(-1, idx)
+    ym = corr.gather(-1, (idx - 1).clamp(0, n - 1))
+    yp = corr.gather(-1, (idx + 1).clamp(0, n - 1))
     denom = ym - 2 * y0 + yp
     offset = torch.where(denom < 0, 0.5 * (ym - yp) / denom.clamp(max=-EPS), torch.zeros_like(y0))
     return offset.clamp(-0.5, 0.5)

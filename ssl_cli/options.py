@@ -27,7 +27,7 @@ SILENCE_DB = 40.0
 """Frames more than this many dB below the loudest frame are silent (no estimate)."""
 PRECISIONS = ("float32", "bfloat16")
 """Arithmetic of learned models' convolutions (NGCC-PHAT): exact, or bfloat16 where the CPU or GPU has it."""
-BATCH_FRAMES = 16
+BATCH_FRAMES = 32
 """Frames whose cross-spectra are computed at once (bounds the memory of every GCC user)."""
 
 
