@@ -224,16 +224,22 @@ def _n_tracks(output: torch.Tensor, target: torch.Tensor) -> int:
 # ---------------------------------------------------------------------------------------------
 # Variants
 # ---------------------------------------------------------------------------------------------
-def check_one_group_per_scope(target: torch.Tensor) -> None:
-    """ValueError when a scope (item, frame, class) of ``target`` has active dummy tracks in more than
-    one group: the overlay, distance-first and BRADPIT variants equal the baseline only when at most
-    one group is active (as in the DCASE2024 baseline's labels)."""
+def group_activity(target: torch.Tensor) -> torch.Tensor:
+    """Which dummy-track groups have an active track, per scope: (B, T, D, 1+A, C) → (B, T, N, C) bool."""
     n = round((math.sqrt(8 * target.shape[2] + 1) - 1) / 2)
     active = target[:, :, :, 0] > 0.5  # (B, T, D, C)
-    groups = sum(active[:, :, dummy_index(m, 0) : dummy_index(m, 0) + m].any(dim=2).int() for m in range(1, n + 1))  # (B, T, C)
-    if bool((groups > 1).any()):
-        b, t, c = (int(i) for i in torch.nonzero(groups > 1)[0])
-        raise ValueError(f"target item {b}, frame {t}, class {c} has events in {int(groups[b, t, c])} dummy-track groups; "
+    return torch.stack([active[:, :, dummy_index(m, 0) : dummy_index(m, 0) + m].any(dim=2) for m in range(1, n + 1)], dim=2)
+
+
+def check_one_group_per_scope(target: torch.Tensor, groups: torch.Tensor | None = None) -> None:
+    """ValueError when a scope (item, frame, class) of ``target`` has active dummy tracks in more than
+    one group (``groups``: its :func:`group_activity`, if known): the overlay, distance-first and
+    BRADPIT variants equal the baseline only when at most one group is active (as in the DCASE2024
+    baseline's labels)."""
+    count = (group_activity(target) if groups is None else groups).sum(dim=2)  # (B, T, C)
+    if bool((count > 1).any()):
+        b, t, c = (int(i) for i in torch.nonzero(count > 1)[0])
+        raise ValueError(f"target item {b}, frame {t}, class {c} has events in {int(count[b, t, c])} dummy-track groups; "
                          "the faster ADPIT variants need at most one per scope (the DCASE2024 label layout): use variant='baseline'")
 
 
@@ -275,21 +281,22 @@ def scope_event_counts(target: torch.Tensor) -> torch.Tensor:
 
 
 def bradpit_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
-    """Branch on M: one sequence for M ≤ 1, each M ≥ 2 gathered and scored on its own sequences."""
+    """Branch on M: one sequence for M ≤ 1, each M ≥ 2 gathered and scored on its own sequences.
+    Only the dummy tracks a scope's M uses are read."""
     n = _n_tracks(output, target)
-    check_one_group_per_scope(target)
-    vectors = target_vectors(target)
-    m_scope = scope_event_counts(target)  # (B, T, C)
-    single = pair(output, vectors[:, :, :1]).mean(dim=2)  # (B, T, C): every track against A0
+    groups = group_activity(target)  # (B, T, N, C)
+    check_one_group_per_scope(target, groups)
+    m_scope = (groups * torch.arange(1, n + 1, device=target.device)[None, None, :, None]).amax(dim=2)  # (B, T, C)
+    a0 = target[:, :, :1, :1] * target[:, :, :1, 1:]  # (B, T, 1, A, C): activity × axes of A0
+    single = pair(output, a0).mean(dim=2)  # (B, T, C): every track against A0
     total = torch.where(m_scope <= 1, single, torch.zeros_like(single)).sum()
-    out_scopes = output.permute(0, 1, 4, 2, 3)  # (B, T, C, N, A)
-    vec_scopes = vectors.permute(0, 1, 4, 2, 3)  # (B, T, C, D, A)
     for m in range(2, n + 1):
         mask = m_scope == m
         if not bool(mask.any()):
             continue
-        o = out_scopes[mask]  # (S, N, A)
-        e = vec_scopes[mask][:, dummy_index(m, 0) : dummy_index(m, 0) + m]  # (S, M, A)
+        o = output.permute(0, 1, 4, 2, 3)[mask]  # (S, N, A)
+        group = target[:, :, dummy_index(m, 0) : dummy_index(m, 0) + m].permute(0, 1, 4, 2, 3)[mask]  # (S, M, 1+A)
+        e = group[..., :1] * group[..., 1:]  # (S, M, A)
         pair_losses = pair(o[:, :, None, :, None], e[:, None, :, :, None])[..., 0]  # (S, N, M)
         seqs = torch.tensor(group_sequences(n, m), device=output.device)  # (K, N)
         seq_losses = pair_losses[:, torch.arange(n, device=output.device), seqs].mean(dim=-1)  # (S, K)
