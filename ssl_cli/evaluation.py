@@ -50,62 +50,47 @@ def matched_errors(pred: PositionTrack, truth: SourceTrack, truncate: float | No
     Estimates in other units than the truth (mm against m) are a GeometryError.
     Returns errors (N,) and source ids (N,), one per (hop, active source).
     """
-    from scipy.optimize import linear_sum_assignment
-
     check_same_units(pred.xyz, truth.xyz, "predictions vs ground truth")
-    hops, row_hop = np.unique(pred.times, return_inverse=True)
-    ids = np.unique(truth.source_id)
-    spans = np.array([truth.active_span(sid) for sid in ids])  # (S, 2)
-    active = (hops[:, None] >= spans[:, 0] - 1e-9) & (hops[:, None] <= spans[:, 1] + 1e-9)  # (H, S)
-    true_xyz = np.stack([np.stack([np.interp(hops, own.time, own.xyz[:, k]) for k in range(3)], 1)
-                         for own in (truth.of_source(sid) for sid in ids)], 1)  # (H, S, 3)
-    missing = np.inf if truncate is None else truncate
-    errors, sources = [], []
-    for h in np.flatnonzero(active.any(1)):
-        estimates = pred.xyz[row_hop == h]
-        estimates = estimates[np.isfinite(estimates).all(1)]
-        here = np.flatnonzero(active[h])
-        err = np.full(len(here), missing)
-        if len(estimates):
-            dist = np.linalg.norm(true_xyz[h, here][:, None] - estimates[None], axis=-1)  # (sources, estimates)
-            rows, cols = linear_sum_assignment(dist)
-            err[rows] = dist[rows, cols]
-        errors.append(err)
-        sources.append(ids[here])
-    if not errors:
-        return np.zeros(0), np.zeros(0, dtype=int)
-    errors, sources = np.concatenate(errors), np.concatenate(sources)
+    distance = lambda true, found: np.linalg.norm(true[:, None] - found[None], axis=-1)  # noqa: E731
+    errors, sources = hungarian_errors(pred.times, pred.xyz, truth, distance, np.inf if truncate is None else truncate)
     return (np.minimum(errors, truncate) if truncate is not None else errors), sources
 
 
 def angular_errors(pred: PositionTrack, truth: SourceTrack, origin: np.ndarray, missing_deg: float = 180.0) -> tuple[np.ndarray, np.ndarray]:
     """Angles (degrees) between the estimated directions and those of the sources active at each
-    hop, seen from ``origin`` (3,) (the array's centroid), matched one to one by the Hungarian
-    algorithm as :func:`matched_errors` matches positions; a source without an estimate counts
-    ``missing_deg``. Returns errors (N,) and source ids (N,), one per (hop, active source)."""
-    from scipy.optimize import linear_sum_assignment
-
+    hop, seen from ``origin`` (3,) (the array's centroid), matched as :func:`matched_errors` matches
+    positions; a source without an estimate counts ``missing_deg``. Returns errors (N,) and source
+    ids (N,), one per (hop, active source)."""
     from sslkit.localization.directions import angle_between, unit_vector
 
     if pred.azimuth is None:
         raise UserError("the estimates carry no directions (positions.csv without azimuth_deg, elevation_deg)")
-    hops, row_hop = np.unique(pred.times, return_inverse=True)
+    angle = lambda true, found: angle_between(true[:, None] - origin, found[None])  # noqa: E731
+    return hungarian_errors(pred.times, unit_vector(pred.azimuth, pred.elevation), truth, angle, missing_deg)
+
+
+def hungarian_errors(times: np.ndarray, estimates: np.ndarray, truth: SourceTrack, cost, missing: float) -> tuple[np.ndarray, np.ndarray]:
+    """At each hop of ``times`` (R,), the sources active then matched one to one to that hop's rows
+    of ``estimates`` (R, 3) (NaN rows: none) by the Hungarian algorithm on ``cost(true (S, 3),
+    found (E, 3)) → (S, E)``; unmatched sources count ``missing``. → errors (N,), source ids (N,)."""
+    from scipy.optimize import linear_sum_assignment
+
+    hops, row_hop = np.unique(times, return_inverse=True)
     ids = np.unique(truth.source_id)
-    spans = np.array([truth.active_span(sid) for sid in ids])
-    active = (hops[:, None] >= spans[:, 0] - 1e-9) & (hops[:, None] <= spans[:, 1] + 1e-9)
+    spans = np.array([truth.active_span(sid) for sid in ids])  # (S, 2)
+    active = (hops[:, None] >= spans[:, 0] - 1e-9) & (hops[:, None] <= spans[:, 1] + 1e-9)  # (H, S)
     true_xyz = np.stack([np.stack([np.interp(hops, own.time, own.xyz[:, k]) for k in range(3)], 1)
                          for own in (truth.of_source(sid) for sid in ids)], 1)  # (H, S, 3)
-    estimated = unit_vector(pred.azimuth, pred.elevation)  # (R, 3), NaN where none
     errors, sources = [], []
     for h in np.flatnonzero(active.any(1)):
         here = np.flatnonzero(active[h])
-        found = estimated[row_hop == h]
+        found = estimates[row_hop == h]
         found = found[np.isfinite(found).all(1)]
-        err = np.full(len(here), missing_deg)
+        err = np.full(len(here), float(missing))
         if len(found):
-            angles = angle_between(true_xyz[h, here][:, None] - origin, found[None])  # (sources, estimates)
-            rows, cols = linear_sum_assignment(angles)
-            err[rows] = angles[rows, cols]
+            matrix = cost(true_xyz[h, here], found)
+            rows, cols = linear_sum_assignment(matrix)
+            err[rows] = matrix[rows, cols]
         errors.append(err)
         sources.append(ids[here])
     if not errors:
