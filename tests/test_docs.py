@@ -34,3 +34,11 @@ def test_every_command_is_in_the_readme_table_with_an_example_in_its_help(cli, c
     assert any(f"`{command}`" in line or f"`sslkit {command}`" in line for line in table), command
     result = cli(command, "--help")
     assert result.exit_code == 0 and "Example" in result.output, result.output
+
+
+def test_the_python_quick_start_runs(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["track"].xyz.shape[1] == 3 and namespace["result"].tdoa.ndim == 3
