@@ -178,7 +178,10 @@ class Wav2PosOptions(LocateOptions):
     many metres by fitting the model's lag distributions (0: the network's estimate);
     start_window: the fit starts from the median of the network's estimates over this many frames;
     views: with refine_radius 0, extra passes that each hide 2 mics' audio, whose spread gives the
-    confidence (0: confidence 1); seed: of the views' random choices.
+    confidence (0: confidence 1); seed: of the views' random choices; window: seconds over which
+    the model's lag distributions are averaged (active frames) before the fit (without the fit: a
+    running median of the network's estimates); static: the whole recording is one window (one
+    position).
     """
 
     checkpoint: str | None = None
@@ -188,6 +191,11 @@ class Wav2PosOptions(LocateOptions):
     start_window: int = 9
     views: int = 8
     seed: int = 0
+    window: float = 0.0
+    static: bool = False
+
+    def __post_init__(self) -> None:
+        check_sources_and_window(1, self.window)
 
 
 @dataclass

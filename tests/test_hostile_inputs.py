@@ -358,7 +358,7 @@ def test_no_runtime_warning_reaches_the_terminal(cli, rec, tmp_path):
 
 
 def test_options_a_method_cannot_honour_are_errors(cli, rec):
-    assert_one_line_error(cli("locate", rec, "--method", "wav2pos", "--static"), "--static does not apply to --method wav2pos")
+    assert_one_line_error(cli("locate", rec, "--method", "wav2pos", "--sources", 2), "--sources does not apply to --method wav2pos")
     assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--tdoa", "ngcc"), "--tdoa does not apply to --method srp-phat")
     assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--known-source"), "--known-source does not apply")
     assert_one_line_error(cli("locate", rec, "--method", "nope"), "unknown --method 'nope'", "srp-phat")
@@ -368,8 +368,8 @@ def test_the_library_names_the_options_a_method_takes(rec):
     import sslkit
 
     recording = sslkit.load_recording(rec)
-    with pytest.raises(TypeError, match="takes no option 'static'.*refine_radius"):
-        sslkit.locate(recording, "wav2pos", static=True)
+    with pytest.raises(TypeError, match="takes no option 'sources'.*refine_radius"):
+        sslkit.locate(recording, "wav2pos", sources=2)
     with pytest.raises(TypeError, match="takes no option 'tdoa'.*final_step"):
         sslkit.locate(recording, "srp-phat", tdoa="ngcc")
     with pytest.raises(TypeError, match="takes no option 'sources'.*upsample"):

@@ -4,6 +4,7 @@ convention, and recovery of a source from distributions with wrong pairs."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import FS, SPEED_OF_SOUND
@@ -142,3 +143,44 @@ def test_delayed_fit_over_blocks_equals_one_fit_from_the_running_median():
         parts = [fit.add(network[s : s + block], probs[s : s + block]) for s in range(0, n_frames, block)] + [fit.finish()]
         torch.testing.assert_close(torch.tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32), expected[0])
         torch.testing.assert_close(torch.tensor(np.concatenate([p[1] for p in parts]), dtype=torch.float32), expected[1])
+
+
+@pytest.mark.parametrize("window_frames", [3, 7])
+def test_delayed_fit_averages_lag_distributions_over_the_window(window_frames):
+    """Brute force: with a window of W frames each frame is fitted to the mean of the lag
+    distributions of the active frames within ±W//2 of it, whatever the block size; static fits
+    one position to the mean over all active frames from the median of all estimates."""
+    from sslkit.localization.track import smooth_track
+    from sslkit.localization.wav2pos import DelayedLagFit
+    from sslkit.options import Wav2PosOptions
+    from sslkit.recording import Recording
+
+    rng = np.random.default_rng(4)
+    n_frames = 19
+    src = np.linspace([1.5, 2.0, 1.0], [3.5, 4.0, 1.2], n_frames)
+    network = src + rng.normal(size=src.shape) * 0.3
+    network[[3, 11]] = np.nan  # silent
+    upper = np.stack(np.triu_indices(len(MICS), k=1), axis=1)
+    dist = np.linalg.norm(src[:, None] - MICS, axis=-1)
+    probs = peaked((dist[:, upper[:, 0]] - dist[:, upper[:, 1]]) * FS / SPEED_OF_SOUND)
+    rec = Recording(np.zeros((10, len(MICS))), FS, [str(k) for k in range(len(MICS))], MICS, None, {"room": {"dimensions": [7.0, 8.0, 2.0]}})
+    hop = 1024
+    opts = Wav2PosOptions(start_window=5, c=343.0, hop=hop, window=(window_frames - 1) * hop / FS)  # exactly window_frames frames
+    from sslkit.gcc import window_frames as frames_in_window
+
+    assert frames_in_window(opts.window, hop, FS) == window_frames
+    half = window_frames // 2
+    active = ~np.isnan(network).any(1)
+    averaged = torch.stack([probs[[g for g in range(max(0, f - half), min(n_frames, f + half + 1)) if active[g]]].mean(0) for f in range(n_frames)])
+    start = torch.tensor(np.nan_to_num(smooth_track(network, 5)), dtype=torch.float32)
+    expected = DelayedLagFit(rec, [], FS, opts).refine(start, averaged)
+    for block in (1, 5, 40):
+        fit = DelayedLagFit(rec, [], FS, opts)
+        parts = [fit.add(network[s : s + block], probs[s : s + block]) for s in range(0, n_frames, block)] + [fit.finish()]
+        torch.testing.assert_close(torch.tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32), expected[0])
+    static = DelayedLagFit(rec, [], FS, Wav2PosOptions(start_window=5, c=343.0, static=True))
+    for s in range(0, n_frames, 6):
+        assert len(static.add(network[s : s + 6], probs[s : s + 6])[0]) == 0
+    one, _ = static.finish()
+    whole = DelayedLagFit(rec, [], FS, opts).refine(torch.tensor(np.nanmedian(network, axis=0)[None], dtype=torch.float32), probs[active].mean(0)[None])
+    torch.testing.assert_close(torch.tensor(one, dtype=torch.float32), whole[0])

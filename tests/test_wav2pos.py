@@ -259,3 +259,20 @@ def test_refinement_on_the_lag_distributions_sharpens_the_shipped_model():
     moved = room_channels(load_recording(rec.path))
     moved.mics[3] += 1.5  # mic 4: its position is declared unknown, so it must not matter
     np.testing.assert_array_equal(locate(rec, "wav2pos", **subset).xyz, locate(moved, "wav2pos", **subset).xyz)
+
+
+def test_wav2pos_integrates_over_a_window_or_the_whole_recording():
+    from pathlib import Path
+
+    import numpy as np
+
+    import sslkit
+
+    rec = sslkit.load_recording(Path(__file__).parents[1] / "examples" / "luvira-demo")
+    static = sslkit.locate(rec, "wav2pos", static=True)
+    assert len(static.times) == 1 and np.isfinite(static.xyz).all()
+    truth = rec.sources.xyz.mean(axis=0)  # the talker moves: its mean position
+    assert np.linalg.norm(static.xyz[0] - truth) < 0.6
+    windowed = sslkit.locate(rec, "wav2pos", window=0.5)
+    assert len(windowed.times) == len(sslkit.locate(rec, "wav2pos").times)
+    assert sslkit.evaluate_positions(windowed, rec.sources)["accuracy"] > 0.9

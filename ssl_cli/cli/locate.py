@@ -92,9 +92,9 @@ def locate(
     hypotheses: int = typer.Option(MultilatOptions.hypotheses, "--hypotheses", min=1, help="multilat: RANSAC minimal sets per frame."),
     min_inliers: Optional[int] = typer.Option(None, "--min-inliers", min=1, help="multilat: pairs needed to accept a frame (default: max(D+2, 20 % of pairs))."),
     smooth: int = typer.Option(LocateOptions.smooth, "--smooth", min=0, help="Running-median smoothing over N frames (0: off)."),
-    window: float = typer.Option(DEFAULT_WINDOW_S, "--window", min=0.0, help="multilat, srp-phat, music: average each hop's PHAT cross-spectra "
-                                 "(music: covariances) over this many seconds centred on it before peak picking or steering (0: the hop alone)."),
-    static: bool = typer.Option(False, "--static", help="multilat, srp-phat: the source does not move; the whole recording is one window "
+    window: float = typer.Option(DEFAULT_WINDOW_S, "--window", min=0.0, help="average each hop's PHAT cross-spectra (music: covariances; "
+                                 "wav2pos: the model's lag distributions, default 0 there) over this many seconds centred on it (0: the hop alone)."),
+    static: bool = typer.Option(False, "--static", help="the source does not move; the whole recording is one window "
                                 "and positions.csv has one row per source (at the mean time of the non-silent frames)."),
     sources: int = typer.Option(1, "--sources", min=1, max=MAX_SOURCES, help="multilat, srp-phat: locate up to K simultaneous sources per hop "
                                 "(rows with track 0…K−1, strongest first)."),

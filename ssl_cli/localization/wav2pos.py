@@ -3,9 +3,13 @@ its estimates refined by fitting the NGCC-PHAT lag distributions it computes."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import torch
 
 from sslkit.errors import InputFileError, UserError
+from sslkit.gcc import window_frames
 from sslkit.geometry import check_sample_rate
 from sslkit.localization.region import search_bounds
 from sslkit.localization.track import PositionTrack, smooth_track
@@ -29,8 +33,6 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     the sample-precise TDOAs (benchmarks/README.md compares the three).
     The confidence is then the fit's (``lag_fit_confidence``); without the fit, that of ``opts.views``
     masked views."""
-    import torch
-
     from sslkit.gcc import frame_audio, frame_times, silent_frames
     from sslkit.models.checkpoint import at_model_rate, load_checkpoint, resolve_checkpoint
     from sslkit.models.wav2pos import predict_with_views, wav2pos_frame_batch
@@ -79,15 +81,31 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
             xyz, conf = fit.finish()
             sources.append(xyz)
             confidence.append(conf)
-    xyz = np.concatenate(sources).astype(float)
+    xyz, confidence = np.concatenate(sources).astype(float), np.concatenate(confidence)
     mic_pred = np.concatenate(mics)
-    xyz[silent] = np.nan
     estimated = {rec.mic_ids[u - 1]: np.median(mic_pred[~silent, u - 1], axis=0) for u in unknown}
     times = frame_times(len(frames), n, opts.hop, rec.fs)
+    if not fit:
+        xyz, confidence = network_integrated(xyz, confidence, silent, opts, rec.fs)
+    if opts.static:  # one position, at the mean time of the active frames
+        times, silent = np.array([times[~silent].mean() if (~silent).any() else times.mean()]), np.array([silent.all()])
+    xyz[silent] = np.nan
     known = int(rec.n_mics - len(unknown))
     notes = [] if refine or opts.refine_radius <= 0 else [f"{path} has no NGCC-PHAT features: positions are not refined"]
     notes += [note for note in [untrained_geometry(meta, rec.mics[[i for i in range(rec.n_mics) if i + 1 not in unknown]], path)] if note]
-    return PositionTrack(times, xyz, np.where(silent, 0.0, np.concatenate(confidence)), np.full(len(times), known), notes, estimated)
+    return PositionTrack(times, xyz, np.where(silent, 0.0, confidence), np.full(len(times), known), notes, estimated)
+
+
+def network_integrated(xyz: np.ndarray, confidence: np.ndarray, silent: np.ndarray, opts: Wav2PosOptions, fs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The network's estimates (F, 3) over ``opts.window`` (a running median) or the whole recording
+    (``opts.static``: their median, one row), with the confidences likewise."""
+    xyz = np.where(silent[:, None], np.nan, xyz)
+    if opts.static:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all silent: NaN, as wanted
+            return np.nanmedian(xyz, axis=0)[None], np.array([np.mean(confidence[~silent]) if (~silent).any() else 0.0])
+    window = window_frames(opts.window, opts.hop, fs)
+    return (smooth_track(xyz, window), confidence) if window > 1 else (xyz, confidence)
 
 
 class DelayedLagFit:
@@ -98,8 +116,6 @@ class DelayedLagFit:
     pairs of mics at token rows ``unknown_rows`` (unknown positions) are left out of the fit."""
 
     def __init__(self, rec: Recording, unknown_rows: list[int], fs: int, opts: Wav2PosOptions):
-        import torch
-
         from sslkit.localization.lagfit import LagFitOptions
         from sslkit.models.wav2pos import upper_pairs
 
@@ -111,8 +127,12 @@ class DelayedLagFit:
         self.bounds = torch.as_tensor(search_bounds(rec, opts.bounds), dtype=torch.float32, device=opts.device)
         self.fit_opts = LagFitOptions(radius=opts.refine_radius, c=opts.c)
         self.fs, self.window, self.half = fs, opts.start_window, opts.start_window // 2
+        self.static = opts.static
+        self.w = 0 if opts.static else window_frames(opts.window, opts.hop, fs) // 2  # lag distributions averaged over ±w frames
         self.network = np.empty((0, 3))
-        self.pending: list = []  # lag distributions of the frames not yet fitted
+        self.buffer = None  # lag distributions of frames buffer_start … received − 1
+        self.buffer_start = 0
+        self.total, self.count = None, 0  # static: sum and count of the active frames' distributions
         self.done = 0
 
     def refine(self, start, pair_probs):
@@ -126,27 +146,57 @@ class DelayedLagFit:
 
     def add(self, network: np.ndarray, pair_probs) -> tuple[np.ndarray, np.ndarray]:
         """Take a block's network estimates (F, 3) (NaN: silent) and lag distributions; → positions
-        and confidences of the frames whose windows are now complete."""
+        and confidences of the frames whose windows are now complete (static: none until ``finish``)."""
         self.network = np.concatenate([self.network, network])
-        self.pending.append(pair_probs)
-        return self.fit_until(len(self.network) - self.half)
+        if self.static:
+            active = torch.as_tensor(~np.isnan(network).any(axis=1), device=pair_probs.device)
+            block = pair_probs[active].float().sum(dim=0)
+            self.total, self.count = (block if self.total is None else self.total + block), self.count + int(active.sum())
+            return np.empty((0, 3)), np.empty(0)
+        self.buffer = pair_probs if self.buffer is None else torch.cat([self.buffer, pair_probs])
+        return self.fit_until(len(self.network) - max(self.half, self.w))
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and confidences of the last frames (their windows end with the recording)."""
-        return self.fit_until(len(self.network))
+        """Positions and confidences of the last frames (their windows end with the recording);
+        static: the one position, fitted to the distributions averaged over all active frames from
+        the median of all the network's estimates."""
+        if not self.static:
+            return self.fit_until(len(self.network))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all silent: NaN start, answered NaN below
+            start = np.nanmedian(self.network, axis=0)
+        if self.total is None or not np.isfinite(start).all():
+            return np.full((1, 3), np.nan), np.zeros(1)
+        xyz, confidence = self.refine(torch.as_tensor(start[None], dtype=torch.float32, device=self.total.device), (self.total / self.count)[None])
+        return xyz.cpu().numpy(), confidence.cpu().numpy()
 
     def fit_until(self, ready: int) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
         if ready <= self.done:
             return np.empty((0, 3)), np.empty(0)
         lo, hi = max(0, self.done - self.half), min(len(self.network), ready + self.half)
         starts = smooth_track(self.network[lo:hi], self.window)[self.done - lo : ready - lo]
-        probs = torch.cat(self.pending)
-        self.pending, self.done = [probs[ready - self.done :]], ready
+        probs = self.averaged(self.done, ready)
+        self.done = ready
+        keep_from = max(self.buffer_start, ready - self.w)  # the frames later windows still need
+        self.buffer, self.buffer_start = self.buffer[keep_from - self.buffer_start :], keep_from
         start = torch.as_tensor(np.nan_to_num(starts), dtype=torch.float32, device=probs.device)
-        xyz, confidence = self.refine(start, probs[: len(start)])
+        xyz, confidence = self.refine(start, probs)
         return xyz.cpu().numpy(), confidence.cpu().numpy()
+
+    def averaged(self, first: int, last: int) -> torch.Tensor:
+        """Lag distributions of frames first … last − 1, each the mean over the active frames within
+        ±w of it (its own when none is active), from the buffer."""
+        if self.w == 0:
+            return self.buffer[first - self.buffer_start : last - self.buffer_start]
+        lo, hi = max(self.buffer_start, first - self.w), min(len(self.network), last + self.w)
+        block = self.buffer[lo - self.buffer_start : hi - self.buffer_start]  # (B, P, L)
+        active = torch.as_tensor(~np.isnan(self.network[lo:hi]).any(axis=1), dtype=block.dtype, device=block.device)
+        sums = torch.cat([torch.zeros_like(block[:1]), torch.cumsum(block * active[:, None, None], dim=0)])
+        counts = torch.cat([torch.zeros(1, dtype=block.dtype, device=block.device), torch.cumsum(active, dim=0)])
+        index = torch.arange(first, last, device=block.device) - lo
+        a, b = (index - self.w).clamp(min=0), (index + self.w + 1).clamp(max=len(block))
+        total, count = sums[b] - sums[a], (counts[b] - counts[a])[:, None, None]
+        return torch.where(count > 0, total / count.clamp(min=1), block[index])
 
 
 def check_wav2pos_input(model, meta: dict, rec: Recording, path, opts: Wav2PosOptions) -> None:
