@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from sslkit.errors import InputFileError, UserError
-from sslkit.geometry import check_same_units
+from sslkit.geometry import FAR_FIELD_RATIO, aperture, check_same_units
 from sslkit.localization.track import PositionTrack
 from sslkit.recording import SourceTrack
 
@@ -17,8 +17,6 @@ THRESHOLD_M = 0.3
 """Default accuracy threshold (m)."""
 ANGLE_THRESHOLD_DEG = 5.0
 """Default angular accuracy threshold (degrees)."""
-FAR_RATIO = 5.0
-"""Sources farther than this many apertures from the array are scored by angle too."""
 METRICS_FILE = "metrics.json"
 CDF_FILE = "error_cdf.png"
 
@@ -98,10 +96,9 @@ def hungarian_errors(times: np.ndarray, estimates: np.ndarray, truth: SourceTrac
     return np.concatenate(errors), np.concatenate(sources)
 
 
-def far_compared_with_aperture(truth: SourceTrack, mics: np.ndarray, ratio: float = FAR_RATIO) -> bool:
-    """Whether every true position lies more than ``ratio`` apertures from the array's centroid."""
-    aperture = float(np.linalg.norm(mics.max(0) - mics.min(0)))
-    return bool(np.all(np.linalg.norm(truth.xyz - mics.mean(0), axis=1) > ratio * aperture))
+def far_compared_with_aperture(truth: SourceTrack, mics: np.ndarray) -> bool:
+    """Whether every true position lies more than ``FAR_FIELD_RATIO`` apertures from the array's centroid."""
+    return bool(np.all(np.linalg.norm(truth.xyz - mics.mean(0), axis=1) > FAR_FIELD_RATIO * aperture(mics)))
 
 
 def summarize_angles(errors: np.ndarray, threshold_deg: float = ANGLE_THRESHOLD_DEG) -> dict:

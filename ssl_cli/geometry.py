@@ -16,6 +16,9 @@ SPEED_OF_SOUND = 343.0
 """Speed of sound in m/s where neither the caller nor the recording's scene.yaml gives one."""
 MAX_SPREAD_M = 100.0
 """Coordinates spread over more than this many metres are taken for millimetres or centimetres."""
+FAR_FIELD_RATIO = 4.0
+"""Distances (or search regions) this many times the array's aperture: range is poorly determined
+there and directions are the answer (far field)."""
 COPLANAR_RATIO = 1e-3
 """Mics whose smallest spread (singular value) is below this fraction of the largest are coplanar."""
 
@@ -45,6 +48,11 @@ def range_differences(points, mics, pairs):
 def pair_lag_bounds(mics: np.ndarray, pairs: np.ndarray, fs: float, c: float) -> np.ndarray:
     """Largest possible |τᵢⱼ| per pair in samples, ‖rᵢ − rⱼ‖·fs / c, shape (P,)."""
     return np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1) / c * fs
+
+
+def aperture(mics: np.ndarray) -> float:
+    """The array's size (m): the diagonal of the mics' bounding box."""
+    return float(np.linalg.norm(mics.max(axis=0) - mics.min(axis=0)))
 
 
 def check_sample_rate(fs: int, expected: int, where: object, what: str) -> None:

@@ -168,7 +168,7 @@ def evaluate(
     no_truncate: bool = typer.Option(False, "--no-truncate", help="Do not cap errors (missing estimates count as infinite)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="Bootstrap resamples for the 95 % intervals."),
     angular: Optional[bool] = typer.Option(None, "--angular/--no-angular", help="Also score directions seen from the array's centroid "
-                                           "(default: when the sources are farther than 5 apertures)."),
+                                           "(default: when the sources are farther than 4 apertures)."),
     mics: Mics = None,
     seed: Seed = 0,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json and error_cdf.png (default: beside the first --pred)."),

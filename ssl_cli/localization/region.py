@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sslkit.errors import UserError
+from sslkit.geometry import FAR_FIELD_RATIO, aperture
 
 BOUNDS_MARGIN_M = 1.0
 """Without a room in scene.yaml, the search box is the mics' box grown by this much (z ≥ 0)."""
@@ -34,15 +35,10 @@ def search_bounds(rec, bounds: np.ndarray | Sequence | None) -> np.ndarray:
     return box
 
 
-FAR_RATIO = 4.0
-"""A search region this many times wider than the array: range is poorly determined there."""
-
-
 def range_warning(mics: np.ndarray, bounds: np.ndarray) -> str | None:
-    """A note suggesting far_field when the search region is much wider than the array's aperture."""
-    aperture = float(np.linalg.norm(mics.max(0) - mics.min(0)))
-    region = float(np.linalg.norm(bounds[1] - bounds[0]))
-    if region > FAR_RATIO * aperture:
-        return (f"the array ({aperture:.2f} m across) is small next to the search region ({region:.1f} m across): "
+    """A note suggesting far_field when the search region is ``FAR_FIELD_RATIO`` times wider than the array."""
+    size, region = aperture(mics), float(np.linalg.norm(bounds[1] - bounds[0]))
+    if region > FAR_FIELD_RATIO * size:
+        return (f"the array ({size:.2f} m across) is small next to the search region ({region:.1f} m across): "
                 "range is poorly determined there; directions are not (--far-field)")
     return None
