@@ -266,7 +266,7 @@ def distance_first_loss(output: torch.Tensor, target: torch.Tensor, pair: Callab
     check_one_group_per_scope(target)
     track, pair_sum, counts = distinct_pairs(overlay_rows(n), target.shape[2])
     pair_targets = torch.einsum("pd,btdac->btpac", pair_sum.to(output), target_vectors(target))
-    pair_losses = pair(output[:, :, track.to(output.device)], pair_targets)  # (B, T, P, C)
+    pair_losses = pair(output.index_select(2, track.to(output.device)), pair_targets)  # (B, T, P, C); index_select: a cheap backward
     seq_losses = torch.einsum("btpc,pk->btkc", pair_losses, counts.to(output)) / n
     return seq_losses.min(dim=2).values.mean()
 
