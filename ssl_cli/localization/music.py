@@ -45,14 +45,16 @@ def analysed_bins(snapshot: int, fs: int) -> np.ndarray:
 
 
 def steering(u: torch.Tensor, mics: torch.Tensor, omega: torch.Tensor, c: float) -> torch.Tensor:
-    """Steering vectors (K, M, G) for directions u (G, 3), mics (M, 3) relative to their centroid, ω (K,) rad/s."""
-    phase = omega[:, None, None] * (mics @ u.T)[None] / c  # −ω·τ with τ = −(r·u)/c: (K, M, G)
+    """Steering vectors (..., K, M, G) for directions u (..., G, 3), mics (M, 3) relative to their
+    centroid, ω (K,) rad/s."""
+    phase = omega[:, None, None] * (mics @ u.transpose(-1, -2)).unsqueeze(-3) / c  # −ω·τ with τ = −(r·u)/c
     return torch.polar(torch.ones_like(phase), phase)
 
 
 def pseudo_spectrum(subspace: torch.Tensor, u: torch.Tensor, mics: torch.Tensor, omega: torch.Tensor, c: float, normalize: bool) -> torch.Tensor:
-    """Broadband (Norm)MUSIC pseudo-spectrum at directions u (G, 3) for signal subspaces (H, K, M, S) → (H, G)."""
-    a = steering(u, mics, omega, c)  # (K, M, G)
+    """Broadband (Norm)MUSIC pseudo-spectrum at directions u (G, 3), or per hop (H, G, 3), for signal
+    subspaces (H, K, M, S) → (H, G)."""
+    a = steering(u, mics, omega, c)  # (K, M, G) or (H, K, M, G)
     projected = (subspace.conj().transpose(-1, -2) @ a).abs().square().sum(-2)  # (H, K, G): ‖Eₛᴴa‖²
     per_bin = 1.0 / (mics.shape[0] - projected).clamp(min=1e-6)
     if normalize:
@@ -75,20 +77,18 @@ def hop_covariances(spectra: torch.Tensor, centres: np.ndarray, snapshot_centres
 
 def find_peaks(power: torch.Tensor, grid: torch.Tensor, count: int) -> torch.Tensor:
     """Up to ``count`` directions (H, count, 3) of the highest grid values (H, G), each at least
-    ``MIN_SEPARATION_DEG`` from the stronger ones (NaN when fewer exist)."""
-    order = power.argsort(dim=-1, descending=True)
+    ``MIN_SEPARATION_DEG`` from the stronger ones (NaN when fewer exist): repeatedly the best
+    direction, then its neighbourhood removed."""
     cos_limit = math.cos(math.radians(MIN_SEPARATION_DEG))
-    peaks = torch.full((len(power), count, 3), float("nan"), dtype=grid.dtype, device=power.device)
-    for h in range(len(power)):
-        chosen: list[torch.Tensor] = []
-        for g in order[h]:
-            u = grid[g]
-            if all(float(u @ v) < cos_limit for v in chosen):
-                chosen.append(u)
-                if len(chosen) == count:
-                    break
-        peaks[h, : len(chosen)] = torch.stack(chosen)
-    return peaks
+    power = power.clone()
+    peaks = []
+    for _ in range(count):
+        best = power.argmax(dim=-1)  # (H,)
+        found = torch.isfinite(power.gather(-1, best[:, None]))[:, 0]
+        u = grid[best]  # (H, 3)
+        peaks.append(torch.where(found[:, None], u, torch.nan))
+        power = power.masked_fill(u @ grid.T >= cos_limit, -torch.inf)
+    return torch.stack(peaks, dim=1)
 
 
 def local_grid(u: torch.Tensor, radius: float) -> torch.Tensor:
@@ -132,8 +132,7 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
         for radius in (spacing, spacing / (REFINE_POINTS - 1)):  # two rounds of local refinement
             candidates = local_grid(torch.nan_to_num(peaks), radius)  # (H, S, R, 3)
             h, s, r, _ = candidates.shape
-            power = torch.stack([pseudo_spectrum(subspace[i : i + 1], candidates[i].reshape(-1, 3), mics, omega, opts.c, normalize)[0]
-                                 for i in range(h)]).reshape(h, s, r)
+            power = pseudo_spectrum(subspace, candidates.reshape(h, s * r, 3), mics, omega, opts.c, normalize).reshape(h, s, r)
             best = power.argmax(-1)
             peaks = torch.where(peaks.isnan(), peaks, candidates.gather(2, best[..., None, None].expand(-1, -1, 1, 3))[:, :, 0])
             value = power.gather(2, best[..., None])[..., 0]
