@@ -20,7 +20,8 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from sslkit.localization.srp import cell_bounds, max_pooled, power_at_bins
 
 COARSE_DIRECTIONS = 512
 """Cells of the first level (about 9° apart)."""
@@ -67,20 +68,6 @@ def direction_bins(u: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bin
     return (-(u @ baseline.T) * bins_per_m + (n_lags - 1) / 2).clamp(0, n_lags - 1.001)
 
 
-def power_at(corr: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-    """Σ over pairs of corr (F, P, L) at fractional bins tau (F, G, P), linearly interpolated → (F, G)."""
-    low = tau.floor().long()
-    frac = tau - low
-    c_t = corr.transpose(1, 2)
-    return ((1 - frac) * c_t.gather(1, low) + frac * c_t.gather(1, low + 1)).sum(-1)
-
-
-def pooled(corr: torch.Tensor, half_width: int) -> torch.Tensor:
-    """Each pair's correlation (F, P, L) max-pooled over ±half_width bins."""
-    f, p, n = corr.shape
-    return F.max_pool1d(corr.reshape(f * p, 1, n), 2 * half_width + 1, stride=1, padding=half_width).reshape(f, p, n)
-
-
 def tangent_children(u: torch.Tensor, radius: float) -> torch.Tensor:
     """The centres (F, 4K, 3) of the 4 children (radius / 2) of the cells centred at u (F, K, 3)."""
     helper = torch.where(u[..., 2:].abs() < 0.9, torch.tensor([0.0, 0.0, 1.0], device=u.device), torch.tensor([1.0, 0.0, 0.0], device=u.device))
@@ -116,15 +103,15 @@ class DirectionSearch:
         final = math.radians(FINAL_DEG)
         while True:
             tau = direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags)
-            bound = pooled(corr, self.bound_width(radius)).transpose(1, 2).gather(1, tau.round().long()).sum(-1)
-            value = power_at(corr, tau)
+            bound = cell_bounds(max_pooled(corr, self.bound_width(radius)), tau)
+            value = power_at_bins(corr, tau)
             keep = min(BEAM, u.shape[1])
             chosen = torch.cat([bound.topk(keep, dim=-1).indices, value.topk(keep, dim=-1).indices], dim=1)
             u = u.gather(1, chosen[..., None].expand(-1, -1, 3))
             if radius <= final:
                 break
             u, radius = tangent_children(u, radius), radius / 2
-        power = power_at(corr, direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags))
+        power = power_at_bins(corr, direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags))
         top = power.argmax(dim=-1)
         rows = torch.arange(len(u), device=corr.device)
         return u[rows, top], power[rows, top]

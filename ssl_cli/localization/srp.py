@@ -114,9 +114,13 @@ def pooled_over_cells(corr: torch.Tensor, side: np.ndarray, bins_per_m: float) -
     """Each pair's correlation max-pooled over the lags a cell of ``side`` (3,) metres spans around
     its centre: range difference ± the cell's diagonal, plus one bin for the interpolation between
     two bins and half a bin because the bound is read at the centre's nearest bin."""
-    width = int(math.ceil(float(np.linalg.norm(side)) * bins_per_m + 1.5))
+    return max_pooled(corr, int(math.ceil(float(np.linalg.norm(side)) * bins_per_m + 1.5)))
+
+
+def max_pooled(corr: torch.Tensor, half_width: int) -> torch.Tensor:
+    """Each pair's correlation (F, P, L) max-pooled over ±half_width bins."""
     f, p, n = corr.shape
-    return F.max_pool1d(corr.reshape(f * p, 1, n), 2 * width + 1, stride=1, padding=width).reshape(f, p, n)
+    return F.max_pool1d(corr.reshape(f * p, 1, n), 2 * half_width + 1, stride=1, padding=half_width).reshape(f, p, n)
 
 
 def child_offsets(side: np.ndarray, device: str) -> torch.Tensor:
