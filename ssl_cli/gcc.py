@@ -273,5 +273,5 @@ def _parabolic_offset(corr: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 def silent_frames(frames: torch.Tensor, silence_db: float = SILENCE_DB) -> torch.Tensor:
     """Frames whose mean power over mics is more than ``silence_db`` below the loudest frame. (F, M, L) → (F,)"""
-    power = frames.pow(2).mean(dim=(1, 2))
+    power = torch.linalg.vector_norm(frames, dim=(1, 2)) ** 2 / (frames.shape[1] * frames.shape[2])  # no copy of the strided frames
     return power < power.max() * 10 ** (-silence_db / 10) + 1e-20
