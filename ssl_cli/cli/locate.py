@@ -110,9 +110,10 @@ def locate(
     seed: Seed = 0,
     out: Optional[str] = typer.Option(None, "--out", "-o", help="positions.csv path, or a folder for it (default: beside the input)."),
 ) -> None:
-    """Localize the sources in every hop → positions.csv (time,x,y,z,confidence,n_inliers,track) and a PNG.
+    """Localize the sources in every hop → positions.csv (time,x,y,z,confidence,n_inliers,track,azimuth_deg,elevation_deg) and a PNG.
 
-    Frames without a consistent solution get NaN positions and confidence 0.
+    Frames without a consistent solution get NaN positions and confidence 0; far-field methods
+    (--far-field, music, normmusic) give directions only.
 
     [bold]Examples[/]
 
@@ -123,6 +124,10 @@ def locate(
       sslkit locate --mics mics.csv rec.wav --method srp-phat --out rec_positions.csv
 
       sslkit locate demo-rec --method wav2pos --known-source --unknown-mics 3,7
+
+      sslkit locate sphere-rec --far-field --sources 4
+
+      sslkit locate line-rec --dims 2 --height 0 --bounds 0,-1,-1,3,3,1
     """
     import numpy as np
 
