@@ -58,10 +58,10 @@ def time_model(model: Wav2Pos, batch: int) -> dict:
     best, median = best_seconds(lambda: model(audio, coords, known, known))
     row = {"batch": batch, "ms_per_frame": 1000 * best / batch, "median_ms_per_frame": 1000 * median / batch}
     if model.ngcc is not None:
-        row["ngcc_ms_per_frame"] = 1000 * best_seconds(lambda: model.pair_probabilities(audio))[0] / batch
+        row["ngcc_ms_per_frame"] = 1000 * best_seconds(lambda: model.pair_features(audio))[0] / batch
         if args.refine_radius:
             with torch.no_grad():
-                probs = model.pair_probabilities(audio).float()
+                probs = model.pair_features(audio).float()
             row["refinement_ms_per_frame"] = 1000 * best_seconds(lambda: refine(probs, coords, model.fs))[0] / batch
     if args.views:
         views = lambda: predict_with_views(model, audio, coords, known, known, args.views, torch.Generator().manual_seed(0))  # noqa: E731

@@ -42,6 +42,8 @@ class NgccTrainConfig:
     adpit: str = "bradpit"
     window: int = 2048
     size: str = "small"
+    design: str | None = None
+    """NGCC-PHAT design (``DESIGNS``); None: ``reference`` for the paper size, else ``circular``."""
     model: dict = field(default_factory=dict)
     c: float | None = None
     """Speed of sound (m/s) of the labels; None: each scene's own."""
@@ -112,7 +114,7 @@ def run_train_ngcc(
     train_bank, val_bank = build_banks(cfg, template, on_status)
     fs = train_bank.recordings[0].fs
     c = speed_of_sound(train_bank.recordings[0].scene, cfg.c)  # reports errors in metres
-    model_args = {**MODEL_SIZES[cfg.size], "design": "reference" if cfg.size == "paper" else "circular", **cfg.model, "fs": fs,
+    model_args = {**MODEL_SIZES[cfg.size], "design": cfg.design or ("reference" if cfg.size == "paper" else "circular"), **cfg.model, "fs": fs,
                   "max_tau": pair_max_tau(train_bank, fs, cfg.c), "n_outputs": cfg.targets}
     model = NGCCPHAT(**model_args).to(cfg.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)

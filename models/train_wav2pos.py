@@ -54,6 +54,8 @@ class Wav2PosTrainConfig:
     dim: int = 256
     depth: int = 4
     heads: int = 8
+    design: str = "sslkit"
+    """``sslkit`` or ``reference`` (the authors' layers; Paper VII's network with ``heads`` 4)."""
     n_samples: int = 2048
     ngcc: str | None = None
     init: str | None = None
@@ -65,7 +67,7 @@ class Wav2PosTrainConfig:
 class Wav2PosBank:
     """Fixed windows of recordings for wav2pos: the room mics, the near-source channel (if any) as
     the source signal, the source position at the window centre and, once ``attach_probabilities``
-    ran, the frozen NGCC-PHAT's lag distributions of every mic pair (computed once, not per epoch)."""
+    ran, the frozen NGCC-PHAT's pair features of the model (``Wav2Pos.pair_features``; computed once, not per epoch)."""
 
     def __init__(self, recordings: Iterable[Recording], n_samples: int, windows_per_scene: int, rng: np.random.Generator):
         audio, coords, source, has_source, rates = [], [], [], [], set()
@@ -98,19 +100,22 @@ class Wav2PosBank:
         self.source, self.has_source = torch.as_tensor(np.stack(source), dtype=torch.float32), torch.as_tensor(has_source)
         self.n_mics = self.audio.shape[1] - 1
         self.probs: torch.Tensor | None = None
+        self.first_pair_token = 1
         self.pair_index = torch.as_tensor(pair_index(self.n_mics))
 
     def __len__(self) -> int:
         return len(self.audio)
 
-    def attach_probabilities(self, model: Wav2Pos, device: str, on_progress: Callable[[int], None] | None = None) -> None:
-        """Run the frozen NGCC-PHAT over every window once (float16 lag distributions of the M(M−1)/2 pairs)."""
+    def attach_features(self, model: Wav2Pos, device: str, on_progress: Callable[[int], None] | None = None) -> None:
+        """Run the frozen NGCC-PHAT over every window once (the model's pair features, float16)."""
         chunks, frame_batch = [], wav2pos_frame_batch(device)
         for s in range(0, len(self), frame_batch):
-            chunks.append(model.pair_probabilities(self.audio[s : s + frame_batch].to(device)).half().to(self.audio.device))
+            chunks.append(model.pair_features(self.audio[s : s + frame_batch].to(device)).half().to(self.audio.device))
             if on_progress:
                 on_progress(min(s + frame_batch, len(self)))
         self.probs = torch.cat(chunks)
+        self.first_pair_token = model.first_pair_token
+        self.pair_index = torch.as_tensor(pair_index(self.n_mics + 1 - self.first_pair_token), device=self.pair_index.device)
 
     def to(self, device: str) -> Wav2PosBank:
         """Keep every window (and its pair features) on ``device``, so that a GPU draws its batches
@@ -122,7 +127,8 @@ class Wav2PosBank:
 
     def sample(self, batch: int, rng: np.random.Generator, n_mics: int | None = None) -> dict[str, torch.Tensor]:
         """``batch`` random windows, each with its own random subset of ``n_mics`` microphones
-        (kept in file order): audio (B, 1+k, N), coords (B, 1+k, 3), source (B, 3), probs (B, k(k−1)/2, lags)."""
+        (kept in file order): audio (B, 1+k, N), coords (B, 1+k, 3), source (B, 3), probs: the pair
+        features of the chosen rows (see ``attach_features``)."""
         k = n_mics or self.n_mics
         on = self.audio.device
         idx = torch.as_tensor(rng.integers(len(self), size=batch), device=on)
@@ -131,8 +137,9 @@ class Wav2PosBank:
         out = {"audio": self.audio[idx[:, None], rows], "coords": self.coords[idx[:, None], rows],
                "source": self.source[idx], "has_source": self.has_source[idx]}
         if self.probs is not None:
-            a, b = torch.triu_indices(k, k, 1, device=on)
-            out["probs"] = self.probs[idx[:, None], self.pair_index[mics[:, a], mics[:, b]]]
+            paired = rows[:, self.first_pair_token :] - self.first_pair_token  # rows of the pair table
+            a, b = torch.triu_indices(paired.shape[1], paired.shape[1], 1, device=on)
+            out["probs"] = self.probs[idx[:, None], self.pair_index[paired[:, a], paired[:, b]]]
         return out
 
     def all_windows(self) -> dict[str, np.ndarray]:
@@ -235,7 +242,7 @@ def run_train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool
     if model.ngcc is not None:
         model.ngcc.eval()
         for bank, label in ((train_bank, "NGCC-PHAT features, training"), (val_bank, "NGCC-PHAT features, validation")):
-            bank.attach_probabilities(model, device, status(label, len(bank)))
+            bank.attach_features(model, device, status(label, len(bank)))
     train_bank.to(device)
     val_bank.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -300,7 +307,7 @@ def training_geometry(mics: np.ndarray, rotated: bool) -> dict:
 def new_wav2pos(cfg: Wav2PosTrainConfig, fs: int, centre: tuple[float, float, float], scale: float) -> Wav2Pos:
     """A freshly initialised wav2pos of ``cfg``'s size, with the frozen NGCC-PHAT of ``cfg.ngcc`` (if any)."""
     ngcc = load_checkpoint(cfg.ngcc, kind="ngcc-phat")[0] if cfg.ngcc else None
-    model = Wav2Pos(cfg.n_samples, fs, cfg.dim, cfg.depth, cfg.heads, centre, scale, ngcc.config if ngcc else None)
+    model = Wav2Pos(cfg.n_samples, fs, cfg.dim, cfg.depth, cfg.heads, centre, scale, ngcc.config if ngcc else None, cfg.design)
     if ngcc is not None:
         model.ngcc.load_state_dict(ngcc.state_dict())
     return model

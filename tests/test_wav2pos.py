@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_loss
@@ -72,14 +73,16 @@ def test_reversed_pairs_use_the_mirrored_lag_distribution():
     torch.manual_seed(0)
     model = Wav2Pos(**TINY).eval()
     audio, _ = batch(m=3)
-    probs = model.pair_probabilities(audio)  # pairs (1,2), (1,3), (2,3)
-    swapped = model.pair_probabilities(audio[:, [0, 2, 1, 3]])  # mics 1 and 2 exchanged
+    probs = model.pair_features(audio)  # pairs (1,2), (1,3), (2,3)
+    swapped = model.pair_features(audio[:, [0, 2, 1, 3]])  # mics 1 and 2 exchanged
     torch.testing.assert_close(swapped[:, 0], probs[:, 0].flip(-1), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(probs.sum(-1), torch.ones(3, 3))
 
 
-def test_bank_subsets_carry_the_matching_pair_features():
-    """Cached NGCC-PHAT features of a random mic subset equal those computed on the subset's audio."""
+@pytest.mark.parametrize("design", ["sslkit", "reference"])
+def test_bank_subsets_carry_the_matching_pair_features(design):
+    """Cached NGCC-PHAT features of a random mic subset equal those computed on the subset's audio
+    (the reference design's pairs include the source's row)."""
     import numpy as np
 
     from sslkit.models.train_wav2pos import Wav2PosBank
@@ -87,21 +90,72 @@ def test_bank_subsets_carry_the_matching_pair_features():
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = Wav2Pos(**TINY).eval()
+    model = Wav2Pos(**TINY, design=design).eval()
     track = SourceTrack(np.array([0.0, 1.0]), np.zeros(2, dtype=int), np.array([[1.0, 2.0, 1.0], [2.0, 2.0, 1.0]]))
     recs = [Recording(rng.standard_normal((1000, 7)).astype(np.float32), 1000, [str(i) for i in range(7)],
                       rng.random((7, 3)) * 5, track, {"near_source": 0.1}) for _ in range(3)]
     bank = Wav2PosBank(recs, TINY["n_samples"], 2, rng)
     assert len(bank) == 6 and bank.n_mics == 6 and bank.has_source.all()
-    bank.attach_probabilities(model, "cpu")
+    bank.attach_features(model, "cpu")
     sample = bank.sample(5, rng, n_mics=4)
     assert sample["audio"].shape == (5, 5, TINY["n_samples"]) and sample["coords"].shape == (5, 5, 3)
-    expected = model.pair_probabilities(sample["audio"])
+    expected = model.pair_features(sample["audio"])
     torch.testing.assert_close(sample["probs"].float(), expected, atol=2e-3, rtol=1e-2)
     rows = {tuple(c) for c in bank.coords[:, 1:].reshape(-1, 3).numpy().round(6)}
     assert all(tuple(c) in rows for c in sample["coords"][:, 1:].reshape(-1, 3).numpy().round(6))
     out = model(sample["audio"], sample["coords"], *[torch.ones(5, 5, dtype=torch.bool)] * 2, sample["probs"])
     assert out["source"].shape == (5, 3)
+
+
+REFERENCE_PARAMETERS_WITHOUT_LAGS = 9_432_198
+"""Parameters of the authors' wav2pos at d = 256, D = 4, N = 2048 without its NGCC-PHAT and without
+the LayerNorm of 2048 it builds and never uses, less 512 per lag of φ's input, counted layer by layer
+from the reference: encoder and decoder 2 × 4 × (12d² + 13d), their final LayerNorms 4d, audio
+projection and reconstruction 2 × 2048d + d + 2048, coordinate embedding 3·64 + 64 + 2·64 + 64d + d + 2d,
+4 modality and 3 mask tokens 7d, messages 3 × (d² + 3d), decoder embedding and global feature
+2 × (d² + d), φ 2d·512 + 512 + 2·512 + 512² + 512 and its projection 512d + d, two heads
+2 × (3d·512 + 512 + 2·512 + 512·256 + 256 + 2·256 + 256·3 + 3)."""
+
+
+def test_paper_size_has_the_reference_parameter_count():
+    from sslkit.models.ngcc import NGCCPHAT
+
+    ngcc = NGCCPHAT.from_size("paper", max_tau=314)
+    model = Wav2Pos.from_size("paper", ngcc=ngcc.config)
+    n_ngcc = sum(p.numel() for p in ngcc.parameters())
+    assert sum(p.numel() for p in model.parameters()) - n_ngcc == REFERENCE_PARAMETERS_WITHOUT_LAGS + 512 * 629
+    assert model.config["heads"] == 4 and model.design == "reference"
+    with pytest.raises(ValueError, match="size must be one of"):
+        Wav2Pos.from_size("huge")
+
+
+def test_reference_lag_distributions_equal_the_mirror_averaged_ones():
+    """From the reference's raw logits of both orders (source pairs included), the mic pairs' lag
+    distributions equal those sslkit's design reads from the same NGCC-PHAT."""
+    torch.manual_seed(0)
+    reference = Wav2Pos(**TINY, design="reference").eval()
+    sslkit_design = Wav2Pos(**TINY).eval()
+    sslkit_design.ngcc.load_state_dict(reference.ngcc.state_dict())
+    audio, _ = batch(m=4)
+    feats = reference.pair_features(audio)
+    assert feats.shape == (3, 10, 2, 17)  # (1+4)·4/2 token pairs, both orders, 2·8 + 1 lags
+    torch.testing.assert_close(reference.lag_distributions(feats), sslkit_design.pair_features(audio), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("design", ["sslkit", "reference"])
+def test_known_source_audio_enters_only_the_reference_tdoa_module(design):
+    """The reference pairs the source's audio with the mics when it is known; sslkit's design does not."""
+    torch.manual_seed(0)
+    model = Wav2Pos(**TINY, design=design).eval()
+    audio, coords = batch(m=4)
+    known = torch.ones(3, 5, dtype=torch.bool)
+    feats = model.pair_features(audio)
+    dec = torch.randn(3, 5, TINY["dim"])
+    other = model.pair_features(torch.cat([torch.randn_like(audio[:, :1]), audio[:, 1:]], dim=1))
+    changed = not torch.allclose(model.tdoa_feature(feats, known, dec), model.tdoa_feature(other, known, dec))
+    assert changed == (design == "reference")
+    known[:, 0] = False
+    torch.testing.assert_close(model.tdoa_feature(feats, known, dec), model.tdoa_feature(other, known, dec))
 
 
 def test_scene_rotation_keeps_every_distance():

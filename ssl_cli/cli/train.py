@@ -26,6 +26,7 @@ def train_ngcc_command(
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine schedule)."),
     sigma: float = typer.Option(0.0, "--sigma", min=0, help="Gaussian label smoothing width in samples (0: one-hot)."),
     size: str = typer.Option("small", "--size", help="small (CPU-friendly), seld (Paper VI: C = 16 feature channels) or paper (Paper V: 128 sinc filters of 1023 taps)."),
+    design: Optional[str] = typer.Option(None, "--design", help="circular (shift-equivariant, sslkit's) or reference (the authors' layers); default: reference for --size paper, else circular."),
     targets: int = typer.Option(1, "--targets", min=1, help="Output tracks K; K > 1 trains multi-target TDOA with ADPIT (Paper VI)."),
     adpit: str = typer.Option("bradpit", "--adpit", help="ADPIT implementation for --targets > 1."),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Your own speech corpus instead of the bundled clips."),
@@ -48,10 +49,13 @@ def train_ngcc_command(
     if size not in MODEL_SIZES:
         raise UserError(f"--size must be one of {', '.join(MODEL_SIZES)}, got '{size}'")
     from sslkit.models.adpit import VARIANTS
+    from sslkit.models.ngcc import DESIGNS
 
+    if design is not None and design not in DESIGNS:
+        raise UserError(f"--design must be one of {', '.join(DESIGNS)}, got '{design}'")
     if adpit not in VARIANTS:
         raise UserError(f"--adpit must be one of {', '.join(VARIANTS)}, got '{adpit}'")
-    cfg = NgccTrainConfig(scene, scenes, val_scenes, windows_per_scene, epochs, batch_size, lr, sigma, targets, adpit, size=size, device=resolve_device(device),
+    cfg = NgccTrainConfig(scene, scenes, val_scenes, windows_per_scene, epochs, batch_size, lr, sigma, targets, adpit, size=size, design=design, device=resolve_device(device),
                           seed=seed, workers=workers, audio_dir=str(audio_dir) if audio_dir else None)
     with labelled_progress() as status:
         final = train_ngcc(cfg, out, resume, status, overwrite=overwrite)
@@ -114,8 +118,9 @@ def train_wav2pos_command(
     dim: int = typer.Option(256, "--dim", min=8, help="Embedding dimension d."),
     depth: int = typer.Option(4, "--depth", min=1, help="Transformer blocks D in encoder and decoder."),
     heads: int = typer.Option(8, "--heads", min=1, help="Attention heads (must divide --dim)."),
+    design: str = typer.Option("sslkit", "--design", help="sslkit, or reference: the authors' layers (Paper VII's network with --heads 4)."),
     ngcc: Optional[Path] = typer.Option(None, "--ngcc", help="Frozen NGCC-PHAT checkpoint for the TDOA module (none: raw audio only)."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune this wav2pos checkpoint (keeps its size and NGCC-PHAT; --dim/--depth/--heads/--ngcc unused)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune this wav2pos checkpoint (keeps its size, design and NGCC-PHAT; --dim/--depth/--heads/--design/--ngcc unused)."),
     device: Device = "auto",
     workers: Workers = None,
     seed: Seed = 0,
@@ -138,9 +143,13 @@ def train_wav2pos_command(
         raise UserError(f"--masking must be one of {', '.join(MASKINGS)}")
     if dim % heads:
         raise UserError(f"--heads {heads} does not divide --dim {dim}")
+    from sslkit.models.wav2pos import DESIGNS
+
+    if design not in DESIGNS:
+        raise UserError(f"--design must be one of {', '.join(DESIGNS)}, got '{design}'")
     cfg = Wav2PosTrainConfig(scene=scene, data=[str(p) for p in data or []], scenes=scenes, val_scenes=val_scenes,
                              windows_per_scene=windows_per_scene, min_mics=min_mics, rotate=rotate, epochs=epochs, batch_size=batch_size, lr=lr, masking=masking,
-                             dim=dim, depth=depth, heads=heads, ngcc=str(ngcc) if ngcc else None, init=str(init) if init else None,
+                             dim=dim, depth=depth, heads=heads, design=design, ngcc=str(ngcc) if ngcc else None, init=str(init) if init else None,
                              device=resolve_device(device), seed=seed, workers=workers)
     with labelled_progress() as status:
         final = train_wav2pos(cfg, out, resume, status, overwrite=overwrite)
