@@ -14,8 +14,10 @@ Variants, all giving the same loss and gradient (``adpit_loss(..., variant=...)`
   each padded with the first sequence of every other group (13 sequences for N = 3).
 - ``overlay``: ARMPIT optimal overlay: row r sums one sequence of each group, so only
   max_M K(N, M) rows are needed (6 for N = 3, Table 3).
-- ``distance-first``: ARMPIT: the loss of each distinct (track, dummy-event sum) pair of the
-  overlay rows is computed once (12 pairs for N = 3) and sequences are sums of pair losses.
+- ``distance-first``: ARMPIT: pair losses once, sequences as sums of them. The paper's count is
+  one loss per distinct (track, dummy-event sum) pair of the overlay rows (12 for N = 3); with one
+  active group per scope a sum holds at most one event, so the losses of every track against every
+  dummy track (an N × D table of contractions over the axes) give all of them.
 - ``bradpit``: branch on M: scopes with M ≤ 1 take one sequence; the scopes of each M ≥ 2 are
   gathered and scored on their own K(N, M) sequences over N × M pair losses.
 - ``brute-force``: enumerates all K̂(N, M) sequences scope by scope (test reference only).
@@ -187,16 +189,66 @@ def ce_pair(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def reciprocal_distance_mse_pair(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MSE over axes (x, y, z, distance) with the distance term weighted by 1 / target distance
     (1 where the target has no event, distance 0). Shapes (..., 4, C) → (..., C)."""
-    error = (output - target) ** 2
-    distance = target[..., 3:, :]
-    weight = torch.where(distance > 0, 1.0 / distance.clamp(min=torch.finfo(distance.dtype).tiny), torch.ones_like(distance))
-    return torch.cat([error[..., :3, :], error[..., 3:, :] * weight], dim=-2).mean(dim=-2)
+    return (distance_weights(target) * (output - target) ** 2).mean(dim=-2)
 
 
-def _pair_fn(pair_loss: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def distance_weights(vectors: torch.Tensor) -> torch.Tensor:
+    """Per-axis weights of :func:`reciprocal_distance_mse_pair` for targets (..., 4, C): 1, and 1 / distance
+    on the distance axis where there is an event."""
+    distance = vectors[..., 3:, :]
+    inverse = torch.where(distance > 0, 1.0 / distance.clamp(min=torch.finfo(distance.dtype).tiny), torch.ones_like(distance))
+    return torch.cat([torch.ones_like(vectors[..., :3, :]), inverse], dim=-2)
+
+
+def mse_table(output: torch.Tensor, vectors: torch.Tensor, weighted: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Weighted) MSE of every track against every dummy track, less that against no event, and the
+    latter, as contractions over the axes: Σₐ wₐ(oₐ − eₐ)² − Σₐ oₐ² = Σₐ (wₐ − 1)oₐ² − 2 Σₐ wₐeₐoₐ + Σₐ wₐeₐ²
+    (over A), w = 1 without ``weighted``.
+
+    output (B, T, N, A, C), vectors (B, T, D, A, C) → (B, T, C, N, D), (B, T, C, N).
+    """
+    n_axes = output.shape[3]
+    square = output.square()
+    weight = distance_weights(vectors) if weighted else None
+    scaled = vectors if weight is None else weight * vectors
+    constant = (scaled * vectors).sum(3).transpose(2, 3)[:, :, :, None]  # (B, T, C, 1, D)
+    gain = constant - 2 * torch.einsum("btnac,btdac->btcnd", output, scaled)
+    if weight is not None:
+        gain = gain + torch.einsum("btnac,btdac->btcnd", square, weight - 1)
+    return gain / n_axes, square.sum(3).transpose(2, 3) / n_axes
+
+
+def ce_table(output: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of every track's logits against every dummy track's distribution (less that
+    against none, 0), and the latter. output (B, T, N, A, C), vectors (B, T, D, A, C) → (B, T, C, N, D), (B, T, C, N)."""
+    gain = -torch.einsum("btnac,btdac->btcnd", F.log_softmax(output, dim=3), vectors)
+    return gain, gain.new_zeros(gain.shape[:-1])
+
+
+class PairLoss:
+    """A pair loss: called on (output, target) pairs (..., A, C) → (..., C), and as ``table``: every
+    track against every dummy track at once, less its loss against no event, and the latter (what
+    distance-first sums into sequences)."""
+
+    def __init__(self, pair: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 table: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
+        self.pair, self.table = pair, table
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.pair(output, target)
+
+
+PAIR_LOSS_FUNCTIONS = {
+    "mse": PairLoss(mse_pair, mse_table),
+    "ce": PairLoss(ce_pair, ce_table),
+    "mse-reciprocal-distance": PairLoss(reciprocal_distance_mse_pair, lambda o, v: mse_table(o, v, weighted=True)),
+}
+
+
+def _pair_fn(pair_loss: str) -> PairLoss:
     if pair_loss not in PAIR_LOSSES:
         raise ValueError(f"pair_loss must be one of {PAIR_LOSSES}, got {pair_loss!r}")
-    return {"mse": mse_pair, "ce": ce_pair, "mse-reciprocal-distance": reciprocal_distance_mse_pair}[pair_loss]
+    return PAIR_LOSS_FUNCTIONS[pair_loss]
 
 
 def target_vectors(target: torch.Tensor) -> torch.Tensor:
@@ -260,15 +312,21 @@ def overlay_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> 
     return _rows_loss(output, target, overlay_rows(_n_tracks(output, target)), pair)
 
 
-def distance_first_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
-    """Loss of each distinct (track, dummy-sum) pair once, then rows as sums of pair losses."""
+def distance_first_loss(output: torch.Tensor, target: torch.Tensor, pair: PairLoss) -> torch.Tensor:
+    """Pair losses first, then the overlay rows as sums of them.
+
+    With one active group per scope, the target of a (track, dummy-sum) pair is one dummy track or
+    nothing, so its loss is Z(track) + Σ over the pair's dummy tracks d of (P(track, d) − Z(track)),
+    with P the loss against dummy track d and Z against no event. The N × D table P − Z and Z come
+    from contractions over the axes (``pair.table``); each row is one product of that table with
+    the row's 0/1 selection.
+    """
     n = _n_tracks(output, target)
     check_one_group_per_scope(target)
-    track, pair_sum, counts = distinct_pairs(overlay_rows(n), target.shape[2])
-    pair_targets = torch.einsum("pd,btdac->btpac", pair_sum.to(output), target_vectors(target))
-    pair_losses = pair(output.index_select(2, track.to(output.device)), pair_targets)  # (B, T, P, C); index_select: a cheap backward
-    seq_losses = torch.einsum("btpc,pk->btkc", pair_losses, counts.to(output)) / n
-    return seq_losses.min(dim=2).values.mean()
+    gain, silent = pair.table(output, target_vectors(target))  # (B, T, C, N, D), (B, T, C, N)
+    selection = row_selection(overlay_rows(n), target.shape[2]).to(output).flatten(1)  # (K, N·D)
+    row_gains = gain.flatten(3) @ selection.T  # (B, T, C, K)
+    return (silent.sum(-1) + row_gains.min(dim=-1).values).mean() / n
 
 
 def scope_event_counts(target: torch.Tensor) -> torch.Tensor:
