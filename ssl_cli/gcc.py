@@ -7,6 +7,7 @@ m = τᵢⱼ·fs. Everything is vectorized over frames × pairs with torch (CPU 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 
@@ -130,19 +131,25 @@ def correlation(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1
 
 
 def correlation_at_lags(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1) -> torch.Tensor:
-    """What :func:`correlation` returns, as two real matrix products with the inverse DFT's cosines
+    """What :func:`correlation` returns, as one real matrix product with the inverse DFT's cosines
     and sines at the wanted lags only: r[n] = Σₖ wₖ (Re Xₖ cos θₖₙ − Im Xₖ sin θₖₙ) / n_fft with
     θₖₙ = 2πkn / (n_fft·upsample), wₖ = 2 except the zero bin (and the Nyquist bin without upsampling)."""
-    k = torch.arange(cross.shape[-1], device=cross.device, dtype=torch.float64)
-    lags = torch.arange(-max_lag * upsample, max_lag * upsample + 1, device=cross.device, dtype=torch.float64)
+    basis = inverse_dft_at_lags(cross.shape[-1], n_fft, max_lag, upsample, cross.real.dtype, str(cross.device))
+    return torch.view_as_real(cross.resolve_conj()).flatten(-2) @ basis
+
+
+@functools.lru_cache(maxsize=8)
+def inverse_dft_at_lags(n_bins: int, n_fft: int, max_lag: int, upsample: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """The (2K, L) matrix of :func:`correlation_at_lags`: rows wₖcos θₖₙ / n_fft and −wₖsin θₖₙ / n_fft
+    interleaved, as the real and imaginary parts of a complex tensor's bins lie in memory."""
+    k = torch.arange(n_bins, device=device, dtype=torch.float64)
+    lags = torch.arange(-max_lag * upsample, max_lag * upsample + 1, device=device, dtype=torch.float64)
     theta = 2 * math.pi * k[:, None] * lags[None] / (n_fft * upsample)  # (K, L)
     weight = torch.full_like(k, 2.0)
     weight[0] = 1.0
     if upsample == 1 and n_fft % 2 == 0:
         weight[-1] = 1.0
-    dtype = cross.real.dtype
-    cos, sin = ((weight[:, None] * f(theta) / n_fft).to(dtype) for f in (torch.cos, torch.sin))
-    return cross.real @ cos - cross.imag @ sin
+    return torch.stack([torch.cos(theta), -torch.sin(theta)], dim=1).mul(weight[:, None, None] / n_fft).flatten(0, 1).to(dtype)
 
 
 CORRELATION_BUDGET_BYTES = 256 * 2**20
