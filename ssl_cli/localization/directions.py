@@ -21,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from sslkit.localization.srp import cell_bounds, max_pooled, power_at_bins
+from sslkit.localization.srp import cell_bounds, lag_steering, max_pooled, power_at_bins
 
 COARSE_DIRECTIONS = 512
 """Cells of the first level (about 9° apart)."""
@@ -91,6 +91,8 @@ class DirectionSearch:
         self.longest = float(np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1).max())
         self.grid = torch.as_tensor(fibonacci_directions(COARSE_DIRECTIONS), dtype=torch.float32, device=device)
         self.coarse_radius = math.sqrt(4 * math.pi / COARSE_DIRECTIONS)  # a cell's angular radius, generously
+        coarse_bins = direction_bins(self.grid, self.mics, self.pairs, bins_per_m, n_lags)  # the same for every frame
+        self.coarse_value, self.coarse_bound = lag_steering(coarse_bins, n_lags, interpolate=True), lag_steering(coarse_bins, n_lags)
 
     def bound_width(self, radius: float) -> int:
         """Lags a cell of angular ``radius`` spans for the longest pair, plus interpolation and rounding."""
@@ -101,16 +103,18 @@ class DirectionSearch:
         radius = self.coarse_radius
         u = self.grid.expand(len(corr), -1, -1)
         final = math.radians(FINAL_DEG)
+        bound = (self.coarse_bound @ max_pooled(corr, self.bound_width(radius)).flatten(1).T).T  # (F, G)
+        value = (self.coarse_value @ corr.flatten(1).T).T
         while True:
-            tau = direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags)
-            bound = cell_bounds(max_pooled(corr, self.bound_width(radius)), tau)
-            value = power_at_bins(corr, tau)
             keep = min(BEAM, u.shape[1])
             chosen = torch.cat([bound.topk(keep, dim=-1).indices, value.topk(keep, dim=-1).indices], dim=1)
             u = u.gather(1, chosen[..., None].expand(-1, -1, 3))
             if radius <= final:
                 break
             u, radius = tangent_children(u, radius), radius / 2
+            tau = direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags)
+            bound = cell_bounds(max_pooled(corr, self.bound_width(radius)), tau)
+            value = power_at_bins(corr, tau)
         power = power_at_bins(corr, direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags))
         top = power.argmax(dim=-1)
         rows = torch.arange(len(u), device=corr.device)

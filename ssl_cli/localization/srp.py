@@ -99,15 +99,23 @@ def cell_bounds(pooled: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     return pooled.transpose(1, 2).gather(1, tau.round().long()).sum(-1)
 
 
-def nearest_steering(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, n_lags: int, bins_per_m: float) -> torch.Tensor:
-    """Sparse CSR (G, P·L) that reads every pair's (pooled) correlation at each point's nearest lag
-    bin, so the bounds of a fixed grid are one sparse × dense product over all frames."""
-    tau = pair_tdoa_bins(points, mics, pairs, bins_per_m, n_lags).round().long()  # (G, P)
-    cols = (torch.arange(len(pairs), device=points.device) * n_lags + tau).flatten()  # ascending within each row: pair p reads block p
-    rows = torch.arange(0, len(points) * len(pairs) + 1, len(pairs), device=points.device)
+def lag_steering(tau: torch.Tensor, n_lags: int, interpolate: bool = False) -> torch.Tensor:
+    """Sparse CSR (G, P·L) that reads every pair's (pooled) correlation at the lag bins tau (G, P) of
+    G fixed points: at the nearest bin, or by linear interpolation between the two around it; the
+    reading for all frames is then one sparse × dense product."""
+    g, p = tau.shape
+    low = tau.floor() if interpolate else tau.round()
+    block = torch.arange(p, device=tau.device) * n_lags
+    if interpolate:
+        frac = tau - low
+        cols = torch.stack([block + low.long(), block + low.long() + 1], dim=-1).flatten(1)  # ascending within each row
+        values = torch.stack([1 - frac, frac], dim=-1).flatten(1)
+    else:
+        cols, values = block + low.long(), torch.ones_like(tau)
+    rows = torch.arange(0, g * cols.shape[1] + 1, cols.shape[1], device=tau.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch flags CSR as beta; the product is exact
-        return torch.sparse_csr_tensor(rows, cols, torch.ones(len(cols), device=points.device), (len(points), len(pairs) * n_lags))
+        return torch.sparse_csr_tensor(rows, cols.flatten(), values.flatten(), (g, p * n_lags))
 
 
 def pooled_over_cells(corr: torch.Tensor, side: np.ndarray, bins_per_m: float) -> torch.Tensor:
@@ -141,7 +149,7 @@ class CellSearch:
         self.candidates = 16 * opts.beam  # the most points scored at once per frame: 8 children of 2 × beam cells
         centres, self.coarse_side = coarse_cells(bounds, opts.coarse_step)
         self.centres = torch.as_tensor(centres, dtype=torch.float32, device=dev)
-        self.steer = nearest_steering(self.centres, self.mics, self.pairs, n_lags, bins_per_m)
+        self.steer = lag_steering(pair_tdoa_bins(self.centres, self.mics, self.pairs, bins_per_m, n_lags), n_lags)
         self.lo = torch.as_tensor(bounds[0], dtype=torch.float32, device=dev)
         self.hi = torch.as_tensor(bounds[1], dtype=torch.float32, device=dev)
 
