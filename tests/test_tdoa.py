@@ -247,6 +247,10 @@ def test_train_ngcc_cli_tiny_run_writes_run_folder_and_resumes(cli, tmp_path):
     model, meta = load_checkpoint(out / "best.pt")
     assert meta["model"] == "ngcc-phat" and model.max_tau == 24 and meta["metrics"]["epoch"] >= 1
     assert_one_line_error(cli("train-ngcc", "--size", "huge", "--out", out), "--size")
+    reference = tmp_path / "reference"
+    assert cli(*args[:-1], reference, "--epochs", 1, "--design", "reference").exit_code == 0
+    assert load_checkpoint(reference / "best.pt")[0].design == "reference"
+    assert_one_line_error(cli("train-ngcc", "--design", "linear", "--out", tmp_path / "x"), "--design must be one of")
 
 
 def test_sinc_conv_fft_path_equals_circular_conv1d():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -250,6 +251,35 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
     assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--unknown-mics", "3", "--out", tmp_path / "x.csv"), "wav2pos")
     assert_one_line_error(cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
                               "--use-mics", "1,2,3,4", "--out", tmp_path / "y.csv"), "4 microphones", "trained on 5 to 11")
+
+
+def test_reference_design_trains_and_locates_from_the_cli(cli, tmp_path):
+    """The authors' design with the shipped LuViRA NGCC-PHAT: trained, then located with the lag fit
+    on its lag distributions and with the known source signal paired in its TDOA module."""
+    import yaml
+
+    from sslkit.models.checkpoint import load_checkpoint, resolve_checkpoint
+
+    scene = {"fs": 16000, "duration": 1.0, "room": {"dimensions": [7.0, 8.0, 2.0], "rt60": 0.2},
+             "mics": {"file": "luvira", "near_source": 0.1}, "sources": [{"signal": "speech", "position": [3.0, 4.0, 1.2]}],
+             "noise": {"snr_db": 30}}
+    (tmp_path / "scene.yml").write_text(yaml.safe_dump(scene))
+    assert cli("simulate", "--config", tmp_path / "scene.yml", "--count", 2, "--out", tmp_path / "data", "--workers", 1).exit_code == 0
+    data = ["--data", tmp_path / "data" / "scene_00000", "--data", tmp_path / "data" / "scene_00001"]
+    run = tmp_path / "run"
+    result = cli("train-wav2pos", *data, "--design", "reference", "--heads", 4, "--dim", 16, "--depth", 1, "--epochs", 1, "--batch-size", 4,
+                 "--windows-per-scene", 2, "--ngcc", resolve_checkpoint("ngcc-phat-luvira"), "--device", "cpu", "--out", run)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run / "best.pt")[1]["config"]["design"] == "reference"
+    for extra in ([], ["--known-source"]):
+        out = tmp_path / f"pos{len(extra)}" / "positions.csv"
+        result = cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt", *extra, "--out", out, "--no-plot")
+        assert result.exit_code == 0, result.output
+        xyz = np.loadtxt(out, delimiter=",", skiprows=1, usecols=(1, 2, 3))
+        assert np.isfinite(xyz).all() and len(xyz) > 5
+    from conftest import assert_one_line_error
+
+    assert_one_line_error(cli("train-wav2pos", *data, "--design", "paper", "--out", tmp_path / "bad"), "--design must be one of")
 
 
 def test_view_masks_hide_only_fully_known_mics_and_keep_five():
