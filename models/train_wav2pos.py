@@ -53,9 +53,9 @@ class Wav2PosTrainConfig:
     rotate: bool = False
     dim: int = 256
     depth: int = 4
-    heads: int = 8
-    design: str = "sslkit"
-    """``sslkit`` or ``reference`` (the authors' layers; Paper VII's network with ``heads`` 4)."""
+    heads: int = 4
+    design: str = "reference"
+    """``reference`` (the authors' layers: Paper VII's network) or ``sslkit`` (sslkit's variant, the shipped checkpoint's)."""
     n_samples: int = 2048
     ngcc: str | None = None
     init: str | None = None
