@@ -8,7 +8,9 @@ M0 … M(M−1) (A0, B0, B1, C0, C1, C2 for N = 3), each with an activity channe
 Only the group of the scope's actual M is non-zero (the baseline's labels always are so); the
 faster variants rely on it and refuse targets with several active groups in one scope.
 
-Variants, all giving the same loss and gradient (``adpit_loss(..., variant=...)``):
+Variants, all giving the same loss and gradient (``adpit_loss(..., variant=...)``). In a scope
+without events every sequence scores the tracks against no event, so the faster variants gather
+the scopes with events and add the rest as one sum (``PairLoss.silent_sum``):
 
 - ``baseline``: the DCASE2024 computation, generalised to any N: every sequence of every group,
   each padded with the first sequence of every other group (13 sequences for N = 3).
@@ -18,8 +20,8 @@ Variants, all giving the same loss and gradient (``adpit_loss(..., variant=...)`
   one loss per distinct (track, dummy-event sum) pair of the overlay rows (12 for N = 3); with one
   active group per scope a sum holds at most one event, so the losses of every track against every
   dummy track (an N × D table of contractions over the axes) give all of them.
-- ``bradpit``: branch on M: scopes with M ≤ 1 take one sequence; the scopes of each M ≥ 2 are
-  gathered and scored on their own K(N, M) sequences over N × M pair losses.
+- ``bradpit``: branch on M: the scopes of each M are scored on their own K(N, M) sequences over
+  N × M pair losses (one sequence for M = 1).
 - ``brute-force``: enumerates all K̂(N, M) sequences scope by scope (test reference only).
 
 Shapes: ``output`` (B, T, N, A, C); ``target`` (B, T, N(N+1)/2, 1+A, C).
@@ -192,56 +194,63 @@ def reciprocal_distance_mse_pair(output: torch.Tensor, target: torch.Tensor) -> 
     return (distance_weights(target) * (output - target) ** 2).mean(dim=-2)
 
 
-def distance_weights(vectors: torch.Tensor) -> torch.Tensor:
-    """Per-axis weights of :func:`reciprocal_distance_mse_pair` for targets (..., 4, C): 1, and 1 / distance
-    on the distance axis where there is an event."""
-    distance = vectors[..., 3:, :]
+def distance_weights(vectors: torch.Tensor, dim: int = -2) -> torch.Tensor:
+    """Per-axis weights of :func:`reciprocal_distance_mse_pair` for targets with their 4 axes along
+    ``dim``: 1, and 1 / distance on the distance axis where there is an event."""
+    distance = vectors.narrow(dim, 3, 1)
     inverse = torch.where(distance > 0, 1.0 / distance.clamp(min=torch.finfo(distance.dtype).tiny), torch.ones_like(distance))
-    return torch.cat([torch.ones_like(vectors[..., :3, :]), inverse], dim=-2)
+    return torch.cat([torch.ones_like(vectors.narrow(dim, 0, 3)), inverse], dim=dim)
 
 
-def mse_table(output: torch.Tensor, vectors: torch.Tensor, weighted: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Weighted) MSE of every track against every dummy track, less that against no event, and the
-    latter, as contractions over the axes: Σₐ wₐ(oₐ − eₐ)² − Σₐ oₐ² = Σₐ (wₐ − 1)oₐ² − 2 Σₐ wₐeₐoₐ + Σₐ wₐeₐ²
+def mse_table(output: torch.Tensor, vectors: torch.Tensor, weighted: bool = False) -> torch.Tensor:
+    """(Weighted) MSE of every track against every dummy track of S scopes, less that against no
+    event, as contractions over the axes: Σₐ wₐ(oₐ − eₐ)² − Σₐ oₐ² = Σₐ (wₐ − 1)oₐ² − 2 Σₐ wₐeₐoₐ + Σₐ wₐeₐ²
     (over A), w = 1 without ``weighted``.
 
-    output (B, T, N, A, C), vectors (B, T, D, A, C) → (B, T, C, N, D), (B, T, C, N).
+    output (S, N, A), vectors (S, D, A) → (S, N, D).
     """
-    n_axes = output.shape[3]
-    square = output.square()
-    weight = distance_weights(vectors) if weighted else None
+    weight = distance_weights(vectors, dim=-1) if weighted else None
     scaled = vectors if weight is None else weight * vectors
-    constant = (scaled * vectors).sum(3).transpose(2, 3)[:, :, :, None]  # (B, T, C, 1, D)
-    gain = constant - 2 * torch.einsum("btnac,btdac->btcnd", output, scaled)
+    gain = (scaled * vectors).sum(-1)[:, None, :] - 2 * output @ scaled.transpose(1, 2)
     if weight is not None:
-        gain = gain + torch.einsum("btnac,btdac->btcnd", square, weight - 1)
-    return gain / n_axes, square.sum(3).transpose(2, 3) / n_axes
+        gain = gain + output.square() @ (weight - 1).transpose(1, 2)
+    return gain / output.shape[-1]
 
 
-def ce_table(output: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy of every track's logits against every dummy track's distribution (less that
-    against none, 0), and the latter. output (B, T, N, A, C), vectors (B, T, D, A, C) → (B, T, C, N, D), (B, T, C, N)."""
-    gain = -torch.einsum("btnac,btdac->btcnd", F.log_softmax(output, dim=3), vectors)
-    return gain, gain.new_zeros(gain.shape[:-1])
+def ce_table(output: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every track's logits against every dummy track's distribution of S scopes
+    (less that against none, 0). output (S, N, A), vectors (S, D, A) → (S, N, D)."""
+    return -F.log_softmax(output, dim=-1) @ vectors.transpose(1, 2)
+
+
+def scope_vectors(target: torch.Tensor) -> torch.Tensor:
+    """Activity × axes of the dummy tracks of gathered scopes: (S, D, 1+A) → (S, D, A)."""
+    return target[..., :1] * target[..., 1:]
 
 
 class PairLoss:
-    """A pair loss: called on (output, target) pairs (..., A, C) → (..., C), and as ``table``: every
-    track against every dummy track at once, less its loss against no event, and the latter (what
-    distance-first sums into sequences)."""
+    """A pair loss: called on (output, target) pairs (..., A, C) → (..., C); as ``table``, every track
+    against every dummy track of gathered scopes (S, N, A) and (S, D, A), less its loss against no
+    event; and as ``silent_sum``, the sum of every track's loss against no event (the table-based
+    variants add the tables' gains to it)."""
 
-    def __init__(self, pair: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 table: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
-        self.pair, self.table = pair, table
+    def __init__(self, pair: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], table: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 silent_sum: Callable[[torch.Tensor], torch.Tensor]):
+        self.pair, self.table, self.silent_sum = pair, table, silent_sum
 
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.pair(output, target)
 
 
+def squares_over_axes(output: torch.Tensor) -> torch.Tensor:
+    """Σ over everything of oₐ² / A: every track's MSE against no event, summed. (B, T, N, A, C) → ()"""
+    return output.square().sum() / output.shape[3]
+
+
 PAIR_LOSS_FUNCTIONS = {
-    "mse": PairLoss(mse_pair, mse_table),
-    "ce": PairLoss(ce_pair, ce_table),
-    "mse-reciprocal-distance": PairLoss(reciprocal_distance_mse_pair, lambda o, v: mse_table(o, v, weighted=True)),
+    "mse": PairLoss(mse_pair, mse_table, squares_over_axes),
+    "ce": PairLoss(ce_pair, ce_table, lambda output: output.sum() * 0.0),  # no event: no cross-entropy
+    "mse-reciprocal-distance": PairLoss(reciprocal_distance_mse_pair, lambda o, v: mse_table(o, v, weighted=True), squares_over_axes),
 }
 
 
@@ -276,23 +285,29 @@ def _n_tracks(output: torch.Tensor, target: torch.Tensor) -> int:
 # ---------------------------------------------------------------------------------------------
 # Variants
 # ---------------------------------------------------------------------------------------------
-def group_activity(target: torch.Tensor) -> torch.Tensor:
-    """Which dummy-track groups have an active track, per scope: (B, T, D, 1+A, C) → (B, T, N, C) bool."""
-    n = round((math.sqrt(8 * target.shape[2] + 1) - 1) / 2)
-    active = target[:, :, :, 0] > 0.5  # (B, T, D, C)
-    return torch.stack([active[:, :, dummy_index(m, 0) : dummy_index(m, 0) + m].any(dim=2) for m in range(1, n + 1)], dim=2)
+def group_activity(active: torch.Tensor) -> torch.Tensor:
+    """Which dummy-track groups have an active track: dummy-track activity (..., D) bool → (..., N) bool."""
+    n = round((math.sqrt(8 * active.shape[-1] + 1) - 1) / 2)
+    return torch.stack([active[..., dummy_index(m, 0) : dummy_index(m, 0) + m].any(dim=-1) for m in range(1, n + 1)], dim=-1)
 
 
-def check_one_group_per_scope(target: torch.Tensor, groups: torch.Tensor | None = None) -> None:
-    """ValueError when a scope (item, frame, class) of ``target`` has active dummy tracks in more than
-    one group (``groups``: its :func:`group_activity`, if known): the overlay, distance-first and
-    BRADPIT variants equal the baseline only when at most one group is active (as in the DCASE2024
-    baseline's labels)."""
-    count = (group_activity(target) if groups is None else groups).sum(dim=2)  # (B, T, C)
+def event_scopes(target: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The scopes (item, frame, class) of ``target`` with an active dummy track, as index tensors
+    (S,) each, and their active groups (S, N).
+
+    ValueError when a scope has active dummy tracks in more than one group: the overlay,
+    distance-first and BRADPIT variants equal the baseline only when at most one group is active
+    (as in the DCASE2024 baseline's labels).
+    """
+    activity = target[:, :, :, 0].contiguous()  # (B, T, D, C); one copy, then fast reads
+    b, t, c = (activity.amax(dim=2) > 0.5).nonzero(as_tuple=True)
+    groups = group_activity(activity[b, t, :, c] > 0.5)  # (S, N)
+    count = groups.sum(dim=1)
     if bool((count > 1).any()):
-        b, t, c = (int(i) for i in torch.nonzero(count > 1)[0])
-        raise ValueError(f"target item {b}, frame {t}, class {c} has events in {int(count[b, t, c])} dummy-track groups; "
+        i = int((count > 1).nonzero()[0])
+        raise ValueError(f"target item {int(b[i])}, frame {int(t[i])}, class {int(c[i])} has events in {int(count[i])} dummy-track groups; "
                          "the faster ADPIT variants need at most one per scope (the DCASE2024 label layout): use variant='baseline'")
+    return (b, t, c), groups
 
 
 def _rows_loss(output: torch.Tensor, target: torch.Tensor, rows: tuple[Row, ...], pair: Callable) -> torch.Tensor:
@@ -307,9 +322,17 @@ def baseline_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) ->
     return _rows_loss(output, target, baseline_rows(_n_tracks(output, target)), pair)
 
 
-def overlay_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
-    check_one_group_per_scope(target)
-    return _rows_loss(output, target, overlay_rows(_n_tracks(output, target)), pair)
+def overlay_loss(output: torch.Tensor, target: torch.Tensor, pair: PairLoss) -> torch.Tensor:
+    """The overlay's rows materialised for the scopes with events, the best row per scope; a scope
+    without events scores every row alike, as the tracks' losses against no event (``pair.silent_sum``)."""
+    n = _n_tracks(output, target)
+    (b, t, c), _ = event_scopes(target)
+    scoped = output[b, t, :, :, c][..., None]  # (S, N, A, 1): the pair losses' (..., A, C) layout
+    rows = torch.einsum("knd,sda->skna", row_selection(overlay_rows(n), target.shape[2]).to(output),
+                        scope_vectors(target[b, t, :, :, c]))[..., None]  # (S, K, N, A, 1)
+    best = pair(scoped[:, None], rows).sum(dim=2).min(dim=1).values  # (S, 1): Σ over tracks of the best row
+    silent = pair(scoped, torch.zeros_like(scoped)).sum(dim=1)  # (S, 1)
+    return (pair.silent_sum(output) + (best - silent).sum()) / (n * scope_count(output))
 
 
 def distance_first_loss(output: torch.Tensor, target: torch.Tensor, pair: PairLoss) -> torch.Tensor:
@@ -317,16 +340,16 @@ def distance_first_loss(output: torch.Tensor, target: torch.Tensor, pair: PairLo
 
     With one active group per scope, the target of a (track, dummy-sum) pair is one dummy track or
     nothing, so its loss is Z(track) + Σ over the pair's dummy tracks d of (P(track, d) − Z(track)),
-    with P the loss against dummy track d and Z against no event. The N × D table P − Z and Z come
-    from contractions over the axes (``pair.table``); each row is one product of that table with
-    the row's 0/1 selection.
+    with P the loss against dummy track d and Z against no event. The N × D table P − Z comes from
+    contractions over the axes (``pair.table``) and each row is one product of it with the row's 0/1
+    selection; scopes without events skip both (every row is Σ Z there).
     """
     n = _n_tracks(output, target)
-    check_one_group_per_scope(target)
-    gain, silent = pair.table(output, target_vectors(target))  # (B, T, C, N, D), (B, T, C, N)
+    (b, t, c), _ = event_scopes(target)
+    gain = pair.table(output[b, t, :, :, c], scope_vectors(target[b, t, :, :, c]))  # (S, N, D)
     selection = row_selection(overlay_rows(n), target.shape[2]).to(output).flatten(1)  # (K, N·D)
-    row_gains = gain.flatten(3) @ selection.T  # (B, T, C, K)
-    return (silent.sum(-1) + row_gains.min(dim=-1).values).mean() / n
+    row_gains = gain.flatten(1) @ selection.T  # (S, K)
+    return (pair.silent_sum(output) + row_gains.min(dim=-1).values.sum()) / (n * scope_count(output))
 
 
 def scope_event_counts(target: torch.Tensor) -> torch.Tensor:
@@ -338,28 +361,31 @@ def scope_event_counts(target: torch.Tensor) -> torch.Tensor:
     return (active * m_values).amax(dim=2)
 
 
-def bradpit_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) -> torch.Tensor:
-    """Branch on M: one sequence for M ≤ 1, each M ≥ 2 gathered and scored on its own sequences.
+def bradpit_loss(output: torch.Tensor, target: torch.Tensor, pair: PairLoss) -> torch.Tensor:
+    """Branch on M: the scopes of each M ≥ 1 are scored on their own K(N, M) sequences (one for
+    M = 1), from the N × M table of their tracks against their group's dummy tracks, less the loss
+    against no event (``pair.table``); scopes without events add only that (``pair.silent_sum``).
     Only the dummy tracks a scope's M uses are read."""
     n = _n_tracks(output, target)
-    groups = group_activity(target)  # (B, T, N, C)
-    check_one_group_per_scope(target, groups)
-    m_scope = (groups * torch.arange(1, n + 1, device=target.device)[None, None, :, None]).amax(dim=2)  # (B, T, C)
-    a0 = target[:, :, :1, :1] * target[:, :, :1, 1:]  # (B, T, 1, A, C): activity × axes of A0
-    single = pair(output, a0).mean(dim=2)  # (B, T, C): every track against A0
-    total = torch.where(m_scope <= 1, single, torch.zeros_like(single)).sum()
-    for m in range(2, n + 1):
-        mask = m_scope == m
-        if not bool(mask.any()):
+    (b, t, c), groups = event_scopes(target)
+    m_scope = (groups * torch.arange(1, n + 1, device=target.device)).amax(dim=1)  # (S,)
+    scoped_output, scoped_target = output[b, t, :, :, c], target[b, t, :, :, c]  # (S, N, A), (S, D, 1+A)
+    total = pair.silent_sum(output)
+    for m in range(1, n + 1):
+        rows = (m_scope == m).nonzero()[:, 0]
+        if not len(rows):
             continue
-        o = output.permute(0, 1, 4, 2, 3)[mask]  # (S, N, A)
-        group = target[:, :, dummy_index(m, 0) : dummy_index(m, 0) + m].permute(0, 1, 4, 2, 3)[mask]  # (S, M, 1+A)
-        e = group[..., :1] * group[..., 1:]  # (S, M, A)
-        pair_losses = pair(o[:, :, None, :, None], e[:, None, :, :, None])[..., 0]  # (S, N, M)
+        group = scoped_target[rows, dummy_index(m, 0) : dummy_index(m, 0) + m]  # (S_M, M, 1+A)
+        gain = pair.table(scoped_output[rows], scope_vectors(group))  # (S_M, N, M)
         seqs = torch.tensor(group_sequences(n, m), device=output.device)  # (K, N)
-        seq_losses = pair_losses[:, torch.arange(n, device=output.device), seqs].mean(dim=-1)  # (S, K)
-        total = total + seq_losses.min(dim=1).values.sum()
-    return total / m_scope.numel()
+        seq_gains = gain[:, torch.arange(n, device=output.device), seqs].sum(dim=-1)  # (S_M, K)
+        total = total + seq_gains.min(dim=1).values.sum()
+    return total / (n * scope_count(output))
+
+
+def scope_count(output: torch.Tensor) -> int:
+    """Scopes (item, frame, class) of an output (B, T, N, A, C)."""
+    return output.shape[0] * output.shape[1] * output.shape[4]
 
 
 def naive_sequences(n_tracks: int, n_events: int) -> list[tuple[int, ...]]:
