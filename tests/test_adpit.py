@@ -190,3 +190,15 @@ def test_reciprocal_distance_weighting_by_hand():
     silent = torch.zeros(1, 4, 1)
     assert reciprocal_distance_mse_pair(output, event).item() == pytest.approx((1 + 0 + 0 + 9 / 4) / 4)
     assert reciprocal_distance_mse_pair(output, silent).item() == pytest.approx((0 + 0 + 0 + 1) / 4)  # no event: weight 1
+
+
+@pytest.mark.parametrize("pair_loss", ["mse", "ce", "mse-reciprocal-distance"])
+def test_variants_without_any_event_equal_the_baseline(pair_loss):
+    """No scope has an event: the faster variants' gathered sets are empty and only the silent sum remains."""
+    output = torch.randn(2, 3, 3, 4, 5, dtype=torch.float64)
+    target = torch.zeros(2, 3, 6, 5, 5, dtype=torch.float64)
+    ref_loss, ref_grad = loss_and_grad("baseline", output, target, pair_loss)
+    for variant in FAST_VARIANTS:
+        loss, grad = loss_and_grad(variant, output, target, pair_loss)
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=0)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-15)
