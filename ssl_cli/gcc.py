@@ -112,8 +112,22 @@ def cross_spectra(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, weighting
         spec = torch.sgn(spec)  # z/|z| (0 at 0): PHAT, 3× faster than dividing
     elif exponent:
         spec = spec / (spec.abs() + EPS) ** exponent
-    idx = torch.as_tensor(pairs, device=frames.device)
-    return spec[:, idx[:, 0]] * spec.conj().resolve_conj()[:, idx[:, 1]]  # (F, P, K); a lazy conj is 3× slower
+    return pair_products(spec, pairs)
+
+
+def pair_products(spec: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
+    """Xᵢ·Xⱼ* of every pair (i, j): spec (F, M, K) → (F, P, K). Pairs sharing their first mic (in
+    runs, as ``mic_pairs`` lists them) are one broadcast product each, reading a slice of the second
+    mics where they are consecutive, so no copy of the spectra is gathered per pair."""
+    conj = spec.conj().resolve_conj()  # a lazy conj is 3× slower
+    runs = np.flatnonzero(np.diff(pairs[:, 0])) + 1
+    products = []
+    for run in np.split(pairs, runs):
+        j = run[:, 1]
+        consecutive = bool(np.all(np.diff(j) == 1))
+        others = conj[:, int(j[0]) : int(j[-1]) + 1] if consecutive else conj[:, torch.as_tensor(j, device=spec.device)]
+        products.append(spec[:, int(run[0, 0]) : int(run[0, 0]) + 1] * others)
+    return products[0] if len(products) == 1 else torch.cat(products, dim=1)
 
 
 def correlation(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1) -> torch.Tensor:
@@ -167,8 +181,9 @@ def frame_correlations(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, max_
                        weighting: str = "phat", beta: float = 0.7) -> torch.Tensor:
     """Weighted correlations (F, P, 2·max_lag·upsample + 1) of frames (F, M, L), in ``correlation_batch`` frames at a time."""
     step = correlation_batch(len(pairs), n_fft, upsample)
-    return torch.cat([correlation(cross_spectra(frames[s : s + step], pairs, n_fft, weighting, beta), n_fft, max_lag, upsample).float()
-                      for s in range(0, len(frames), step)])
+    batches = [correlation(cross_spectra(frames[s : s + step], pairs, n_fft, weighting, beta), n_fft, max_lag, upsample).float()
+               for s in range(0, len(frames), step)]
+    return batches[0] if len(batches) == 1 else torch.cat(batches)
 
 
 def window_frames(window_s: float | None, hop: int, fs: int) -> int | None:

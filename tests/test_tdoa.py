@@ -309,3 +309,13 @@ def test_reference_design_correlates_linearly_with_the_epsilon_weighting():
         batched = model.pair_logits(frames, pairs)
         single = model(frames[:, 2], frames[:, 0])
     torch.testing.assert_close(batched[:, 1], single, atol=1e-4, rtol=1e-4)
+
+
+def test_cross_spectra_of_any_pair_order_equal_the_gathered_products():
+    from sslkit.gcc import cross_spectra, mic_pairs
+
+    frames = torch.randn(4, 6, 256, generator=torch.Generator().manual_seed(0))
+    spec = torch.sgn(torch.fft.rfft(frames, n=512))
+    for pairs in (mic_pairs("all", 6), np.array([[0, 3], [0, 1], [2, 1], [2, 5], [4, 0], [1, 2]])):
+        idx = torch.as_tensor(pairs)
+        assert torch.equal(cross_spectra(frames, pairs, 512), spec[:, idx[:, 0]] * spec.conj()[:, idx[:, 1]])
