@@ -11,6 +11,8 @@ array); several sources are matched to the truth hop by hop (Hungarian).
 
     python benchmarks/real_arrays.py > benchmarks/results/real_arrays_cpu.json
     python benchmarks/real_arrays.py --tables                 # markdown tables of the last run
+    python benchmarks/real_arrays.py --case sofia-sphere/a3-rigid-r0.0875-110ch:2 --methods "srp-phat --far-field,pyroomacoustics SRP" \
+        --pyroomacoustics-methods SRP                         # one case, two methods
 
 Skips (prints a note and an empty result) when ../shared/real is absent.
 """
@@ -142,6 +144,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", action="store_true", help="print the markdown tables of the last run")
     parser.add_argument("--no-pyroomacoustics", action="store_true")
+    parser.add_argument("--case", action="append", help="only ARRAY:SOURCES (repeatable), e.g. sofia-sphere/a3-rigid-r0.0875-110ch:2")
+    parser.add_argument("--methods", help="only these methods (comma-separated names as in the results)")
+    parser.add_argument("--pyroomacoustics-methods", default=",".join(PRA_METHODS))
     args = parser.parse_args()
     if args.tables:
         print_tables(json.loads(RESULTS.read_text()))
@@ -152,12 +157,16 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind, array, sources in cases():
+            if args.case and f"{array}:{sources}" not in args.case:
+                continue
             folder = make_recording(array, sources, Path(tmp) / f"{array.replace('/', '-')}-{sources.replace(',', '-')}", seed=0)
             n = len(sources.split(","))
             methods = {name: (run_sslkit, str(folder), m, opts, n) for name, (m, opts) in SSLKIT_FAR.items()} if kind == "direction" else \
                 {"srp-phat --dims 2 --bounds (x ≥ 0)": (run_sslkit, str(folder), "srp-phat", {"dims": 2, "height": 0.0, "bounds": ULA_BOUNDS}, n)}
             if kind == "direction" and array == SPHERE_110 and sources == "2" and not args.no_pyroomacoustics:
-                methods.update({f"pyroomacoustics {m}": (run_pyroomacoustics, str(folder), m, n) for m in PRA_METHODS})
+                methods.update({f"pyroomacoustics {m}": (run_pyroomacoustics, str(folder), m, n) for m in args.pyroomacoustics_methods.split(",")})
+            if args.methods:
+                methods = {name: call for name, call in methods.items() if name in args.methods.split(",")}
             for name, (target, *call) in methods.items():
                 result = in_fresh_process(target, *call)
                 if kind == "direction":
