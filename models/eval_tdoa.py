@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sslkit.gcc import gcc, pick_peaks
-from sslkit.geometry import SPEED_OF_SOUND, pair_lag_bounds, range_differences
+from sslkit.geometry import SPEED_OF_SOUND, lag_classes, pair_lag_bounds, range_differences
 from sslkit.recording import Recording, positions_at_times
 from sslkit.sims.scene import load_template
 from sslkit.sims.tdoa_windows import active_window_starts
@@ -96,7 +96,7 @@ def evaluate_tdoa_protocol(
         frames_t = torch.as_tensor(np.concatenate(frames), device=device)
         tau_t = torch.as_tensor(np.concatenate(tau), device=device)
         fs = recs[0].fs
-        max_tau = int(np.ceil(pair_lag_bounds(recs[0].mics, FIRST_PAIR, fs, c)[0]))
+        max_tau = lag_classes(pair_lag_bounds(recs[0].mics, FIRST_PAIR, fs, c)[0])
         predictions = {"gcc-phat": gcc_predict(frames_t, max_tau)}
         if model is not None:
             predictions["ngcc-phat"] = ngcc_predict(model, frames_t)

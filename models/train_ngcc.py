@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from sslkit.files import write_yaml
-from sslkit.geometry import pair_lag_bounds, speed_of_sound
+from sslkit.geometry import lag_classes, pair_lag_bounds, speed_of_sound
 from sslkit.models.adpit import adpit_loss
 from sslkit.models.ngcc import NGCCPHAT, SIZES, lag_targets, multi_lag_targets
 from sslkit.models.training import RunRecord, run_folder, stage_progress, warmup_cosine
@@ -54,8 +54,8 @@ class NgccTrainConfig:
 
 
 def pair_max_tau(bank: WindowBank, fs: int, c: float | None) -> int:
-    """Smallest τmax (samples) that covers every mic pair of the bank's recordings (``c`` None: each scene's own)."""
-    return int(math.ceil(max(pair_lag_bounds(r.mics, p, fs, speed_of_sound(r.scene, c)).max() for r, p in zip(bank.recordings, bank.pairs))))
+    """τmax (samples, :func:`~sslkit.geometry.lag_classes`) that covers every mic pair of the bank's recordings (``c`` None: each scene's own)."""
+    return lag_classes(max(pair_lag_bounds(r.mics, p, fs, speed_of_sound(r.scene, c)).max() for r, p in zip(bank.recordings, bank.pairs)))
 
 
 def tdoa_errors_m(logits: torch.Tensor, tau: torch.Tensor, max_tau: int, fs: int, c: float) -> torch.Tensor:

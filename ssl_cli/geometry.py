@@ -8,6 +8,8 @@ is δᵢⱼ = ‖s − rᵢ‖ − ‖s − rⱼ‖ (metres) and the TDOA τᵢ�
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sslkit.errors import GeometryError, InputFileError, UserError
@@ -48,6 +50,13 @@ def range_differences(points, mics, pairs):
 def pair_lag_bounds(mics: np.ndarray, pairs: np.ndarray, fs: float, c: float) -> np.ndarray:
     """Largest possible |τᵢⱼ| per pair in samples, ‖rᵢ − rⱼ‖·fs / c, shape (P,)."""
     return np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1) / c * fs
+
+
+def lag_classes(bound_samples: float) -> int:
+    """τmax of a lag classifier (classes −τmax…τmax whole samples) for delays up to ``bound_samples``:
+    the bound rounded half up, which every rounded delay fits (23 for the 23.3 samples of a 0.5 m
+    pair at 16 kHz, as Paper V's network has)."""
+    return int(math.floor(bound_samples + 0.5))
 
 
 def aperture(mics: np.ndarray) -> float:

@@ -30,7 +30,7 @@ from sslkit.gcc import (
     window_average,
     window_frames,
 )
-from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, pair_lag_bounds, range_differences, speed_of_sound
+from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, pair_lag_bounds, range_differences, speed_of_sound
 from sslkit.options import PRECISIONS, TDOA_METHOD_NAMES, TdoaOptions, build_options
 from sslkit.recording import Recording, room_channels
 from sslkit.resources import check_memory, resolve_device
@@ -152,7 +152,7 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
     pairs = mic_pairs(opts.pairs, rec.n_mics)
     bounds = lag_bounds(rec.mics, pairs, opts, rec.fs)
     max_lag = int(np.ceil(bounds.max()))  # lags searched (geometry plus margin)
-    needed_lag = int(np.ceil(bounds.max() - (LAG_MARGIN if opts.max_tau == "auto" else 0)))  # lags the geometry needs
+    needed_lag = lag_classes(bounds.max() - (LAG_MARGIN if opts.max_tau == "auto" else 0))  # lag classes the geometry needs
     if max_lag >= opts.frame // 2:
         raise UserError(f"frames of {opts.frame} samples are too short for lags up to {max_lag} samples; use at least {4 * max_lag}")
     check_memory(CORRELATION_COPIES * opts.batch_frames * len(pairs) * opts.frame * opts.upsample * 8,
