@@ -18,12 +18,9 @@ from sslkit.errors import UserError
 from sslkit.options import BATCH_FRAMES, SILENCE_DB
 
 WEIGHTINGS = ("phat", "beta-phat", "cc")
-PEAK_POOL_FACTOR = 4
-"""Peak picking considers the PEAK_POOL_FACTOR·k strongest local maxima of each correlation."""
 EPS = 1e-12
 LAG_MARGIN = 2
 """Samples added to the geometric lag bound ‖rᵢ − rⱼ‖·fs / c (sub-sample error, sync)."""
-"""Frames whose cross-spectra are computed at once (bounds the memory of every GCC user)."""
 
 
 def frame_audio(audio: torch.Tensor, frame: int, hop: int) -> torch.Tensor:
@@ -117,17 +114,18 @@ def cross_spectra(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, weighting
 
 def pair_products(spec: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
     """Xᵢ·Xⱼ* of every pair (i, j): spec (F, M, K) → (F, P, K). Pairs sharing their first mic (in
-    runs, as ``mic_pairs`` lists them) are one broadcast product each, reading a slice of the second
-    mics where they are consecutive, so no copy of the spectra is gathered per pair."""
+    runs, as ``mic_pairs`` lists them) are one broadcast product each, written into its slice of the
+    result and reading a slice of the second mics where they are consecutive, so no copy of the
+    spectra is gathered per pair."""
     conj = spec.conj().resolve_conj()  # a lazy conj is 3× slower
-    runs = np.flatnonzero(np.diff(pairs[:, 0])) + 1
-    products = []
-    for run in np.split(pairs, runs):
-        j = run[:, 1]
+    products = spec.new_empty(spec.shape[0], len(pairs), spec.shape[-1])
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(pairs[:, 0])) + 1, [len(pairs)]])
+    for start, stop in zip(starts[:-1], starts[1:]):
+        i, j = int(pairs[start, 0]), pairs[start:stop, 1]
         consecutive = bool(np.all(np.diff(j) == 1))
         others = conj[:, int(j[0]) : int(j[-1]) + 1] if consecutive else conj[:, torch.as_tensor(j, device=spec.device)]
-        products.append(spec[:, int(run[0, 0]) : int(run[0, 0]) + 1] * others)
-    return products[0] if len(products) == 1 else torch.cat(products, dim=1)
+        torch.mul(spec[:, i : i + 1], others, out=products[:, start:stop])
+    return products
 
 
 def correlation(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1) -> torch.Tensor:
@@ -257,16 +255,13 @@ def pick_peaks(corr: torch.Tensor, k: int, min_separation: int, limit: torch.Ten
     if limit is not None:
         is_peak &= lags.abs() <= limit[..., None]
     candidates = corr.masked_fill(~is_peak, -torch.inf)
-    # greedy selection with separation among the strongest few local maxima, not the whole lag axis
-    pool_size = min(n, PEAK_POOL_FACTOR * k)
-    pool_val, pool_idx = candidates.topk(pool_size, dim=-1)  # (..., pool), strongest first
+    window = torch.arange(-min_separation, min_separation + 1, device=corr.device)
     chosen_val, chosen_idx = [], []
-    for _ in range(k):
-        best = pool_val.argmax(dim=-1, keepdim=True)
-        idx = pool_idx.gather(-1, best)
-        chosen_val.append(pool_val.gather(-1, best))
+    for _ in range(k):  # greedy: the strongest remaining peak, then its neighbourhood is out
+        value, idx = candidates.max(dim=-1, keepdim=True)
+        chosen_val.append(value)
         chosen_idx.append(idx)
-        pool_val = pool_val.masked_fill((pool_idx - idx).abs() <= min_separation, -torch.inf)
+        candidates.scatter_(-1, (idx + window).clamp(0, n - 1), -torch.inf)
     value, idx = torch.cat(chosen_val, dim=-1), torch.cat(chosen_idx, dim=-1)  # (..., k)
     found = torch.isfinite(value)
     positions = torch.where(found, (idx - centre).to(corr.dtype) + _parabolic_offset(corr, idx), torch.nan)
@@ -277,8 +272,11 @@ def local_maxima(corr: torch.Tensor) -> torch.Tensor:
     """Bins (..., n) that are at least both neighbours and above one of them (a maximum, not a flat
     run); an end bin above its one neighbour counts."""
     left, mid, right = corr[..., :-2], corr[..., 1:-1], corr[..., 2:]
-    inner = (mid >= left) & (mid >= right) & ((mid > left) | (mid > right))
-    return torch.cat([corr[..., :1] > corr[..., 1:2], inner, corr[..., -1:] > corr[..., -2:-1]], dim=-1)
+    peaks = torch.empty(corr.shape, dtype=torch.bool, device=corr.device)
+    torch.logical_and((mid >= left) & (mid >= right), (mid > left) | (mid > right), out=peaks[..., 1:-1])
+    torch.gt(corr[..., :1], corr[..., 1:2], out=peaks[..., :1])
+    torch.gt(corr[..., -1:], corr[..., -2:-1], out=peaks[..., -1:])
+    return peaks
 
 
 def _parabolic_offset(corr: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
