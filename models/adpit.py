@@ -10,7 +10,7 @@ faster variants rely on it and refuse targets with several active groups in one 
 
 Variants, all giving the same loss and gradient (``adpit_loss(..., variant=...)``). In a scope
 without events every sequence scores the tracks against no event, so the faster variants gather
-the scopes with events and add the rest as one sum (``PairLoss.silent_sum``):
+the scopes with events and add the rest as one sum (a multiple of Σ o², ``PairLoss.silent_weight``):
 
 - ``baseline``: the DCASE2024 computation, generalised to any N: every sequence of every group,
   each padded with the first sequence of every other group (13 sequences for N = 3).
@@ -33,6 +33,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -231,26 +232,26 @@ def scope_vectors(target: torch.Tensor) -> torch.Tensor:
 class PairLoss:
     """A pair loss: called on (output, target) pairs (..., A, C) → (..., C); as ``table``, every track
     against every dummy track of gathered scopes (S, N, A) and (S, D, A), less its loss against no
-    event; and as ``silent_sum``, the sum of every track's loss against no event (the table-based
-    variants add the tables' gains to it)."""
+    event. A track's loss against no event is ``silent_weight``·Σₐ oₐ² (the table-based variants add
+    the tables' gains to that sum over all tracks)."""
 
     def __init__(self, pair: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], table: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 silent_sum: Callable[[torch.Tensor], torch.Tensor]):
-        self.pair, self.table, self.silent_sum = pair, table, silent_sum
+                 silent_weight: Callable[[int], float]):
+        self.pair, self.table, self.silent_weight = pair, table, silent_weight
 
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.pair(output, target)
 
 
-def squares_over_axes(output: torch.Tensor) -> torch.Tensor:
-    """Σ over everything of oₐ² / A: every track's MSE against no event, summed. (B, T, N, A, C) → ()"""
-    return output.square().sum() / output.shape[3]
+def mean_over_axes(n_axes: int) -> float:
+    """The MSE against no event is Σₐ oₐ² / A."""
+    return 1.0 / n_axes
 
 
 PAIR_LOSS_FUNCTIONS = {
-    "mse": PairLoss(mse_pair, mse_table, squares_over_axes),
-    "ce": PairLoss(ce_pair, ce_table, lambda output: output.sum() * 0.0),  # no event: no cross-entropy
-    "mse-reciprocal-distance": PairLoss(reciprocal_distance_mse_pair, lambda o, v: mse_table(o, v, weighted=True), squares_over_axes),
+    "mse": PairLoss(mse_pair, mse_table, mean_over_axes),
+    "ce": PairLoss(ce_pair, ce_table, lambda n_axes: 0.0),  # no event: no cross-entropy
+    "mse-reciprocal-distance": PairLoss(reciprocal_distance_mse_pair, lambda o, v: mse_table(o, v, weighted=True), mean_over_axes),
 }
 
 
@@ -285,29 +286,86 @@ def _n_tracks(output: torch.Tensor, target: torch.Tensor) -> int:
 # ---------------------------------------------------------------------------------------------
 # Variants
 # ---------------------------------------------------------------------------------------------
-def group_activity(active: torch.Tensor) -> torch.Tensor:
-    """Which dummy-track groups have an active track: dummy-track activity (..., D) bool → (..., N) bool."""
-    n = round((math.sqrt(8 * active.shape[-1] + 1) - 1) / 2)
-    return torch.stack([active[..., dummy_index(m, 0) : dummy_index(m, 0) + m].any(dim=-1) for m in range(1, n + 1)], dim=-1)
+def group_activity(activity: torch.Tensor) -> torch.Tensor:
+    """Which dummy-track groups have an active track: dummy-track activity (..., D) → (..., N) bool."""
+    return (activity > 0.5).to(activity.dtype) @ group_membership(activity.shape[-1], activity.dtype, activity.device) > 0
 
 
-def event_scopes(target: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The scopes (item, frame, class) of ``target`` with an active dummy track, as index tensors
-    (S,) each, and their active groups (S, N).
+@cache
+def group_membership(n_dummy: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """0/1 (D, N): dummy track d belongs to group m."""
+    n = round((math.sqrt(8 * n_dummy + 1) - 1) / 2)
+    membership = torch.zeros(n_dummy, n, dtype=dtype, device=device)
+    for m in range(1, n + 1):
+        membership[dummy_index(m, 0) : dummy_index(m, 0) + m, m - 1] = 1
+    return membership
+
+
+class EventScopes(NamedTuple):
+    """The S scopes (item, frame, class) of a target that hold events: where they are (item·T + frame,
+    and class, (S,) each), their dummy tracks (S, D, 1+A) and their active groups (S, N)."""
+
+    item_frame: torch.Tensor
+    cls: torch.Tensor
+    target: torch.Tensor
+    groups: torch.Tensor
+
+    def split(self, output: torch.Tensor, pair: PairLoss) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every track's loss against no event, summed over the whole output (B, T, N, A, C) → (),
+        and the scopes' tracks (S, N, A)."""
+        return SilentAndScopes.apply(output, self.item_frame, self.cls, pair.silent_weight(output.shape[3]))
+
+    def event_counts(self) -> torch.Tensor:
+        """M, the events of each scope (its active group). → (S,)"""
+        return (self.groups * torch.arange(1, self.groups.shape[1] + 1, device=self.groups.device)).amax(dim=1)
+
+
+class SilentAndScopes(torch.autograd.Function):
+    """w·Σ o² over an output (B, T, N, A, C), and the output at distinct scopes (item·T + frame,
+    class) → ((), (S, N, A)). One function, so that the backward pass writes the gradient once:
+    2w·o everywhere, plus the scopes' gradients added in place (the scopes are distinct)."""
+
+    @staticmethod
+    def forward(ctx, output: torch.Tensor, item_frame: torch.Tensor, cls: torch.Tensor, weight: float):
+        ctx.weight = weight
+        ctx.save_for_backward(output, item_frame, cls)
+        flat = output.reshape(-1)
+        return weight * (flat @ flat), output.flatten(0, 1)[item_frame, :, :, cls]
+
+    @staticmethod
+    def backward(ctx, grad_silent: torch.Tensor, grad_scoped: torch.Tensor):
+        output, item_frame, cls = ctx.saved_tensors
+        grad = (output * (2 * ctx.weight * grad_silent) if ctx.weight else torch.zeros_like(output)).flatten(0, 1)
+        grad[item_frame, :, :, cls] += grad_scoped
+        return grad.reshape(output.shape), None, None, None
+
+
+def dummy_track_maximum(activity: torch.Tensor) -> torch.Tensor:
+    """The largest activity over the dummy tracks: (B, T, D, C) → (B, T, C), in place over the D
+    slices (a reduction over that strided middle axis costs twice as much)."""
+    largest = activity[:, :, 0].clone()
+    for d in range(1, activity.shape[2]):
+        torch.maximum(largest, activity[:, :, d], out=largest)
+    return largest
+
+
+def event_scopes(target: torch.Tensor) -> EventScopes:
+    """The scopes of ``target`` with an active dummy track.
 
     ValueError when a scope has active dummy tracks in more than one group: the overlay,
     distance-first and BRADPIT variants equal the baseline only when at most one group is active
     (as in the DCASE2024 baseline's labels).
     """
-    activity = target[:, :, :, 0].contiguous()  # (B, T, D, C); one copy, then fast reads
-    b, t, c = (activity.amax(dim=2) > 0.5).nonzero(as_tuple=True)
-    groups = group_activity(activity[b, t, :, c] > 0.5)  # (S, N)
+    item_frame, cls = (dummy_track_maximum(target[:, :, :, 0]) > 0.5).flatten(0, 1).nonzero(as_tuple=True)
+    scoped = target.flatten(0, 1)[item_frame, :, :, cls]  # (S, D, 1+A)
+    groups = group_activity(scoped[..., 0])
     count = groups.sum(dim=1)
     if bool((count > 1).any()):
         i = int((count > 1).nonzero()[0])
-        raise ValueError(f"target item {int(b[i])}, frame {int(t[i])}, class {int(c[i])} has events in {int(count[i])} dummy-track groups; "
+        item, frame = divmod(int(item_frame[i]), target.shape[1])
+        raise ValueError(f"target item {item}, frame {frame}, class {int(cls[i])} has events in {int(count[i])} dummy-track groups; "
                          "the faster ADPIT variants need at most one per scope (the DCASE2024 label layout): use variant='baseline'")
-    return (b, t, c), groups
+    return EventScopes(item_frame, cls, scoped, groups)
 
 
 def _rows_loss(output: torch.Tensor, target: torch.Tensor, rows: tuple[Row, ...], pair: Callable) -> torch.Tensor:
@@ -324,15 +382,16 @@ def baseline_loss(output: torch.Tensor, target: torch.Tensor, pair: Callable) ->
 
 def overlay_loss(output: torch.Tensor, target: torch.Tensor, pair: PairLoss) -> torch.Tensor:
     """The overlay's rows materialised for the scopes with events, the best row per scope; a scope
-    without events scores every row alike, as the tracks' losses against no event (``pair.silent_sum``)."""
+    without events scores every row alike, as the tracks' losses against no event (``pair.silent_weight``)."""
     n = _n_tracks(output, target)
-    (b, t, c), _ = event_scopes(target)
-    scoped = output[b, t, :, :, c][..., None]  # (S, N, A, 1): the pair losses' (..., A, C) layout
+    scopes = event_scopes(target)
+    silent_sum, scoped = scopes.split(output, pair)
+    scoped = scoped[..., None]  # (S, N, A, 1): the pair losses' (..., A, C) layout
     rows = torch.einsum("knd,sda->skna", row_selection(overlay_rows(n), target.shape[2]).to(output),
-                        scope_vectors(target[b, t, :, :, c]))[..., None]  # (S, K, N, A, 1)
+                        scope_vectors(scopes.target))[..., None]  # (S, K, N, A, 1)
     best = pair(scoped[:, None], rows).sum(dim=2).min(dim=1).values  # (S, 1): Σ over tracks of the best row
     silent = pair(scoped, torch.zeros_like(scoped)).sum(dim=1)  # (S, 1)
-    return (pair.silent_sum(output) + (best - silent).sum()) / (n * scope_count(output))
+    return (silent_sum + (best - silent).sum()) / (n * scope_count(output))
 
 
 def distance_first_loss(output: torch.Tensor, target: torch.Tensor, pair: PairLoss) -> torch.Tensor:
@@ -345,11 +404,12 @@ def distance_first_loss(output: torch.Tensor, target: torch.Tensor, pair: PairLo
     selection; scopes without events skip both (every row is Σ Z there).
     """
     n = _n_tracks(output, target)
-    (b, t, c), _ = event_scopes(target)
-    gain = pair.table(output[b, t, :, :, c], scope_vectors(target[b, t, :, :, c]))  # (S, N, D)
+    scopes = event_scopes(target)
+    silent_sum, scoped = scopes.split(output, pair)
+    gain = pair.table(scoped, scope_vectors(scopes.target))  # (S, N, D)
     selection = row_selection(overlay_rows(n), target.shape[2]).to(output).flatten(1)  # (K, N·D)
     row_gains = gain.flatten(1) @ selection.T  # (S, K)
-    return (pair.silent_sum(output) + row_gains.min(dim=-1).values.sum()) / (n * scope_count(output))
+    return (silent_sum + row_gains.min(dim=-1).values.sum()) / (n * scope_count(output))
 
 
 def scope_event_counts(target: torch.Tensor) -> torch.Tensor:
@@ -364,23 +424,30 @@ def scope_event_counts(target: torch.Tensor) -> torch.Tensor:
 def bradpit_loss(output: torch.Tensor, target: torch.Tensor, pair: PairLoss) -> torch.Tensor:
     """Branch on M: the scopes of each M ≥ 1 are scored on their own K(N, M) sequences (one for
     M = 1), from the N × M table of their tracks against their group's dummy tracks, less the loss
-    against no event (``pair.table``); scopes without events add only that (``pair.silent_sum``).
-    Only the dummy tracks a scope's M uses are read."""
+    against no event (``pair.table``); scopes without events add only that (``pair.silent_weight``).
+    Only the dummy tracks a scope's M uses are read. M = 1, most scopes, is taken over all scopes
+    with events and masked (no gather); the others gather their few scopes."""
     n = _n_tracks(output, target)
-    (b, t, c), groups = event_scopes(target)
-    m_scope = (groups * torch.arange(1, n + 1, device=target.device)).amax(dim=1)  # (S,)
-    scoped_output, scoped_target = output[b, t, :, :, c], target[b, t, :, :, c]  # (S, N, A), (S, D, 1+A)
-    total = pair.silent_sum(output)
+    scopes = event_scopes(target)
+    total, scoped_output = scopes.split(output, pair)  # (), (S, N, A)
+    m_scope = scopes.event_counts()
     for m in range(1, n + 1):
-        rows = (m_scope == m).nonzero()[:, 0]
-        if not len(rows):
-            continue
-        group = scoped_target[rows, dummy_index(m, 0) : dummy_index(m, 0) + m]  # (S_M, M, 1+A)
+        rows = slice(None) if m == 1 else (m_scope == m).nonzero()[:, 0]
+        group = scopes.target[rows, dummy_index(m, 0) : dummy_index(m, 0) + m]  # (S_M, M, 1+A)
         gain = pair.table(scoped_output[rows], scope_vectors(group))  # (S_M, N, M)
-        seqs = torch.tensor(group_sequences(n, m), device=output.device)  # (K, N)
-        seq_gains = gain[:, torch.arange(n, device=output.device), seqs].sum(dim=-1)  # (S_M, K)
-        total = total + seq_gains.min(dim=1).values.sum()
+        best = (gain.flatten(1) @ sequence_selection(n, m, gain.dtype, gain.device).T).min(dim=1).values  # (S_M,)
+        total = total + (torch.where(m_scope == 1, best, 0.0) if m == 1 else best).sum()
     return total / (n * scope_count(output))
+
+
+@cache
+def sequence_selection(n_tracks: int, n_events: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """0/1 (K, N·M): row k picks entry (n, event of track n in sequence k) of an N × M table, so that
+    a product sums each of the K(N, M) sequences' pair values."""
+    seqs = torch.tensor(group_sequences(n_tracks, n_events))  # (K, N)
+    sel = torch.zeros(len(seqs), n_tracks, n_events, dtype=dtype)
+    sel[torch.arange(len(seqs))[:, None], torch.arange(n_tracks), seqs] = 1
+    return sel.flatten(1).to(device)
 
 
 def scope_count(output: torch.Tensor) -> int:

@@ -103,6 +103,22 @@ def test_variants_match_brute_force(variant, n_tracks):
     torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-15)
 
 
+@pytest.mark.parametrize("pair_loss", ["mse", "ce"])
+def test_strided_outputs_give_the_baseline_gradient(pair_loss):
+    """A network's output is often a permuted view; the scope gather and its hand-written backward
+    must read and write it by its strides."""
+    output, target = random_problem(3, 4, seed=11, shape=(3, 4, 5), pair_loss=pair_loss)
+    strided = output.detach().permute(0, 1, 4, 2, 3).contiguous().permute(0, 1, 3, 4, 2)  # same values, C not last in memory
+    assert not strided.is_contiguous()
+    ref_loss, ref_grad = loss_and_grad("baseline", output, target, pair_loss)
+    for variant in FAST_VARIANTS:
+        out = strided.clone().requires_grad_(True)
+        loss = adpit_loss(out, target, variant, pair_loss)
+        (grad,) = torch.autograd.grad(loss, out)
+        torch.testing.assert_close(loss, ref_loss, rtol=REL_TOL, atol=0)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-15)
+
+
 def test_aliased_ties_do_not_change_the_gradient():
     """Scopes with M ≤ 1 tie all rows (13 aliases of A0A0A0 in the baseline, 6 in the overlay):
     whichever alias wins, the gradient is the analytic one of the single true sequence."""
