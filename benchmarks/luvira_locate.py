@@ -60,7 +60,7 @@ def voiced(track: PositionTrack, keep: np.ndarray) -> PositionTrack:
 
 methods = {"multilat (GCC-PHAT)": ("multilat", {"window": args.window})}
 if args.ngcc:
-    methods["multilat (NGCC-PHAT)"] = ("multilat", {"tdoa_method": "ngcc", "checkpoint": args.ngcc, "window": args.window})
+    methods["multilat (NGCC-PHAT)"] = ("multilat", {"tdoa": "ngcc", "checkpoint": args.ngcc, "window": args.window})
 if not args.no_srp:
     methods["SRP-PHAT"] = ("srp-phat", {"window": args.window})
 if args.wav2pos:

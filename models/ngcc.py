@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslkit.gcc import pair_products
 from sslkit.models.sincnet import SincConv
 
 PAIR_CHUNK_ELEMENTS = 2**23
@@ -137,11 +138,6 @@ class NGCCPHAT(nn.Module):
         Always in float32 (under autocast too): half-precision FFTs are experimental in torch."""
         return torch.sgn(torch.fft.rfft(y.float()))
 
-    def correlate_spectra(self, s1: torch.Tensor, s2: torch.Tensor, n: int) -> torch.Tensor:
-        """Circular GCC-PHAT from whitened spectra at lags −τmax…τmax: (..., K) × 2 → (..., 2τmax+1)."""
-        r = torch.fft.irfft(s1 * s2.conj(), n=n)
-        return torch.cat([r[..., -self.max_tau :], r[..., : self.max_tau + 1]], dim=-1)
-
     def spectra(self, y: torch.Tensor) -> torch.Tensor:
         """What pairs of channels are correlated from: whitened N-point spectra (circular design), or
         plain 2N-point spectra, weighted per pair (reference design). (..., N) → (..., K)."""
@@ -149,17 +145,19 @@ class NGCCPHAT(nn.Module):
             return self.whitened_spectra(y)
         return torch.fft.rfft(y.float(), n=2 * y.shape[-1])
 
-    def correlate(self, s1: torch.Tensor, s2: torch.Tensor, n: int) -> torch.Tensor:
-        """GCC-PHAT at lags −τmax…τmax from the ``spectra`` of two signals of n samples: (..., K) × 2 → (..., 2τmax+1)."""
+    def correlate(self, cross: torch.Tensor, n: int) -> torch.Tensor:
+        """GCC-PHAT at lags −τmax…τmax from the cross-spectrum S₁S₂* of two signals' ``spectra`` (n
+        samples each): circular over n points, whitened already; or linear over 2n points, weighted
+        by 1/(|S₁S₂*| + ε) (reference design). (..., K) → (..., 2τmax+1)."""
         if self.design == "circular":
-            return self.correlate_spectra(s1, s2, n)
-        cross = s1 * s2.conj()
-        r = torch.fft.irfft(cross / (cross.abs() + REFERENCE_EPSILON), n=2 * n)
+            r = torch.fft.irfft(cross, n=n)
+        else:
+            r = torch.fft.irfft(cross / (cross.abs() + REFERENCE_EPSILON), n=2 * n)
         return torch.cat([r[..., -self.max_tau :], r[..., : self.max_tau + 1]], dim=-1)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         s1, s2 = self.spectra(self.features(torch.cat([x1, x2]))).chunk(2)
-        return self.head(self.correlate(s1, s2, x1.shape[-1]))
+        return self.head(self.correlate(s1 * s2.conj(), x1.shape[-1]))
 
     def pair_correlations(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """The L GCC-PHATs of many pairs of one frame batch: each mic is filtered and transformed
@@ -171,7 +169,8 @@ class NGCCPHAT(nn.Module):
         spectra = self.spectra(self.features(frames.reshape(f * m, n)))
         spectra = spectra.reshape(f, m, -1, spectra.shape[-1])
         chunk = max(1, PAIR_CHUNK_ELEMENTS // (len(pairs) * spectra.shape[2] * spectra.shape[3]))
-        return torch.cat([self.correlate(block[:, pairs[:, 0]], block[:, pairs[:, 1]], n) for block in spectra.split(chunk)])
+        pairs = pairs.cpu().numpy()
+        return torch.cat([self.correlate(pair_products(block, pairs), n) for block in spectra.split(chunk)])
 
     def logits_from_correlations(self, corr: torch.Tensor) -> torch.Tensor:
         """g over correlations (F, P, L, lags) → logits (F, P, K, lags)."""

@@ -278,13 +278,17 @@ VIEW_SPREAD_SCALE_M = 0.2
 
 
 def predict_with_views(model: Wav2Pos, audio: torch.Tensor, coords: torch.Tensor, audio_known: torch.Tensor,
-                       coord_known: torch.Tensor, views: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+                       coord_known: torch.Tensor, views: int, generator: torch.Generator, precision: str = "float32") -> dict[str, torch.Tensor]:
     """The model's outputs for the full input, with a confidence from ``views`` extra inputs that
     each hide some mics' audio (``view_masks``), all in one batched pass over one NGCC-PHAT call:
     exp(−spread / VIEW_SPREAD_SCALE_M), spread = the views' mean distance from the full-input
     source estimate (docs/methods.md compares it with the lag fit's). No views: confidence 1.
+    ``precision`` bfloat16 runs the NGCC-PHAT's convolutions in bfloat16 (the rest stays float32).
     → source (B, 3), confidence (B,), mics (B, M, 3), pair_probs (B, M(M−1)/2, lags) or None"""
-    feats = model.pair_features(audio) if model.ngcc is not None else None
+    feats = None
+    if model.ngcc is not None:
+        with torch.autocast(audio.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            feats = model.pair_features(audio).float()
     masks = torch.cat([audio_known[None], view_masks(audio_known, coord_known, views, generator)])  # (V+1, B, 1+M)
 
     def repeat(x: torch.Tensor) -> torch.Tensor:

@@ -113,12 +113,12 @@ def cross_spectra(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, weighting
 
 
 def pair_products(spec: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
-    """Xᵢ·Xⱼ* of every pair (i, j): spec (F, M, K) → (F, P, K). Pairs sharing their first mic (in
+    """Xᵢ·Xⱼ* of every pair (i, j): spec (F, M, ..., K) → (F, P, ..., K). Pairs sharing their first mic (in
     runs, as ``mic_pairs`` lists them) are one broadcast product each, written into its slice of the
     result and reading a slice of the second mics where they are consecutive, so no copy of the
     spectra is gathered per pair."""
     conj = spec.conj().resolve_conj()  # a lazy conj is 3× slower
-    products = spec.new_empty(spec.shape[0], len(pairs), spec.shape[-1])
+    products = spec.new_empty(spec.shape[0], len(pairs), *spec.shape[2:])
     starts = np.concatenate([[0], np.flatnonzero(np.diff(pairs[:, 0])) + 1, [len(pairs)]])
     for start, stop in zip(starts[:-1], starts[1:]):
         i, j = int(pairs[start, 0]), pairs[start:stop, 1]

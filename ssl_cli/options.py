@@ -52,6 +52,12 @@ def check_sources_and_window(sources: int, window: float) -> None:
         raise UserError(f"window = {window}: the integration window is a non-negative number of seconds")
 
 
+def check_precision(precision: str) -> None:
+    """UserError for a precision not in PRECISIONS."""
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+
+
 @dataclass
 class TdoaOptions:
     """Options of the TDOA methods.
@@ -181,7 +187,7 @@ class Wav2PosOptions(LocateOptions):
     confidence (0: confidence 1); seed: of the views' random choices; window: seconds over which
     the model's lag distributions are averaged (active frames) before the fit (without the fit: a
     running median of the network's estimates); static: the whole recording is one window (one
-    position).
+    position); precision: of the NGCC-PHAT in the model (see :class:`TdoaOptions`).
     """
 
     checkpoint: str | None = None
@@ -193,9 +199,11 @@ class Wav2PosOptions(LocateOptions):
     seed: int = 0
     window: float = 0.0
     static: bool = False
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         check_sources_and_window(1, self.window)
+        check_precision(self.precision)
 
 
 @dataclass

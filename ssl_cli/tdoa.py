@@ -31,7 +31,7 @@ from sslkit.gcc import (
     window_frames,
 )
 from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, pair_lag_bounds, range_differences, speed_of_sound
-from sslkit.options import PRECISIONS, TDOA_METHOD_NAMES, TdoaOptions, build_options
+from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, build_options, check_precision
 from sslkit.recording import Recording, room_channels
 from sslkit.resources import check_memory, resolve_device
 
@@ -144,8 +144,7 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
         rec = at_model_rate(rec, opts.checkpoint, "ngcc-phat")
     if method not in TDOA_METHODS:
         raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
-    if opts.precision not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got '{opts.precision}'")
+    check_precision(opts.precision)
     check_speed_of_sound(opts.c)
     if not opts.silence_db > 0:
         raise UserError(f"the silence threshold must be a positive number of dB below the loudest frame, got {opts.silence_db}")

@@ -88,6 +88,16 @@ def test_a_48_khz_recording_meets_16_khz_models_resampled_with_a_note(demo):
     assert np.isfinite(result.tdoa).any()
 
 
+def test_wav2pos_with_ngcc_in_bfloat16_gives_nearly_the_same_positions(demo):
+    exact = sslkit.locate(demo, "wav2pos", device="cpu")
+    reduced = sslkit.locate(demo, "wav2pos", device="cpu", precision="bfloat16")
+    moved = np.linalg.norm(exact.xyz - reduced.xyz, axis=1)
+    assert 0 < np.nanmedian(moved) < 0.02  # the reduced precision is used, and costs millimetres
+    assert sslkit.evaluate_positions(reduced, demo.sources)["mae_m"] < 0.1
+    with pytest.raises(sslkit.UserError, match="precision must be one of float32, bfloat16"):
+        sslkit.locate(demo, "wav2pos", precision="float16")
+
+
 def test_ngcc_in_bfloat16_gives_nearly_the_same_tdoas(demo):
     exact = sslkit.estimate_tdoa(demo, "ngcc", device="cpu", static=True)
     reduced = sslkit.estimate_tdoa(demo, "ngcc", device="cpu", static=True, precision="bfloat16")

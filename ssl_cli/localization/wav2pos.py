@@ -68,7 +68,8 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     with torch.no_grad():
         for s in range(0, len(frames), frame_batch):
             block = slice(s, s + frame_batch)
-            out = predict_with_views(model, inputs[block], coords[block], audio_known[block], coord_known[block], 0 if refine else opts.views, generator)
+            out = predict_with_views(model, inputs[block], coords[block], audio_known[block], coord_known[block], 0 if refine else opts.views, generator,
+                                     opts.precision)
             network = out["source"].cpu().numpy()
             network[silent[block]] = np.nan
             xyz, conf = fit.add(network, out["pair_probs"]) if fit else (network, out["confidence"].cpu().numpy())

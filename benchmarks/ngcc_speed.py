@@ -1,0 +1,138 @@
+"""NGCC-PHAT-based localization against GCC-PHAT multilateration, in one run: milliseconds per
+frame and accuracy of `locate --method multilat` with GCC-PHAT, with NGCC-PHAT in float32 and with
+NGCC-PHAT's convolutions in bfloat16 (`--precision bfloat16`), and of `locate --method wav2pos`
+(the shipped model, whose NGCC-PHAT is most of its time) in both precisions, on held-out
+LuViRA-room recordings (as `luvira_locate.py`, 11 mics). All run interleaved, recording by
+recording, ``--repeats`` rounds; ratios are to GCC-PHAT in the same round. Then where NGCC-PHAT's time goes (filters f, the
+pair correlations, the head g, per frame) and the network's arithmetic (multiply-adds per frame)
+against the rate this CPU reaches in those convolutions: the time no implementation of this
+network can go below here. Prints JSON.
+
+    python benchmarks/ngcc_speed.py > benchmarks/results/ngcc_speed_cpu.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from sslkit import locate
+from sslkit.allocator import keep_freed_memory
+from sslkit.evaluation import matched_errors, summarize_errors
+from sslkit.gcc import frame_audio, mic_pairs
+from sslkit.models.checkpoint import load_model
+from sslkit.recording import room_channels
+from sslkit.sims.dataset import simulate_many
+from sslkit.sims.scene import load_template
+
+TEST_INDEX_OFFSET = 3_000_000
+FRAME, HOP = 2048, 1024
+
+keep_freed_memory()  # as the CLI does
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--recordings", type=int, default=4)
+parser.add_argument("--duration", type=float, default=10.0)
+parser.add_argument("--repeats", type=int, default=3)
+parser.add_argument("--seed", type=int, default=0)
+args = parser.parse_args()
+
+template = {**load_template("luvira-test"), "duration": args.duration}
+recordings = [room_channels(r) for r in simulate_many(template, list(range(TEST_INDEX_OFFSET, TEST_INDEX_OFFSET + args.recordings)), args.seed)]
+variants = {"gcc-phat": ("multilat", {}), "ngcc float32": ("multilat", {"tdoa": "ngcc"}),
+            "ngcc bfloat16": ("multilat", {"tdoa": "ngcc", "precision": "bfloat16"}),
+            "wav2pos float32": ("wav2pos", {}), "wav2pos bfloat16": ("wav2pos", {"precision": "bfloat16"})}
+
+
+def run(rec, method: str, options: dict) -> tuple[float, np.ndarray, int]:
+    """Seconds, matched errors (m, capped at 3) and frames of one locate run."""
+    start = time.perf_counter()
+    track = locate(rec, method, device="cpu", **options)
+    seconds = time.perf_counter() - start
+    return seconds, matched_errors(track, rec.sources, truncate=3.0)[0], len(track.times)
+
+
+def timed_rounds() -> dict:
+    """Per variant: ms per frame in each round, and the errors of the last round."""
+    for method, options in variants.values():  # warm-up: model loading, caches
+        run(recordings[0], method, options)
+    per_frame = {name: [] for name in variants}
+    errors = {name: [] for name in variants}
+    for r in range(args.repeats):
+        seconds, frames = dict.fromkeys(variants, 0.0), 0
+        for rec in recordings:
+            names = list(variants)[r % len(variants):] + list(variants)[: r % len(variants)]  # rotated order
+            for name in names:
+                s, err, n = run(rec, *variants[name])
+                seconds[name] += s
+                if name == "gcc-phat":
+                    frames += n
+                if r == args.repeats - 1:
+                    errors[name].append(err)
+        for name in variants:
+            per_frame[name].append(1e3 * seconds[name] / frames)
+    return {"ms_per_frame": per_frame, "errors": {name: np.concatenate(e) for name, e in errors.items()}}
+
+
+def seconds_of(fn, repeats: int = 3) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def network_parts() -> dict:
+    """ms per frame of NGCC-PHAT's parts (32 frames of 11 mics, all 55 pairs), float32 and
+    bfloat16, with the multiply-adds of its convolutions and the rate they reach."""
+    model, _, _ = load_model("ngcc-phat-luvira", "ngcc-phat", "cpu")
+    frames = frame_audio(torch.as_tensor(recordings[0].audio), FRAME, HOP)[:32]
+    f, m, n = frames.shape
+    pairs = torch.as_tensor(mic_pairs("all", m))
+    convs = [mod for mod in model.modules() if isinstance(mod, torch.nn.Conv1d)]
+    feature_convs = [c for c in convs if any(c is mod for mod in model.features_cnn.modules())]
+    head_convs = [c for c in convs if any(c is mod for mod in model.head.modules())]
+    macs = {"features": m * n * sum(c.in_channels * c.out_channels * c.kernel_size[0] for c in feature_convs),
+            "head": len(pairs) * model.n_lags * sum(c.in_channels * c.out_channels * c.kernel_size[0] for c in head_convs)}
+    out = {"checkpoint_max_tau": model.max_tau, "macs_per_frame": macs}
+    with torch.no_grad():
+        corr = model.pair_correlations(frames, pairs)
+        for precision in ("float32", "bfloat16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                parts = {"features": seconds_of(lambda: model.features_cnn(model.sinc_norm(model.sinc(frames.reshape(f * m, n)[:, None])))),
+                         "correlations": seconds_of(lambda: model.pair_correlations(frames, pairs)),
+                         "head": seconds_of(lambda: model.logits_from_correlations(corr))}
+            ms = {k: 1e3 * v / f for k, v in parts.items()}
+            ms["correlations"] -= ms["features"]  # pair_correlations includes the filters
+            rate = (macs["features"] + macs["head"]) / (1e-3 * (ms["features"] + ms["head"]))
+            out[precision] = {"ms_per_frame": ms, "convolution_gmac_per_s": rate / 1e9}
+    return out
+
+
+load_before = os.getloadavg()
+rounds = timed_rounds()
+parts = network_parts()
+gcc = np.array(rounds["ms_per_frame"]["gcc-phat"])
+summary = {}
+for name, ms in rounds["ms_per_frame"].items():
+    s = summarize_errors(rounds["errors"][name], threshold=0.3)
+    ratios = np.array(ms) / gcc
+    summary[name] = {"ms_per_frame": float(np.median(ms)), "ms_per_frame_all": ms, "ratio_to_gcc": float(np.median(ratios)),
+                     "ratio_to_gcc_spread": [float(ratios.min()), float(ratios.max())],
+                     "mae_cm": round(100 * s["mae_m"], 1), "median_cm": round(100 * float(np.median(rounds["errors"][name])), 1),
+                     "acc_30cm": round(100 * s["accuracy"], 1), "frames": s["n"]}
+macs = parts["macs_per_frame"]["features"] + parts["macs_per_frame"]["head"]
+floor_ms = {precision: macs / (parts[precision]["convolution_gmac_per_s"] * 1e6) for precision in ("float32", "bfloat16")}
+print(json.dumps({
+    "machine": f"{platform.machine()}, {os.cpu_count()} cores", "torch_threads": torch.get_num_threads(),
+    "load_average_before": load_before, "load_average_after": os.getloadavg(),
+    "recordings": args.recordings, "duration_s": args.duration, "repeats": args.repeats,
+    "locate": summary, "network": parts,
+    "convolutions_alone_ms_per_frame": floor_ms,
+    "convolutions_alone_over_gcc_multilat": {p: ms / summary["gcc-phat"]["ms_per_frame"] for p, ms in floor_ms.items()},
+}, indent=2))
