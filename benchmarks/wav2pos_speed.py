@@ -10,6 +10,8 @@ untrained model of the paper's size (d = 256, D = 4) with the same NGCC-PHAT. Pr
 
 import argparse
 import json
+import os
+import platform
 import time
 
 import torch
@@ -85,7 +87,9 @@ def time_all(model: Wav2Pos) -> list[dict]:
 
 
 shipped, _ = load_checkpoint(args.checkpoint or resolve_checkpoint("wav2pos"), args.device)
-result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "threads": torch.get_num_threads(), "mics": args.mics,
+load_before = os.getloadavg()
+result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+          "threads": torch.get_num_threads(), "mics": args.mics,
           "ngcc_features": shipped.ngcc is not None, "model": {k: shipped.config[k] for k in ("dim", "depth", "heads")},
           "timings": time_all(shipped)}
 if args.paper_size:
@@ -93,4 +97,5 @@ if args.paper_size:
     if shipped.ngcc is not None:
         paper.ngcc.load_state_dict(shipped.ngcc.state_dict())
     result["paper_size"] = {"model": {"dim": 256, "depth": 4, "heads": 8}, "timings": time_all(paper)}
+result.update(load_average_before=load_before, load_average_after=os.getloadavg())
 print(json.dumps(result, indent=2))
