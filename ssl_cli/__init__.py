@@ -42,6 +42,8 @@ _HOMES = {
     "DEFAULT_METHOD": "sslkit.options", "DEFAULT_WINDOW_S": "sslkit.options", "MAX_SOURCES": "sslkit.options",
     # errors
     "UserError": "sslkit.errors", "SslkitWarning": "sslkit.errors",
+    # process set-up (the CLI does it)
+    "keep_freed_memory": "sslkit.allocator",
 }
 __all__ = ["__version__", *sorted(_HOMES)]
 
