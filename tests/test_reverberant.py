@@ -13,7 +13,17 @@ from test_hostile_inputs import MICS, ROOM, delayed_noise
 from conftest import FS
 from sslkit import PositionTrack, locate
 from sslkit.evaluation import matched_errors
-from sslkit.gcc import correlation, cross_spectra, frame_audio, gcc_fft_length, mic_pairs, silent_frames, window_average
+from sslkit.gcc import (
+    correlation,
+    cross_spectra,
+    frame_audio,
+    frame_correlations,
+    gcc_fft_length,
+    mean_correlation,
+    mic_pairs,
+    silent_frames,
+    window_average,
+)
 from sslkit.localization.srp import CellSearch, steered_power
 from sslkit.options import SrpOptions
 from sslkit.recording import Recording, SourceTrack
@@ -82,6 +92,19 @@ def test_window_average_equals_brute_force_average_of_spectra():
             idx = [g for g in range(23) if (window is None or abs(g - f) <= half) and active[g]]
             expected.append(per_frame[idx].mean(0) if idx else torch.zeros_like(per_frame[0]))
         torch.testing.assert_close(got, torch.stack(expected), atol=1e-5, rtol=1e-4)
+
+
+def test_mean_correlation_equals_the_mean_of_frame_correlations():
+    """--static steers the correlation of the mean cross-spectrum: the mean of every active frame's
+    correlation, by linearity, at one inverse transform per pair."""
+    rng = np.random.default_rng(2)
+    frames = torch.as_tensor(rng.standard_normal((37, 5, 256)), dtype=torch.float32)
+    active = torch.as_tensor(rng.random(37) > 0.3)
+    pairs = mic_pairs("all", 5)
+    for max_lag, upsample in ((100, 1), (6, 4)):  # the inverse FFT, and the sums at few lags
+        per_frame = frame_correlations(frames, pairs, 512, max_lag, upsample)
+        got = mean_correlation(frames, active.float(), pairs, 512, max_lag, upsample)
+        torch.testing.assert_close(got, per_frame[active].mean(0, keepdim=True), atol=1e-5, rtol=1e-4)
 
 
 def test_matching_equals_brute_force_over_assignments():

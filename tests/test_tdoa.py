@@ -86,6 +86,13 @@ def test_peak_picking_equals_brute_force_greedy():
         assert not found[len(expected) :].any()
 
 
+def test_fft_length_is_scipys_next_fast_length():
+    from scipy.fft import next_fast_len
+
+    for frame, lag in [(1, 0), (2048, 330), (2048, 23), (1000, 1), (4097, 0), (123457, 789), (16384, 0)]:
+        assert gcc_fft_length(frame, lag) == next_fast_len(frame + lag, real=True)
+
+
 def test_pairs_parsing():
     assert mic_pairs("all", 3).tolist() == [[0, 1], [0, 2], [1, 2]]
     assert mic_pairs("ref:2", 3).tolist() == [[1, 0], [1, 2]]

@@ -35,6 +35,7 @@ from sslkit.gcc import (
     frame_correlations,
     frame_times,
     gcc_fft_length,
+    mean_correlation,
     mic_pairs,
     silent_frames,
     window_average,
@@ -208,8 +209,11 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
                      "check that the bounds and mics.csv are in metres, or narrow the search box (bounds), or use far_field")
         search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts)
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
-    averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE),
-                              len(frames_all), ~silent, window, BATCH_FRAMES)  # correlations are linear in the spectra: average them
+    if window is None:
+        averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, (~silent).float(), pairs, n_fft, max_lag, UPSAMPLE))]
+    else:  # correlations are linear in the spectra: average them (smaller than the spectra)
+        averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE),
+                                  len(frames_all), ~silent, window, BATCH_FRAMES)
     xyz, power = [], []
     for covered, corr in averages:
         step = max(1, SEARCH_ELEMENTS // (search.candidates * len(pairs)))
