@@ -42,7 +42,9 @@ FITTED_DIRECTIONS = {  # shared/real/README.md: plane-wave fits to the measured 
     (SPHERE_86, "1"): (180.4, 3.7),
 }
 ULA_BOUNDS = [[0.0, -0.5, -1.0], [2.0, 1.5, 1.0]]
-SSLKIT_FAR = {"srp-phat --far-field": ("srp-phat", {"far_field": True}), "music": ("music", {}), "normmusic": ("normmusic", {})}
+SSLKIT_FAR = {"srp-phat --far-field": ("srp-phat", {"far_field": True}), "srp-phat --far-field --static": ("srp-phat", {"far_field": True, "static": True}),
+              "music": ("music", {}), "normmusic": ("normmusic", {})}
+"""--static gives one direction per source for the recording, as pyroomacoustics' methods do."""
 PRA_METHODS = ("SRP", "MUSIC", "NormMUSIC", "TOPS")
 PRA_GRID_DEG = 2.0
 """pyroomacoustics' grid: azimuth and colatitude every 2° (its methods evaluate every grid point)."""
@@ -56,8 +58,12 @@ def make_recording(array: str, sources: str, out: Path, seed: int) -> Path:
 
 
 def run_sslkit(folder: str, method: str, options: dict, n_sources: int, queue) -> None:
+    """``sslkit.locate`` timed after its imports (as pyroomacoustics' are), with the allocator set as the CLI sets it."""
+    import torch  # noqa: F401  (sslkit imports it lazily: outside the clock)
+
     import sslkit
 
+    sslkit.keep_freed_memory()
     rec = sslkit.load_recording(folder)
     start = time.perf_counter()
     track = sslkit.locate(rec, method, sources=n_sources, **options)
