@@ -65,13 +65,13 @@ class Recording:
 
     def resampled(self, fs: int) -> Recording:
         """The recording at ``fs`` Hz (scipy's polyphase resampler; the near-source signal too)."""
+        if fs == self.fs:
+            return self
         from dataclasses import replace
         from math import gcd
 
-        from scipy.signal import resample_poly
+        from scipy.signal import resample_poly  # a second to import: only when needed
 
-        if fs == self.fs:
-            return self
         up, down = fs // gcd(fs, self.fs), self.fs // gcd(fs, self.fs)
         convert = lambda x: resample_poly(x, up, down, axis=0).astype(np.float32)  # noqa: E731
         return replace(self, audio=convert(self.audio), fs=fs, source_signal=None if self.source_signal is None else convert(self.source_signal))
