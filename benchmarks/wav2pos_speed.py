@@ -3,7 +3,7 @@ per frame on an A100 with the pairs in a Python loop). For each batch size: the 
 in float32 (one pass, ``locate --views 0``; on CUDA also under float16 autocast), with ``locate``'s
 default 8 confidence views, the share of the NGCC-PHAT over the 55 pairs, and the refinement on
 its lag distributions (``sslkit.localization.lagfit``, as ``locate`` runs it). ``--paper-size`` also times an
-untrained model of the paper's size (d = 256, D = 4) with the same NGCC-PHAT. Prints JSON.
+untrained model of the paper's size and design (``Wav2Pos.from_size("paper")``) with the same NGCC-PHAT. Prints JSON.
 
     python benchmarks/wav2pos_speed.py [--checkpoint ckpt.pt] [--device cuda] [--batch 1,16,64]
 """
@@ -28,7 +28,7 @@ parser.add_argument("--device", default="cpu")
 parser.add_argument("--batch", default="16", help="comma-separated batch sizes")
 parser.add_argument("--repeats", type=int, default=5)
 parser.add_argument("--mics", type=int, default=11)
-parser.add_argument("--paper-size", action="store_true", help="also time d = 256, D = 4, 8 heads")
+parser.add_argument("--paper-size", action="store_true", help="also time Wav2Pos.from_size(\"paper\") (the reference design, d = 256, D = 4)")
 parser.add_argument("--views", type=int, default=8, help="also time locate's confidence passes (predict_with_views)")
 parser.add_argument("--refine-radius", type=float, default=1.0, help="also time the refinement on the lag distributions (0: skip)")
 args = parser.parse_args()
@@ -93,9 +93,9 @@ result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "machine": 
           "ngcc_features": shipped.ngcc is not None, "model": {k: shipped.config[k] for k in ("dim", "depth", "heads")},
           "timings": time_all(shipped)}
 if args.paper_size:
-    paper = Wav2Pos(shipped.n_samples, shipped.fs, 256, 4, 8, ngcc=shipped.config["ngcc"]).to(args.device)
+    paper = Wav2Pos.from_size("paper", shipped.n_samples, shipped.fs, ngcc=shipped.config["ngcc"]).to(args.device)
     if shipped.ngcc is not None:
         paper.ngcc.load_state_dict(shipped.ngcc.state_dict())
-    result["paper_size"] = {"model": {"dim": 256, "depth": 4, "heads": 8}, "timings": time_all(paper)}
+    result["paper_size"] = {"model": {k: paper.config[k] for k in ("dim", "depth", "heads", "design")}, "timings": time_all(paper)}
 result.update(load_average_before=load_before, load_average_after=os.getloadavg())
 print(json.dumps(result, indent=2))
