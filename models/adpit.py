@@ -329,8 +329,8 @@ class SilentAndScopes(torch.autograd.Function):
     def forward(ctx, output: torch.Tensor, item_frame: torch.Tensor, cls: torch.Tensor, weight: float):
         ctx.weight = weight
         ctx.save_for_backward(output, item_frame, cls)
-        flat = output.reshape(-1)
-        return weight * (flat @ flat), output.flatten(0, 1)[item_frame, :, :, cls]
+        squares = output.square().sum(dtype=torch.promote_types(output.dtype, torch.float32))  # half precision overflows
+        return weight * squares, output.flatten(0, 1)[item_frame, :, :, cls]
 
     @staticmethod
     def backward(ctx, grad_silent: torch.Tensor, grad_scoped: torch.Tensor):

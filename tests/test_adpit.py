@@ -119,6 +119,18 @@ def test_strided_outputs_give_the_baseline_gradient(pair_loss):
         torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-15)
 
 
+def test_half_precision_outputs_give_a_finite_loss():
+    """The sum of every track's squares over a batch exceeds float16's range; it is accumulated in float32."""
+    output, target = random_problem(3, 4, seed=5, shape=(64, 20, 13))
+    output = 4 * output.detach()
+    for variant in FAST_VARIANTS:
+        half = output.half().requires_grad_(True)
+        loss = adpit_loss(half, target.half(), variant)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(half.grad).all()
+        assert loss.item() == pytest.approx(adpit_loss(output, target, "baseline").item(), rel=1e-3)
+
+
 def test_aliased_ties_do_not_change_the_gradient():
     """Scopes with M ≤ 1 tie all rows (13 aliases of A0A0A0 in the baseline, 6 in the overlay):
     whichever alias wins, the gradient is the analytic one of the single true sequence."""
