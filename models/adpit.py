@@ -329,7 +329,9 @@ class SilentAndScopes(torch.autograd.Function):
     def forward(ctx, output: torch.Tensor, item_frame: torch.Tensor, cls: torch.Tensor, weight: float):
         ctx.weight = weight
         ctx.save_for_backward(output, item_frame, cls)
-        squares = output.square().sum(dtype=torch.promote_types(output.dtype, torch.float32))  # half precision overflows
+        with torch.autocast(output.device.type, enabled=False):  # half precision overflows: float32 at least
+            flat = output.reshape(-1).to(torch.promote_types(output.dtype, torch.float32))
+            squares = flat @ flat
         return weight * squares, output.flatten(0, 1)[item_frame, :, :, cls]
 
     @staticmethod
