@@ -80,7 +80,8 @@ def weighting_exponent(weighting: str, beta: float = 0.7) -> float:
 
 def gcc_fft_length(frame: int, max_lag: int) -> int:
     """FFT length for linear correlation of ``frame``-sample frames up to ``max_lag`` lags: the
-    smallest 2^a·3^b·5^c at least frame + max_lag (fast for every FFT library)."""
+    smallest 2^a·3^b·5^c at least frame + max_lag (fast for every FFT library; scipy's
+    ``next_fast_len(real=True)`` without the second that importing scipy.fft takes)."""
     target = frame + max_lag
     best = 2 ** math.ceil(math.log2(target))
     power5 = 1
@@ -192,15 +193,14 @@ def frame_correlations(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, max_
     return batches[0] if len(batches) == 1 else torch.cat(batches)
 
 
-def mean_correlation(frames: torch.Tensor, weights: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int,
+def mean_correlation(frames: torch.Tensor, active: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int,
                      weighting: str = "phat", beta: float = 0.7) -> torch.Tensor:
-    """The weighted mean over frames of their weighted correlations, as the correlation of the mean
-    cross-spectrum (the correlation is linear in it): one inverse transform per pair instead of one
-    per frame and pair. frames (F, M, L), weights (F,) → (1, P, 2·max_lag·upsample + 1)."""
-    step = correlation_batch(len(pairs), n_fft, upsample)
-    total = sum(_weighted(cross_spectra(frames[s : s + step], pairs, n_fft, weighting, beta), weights[s : s + step]).sum(0)
-                for s in range(0, len(frames), step))
-    return correlation(total / weights.sum().clamp(min=1), n_fft, max_lag, upsample)[None].float()
+    """The mean over the ``active`` frames of their weighted correlations, as the correlation of the
+    mean cross-spectrum (the correlation is linear in it): one inverse transform per pair instead of
+    one per frame and pair. frames (F, M, L), active (F,) bool → (1, P, 2·max_lag·upsample + 1)."""
+    compute = lambda lo, hi: cross_spectra(frames[lo:hi], pairs, n_fft, weighting, beta)  # noqa: E731
+    _, mean_cross = next(window_average(compute, len(frames), active, None, correlation_batch(len(pairs), n_fft, upsample)))
+    return correlation(mean_cross, n_fft, max_lag, upsample).float()
 
 
 def window_frames(window_s: float | None, hop: int, fs: int) -> int | None:

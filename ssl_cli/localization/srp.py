@@ -210,7 +210,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
         search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts)
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
     if window is None:
-        averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, (~silent).float(), pairs, n_fft, max_lag, UPSAMPLE))]
+        averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, ~silent, pairs, n_fft, max_lag, UPSAMPLE))]
     else:  # correlations are linear in the spectra: average them (smaller than the spectra)
         averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE),
                                   len(frames_all), ~silent, window, BATCH_FRAMES)
