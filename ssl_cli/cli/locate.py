@@ -85,6 +85,8 @@ def locate(
     height: Optional[float] = typer.Option(None, "--height", help="Source height for --dims 2 (default: mean mic height)."),
     bounds: Optional[str] = typer.Option(None, "--bounds", help="Search box xmin,ymin,zmin,xmax,ymax,zmax (default: the room)."),
     final_step: float = typer.Option(SrpOptions.final_step, "--resolution", min=0.0005, help="srp-phat: side (m) of the search's finest cells."),
+    beam: Optional[int] = typer.Option(None, "--beam", min=1, help="srp-phat: cells kept per search level, twice this (default 64, "
+                                       "with --far-field 16; wider: closer to an exhaustive search in reverberant rooms, slower in proportion)."),
     snapshot: int = typer.Option(MusicOptions.snapshot, "--snapshot", min=16, help="music, normmusic: samples per short-time spectrum."),
     far_field: bool = typer.Option(False, "--far-field", help="srp-phat: directions of arrival (azimuth_deg, elevation_deg from the mics' "
                                    "centroid) for arrays small next to the sources' distance; positions are left empty."),

@@ -10,8 +10,9 @@ given as azimuth (degrees counter-clockwise from +x in the x-y plane of mics.csv
 The search is that of the near-field SRP (:mod:`.srp`) on the sphere: a Fibonacci grid of
 ``COARSE_DIRECTIONS`` cells; within a cell of angular radius ρ every pair's range difference moves
 by at most ‖rᵢ − rⱼ‖·ρ, so the correlations max-pooled over that many lags bound the power in the
-cell from above; each level keeps the cells with the highest bounds and those with the highest
-centre power, splits each into 4 children of half the radius, down to ``FINAL_DEG``.
+cell from above; each level keeps 2 × ``BEAM`` distinct cells, those with the highest bounds and
+those with the highest centre power taken in turn, splits each into 4 children of half the radius,
+down to ``FINAL_DEG``.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import math
 import numpy as np
 import torch
 
-from sslkit.localization.srp import cell_bounds, lag_steering, max_pooled, power_at_bins
+from sslkit.localization.srp import cell_bounds, distinct_top_cells, lag_steering, max_pooled, power_at_bins
 
 COARSE_DIRECTIONS = 512
 """Cells of the first level (about 9° apart)."""
 FINAL_DEG = 0.1
 """Angular radius (degrees) of the leaf cells, whose centres are the answers."""
 BEAM = 16
-"""Cells kept per level and frame, by bound and by centre power each."""
+"""Half the cells kept per level and frame unless the options say (see :func:`~sslkit.localization.srp.distinct_top_cells`)."""
 SUPPRESS_SAMPLES = 1.0
 """Lag half-width (samples) removed around a found direction's TDOAs before the next source is searched."""
 
@@ -82,9 +83,10 @@ def tangent_children(u: torch.Tensor, radius: float) -> torch.Tensor:
 class DirectionSearch:
     """Coarse-to-fine far-field SRP over direction cells for one array (see module docstring)."""
 
-    def __init__(self, mics: np.ndarray, pairs: np.ndarray, n_lags: int, bins_per_m: float, bins_per_sample: float, device: str):
-        self.bins_per_sample = bins_per_sample
-        self.candidates = COARSE_DIRECTIONS  # the most directions scored at once per frame
+    def __init__(self, mics: np.ndarray, pairs: np.ndarray, n_lags: int, bins_per_m: float, bins_per_sample: float, device: str,
+                 beam: int | None = None):
+        self.bins_per_sample, self.beam = bins_per_sample, beam or BEAM
+        self.candidates = max(COARSE_DIRECTIONS, 8 * self.beam)  # the most directions scored at once per frame: 4 children of 2 × beam cells
         self.mics = torch.as_tensor(mics, dtype=torch.float32, device=device)
         self.pairs = torch.as_tensor(pairs, device=device)
         self.bins_per_m, self.n_lags = bins_per_m, n_lags
@@ -106,8 +108,7 @@ class DirectionSearch:
         bound = (self.coarse_bound @ max_pooled(corr, self.bound_width(radius)).flatten(1).T).T  # (F, G)
         value = (self.coarse_value @ corr.flatten(1).T).T
         while True:
-            keep = min(BEAM, u.shape[1])
-            chosen = torch.cat([bound.topk(keep, dim=-1).indices, value.topk(keep, dim=-1).indices], dim=1)
+            chosen = distinct_top_cells(bound, value, self.beam)
             u = u.gather(1, chosen[..., None].expand(-1, -1, 3))
             if radius <= final:
                 break

@@ -9,9 +9,9 @@ The peak of a reverberant SRP is a few centimetres wide for a metres-wide array,
 that reads the correlation at its points misses it. Here every level scores *cells*: within a
 cube of side h around its centre a point's range difference moves by at most √3·h, so the
 correlation of each pair max-pooled over that many lags, read at the centre, bounds the power
-anywhere in the cell from above. Each level keeps the ``beam`` cells with the highest bounds and
-the ``beam`` cells with the highest power at their centres, splits each into 8 children of half
-the side, and so on down to ``final_step``; the leaves are scored exactly. The bounds keep a
+anywhere in the cell from above. Each level keeps 2 × ``BEAM`` distinct cells, those with the
+highest bounds and those with the highest power at their centres taken in turn, splits each into
+8 children of half the side, and so on down to ``final_step``; the leaves are scored exactly. The bounds keep a
 narrow peak that no centre hits; the centre values keep a true peak whose cell's bound is beaten
 by cells where unrelated peaks of different pairs fall within reach (loose bounds in reverberant
 rooms).
@@ -56,6 +56,10 @@ UPSAMPLE = 4
 """Correlation bins per sample that the steering reads (by linear interpolation at the leaves)."""
 SUPPRESS_M = 0.05
 """Range-difference half-width (m) removed around a found source before the next is searched."""
+BEAM = 64
+"""Half the cells kept per level and frame unless the options say (see :func:`distinct_top_cells`)."""
+SEARCH_BYTES = 48
+"""Bytes per (candidate, pair) of one frame's search level (lag bins, their indices, the gathered values)."""
 SEARCH_ELEMENTS = 8_000_000
 """Frames × candidates × pairs scored at once (bounds the search's memory for arrays of many mics)."""
 
@@ -132,6 +136,20 @@ def max_pooled(corr: torch.Tensor, half_width: int) -> torch.Tensor:
     return F.max_pool1d(corr.reshape(f * p, 1, n), 2 * half_width + 1, stride=1, padding=half_width).reshape(f, p, n)
 
 
+def distinct_top_cells(bound: torch.Tensor, value: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices (F, min(2k, G)) of the cells to keep per frame, from their bounds and centre powers
+    (F, G): the cells ranked by bound and by power, interleaved (best bound, best power, second
+    bound, …), each cell once, the first 2k of them; a cell high in both rankings leaves room for
+    the next of either."""
+    n = min(2 * k, bound.shape[1])
+    candidates = torch.stack([bound.topk(n, dim=-1).indices, value.topk(n, dim=-1).indices], dim=2).flatten(1)  # (F, 2n)
+    ordered, order = candidates.sort(dim=1, stable=True)  # a repeat comes after its first (better-ranked) occurrence
+    repeat = torch.zeros_like(ordered, dtype=torch.bool)
+    repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    rank = torch.arange(candidates.shape[1], device=bound.device) + candidates.shape[1] * torch.zeros_like(repeat).scatter_(1, order, repeat)
+    return candidates.gather(1, rank.topk(n, dim=-1, largest=False).indices)
+
+
 def child_offsets(side: np.ndarray, device: str) -> torch.Tensor:
     """Offsets (K, 3) of the centres of a cell's children (half the side on each axis that has extent)."""
     steps = [[-s / 4, s / 4] if s > 0 else [0.0] for s in side]
@@ -147,7 +165,8 @@ class CellSearch:
         self.mics = torch.as_tensor(mics, dtype=torch.float32, device=dev)
         self.pairs = torch.as_tensor(pairs, device=dev)
         self.bins_per_m, self.opts = bins_per_m, opts
-        self.candidates = 16 * opts.beam  # the most points scored at once per frame: 8 children of 2 × beam cells
+        self.beam = opts.beam or BEAM
+        self.candidates = 16 * self.beam  # the most points scored at once per frame: 8 children of 2 × beam cells
         centres, self.coarse_side = coarse_cells(bounds, opts.coarse_step)
         self.centres = torch.as_tensor(centres, dtype=torch.float32, device=dev)
         self.steer = lag_steering(pair_tdoa_bins(self.centres, self.mics, self.pairs, bins_per_m, n_lags), n_lags)
@@ -156,11 +175,11 @@ class CellSearch:
 
     def best(self, corr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The highest-power point of each frame and its power: corr (F, P, L) → (F, 3), (F,)."""
-        beam = min(self.opts.beam, len(self.centres))
+        beam = min(self.beam, len(self.centres))
         pooled = pooled_over_cells(corr, self.coarse_side, self.bins_per_m)
         bound = (self.steer @ pooled.flatten(1).T).T  # (F, G)
         value = (self.steer @ corr.flatten(1).T).T  # the power at the centres (nearest lag bin)
-        points = self.centres[torch.cat([bound.topk(beam, dim=-1).indices, value.topk(beam, dim=-1).indices], dim=1)]  # (F, 2B, 3)
+        points = self.centres[distinct_top_cells(bound, value, beam)]  # (F, 2B, 3)
         side = self.coarse_side
         while side.max() > self.opts.final_step:
             points = (points[:, :, None] + child_offsets(side, corr.device)).flatten(1, 2).clamp(self.lo, self.hi)
@@ -168,8 +187,7 @@ class CellSearch:
             tau = pair_tdoa_bins(points, self.mics, self.pairs, self.bins_per_m, corr.shape[-1])  # (F, 8·2B, P)
             bound = cell_bounds(pooled_over_cells(corr, side, self.bins_per_m), tau)
             value = power_at_bins(corr, tau)
-            keep = min(beam, points.shape[1])
-            chosen = torch.cat([bound.topk(keep, dim=-1).indices, value.topk(keep, dim=-1).indices], dim=1)
+            chosen = distinct_top_cells(bound, value, beam)
             points = points.gather(1, chosen[..., None].expand(-1, -1, 3))
         power = steered_power(corr, points, self.mics, self.pairs, self.bins_per_m)  # exact, at the leaves
         top = power.argmax(dim=-1)
@@ -202,12 +220,13 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
     n_fft = gcc_fft_length(opts.frame, max_lag)
     n_lags = 2 * max_lag * UPSAMPLE + 1
     if opts.far_field:
-        search = DirectionSearch(mics, pairs, n_lags, fs * UPSAMPLE / opts.c, UPSAMPLE, dev)
+        search = DirectionSearch(mics, pairs, n_lags, fs * UPSAMPLE / opts.c, UPSAMPLE, dev, opts.beam)
     else:
         n_cells = int(np.prod(cell_counts(bounds, opts.coarse_step)))
         check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
                      "check that the bounds and mics.csv are in metres, or narrow the search box (bounds), or use far_field")
         search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts)
+    check_memory(search.candidates * len(pairs) * SEARCH_BYTES, f"a search beam of {opts.beam} cells per level", "narrow the beam")
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
     if window is None:
         averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, ~silent, pairs, n_fft, max_lag, UPSAMPLE))]
