@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from sslkit.errors import InputFileError, SslkitWarning, UserError
-from sslkit.files import write_yaml
+from sslkit.files import read_yaml, write_yaml
 from sslkit.models.adpit import ADPITLoss, events_to_target
 from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_channel_features, swap_pair_features
@@ -43,6 +43,17 @@ EPOCH_METRICS = ("f_ld", "doae_deg", "rde", "seld_score")
 """Validation metrics recorded each epoch in metrics.csv (NaN: undefined, or nothing to validate on)."""
 DISTANCE_WEIGHTS = {"none": "mse", "reciprocal": "mse-reciprocal-distance"}
 """The ADPIT pair loss of each ``distance_weight``."""
+
+
+def read_class_names(path: str | os.PathLike) -> list[str]:
+    """The class names of a YAML file holding a list of distinct names (InputFileError otherwise)."""
+    names = read_yaml(path)
+    if not (isinstance(names, list) and names and all(isinstance(n, (str, int)) for n in names)):
+        raise InputFileError(Path(path), "expected a YAML list of class names, e.g. [speech, music]")
+    names = [str(n) for n in names]
+    if len(set(names)) < len(names):
+        raise InputFileError(Path(path), "class names repeat")
+    return names
 
 
 @dataclass

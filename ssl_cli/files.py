@@ -254,9 +254,10 @@ def read_yaml(path: str | os.PathLike) -> object:
 
 
 def read_text(path: Path) -> str:
-    """A text file's content; unreadable or non-UTF-8 files are InputFileError."""
+    """A text file's content, read as UTF-8 whatever the locale (a leading byte-order mark, as
+    spreadsheets write, is dropped); unreadable or non-UTF-8 files are InputFileError."""
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputFileError(path, "not a text file (invalid UTF-8)") from None
     except OSError as err:
@@ -291,6 +292,8 @@ def read_table(path: Path, required: Sequence[str]) -> tuple[list[str], list[lis
         raise InputFileError(path, f"not a valid CSV ({err})") from None
     header = [h.strip() for h in rows[0]]
     missing = [c for c in required if c not in header]
+    if missing and len(header) == 1 and ";" in header[0]:
+        raise InputFileError(path, f"columns are separated by ';' (header {header[0][:80]}); sslkit reads comma-separated values")
     if missing:
         raise InputFileError(path, f"missing column(s) {', '.join(missing)} (header is {','.join(header)[:80]})")
     return header, rows[1:]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sslkit.errors import InputFileError, UserError
+from sslkit.files import read_text
 from sslkit.recording import Recording, SourceTrack
 
 TRACK_PATTERN = re.compile(r"^track\s*(\d+)\.wav$", re.IGNORECASE)
@@ -54,7 +55,7 @@ def read_table(path: Path) -> tuple[list[str], np.ndarray]:
     """A delimited text table (comma, semicolon, tab or spaces) with a header → (names, float rows)."""
     if not path.is_file():
         raise InputFileError(path, "no such file")
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [ln for ln in read_text(path).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise InputFileError(path, "file is empty")
     delimiter = next((d for d in ",;\t" if d in lines[0]), None)

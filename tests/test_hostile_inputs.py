@@ -404,3 +404,24 @@ def test_ctrl_c_stops_dataset_generation_keeps_complete_scenes_and_resumes(tmp_p
     kept = sorted(p.name for p in out.glob("scene_*"))
     assert all((out / name / "audio.wav").is_file() for name in kept)
     assert len((out / "index.csv").read_text().splitlines()) == len(kept) + 1
+
+
+def test_spreadsheet_exports_of_mics_csv(cli, tmp_path):
+    """A byte-order mark (a spreadsheet's "CSV UTF-8") is read; semicolon-separated columns are named."""
+    rec = user_recording(tmp_path / "bom")
+    mics = rec / "mics.csv"
+    mics.write_bytes(b"\xef\xbb\xbf" + mics.read_bytes())
+    result = cli("locate", rec, "--method", "srp-phat", "--static", "--no-plot")
+    assert result.exit_code == 0, result.output
+    semicolons = user_recording(tmp_path / "semicolons")
+    mics = semicolons / "mics.csv"
+    mics.write_text(mics.read_text().replace(",", ";"))
+    assert_one_line_error(cli("locate", semicolons), "mics.csv", "';'")
+
+
+@pytest.mark.parametrize("text, fragment", [("speech: 1\n", "list of class names"), ("[speech, speech]\n", "repeat"), ("[speech\n", "invalid YAML")])
+def test_train_seld_class_names_are_checked(cli, tmp_path, text, fragment):
+    classes = tmp_path / "classes.yaml"
+    classes.write_text(text)
+    assert_one_line_error(cli("train-seld", "--data", tmp_path, "--classes", classes, "--out", tmp_path / "run"), "classes.yaml", fragment)
+    assert not (tmp_path / "run").exists()

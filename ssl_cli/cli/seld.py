@@ -44,10 +44,8 @@ def train_seld_command(
 
     Multi-GPU: torchrun --nproc_per_node 4 -m sslkit train-seld --device cuda ...
     """
-    import yaml
-
     from sslkit.models.adpit import VARIANTS
-    from sslkit.models.train_seld import DEFAULT_CLASSES, SeldTrainConfig, seld_data_folders, train_seld
+    from sslkit.models.train_seld import DEFAULT_CLASSES, SeldTrainConfig, read_class_names, seld_data_folders, train_seld
 
     variant = "baseline" if loss == "adpit" else loss
     if variant not in VARIANTS or variant == "brute-force":
@@ -58,7 +56,7 @@ def train_seld_command(
         raise UserError(f"--distance-weight must be one of {', '.join(DISTANCE_WEIGHTS)}, got '{distance_weight}'")
     if features not in ("logmel+gcc", "logmel+ngcc", "logmel"):
         raise UserError(f"--features must be logmel+gcc, logmel+ngcc or logmel, got '{features}'")
-    names = yaml.safe_load(classes.read_text()) if classes else DEFAULT_CLASSES
+    names = read_class_names(classes) if classes else DEFAULT_CLASSES
     cfg = SeldTrainConfig(seld_data_folders(data), seld_data_folders(val) if val else [], list(names), features, variant, epochs,
                           batch_size, lr=lr, filters=filters, rnn_size=rnn_size, channel_swap=channel_swap, distance_unit=distance_unit, distance_weight=distance_weight,
                           ngcc=str(ngcc) if ngcc else None, device=resolve_device(device), seed=seed)
