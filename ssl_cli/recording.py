@@ -6,6 +6,7 @@ rename) so that an interrupted or failed command never leaves a half-written fil
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -132,8 +133,9 @@ def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.
         raise InputFileError(path, "audio file has no samples")
     if not np.all(np.isfinite(audio)):
         raise InputFileError(path, "audio contains NaN or infinite samples")
-    if not allow_silent and np.max(np.abs(audio)) < SILENCE_PEAK:
-        raise InputFileError(path, "audio is all silent (every sample is zero)")
+    peak = float(np.max(np.abs(audio)))
+    if not allow_silent and peak < SILENCE_PEAK:
+        raise InputFileError(path, "audio is all silent (every sample is zero)" if peak == 0 else f"audio is all silent (peak {peak:.2g}, below {SILENCE_PEAK:g})")
     declared = wav_declared_frames(path)
     if declared is not None and declared > len(audio):
         warnings.warn(SslkitWarning(f"{path}: truncated: its header declares {declared} samples per channel, the file holds {len(audio)}; "
@@ -141,7 +143,35 @@ def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.
     clipped = clipped_share(audio)
     if clipped >= CLIPPED_SHARE:
         warnings.warn(SslkitWarning(f"{path}: clipped: {clipped:.1%} of the samples are at full scale; TDOAs may suffer"), stacklevel=2)
+    if peak >= SILENCE_PEAK:
+        for problem in channel_problems(audio):
+            warnings.warn(SslkitWarning(f"{path}: {problem}"), stacklevel=2)
     return audio, int(fs)
+
+
+def channel_problems(audio: np.ndarray) -> list[str]:
+    """What is wrong with single channels of audio (n_samples, n_channels) that is not all silent:
+    channels silent throughout (a dead mic), and channels identical sample for sample to another
+    (one signal written twice), whose pairs would read a TDOA of 0 wherever the source is."""
+    problems = []
+    silent = np.flatnonzero(np.abs(audio).max(axis=0) < SILENCE_PEAK) + 1
+    if len(silent):
+        problems.append(f"channel(s) {', '.join(map(str, silent))} silent throughout (a dead mic?); their pairs carry nothing: "
+                        "leave them out (use_mics)")
+    first_of: dict[bytes, int] = {}
+    copies = []
+    for k in range(audio.shape[1]):
+        if k + 1 in silent:
+            continue
+        digest = hashlib.blake2b(np.ascontiguousarray(audio[:, k]).tobytes(), digest_size=16).digest()
+        if digest in first_of:
+            copies.append((first_of[digest], k))
+        else:
+            first_of[digest] = k
+    if copies:
+        problems.append(f"{', '.join(f'channel {k + 1} is channel {j + 1}' for j, k in copies)} sample for sample (one signal written "
+                        "twice?); their pairs read a TDOA of 0 wherever the source is")
+    return problems
 
 
 def clipped_share(audio: np.ndarray) -> float:

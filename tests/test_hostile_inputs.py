@@ -425,3 +425,24 @@ def test_train_seld_class_names_are_checked(cli, tmp_path, text, fragment):
     classes.write_text(text)
     assert_one_line_error(cli("train-seld", "--data", tmp_path, "--classes", classes, "--out", tmp_path / "run"), "classes.yaml", fragment)
     assert not (tmp_path / "run").exists()
+
+
+def test_dead_and_duplicated_channels_are_named(cli, tmp_path):
+    audio = delayed_noise(MICS, SOURCE)
+    audio[:, 2] = 0.0
+    audio[:, 5] = audio[:, 3]
+    rec = user_recording(tmp_path / "rec", audio=audio)
+    result = cli("locate", rec, "--method", "srp-phat", "--static", "--no-plot")
+    assert result.exit_code == 0
+    assert "channel(s) 3 silent throughout" in result.output and "channel 6 is channel 4 sample for sample" in result.output
+    clean = cli("locate", user_recording(tmp_path / "clean"), "--method", "srp-phat", "--static", "--no-plot")
+    assert "silent throughout" not in clean.output and "sample for sample" not in clean.output
+
+
+def test_quiet_float_audio_is_not_called_zero(tmp_path):
+    from sslkit.errors import InputFileError
+    from sslkit.recording import read_audio
+
+    sf.write(tmp_path / "quiet.wav", delayed_noise(MICS, SOURCE) * 1e-9, FS, subtype="FLOAT")
+    with pytest.raises(InputFileError, match="peak .* below"):
+        read_audio(tmp_path / "quiet.wav")
