@@ -446,3 +446,11 @@ def test_quiet_float_audio_is_not_called_zero(tmp_path):
     sf.write(tmp_path / "quiet.wav", delayed_noise(MICS, SOURCE) * 1e-9, FS, subtype="FLOAT")
     with pytest.raises(InputFileError, match="peak .* below"):
         read_audio(tmp_path / "quiet.wav")
+
+
+def test_two_estimates_for_one_track_at_one_time_are_refused(cli, tmp_path):
+    truth = user_recording(tmp_path / "rec") / "sources.csv"
+    pred = tmp_path / "pred.csv"
+    pred.write_text("time,x,y,z,track\n0.5,1,2,1,0\n0.5,1,2,1,1\n0.5,2,2,1,0\n")
+    assert_one_line_error(cli("evaluate", "--pred", pred, "--truth", truth, "--out", tmp_path / "ev"), "pred.csv", "line 2", "more than one row")
+    assert not (tmp_path / "ev").exists()

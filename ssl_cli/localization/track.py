@@ -106,5 +106,9 @@ def read_positions(path: str | os.PathLike) -> PositionTrack:
     track = cols.get("track", np.zeros(n))
     if not np.all(np.isfinite(track) & (track >= 0) & (track < 2**31) & (track == np.round(track))):
         raise InputFileError(path, "track must be a non-negative integer on every row")
+    _, first, counts = np.unique(np.stack([cols["time"], track], 1), axis=0, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        row = int(first[counts > 1].min())
+        raise InputFileError(path, f"line {row + 2}: time {cols['time'][row]:g}, track {int(track[row])} has more than one row")
     return PositionTrack(cols["time"], np.stack([cols["x"], cols["y"], cols["z"]], 1), conf, n_in, track=track.astype(int),
                          azimuth=cols.get("azimuth_deg"), elevation=cols.get("elevation_deg"))
