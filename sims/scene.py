@@ -25,7 +25,7 @@ import yaml
 
 from sslkit.errors import ConfigError, GeometryError, ResourceError, describe
 from sslkit.files import read_yaml
-from sslkit.geometry import SPEED_OF_SOUND
+from sslkit.geometry import SPEED_OF_SOUND, check_geometry
 from sslkit.sims.signals import draw_signal
 
 TOP_KEYS = {"name", "description", "fs", "duration", "c", "seed", "room", "mics", "sources", "noise", "truth_hop", "block"}
@@ -41,6 +41,9 @@ MAX_ROOM_M = 1000.0
 """Largest room side (m) a scene may ask for."""
 MAX_RT60_S = 20.0
 """Longest reverberation time (s) a scene may ask for."""
+MAX_BLOCK_STEP_M = 0.25
+"""Farthest (m) a moving source may travel between two simulated blocks (each block is one static
+image-source response; farther steps would smear its track)."""
 
 
 @dataclass
@@ -239,6 +242,14 @@ def check_number(value: object, where: str, low: float = 0.0, high: float = np.i
     raise ConfigError(f"{where} must be {kind} in {bound.replace('inf]', 'inf)')}, got {value!r}")
 
 
+def check_block_step(speed: float, block: float, where: str) -> None:
+    """ConfigError when a source at ``speed`` m/s travels farther than ``MAX_BLOCK_STEP_M`` between
+    blocks ``block`` seconds apart."""
+    if speed * block > MAX_BLOCK_STEP_M:
+        raise ConfigError(f"{where}: at {speed:g} m/s the source travels {speed * block:.2g} m between simulated blocks ({block:g} s apart), "
+                          f"more than {MAX_BLOCK_STEP_M:g} m: lower the speed or set block to {MAX_BLOCK_STEP_M / speed:.2g} s or less")
+
+
 def check_scene(scene: Scene) -> Scene:
     """Every number of a resolved scene within its physical range (ConfigError naming the key)."""
     check_number(scene.fs, "fs", 999, MAX_FS, integer=True)
@@ -258,7 +269,9 @@ def check_scene(scene: Scene) -> Scene:
         check_number(scene.snr_db, "noise.snr_db", -np.inf)
     if not scene.sources:
         raise ConfigError("sources: a scene needs at least one source")
+    check_geometry(np.array(scene.mics, dtype=float), "mics")
     for k, src in enumerate(scene.sources):
+        check_block_step(src.speed, scene.block, f"sources[{k}]")
         check_number(src.start, f"sources[{k}].start", include_low=True)
         check_number(src.gain_db, f"sources[{k}].gain_db", -np.inf)
         if src.length is not None:

@@ -104,6 +104,16 @@ def check_metres(xyz: np.ndarray, where: object) -> None:
                             f"spread over {spread / 1000:.3g} m, in centimetres {spread / 100:.3g} m; convert them to metres")
 
 
+def check_geometry(mics: np.ndarray, path: object = "mics.csv") -> None:
+    """Reject positions that are not metres, and duplicate microphone positions (they make every
+    pair through them degenerate)."""
+    check_metres(mics, path)
+    dist = np.linalg.norm(mics[:, None] - mics[None], axis=-1)
+    i, j = np.nonzero(np.triu(dist < 1e-6, k=1))
+    if len(i):
+        raise GeometryError(f"{path}: microphones {i[0] + 1} and {j[0] + 1} have the same position")
+
+
 UNIT_RATIO = 30.0
 """Ratio of typical magnitudes from which two sets of positions are taken to be in different units."""
 

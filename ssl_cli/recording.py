@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sslkit.errors import GeometryError, InputFileError, SslkitWarning
+from sslkit.errors import InputFileError, SslkitWarning
 from sslkit.files import atomic_dir, atomic_file, read_csv_columns, read_table, read_yaml, write_csv, write_yaml
-from sslkit.geometry import check_metres
+from sslkit.geometry import check_geometry, check_metres
 
 AUDIO_FILE = "audio.wav"
 MICS_FILE = "mics.csv"
@@ -266,16 +266,6 @@ def write_sources(path: str | os.PathLike, track: SourceTrack) -> None:
 # ---------------------------------------------------------------------------------------------
 # Whole recordings
 # ---------------------------------------------------------------------------------------------
-def check_geometry(mics: np.ndarray, path: object = "mics.csv") -> None:
-    """Reject positions that are not metres, and duplicate microphone positions (they make every
-    pair through them degenerate)."""
-    check_metres(mics, path)
-    dist = np.linalg.norm(mics[:, None] - mics[None], axis=-1)
-    i, j = np.nonzero(np.triu(dist < 1e-6, k=1))
-    if len(i):
-        raise GeometryError(f"{path}: microphones {i[0] + 1} and {j[0] + 1} have the same position")
-
-
 def load_recording(path: str | os.PathLike, mics: str | os.PathLike | None = None) -> Recording:
     """A recording as localization uses it: its room mics, with a near-source channel (scene.yaml
     ``near_source``) split off into ``source_signal`` (see :func:`read_recording` and :func:`room_channels`)."""

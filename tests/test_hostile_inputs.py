@@ -197,6 +197,8 @@ def test_usage_errors_are_one_line(cli, rec, args):
         ({"sources": [{"signal": "noise", "position": [3.0, 2.0, 1.5], "gain_db": float("inf")}]}, ["gain_db"]),
         ({"duration": 36000.0}, ["needs about", "shorten the duration"]),
         ({"mics": "everywhere"}, ["invalid scene"]),
+        ({"mics": {"positions": [[1.0, 1.0, 1.2], [1.0, 1.0, 1.2], [2.0, 1.0, 1.0], [1.2, 2.0, 1.4]]}}, ["mics", "1 and 2 have the same position"]),
+        ({"sources": [{"signal": "noise", "trajectory": {"waypoints": [[1.0, 1.0, 1.0], [3.0, 2.0, 1.0]], "speed": 20.0}}]}, ["sources[0]", "1 m between", "block"]),
     ],
 )
 def test_scene_numbers_are_checked_before_simulating(cli, tmp_path, change, fragments):
