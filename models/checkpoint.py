@@ -142,7 +142,9 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu", kind: str | No
     try:
         state = read_checkpoint_file(path, device)
     except Exception as err:
-        raise InputFileError(path, f"not a readable checkpoint ({describe(err)})") from None
+        with open(path, "rb") as f:
+            torch_file = f.read(2) in (b"PK", b"\x80\x02")  # torch's zip archive, or its legacy pickle
+        raise InputFileError(path, f"not a readable checkpoint ({describe(err)})" if torch_file else "not a PyTorch checkpoint file") from None
     found = state.get("model") if isinstance(state, dict) else None
     if found not in model_registry():
         raise InputFileError(path, "not an sslkit checkpoint (no model name it knows)")

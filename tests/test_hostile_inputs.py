@@ -275,6 +275,8 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(cli, rec
     torch.save({"model": "ngcc-phat", "payload": Payload()}, tmp_path / "evil.pt")
     assert_one_line_error(cli("tdoa", rec, "--method", "ngcc", "--checkpoint", tmp_path / "evil.pt"), "evil.pt", "not a readable checkpoint")
     assert not marker.exists()
+    (tmp_path / "notes.pt").write_text("mic_id,x,y,z\n")
+    assert_one_line_error(cli("tdoa", rec, "--method", "ngcc", "--checkpoint", tmp_path / "notes.pt"), "notes.pt", "not a PyTorch checkpoint file")
 
 
 def test_malformed_scene_yaml_in_a_recording_names_file_and_line(cli, rec):
@@ -456,3 +458,15 @@ def test_two_estimates_for_one_track_at_one_time_are_refused(cli, tmp_path):
     pred.write_text("time,x,y,z,track\n0.5,1,2,1,0\n0.5,1,2,1,1\n0.5,2,2,1,0\n")
     assert_one_line_error(cli("evaluate", "--pred", pred, "--truth", truth, "--out", tmp_path / "ev"), "pred.csv", "line 2", "more than one row")
     assert not (tmp_path / "ev").exists()
+
+
+@pytest.mark.parametrize("method", ["multilat", "srp-phat"])
+def test_two_dimensional_search_plane(cli, tmp_path, method):
+    """Both methods search the plane at the mean mic height by default, and refuse one outside the room."""
+    from sslkit import load_recording, locate
+
+    rec = load_recording(user_recording(tmp_path / "rec"))
+    track = locate(rec, method, dims=2, static=True)
+    np.testing.assert_allclose(track.xyz[:, 2], MICS[:, 2].mean(), atol=1e-6)
+    assert_one_line_error(cli("locate", tmp_path / "rec", "--method", method, "--dims", "2", "--height", "100"), "height = 100", "z range")
+    assert_one_line_error(cli("locate", tmp_path / "rec", "--use-mics", "1,2,2,3,4"), "mic 2 is listed more than once")

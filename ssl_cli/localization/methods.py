@@ -77,5 +77,8 @@ def select_mics(rec: Recording, mic_ids: list[str]) -> Recording:
     missing = [m for m in mic_ids if m not in rec.mic_ids]
     if missing:
         raise UserError(f"use_mics: no mic {missing[0]} in mics.csv (ids: {','.join(rec.mic_ids)})")
+    repeated = [m for k, m in enumerate(mic_ids) if m in mic_ids[:k]]
+    if repeated:
+        raise UserError(f"use_mics: mic {repeated[0]} is listed more than once")
     idx = [rec.mic_ids.index(m) for m in mic_ids]
     return Recording(rec.audio[:, idx], rec.fs, list(mic_ids), rec.mics[idx], rec.sources, rec.scene, rec.path, rec.source_signal)

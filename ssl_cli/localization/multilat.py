@@ -19,7 +19,7 @@ import numpy as np
 
 from sslkit.errors import UserError
 from sslkit.geometry import SPEED_OF_SOUND, check_array_geometry, range_differences
-from sslkit.localization.region import range_warning, search_bounds
+from sslkit.localization.region import plane_height, range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
 from sslkit.options import MultilatOptions
 from sslkit.recording import Recording
@@ -295,7 +295,8 @@ def locate_multilat(rec: Recording, opts: MultilatOptions, on_progress=None) -> 
     notes = [n for n in (check_array_geometry(rec.mics, opts.dims, bounds if opts.bounds is not None else None), range_warning(rec.mics, bounds)) if n]
     result = multilat_tdoas(rec, opts, on_progress)
     times, tdoa, score = pool_frames(result.times, result.tdoa, result.score, opts.pool)
-    ransac = RansacOptions(opts.hypotheses, opts.threshold, opts.min_inliers, dims=opts.dims, height=opts.height,
+    height = plane_height(rec.mics, bounds, opts.height) if opts.dims == 2 else None
+    ransac = RansacOptions(opts.hypotheses, opts.threshold, opts.min_inliers, dims=opts.dims, height=height,
                            bounds=bounds, c=opts.c, seed=opts.seed)
     found = []
     for _ in range(opts.sources):

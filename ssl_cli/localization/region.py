@@ -35,6 +35,16 @@ def search_bounds(rec, bounds: np.ndarray | Sequence | None) -> np.ndarray:
     return box
 
 
+def plane_height(mics: np.ndarray, bounds: np.ndarray, height: float | None) -> float:
+    """The height (m) of the plane that 2-D localization searches: ``height``, or the mean mic
+    height when None; UserError when it lies outside the search box's z range."""
+    z = float(mics[:, 2].mean()) if height is None else float(height)
+    if not (np.isfinite(z) and bounds[0, 2] <= z <= bounds[1, 2]):
+        raise UserError(f"height = {z:g} m lies outside the search region's z range [{bounds[0, 2]:g}, {bounds[1, 2]:g}] m "
+                        "(the room of scene.yaml, or bounds)")
+    return z
+
+
 def range_warning(mics: np.ndarray, bounds: np.ndarray) -> str | None:
     """A note suggesting far_field when the search region is ``FAR_FIELD_RATIO`` times wider than the array."""
     size, region = aperture(mics), float(np.linalg.norm(bounds[1] - bounds[0]))

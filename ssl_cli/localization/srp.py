@@ -42,7 +42,7 @@ from sslkit.gcc import (
     window_frames,
 )
 from sslkit.geometry import check_array_geometry, pair_lag_bounds, range_differences
-from sslkit.localization.region import range_warning, search_bounds
+from sslkit.localization.region import plane_height, range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
 from sslkit.options import BATCH_FRAMES, SrpOptions
 from sslkit.recording import Recording
@@ -267,7 +267,7 @@ def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTr
     bounds = search_bounds(rec, opts.bounds)
     if opts.dims == 2:
         bounds = bounds.copy()
-        bounds[:, 2] = opts.height if opts.height is not None else float(rec.mics[:, 2].mean())
+        bounds[:, 2] = plane_height(rec.mics, bounds, opts.height)
     warning = check_array_geometry(rec.mics, opts.dims, bounds if opts.bounds is not None else None)
     srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, bounds, opts, on_progress)
     power = srp["power"]
