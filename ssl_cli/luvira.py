@@ -23,9 +23,12 @@ import numpy as np
 
 from sslkit.errors import InputFileError, UserError
 from sslkit.files import read_text
+from sslkit.geometry import check_geometry
 from sslkit.recording import Recording, SourceTrack
 
 TRACK_PATTERN = re.compile(r"^track\s*(\d+)\.wav$", re.IGNORECASE)
+NAMED_LINE = re.compile(r"^\s*mic\s*\d+\s*=", re.IGNORECASE)
+"""The start of a ``micK = [x, y, z]`` line, to name one that does not go on as such."""
 NAMED_POSITION = re.compile(r"^\s*mic\s*(\d+)\s*=\s*\[\s*([^,\]]+),\s*([^,\]]+),\s*([^,\]]+)\]\s*$", re.IGNORECASE)
 """A line of LuViRA's published ``microphone_locations.txt``: ``mic1 =  [2446.54, 1739.80, 1153.66]`` (mm)."""
 MM_PER_M = 1000.0
@@ -88,6 +91,8 @@ def named_positions_mm(path: Path) -> np.ndarray | None:
         raise InputFileError(path, "no such file")
     found = {}
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if NAMED_LINE.match(line) and not NAMED_POSITION.match(line):
+            raise InputFileError(path, f"line {number}: expected micK = [x, y, z], got {line.strip()[:60]}")
         if match := NAMED_POSITION.match(line):
             try:
                 found[int(match.group(1))] = [float(v) for v in match.groups()[1:]]
@@ -165,6 +170,17 @@ def import_luvira(folder: str | Path, mics_file: str | Path, truth_file: str | P
 
     folder = Path(folder)
     tracks = find_tracks(folder)
+    shift = np.zeros(3) if shift is None else shift
+    n_room = len(tracks)
+    try:
+        mics = mic_positions_mm(Path(mics_file), n_room) / MM_PER_M + shift
+        near = False
+    except InputFileError:
+        mics = mic_positions_mm(Path(mics_file), n_room - 1) / MM_PER_M + shift
+        near = True
+    check_geometry(mics, mics_file)
+    times, pos = truth_mm(Path(truth_file), columns or LuviraColumns(), rate)
+    pos = pos / MM_PER_M + shift
     audio_in = [read_audio(p, allow_silent=True) for p in tracks]
     rates = {f for _, f in audio_in}
     if len(rates) != 1:
@@ -174,16 +190,6 @@ def import_luvira(folder: str | Path, mics_file: str | Path, truth_file: str | P
     stacked = np.stack([a[:length, 0] for a, _ in audio_in], axis=1)
     g = np.gcd(src_fs, fs)
     audio = resample_poly(stacked, fs // g, src_fs // g, axis=0).astype(np.float32)
-    shift = np.zeros(3) if shift is None else shift
-    n_room = len(tracks)
-    try:
-        mics = mic_positions_mm(Path(mics_file), n_room) / MM_PER_M + shift
-        near = False
-    except InputFileError:
-        mics = mic_positions_mm(Path(mics_file), n_room - 1) / MM_PER_M + shift
-        near = True
-    times, pos = truth_mm(Path(truth_file), columns or LuviraColumns(), rate)
-    pos = pos / MM_PER_M + shift
     grid = np.arange(max(0.0, times.min()), min(times.max(), length / src_fs), truth_hop)
     track_xyz = np.stack([np.interp(grid, times, pos[:, k]) for k in range(3)], axis=1)
     truth = SourceTrack(grid, np.zeros(len(grid), int), track_xyz)

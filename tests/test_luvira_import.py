@@ -88,3 +88,21 @@ def test_luvira_published_mic_positions_are_read(tmp_path):
 
     with pytest.raises(InputFileError, match="lists 11 microphones, but there are 5"):
         mic_positions_mm(path, 5)
+
+
+def test_mic_position_files_that_cannot_be_right_are_refused_before_reading_audio(cli, tmp_path, monkeypatch):
+    fake_luvira(tmp_path / "speech1", mocap_mics=False)
+    folder = tmp_path / "speech1"
+    import sslkit.recording
+
+    def no_audio(*args, **kwargs):
+        raise AssertionError("audio read before the mic positions were checked")
+
+    monkeypatch.setattr(sslkit.recording, "read_audio", no_audio)
+    (folder / "short.txt").write_text("Mic positions\nmic1 = [1, 2]\n")
+    assert_one_line_error(cli("import-luvira", folder, "--mic-positions", folder / "short.txt", "--truth", folder / "mocap.csv",
+                              "--out", tmp_path / "bad"), "short.txt", "line 2", "micK = [x, y, z]")
+    (folder / "same.txt").write_text("Mic positions\n" + "".join(f"mic{k} = [1000, 500, 1000]\n" for k in range(1, 6)))
+    assert_one_line_error(cli("import-luvira", folder, "--mic-positions", folder / "same.txt", "--truth", folder / "mocap.csv",
+                              "--out", tmp_path / "bad"), "same.txt", "1 and 2 have the same position")
+    assert not (tmp_path / "bad").exists()
