@@ -105,8 +105,11 @@ def check_metres(xyz: np.ndarray, where: object) -> None:
 
 
 def check_geometry(mics: np.ndarray, path: object = "mics.csv") -> None:
-    """Reject positions that are not metres, and duplicate microphone positions (they make every
-    pair through them degenerate)."""
+    """Reject missing coordinates (NaN, infinite or empty), positions that are not metres, and
+    duplicate microphone positions (they make every pair through them degenerate)."""
+    missing = np.flatnonzero(~np.isfinite(mics).all(axis=1))
+    if len(missing):
+        raise GeometryError(f"{path}: microphone {missing[0] + 1} has a missing coordinate (NaN, infinite or empty)")
     check_metres(mics, path)
     dist = np.linalg.norm(mics[:, None] - mics[None], axis=-1)
     i, j = np.nonzero(np.triu(dist < 1e-6, k=1))

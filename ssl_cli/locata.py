@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from sslkit.errors import InputFileError
+from sslkit.geometry import check_geometry
 from sslkit.recording import Recording, SourceTrack, read_audio
 
 TIME_COLUMNS = ("year", "month", "day", "hour", "minute", "second")
@@ -108,8 +109,9 @@ def import_locata(folder: str | Path, fs: int | None = None) -> Recording:
     """One LOCATA ``<task>/<recording>/<array>/`` folder as a recording (resampled to ``fs`` Hz when given)."""
     folder = Path(folder)
     array = folder.name
-    audio, rate = read_audio(folder / f"audio_array_{array}.wav")
     mics = array_mics(folder / f"position_array_{array}.txt")
+    check_geometry(mics, folder / f"position_array_{array}.txt")
+    audio, rate = read_audio(folder / f"audio_array_{array}.wav")
     if len(mics) != audio.shape[1]:
         raise InputFileError(folder / f"audio_array_{array}.wav", f"has {audio.shape[1]} channels but position_array_{array}.txt lists {len(mics)} mics")
     start = audio_start(folder / f"audio_array_timestamps_{array}.txt")

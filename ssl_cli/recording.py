@@ -223,15 +223,14 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, fs: int) -> None:
 # CSV tables
 # ---------------------------------------------------------------------------------------------
 def read_mics(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """Read ``mics.csv`` (``mic_id,x,y,z`` in metres) → (ids, positions of shape (n_mics, 3))."""
+    """Read ``mics.csv`` (``mic_id,x,y,z`` in metres; positions checked by ``check_geometry``) → (ids, positions (n_mics, 3))."""
     path = Path(path)
     header, rows = read_table(path, ["mic_id", "x", "y", "z"])
     if not rows:
         raise InputFileError(path, "no microphone rows")
     cols = read_csv_columns(path, ["x", "y", "z"])
     xyz = np.stack([cols["x"], cols["y"], cols["z"]], axis=1)
-    if not np.all(np.isfinite(xyz)):
-        raise InputFileError(path, "contains NaN or empty coordinates")
+    check_geometry(xyz, path)
     ids = [row[header.index("mic_id")].strip() if len(row) > header.index("mic_id") else "" for row in rows]
     if "" in ids:
         raise InputFileError(path, f"line {ids.index('') + 2}: empty mic_id")
@@ -296,7 +295,6 @@ def read_recording(path: str | os.PathLike, mics: str | os.PathLike | None = Non
         raise InputFileError(
             audio_path, f"has {audio.shape[1]} channels but {mics_path} lists {len(mic_ids)} microphones"
         )
-    check_geometry(xyz, mics_path)
     sources = read_sources(folder / SOURCES_FILE) if (folder / SOURCES_FILE).is_file() else None
     if sources is not None:
         check_metres(np.vstack([xyz, sources.xyz]), f"{mics_path} and {folder / SOURCES_FILE}")

@@ -60,3 +60,9 @@ def test_import_locata_refuses_moving_arrays(cli, tmp_path):
     (folder / "position_array_dummy5.txt").write_text("\n".join(moved) + "\n")
     assert_one_line_error(cli("import-locata", folder, "--out", tmp_path / "out"), "position_array_dummy5.txt", "the mics move")
     assert not (tmp_path / "out").exists()
+
+
+def test_import_locata_refuses_mics_at_one_position(cli, tmp_path):
+    folder = locata_fixture(tmp_path / "LOCATA", np.vstack([MICS[:1], MICS[:1], MICS[2:]]))
+    assert_one_line_error(cli("import-locata", folder, "--out", tmp_path / "out"), "position_array_dummy5.txt", "1 and 2 have the same position")
+    assert not (tmp_path / "out").exists()
