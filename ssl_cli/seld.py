@@ -94,6 +94,8 @@ def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> tuple[SeldEvents,
             raise InputFileError(path, f"line {number}: frame {cells[0][:20]} is not an integer from 0 to {MAX_FRAME - 1}")
         if not 0 <= values[1] < n_classes or values[1] != int(values[1]):
             raise InputFileError(path, f"line {number}: class {cells[1][:20]} is not one of 0..{n_classes - 1}")
+        if len(values) > 5 and values[-1] < 0:
+            raise InputFileError(path, f"line {number}: distance {cells[-1].strip()[:20]} is negative")
         widths.add(dcase_format(len(values)))
         if len(widths) > 1:
             raise InputFileError(path, f"line {number}: mixes the polar and the Cartesian format")

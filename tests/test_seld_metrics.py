@@ -108,6 +108,10 @@ def test_read_dcase_csv_errors(tmp_path):
     bad.write_text("0,5,0,30,0,2\n")
     with pytest.raises(InputFileError, match="class 5"):
         read_dcase_csv(bad, 2)
+    for row in ("0,1,0,30,0,-200\n", "0,1,0,0.6,0.8,0.0,-2.0\n"):
+        bad.write_text(row)
+        with pytest.raises(InputFileError, match="line 1: distance -2.* is negative"):
+            read_dcase_csv(bad, 2)
 
 
 def test_labels_of_a_simulated_scene_round_trip_and_score_perfectly(tmp_path):
