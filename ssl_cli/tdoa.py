@@ -168,16 +168,16 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
     per_sample = scorer.per_sample
     limit = torch.as_tensor(bounds * per_sample, device=opts.device)
     min_sep = max(1, int(round(opts.min_separation_s * rec.fs * per_sample)))
-    tdoas, scores = [], []
+    n_out = 1 if window is None else len(frames_all)
+    tdoa, score = np.empty((n_out, len(pairs), opts.peaks)), np.empty((n_out, len(pairs), opts.peaks))  # filled in place
     averages = window_average(lambda lo, hi: scorer.per_frame(frames_all[lo:hi], pairs), len(frames_all), ~silent, window, opts.batch_frames)
     for covered, averaged in averages:
-        score = scorer.scores(averaged)
-        lag, value = pick_peaks(score, opts.peaks, min_sep, limit.to(score.dtype).expand(score.shape[:-1]))
-        tdoas.append((lag / (per_sample * rec.fs)).cpu().numpy())
-        scores.append(value.cpu().numpy())
+        scored = scorer.scores(averaged)
+        lag, value = pick_peaks(scored, opts.peaks, min_sep, limit.to(scored.dtype).expand(scored.shape[:-1]))
+        rows = slice(0, 1) if window is None else covered
+        tdoa[rows], score[rows] = (lag / (per_sample * rec.fs)).cpu().numpy(), value.cpu().numpy()
         if on_progress:
             on_progress(covered.stop, len(frames_all))
-    tdoa, score = np.concatenate(tdoas), np.concatenate(scores)
     times = frame_times(len(frames_all), opts.frame, opts.hop, rec.fs)
     silent = silent.cpu().numpy()
     if window is None:  # one estimate for the whole recording, at the mean time of its active frames

@@ -29,6 +29,8 @@ MISSING_PEAK = 1e6
 PRESCREEN_PAIRS = 12
 PRESCREEN_KEEP = 40
 """Hypotheses are first scored on PRESCREEN_PAIRS pairs; the best PRESCREEN_KEEP get full scoring."""
+RANSAC_CHUNK_FRAMES = 256
+"""Frames whose hypotheses are drawn and scored at once: RANSAC's memory does not grow with the recording."""
 
 
 @dataclass
@@ -162,6 +164,29 @@ def share_neighbours(best: np.ndarray, mics: np.ndarray, pairs: np.ndarray, meas
     return cand[np.arange(f_count), score.argmax(axis=1)]
 
 
+def best_hypotheses(mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, weights: np.ndarray, opts: RansacOptions,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Each frame's hypothesis (from minimal sets of peaks) with the most inliers: measured range
+    differences and peak weights (F, P, K) → positions (F, 3), NaN where none is valid."""
+    f_count, dims = len(measured), opts.dims
+    free = np.array([True, True, dims == 3])
+    fixed = np.array([0.0, 0.0, opts.height if opts.height is not None else 0.0])
+    mic_idx, delta = draw_minimal_sets(rng, measured, weights, pairs, len(mics), dims, opts.hypotheses)
+    flat_ref = mics[mic_idx[..., 0]].reshape(-1, 3)
+    flat_oth = mics[mic_idx[..., 1:]].reshape(-1, dims, 3)
+    cand = star_solutions(flat_ref, flat_oth, np.nan_to_num(delta.reshape(-1, dims)), free, fixed)
+    cand = cand.reshape(f_count, opts.hypotheses * 2, 3)
+    cand[np.repeat(np.isnan(delta).any(-1), 2, axis=1)] = np.nan
+    if opts.bounds is not None:
+        outside = np.any((cand < opts.bounds[0]) | (cand > opts.bounds[1]), axis=-1)
+        cand[outside] = np.nan
+    cand = prescreen(cand, mics, pairs, measured, opts.threshold, rng)
+    resid = inlier_residuals(np.nan_to_num(cand, nan=1e6), mics, pairs, measured)  # (F, T, P)
+    score = (resid < opts.threshold).sum(-1) - np.clip(resid, 0, opts.threshold).mean(-1) / opts.threshold
+    score[np.isnan(cand).any(-1)] = -1
+    return cand[np.arange(f_count), score.argmax(axis=1)]
+
+
 def ransac_multilaterate(
     mics: np.ndarray, pairs: np.ndarray, tdoa: np.ndarray, opts: RansacOptions, scores: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -179,22 +204,9 @@ def ransac_multilaterate(
     f_count, n_pairs, _ = measured.shape
     dims = opts.dims
     free = np.array([True, True, dims == 3])
-    fixed = np.array([0.0, 0.0, opts.height if opts.height is not None else 0.0])
     weights = np.where(np.isnan(measured), 0.0, 1.0 if scores is None else np.clip(np.nan_to_num(scores), 1e-6, None))
-    mic_idx, delta = draw_minimal_sets(rng, measured, weights, pairs, len(mics), dims, opts.hypotheses)
-    flat_ref = mics[mic_idx[..., 0]].reshape(-1, 3)
-    flat_oth = mics[mic_idx[..., 1:]].reshape(-1, dims, 3)
-    cand = star_solutions(flat_ref, flat_oth, np.nan_to_num(delta.reshape(-1, dims)), free, fixed)
-    cand = cand.reshape(f_count, opts.hypotheses * 2, 3)
-    cand[np.repeat(np.isnan(delta).any(-1), 2, axis=1)] = np.nan
-    if opts.bounds is not None:
-        outside = np.any((cand < opts.bounds[0]) | (cand > opts.bounds[1]), axis=-1)
-        cand[outside] = np.nan
-    cand = prescreen(cand, mics, pairs, measured, opts.threshold, rng)
-    resid = inlier_residuals(np.nan_to_num(cand, nan=1e6), mics, pairs, measured)  # (F, T, P)
-    score = (resid < opts.threshold).sum(-1) - np.clip(resid, 0, opts.threshold).mean(-1) / opts.threshold
-    score[np.isnan(cand).any(-1)] = -1
-    best = cand[np.arange(f_count), score.argmax(axis=1)]  # (F, 3)
+    best = np.concatenate([best_hypotheses(mics, pairs, measured[s : s + RANSAC_CHUNK_FRAMES], weights[s : s + RANSAC_CHUNK_FRAMES], opts, rng)
+                           for s in range(0, f_count, RANSAC_CHUNK_FRAMES)])
     best = share_neighbours(best, mics, pairs, measured, opts.threshold, opts.neighbours)
     xyz, rms, n_in = refine(best, mics, pairs, measured, opts, free)
     min_inliers = opts.min_inliers or default_min_inliers(n_pairs, dims)

@@ -13,6 +13,7 @@ that no bin dominates. Peaks are found on a Fibonacci grid and refined on a fine
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,6 +36,8 @@ MIN_SEPARATION_DEG = 10.0
 """Peaks closer than this to a stronger one are the same source."""
 HOP_BATCH = 8
 """Hops whose covariances are decomposed at once."""
+SNAPSHOT_BATCH = 2048
+"""Snapshots transformed at once."""
 
 
 def analysed_bins(snapshot: int, fs: int) -> np.ndarray:
@@ -62,17 +65,34 @@ def pseudo_spectrum(subspace: torch.Tensor, u: torch.Tensor, mics: torch.Tensor,
     return per_bin.sum(1)
 
 
-def hop_covariances(spectra: torch.Tensor, centres: np.ndarray, snapshot_centres: np.ndarray, half_window: float) -> torch.Tensor:
-    """Spatial covariances (H, K, M, M) of the snapshots (T, K, M) whose centres (T,) lie within
-    ``half_window`` seconds of each hop centre (H,); at least the nearest snapshot."""
-    out = []
-    for centre in centres:
-        near = np.abs(snapshot_centres - centre) <= half_window
-        if not near.any():
-            near = np.abs(snapshot_centres - centre) == np.abs(snapshot_centres - centre).min()
-        x = spectra[torch.as_tensor(np.flatnonzero(near))]  # (n, K, M)
-        out.append(torch.einsum("nkm,nkl->kml", x, x.conj()) / len(x))
-    return torch.stack(out)
+def hop_covariances(spectra_of: Callable[[int, int], torch.Tensor], centres: np.ndarray, snapshot_centres: np.ndarray,
+                    half_window: float) -> torch.Tensor:
+    """Spatial covariances (H, K, M, M) of the snapshots whose centres (T,) lie within ``half_window``
+    seconds of each hop centre (H,), at least the nearest snapshot. ``spectra_of(lo, hi)`` gives the
+    spectra (hi − lo, K, M) of snapshots lo…hi−1; they are taken ``SNAPSHOT_BATCH`` at a time, each
+    once for all the hops, so memory does not grow with the window (``static``: the recording)."""
+    ranges = [snapshot_range(snapshot_centres, centre, half_window) for centre in centres]
+    totals = None
+    for start in range(min(r[0] for r in ranges), max(r[1] for r in ranges), SNAPSHOT_BATCH):
+        x = spectra_of(start, min(start + SNAPSHOT_BATCH, max(r[1] for r in ranges)))
+        if totals is None:
+            totals = x.new_zeros(len(centres), x.shape[1], x.shape[2], x.shape[2])
+        for h, (lo, hi) in enumerate(ranges):
+            part = x[max(lo - start, 0) : max(0, min(hi - start, len(x)))]
+            if len(part):
+                totals[h] += torch.einsum("nkm,nkl->kml", part, part.conj())
+    counts = torch.as_tensor([hi - lo for lo, hi in ranges], dtype=totals.real.dtype)
+    return totals / counts[:, None, None, None]
+
+
+def snapshot_range(snapshot_centres: np.ndarray, centre: float, half_window: float) -> tuple[int, int]:
+    """Indices lo, hi of the (sorted) snapshots within ``half_window`` s of ``centre``; the nearest one when none is."""
+    lo = int(np.searchsorted(snapshot_centres, centre - half_window, side="left"))
+    hi = int(np.searchsorted(snapshot_centres, centre + half_window, side="right"))
+    if lo < hi:
+        return lo, hi
+    nearest = int(np.abs(snapshot_centres - centre).argmin())
+    return nearest, nearest + 1
 
 
 def find_peaks(power: torch.Tensor, grid: torch.Tensor, count: int) -> torch.Tensor:
@@ -108,9 +128,13 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
     mics = torch.as_tensor(rec.mics - rec.mics.mean(axis=0), dtype=torch.float32)
     bins = analysed_bins(opts.snapshot, rec.fs)
     omega = torch.as_tensor(2 * np.pi * bins * rec.fs / opts.snapshot, dtype=torch.float32)
-    audio = torch.as_tensor(rec.audio, dtype=torch.float64)
-    snapshots = frame_audio(audio, opts.snapshot, opts.snapshot // 2)  # (T, M, N)
-    spectra = torch.fft.rfft(snapshots * torch.hann_window(opts.snapshot, dtype=torch.float64), dim=-1)[..., bins].permute(0, 2, 1)  # (T, K, M)
+    audio = torch.as_tensor(rec.audio)
+    snapshots = frame_audio(audio, opts.snapshot, opts.snapshot // 2)  # (T, M, N), a view
+    window = torch.hann_window(opts.snapshot, dtype=torch.float64)
+
+    def spectra_of(lo: int, hi: int) -> torch.Tensor:  # (hi − lo, K, M)
+        return torch.fft.rfft(snapshots[lo:hi].double() * window, dim=-1)[..., bins].permute(0, 2, 1)
+
     snapshot_centres = frame_times(len(snapshots), opts.snapshot, opts.snapshot // 2, rec.fs)
     hops = frame_audio(audio, opts.frame, opts.hop)
     silent = silent_frames(hops).numpy()
@@ -122,10 +146,10 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
         half_window = max(opts.window, opts.frame / rec.fs) / 2
     grid = torch.as_tensor(fibonacci_directions(GRID_DIRECTIONS), dtype=torch.float32)
     spacing = math.sqrt(4 * math.pi / GRID_DIRECTIONS)
-    directions, strength = [], []
+    directions, strength = np.empty((len(times), opts.sources, 3)), np.empty((len(times), opts.sources))  # filled in place
     for start in range(0, len(times), HOP_BATCH):
         block = slice(start, start + HOP_BATCH)
-        covariance = hop_covariances(spectra, times[block], snapshot_centres, half_window)
+        covariance = hop_covariances(spectra_of, times[block], snapshot_centres, half_window)
         _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
         subspace = vectors[..., -opts.sources :].to(torch.complex64)  # (H, K, M, S)
         peaks = find_peaks(pseudo_spectrum(subspace, grid, mics, omega, opts.c, normalize), grid, opts.sources)
@@ -136,14 +160,12 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
             best = power.argmax(-1)
             peaks = torch.where(peaks.isnan(), peaks, candidates.gather(2, best[..., None, None].expand(-1, -1, 1, 3))[:, :, 0])
             value = power.gather(2, best[..., None])[..., 0]
-        directions.append(peaks.numpy())
-        strength.append((value / len(bins)).numpy())
+        directions[block], strength[block] = peaks.numpy(), (value / len(bins)).numpy()
         if on_progress:
             on_progress(min(start + HOP_BATCH, len(times)), len(times))
-    u, power = np.concatenate(directions), np.concatenate(strength)
-    u[silent] = np.nan
-    confidence = np.where(np.isnan(u).any(-1), 0.0, np.clip(power, 0, 1) if normalize else 1.0)
-    return PositionTrack.from_directions(times, u, confidence, np.full(power.shape, rec.n_mics))
+    directions[silent] = np.nan
+    confidence = np.where(np.isnan(directions).any(-1), 0.0, np.clip(strength, 0, 1) if normalize else 1.0)
+    return PositionTrack.from_directions(times, directions, confidence, np.full(strength.shape, rec.n_mics))
 
 
 

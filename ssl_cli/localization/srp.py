@@ -233,21 +233,19 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
     else:  # correlations are linear in the spectra: average them (smaller than the spectra)
         averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE),
                                   len(frames_all), ~silent, window, BATCH_FRAMES)
-    xyz, power = [], []
+    n_out = 1 if window is None else len(frames_all)
+    xyz, power = np.empty((n_out, opts.sources, 3)), np.empty((n_out, opts.sources))  # filled in place: no pile of small arrays
+    step = max(1, SEARCH_ELEMENTS // (search.candidates * len(pairs)))
     for covered, corr in averages:
-        step = max(1, SEARCH_ELEMENTS // (search.candidates * len(pairs)))
-        for chunk in corr.split(step):
-            found, strength = [], []
-            for _ in range(opts.sources):
+        for start, chunk in zip(range(covered.start if window else 0, n_out, step), corr.split(step)):
+            rows = slice(start, start + len(chunk))
+            for k in range(opts.sources):
                 point, value = search.best(chunk)
-                found.append(point)
-                strength.append(value / len(pairs))
-                chunk = search.suppress(chunk, point)
-            xyz.append(torch.stack(found, 1).cpu().numpy())
-            power.append(torch.stack(strength, 1).cpu().numpy())
+                xyz[rows, k], power[rows, k] = point.cpu().numpy(), (value / len(pairs)).cpu().numpy()
+                if k + 1 < opts.sources:
+                    chunk = search.suppress(chunk, point)
         if on_progress:
             on_progress(covered.stop, len(frames_all))
-    xyz, power = np.concatenate(xyz).astype(float), np.concatenate(power).astype(float)
     times, silent = frame_times(len(frames_all), opts.frame, opts.hop, fs), silent.cpu().numpy()
     if window is None:
         times, silent = np.array([times[~silent].mean() if (~silent).any() else times.mean()]), np.array([silent.all()])

@@ -47,14 +47,16 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     audio = torch.as_tensor(rec.audio, device=opts.device)
     frames = frame_audio(audio, n, opts.hop)  # (F, M, N)
     silent = silent_frames(frames, SILENCE_DB).cpu().numpy()
-    source = torch.zeros(len(frames), 1, n, device=opts.device)
-    if opts.known_source:
-        source = frame_audio(torch.as_tensor(rec.source_signal[:, None], device=opts.device), n, opts.hop)
-        source = source / (source.abs().amax(dim=-1, keepdim=True) + 1e-8)
-    frames = frames / (frames.abs().amax(dim=(1, 2), keepdim=True) + 1e-8)
-    inputs = torch.cat([source, frames], dim=1)
+    source = frame_audio(torch.as_tensor(rec.source_signal[:, None], device=opts.device), n, opts.hop) if opts.known_source else None
+
+    def block_inputs(block: slice) -> torch.Tensor:
+        """The network's audio tokens (B, 1 + M, N) of a block of frames, each frame scaled to unit peak."""
+        mic_audio = frames[block] / (frames[block].abs().amax(dim=(1, 2), keepdim=True) + 1e-8)
+        near = torch.zeros_like(mic_audio[:, :1]) if source is None else source[block] / (source[block].abs().amax(dim=-1, keepdim=True) + 1e-8)
+        return torch.cat([near, mic_audio], dim=1)
+
     coords = torch.cat([torch.zeros(1, 3), torch.as_tensor(rec.mics, dtype=torch.float32)])[None].expand(len(frames), -1, -1).to(opts.device)
-    audio_known = torch.ones(inputs.shape[:2], dtype=torch.bool, device=opts.device)
+    audio_known = torch.ones(len(frames), rec.n_mics + 1, dtype=torch.bool, device=opts.device)
     audio_known[:, 0] = opts.known_source
     coord_known = torch.ones_like(audio_known)
     coord_known[:, 0] = False
@@ -62,28 +64,28 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     coord_known[:, unknown] = False
     refine = opts.refine_radius > 0 and model.ngcc is not None
     fit = DelayedLagFit(rec, unknown, model.fs, opts) if refine else None
-    sources, confidence, mics = [], [], []
+    xyz, confidence, mic_pred = np.empty((len(frames), 3)), np.empty(len(frames)), np.empty((len(frames), rec.n_mics, 3))  # filled in place
+    written = 0  # rows of xyz and confidence filled (the fit answers frames late, static once)
     frame_batch = wav2pos_frame_batch(opts.device)
     generator = torch.Generator().manual_seed(opts.seed)
     with torch.no_grad():
         for s in range(0, len(frames), frame_batch):
             block = slice(s, s + frame_batch)
-            out = predict_with_views(model, inputs[block], coords[block], audio_known[block], coord_known[block], 0 if refine else opts.views, generator,
-                                     opts.precision)
+            out = predict_with_views(model, block_inputs(block), coords[block], audio_known[block], coord_known[block], 0 if refine else opts.views,
+                                     generator, opts.precision)
             network = out["source"].cpu().numpy()
             network[silent[block]] = np.nan
-            xyz, conf = fit.add(network, out["pair_probs"]) if fit else (network, out["confidence"].cpu().numpy())
-            sources.append(xyz)
-            confidence.append(conf)
-            mics.append(out["mics"].cpu().numpy())
+            found, conf = fit.add(network, out["pair_probs"]) if fit else (network, out["confidence"].cpu().numpy())
+            xyz[written : written + len(found)], confidence[written : written + len(found)] = found, conf
+            written += len(found)
+            mic_pred[block] = out["mics"].cpu().numpy()
             if on_progress:
                 on_progress(min(s + frame_batch, len(frames)), len(frames))
         if fit:
-            xyz, conf = fit.finish()
-            sources.append(xyz)
-            confidence.append(conf)
-    xyz, confidence = np.concatenate(sources).astype(float), np.concatenate(confidence)
-    mic_pred = np.concatenate(mics)
+            found, conf = fit.finish()
+            xyz[written : written + len(found)], confidence[written : written + len(found)] = found, conf
+            written += len(found)
+    xyz, confidence = xyz[:written], confidence[:written]
     estimated = {rec.mic_ids[u - 1]: np.median(mic_pred[~silent, u - 1], axis=0) for u in unknown}
     times = frame_times(len(frames), n, opts.hop, rec.fs)
     if not fit:
