@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import resource
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from real_arrays import in_fresh_process
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "luvira-demo"
 METHODS = ("multilat", "srp-phat", "music")
@@ -50,16 +50,6 @@ def run(folder: str, method: str, queue) -> None:
     queue.put({"seconds": time.perf_counter() - start, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
-def in_fresh_process(folder: Path, method: str) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=run, args=(str(folder), method, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", default="1,5", help="recording lengths, comma-separated")
@@ -71,7 +61,7 @@ def main() -> None:
             folder = repeated_demo(minutes, Path(tmp) / f"{minutes:g}min")
             audio_mb = (folder / "audio.wav").stat().st_size / 2**20
             for method in args.methods.split(","):
-                rows.append({"minutes": minutes, "method": method, "audio_mb": audio_mb, **in_fresh_process(folder, method)})
+                rows.append({"minutes": minutes, "method": method, "audio_mb": audio_mb, **in_fresh_process(run, str(folder), method)})
                 print(json.dumps(rows[-1]), file=sys.stderr)
     print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_average": os.getloadavg(), "rows": rows}, indent=1))
 
