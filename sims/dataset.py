@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import multiprocessing
@@ -112,12 +113,13 @@ def simulate_one(template: dict, seed: int, index: int, out: str, audio_dir: str
     return write_scene(Path(out), *simulate_scene(template, seed, index, audio_dir, save_rirs), save_rirs)
 
 
-def cluster_rows(template: dict, seed: int, indices: list[int], out: Path, audio_dir: str | None, save_rirs: bool, scheduler: str) -> Iterator[dict]:
-    """Scenes simulated on a Dask cluster (``scheduler``: its address, or ``local`` for a local
-    cluster of one single-threaded worker process per core) and written here as they finish; their
-    index rows, in the order they finish. The workers need neither ``out`` nor a shared file system."""
+@contextlib.contextmanager
+def dask_client(scheduler: str) -> Iterator[object]:
+    """A dask.distributed client of the cluster at ``scheduler`` (its address, or ``local`` for a
+    local cluster of one single-threaded worker process per core), closed on exit; ConfigError when
+    dask.distributed is missing or no scheduler answers."""
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError("--scheduler needs dask.distributed: pip install 'sslkit[cluster]'") from None
     logging.getLogger("distributed").setLevel(logging.ERROR)  # the cluster's own progress notes are not the user's
@@ -127,14 +129,22 @@ def cluster_rows(template: dict, seed: int, indices: list[int], out: Path, audio
     except OSError as err:
         raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there ({err})") from None
     try:
-        futures = client.map(simulate_scene, [template] * len(indices), [seed] * len(indices), indices, [audio_dir] * len(indices),
-                             [save_rirs] * len(indices), pure=False)
-        for future in as_completed(futures):
-            yield write_scene(out, *future.result(), save_rirs)
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def cluster_rows(client, template: dict, seed: int, indices: list[int], out: Path, audio_dir: str | None, save_rirs: bool) -> Iterator[dict]:
+    """Scenes simulated on the Dask cluster of ``client`` and written here as they finish; their
+    index rows, in the order they finish. The workers need neither ``out`` nor a shared file system."""
+    from distributed import as_completed
+
+    futures = client.map(simulate_scene, [template] * len(indices), [seed] * len(indices), indices, [audio_dir] * len(indices),
+                         [save_rirs] * len(indices), pure=False)
+    for future in as_completed(futures):
+        yield write_scene(out, *future.result(), save_rirs)
 
 
 def index_row(index: int, folder: str, scene: Scene) -> dict:
@@ -169,6 +179,13 @@ def simulate_dataset(
     """
     out = Path(out)
     check_dataset_folder(out, template, seed, audio_dir, count, overwrite)
+    with dask_client(scheduler) if scheduler is not None else contextlib.nullcontext() as client:  # connected before anything is written
+        return simulate_scenes(template, count, out, seed, workers, audio_dir, save_rirs, on_progress, overwrite, client)
+
+
+def simulate_scenes(template: dict, count: int, out: Path, seed: int, workers: int | None, audio_dir: str | None, save_rirs: bool,
+                    on_progress: Callable[[int], None] | None, overwrite: bool, client) -> Path:
+    """:func:`simulate_dataset` once ``out`` is checked: locally, or on the cluster of a Dask ``client``."""
     if overwrite and (out / DATASET_FILE).is_file():
         remove_sslkit_folder(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,8 +195,8 @@ def simulate_dataset(
     if on_progress:
         on_progress(len(rows))
     missing = [i for i in range(count) if i not in rows]
-    if scheduler is not None:
-        finished = cluster_rows(template, seed, missing, out, audio_dir, save_rirs, scheduler)
+    if client is not None:
+        finished = cluster_rows(client, template, seed, missing, out, audio_dir, save_rirs)
     else:
         finished = parallel_map(simulate_one, [(template, seed, i, str(out), audio_dir, save_rirs) for i in missing], workers, ordered=False)
     try:

@@ -260,3 +260,4 @@ def test_a_dask_cluster_writes_the_same_files_and_resumes(cli, tmp_path, monkeyp
     monkeypatch.setattr("sslkit.sims.dataset.CLUSTER_TIMEOUT_S", 2)
     assert_one_line_error(cli("simulate", "--config", cfg, "--count", 2, "--out", tmp_path / "x", "--scheduler", "tcp://127.0.0.1:9"),
                           "no Dask scheduler answers")
+    assert not (tmp_path / "x").exists()  # connected before anything is written
