@@ -189,9 +189,9 @@ def training_banks(cfg: Wav2PosTrainConfig, status: Callable) -> tuple[Wav2PosBa
     from sslkit.sims.scene import load_template
 
     if cfg.data:
-        from sslkit.recording import read_recording
+        from sslkit.recording import read_recording, recording_folders
 
-        recs = [read_recording(p) for p in cfg.data]
+        recs = [read_recording(folder) for path in cfg.data for folder in recording_folders(path)]
         n_val = max(1, len(recs) // 10)
         train_recs, val_recs = recs[n_val:], recs[:n_val]
     else:

@@ -265,6 +265,15 @@ def write_sources(path: str | os.PathLike, track: SourceTrack) -> None:
 # ---------------------------------------------------------------------------------------------
 # Whole recordings
 # ---------------------------------------------------------------------------------------------
+def recording_folders(path: str | os.PathLike) -> list[Path]:
+    """A recording folder, or the recording folders inside ``path`` (a dataset, sorted); an InputFileError when there are none."""
+    path = Path(path)
+    folders = [path] if (path / AUDIO_FILE).is_file() else sorted(p for p in path.glob("*") if (p / AUDIO_FILE).is_file())
+    if not folders:
+        raise InputFileError(path, "no recording folders")
+    return folders
+
+
 def load_recording(path: str | os.PathLike, mics: str | os.PathLike | None = None) -> Recording:
     """A recording as localization uses it: its room mics, with a near-source channel (scene.yaml
     ``near_source``) split off into ``source_signal`` (see :func:`read_recording` and :func:`room_channels`)."""

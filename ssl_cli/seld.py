@@ -188,15 +188,6 @@ def checkpoint_ngcc_features(meta: dict, device: str) -> NgccSeldFeatures | None
 
 
 
-def recording_folders(path: str | os.PathLike) -> list[Path]:
-    """A recording folder, or the recording folders inside ``path`` (sorted); an InputFileError when there are none."""
-    path = Path(path)
-    folders = [path] if (path / "audio.wav").is_file() else sorted(p for p in path.glob("*") if (p / "audio.wav").is_file())
-    if not folders:
-        raise InputFileError(path, "no recording folders")
-    return folders
-
-
 def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathLike, out: str | os.PathLike | None = None, device: str = "cpu",
                        on_progress: Callable[[int, int], None] | None = None, fmt: str = "cartesian") -> tuple[Path, list[Path], dict]:
     """DCASE output CSVs (one ``<recording>.csv`` per recording folder in ``recordings``, in the DCASE
@@ -206,7 +197,7 @@ def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathL
 
     from sslkit.files import check_folder_to_fill
     from sslkit.geometry import check_sample_rate
-    from sslkit.recording import read_recording
+    from sslkit.recording import read_recording, recording_folders
     from sslkit.resources import resolve_device
 
     if fmt not in DCASE_FORMATS:

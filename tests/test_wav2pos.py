@@ -222,7 +222,7 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
                  "--epochs", 1, "--dim", 16, "--depth", 1, "--batch-size", 4, "--windows-per-scene", 2, "--device", "cpu", "--out", run)
     assert result.exit_code == 0, result.output
     assert (run / "best.pt").is_file() and (run / "metrics.csv").is_file()
-    data = ["--data", tmp_path / "data" / "scene_00000", "--data", tmp_path / "data" / "scene_00001"]
+    data = ["--data", tmp_path / "data"]  # a dataset folder: its recordings
     # fine-tuning keeps the checkpoint's size (the default --dim would be 256)
     result = cli("train-wav2pos", *data, "--init", run / "best.pt", "--epochs", 1, "--batch-size", 4, "--device", "cpu", "--out", tmp_path / "ft")
     assert result.exit_code == 0, result.output
@@ -232,6 +232,8 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
     from conftest import assert_one_line_error
 
     assert_one_line_error(cli("train-wav2pos", *data, "--init", resolve_checkpoint("ngcc-phat"), "--out", tmp_path / "bad"), "a wav2pos checkpoint is needed")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(cli("train-wav2pos", "--data", tmp_path / "empty", "--out", tmp_path / "bad"), "empty", "no recording folders")
     out = tmp_path / "pos" / "positions.csv"
     result = cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
                  "--known-source", "--unknown-mics", "3", "--out", out, "--no-plot")

@@ -103,7 +103,7 @@ def evaluate_tdoa_command(
 @app.command("train-wav2pos")
 @user_errors
 def train_wav2pos_command(
-    data: Optional[list[Path]] = typer.Option(None, "--data", help="Recording folders with ground truth (repeatable); default: simulate --scene."),
+    data: Optional[list[Path]] = typer.Option(None, "--data", help="Recording folders with ground truth, or datasets of them (repeatable); default: simulate --scene."),
     scene: str = typer.Option("luvira-frames", "--scene", help="Preset or YAML to simulate training rooms from (without --data)."),
     out: Path = typer.Option(Path("runs/wav2pos"), "--out", "-o", help="Run folder."),
     scenes: int = typer.Option(8000, "--scenes", min=1),
