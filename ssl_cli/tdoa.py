@@ -192,20 +192,24 @@ def true_tdoa(positions: np.ndarray, mics: np.ndarray, pairs: np.ndarray, c: flo
     return range_differences(positions, mics, pairs) / c
 
 
+CSV_FRAMES = 1000
+"""Frames whose tdoa.csv rows are formatted at once (long recordings: memory stays flat)."""
+
+
 def write_tdoa_csv(path: str | os.PathLike, result: TdoaResult, c: float = SPEED_OF_SOUND) -> None:
-    """Write ``tdoa.csv``: one row per frame, pair and peak rank (rank 1 = strongest)."""
+    """Write ``tdoa.csv``: one row per frame, pair and peak rank (rank 1 = strongest), ``CSV_FRAMES`` frames at a time."""
     f, p, k = result.tdoa.shape
-    fi, pi, ki = np.meshgrid(np.arange(f), np.arange(p), np.arange(k), indexing="ij")
-    fi, pi, ki = fi.ravel(), pi.ravel(), ki.ravel()
-    tau = result.tdoa.ravel()
     ids = np.array(result.mic_ids)
-    columns = [
-        fi.astype(str), np.char.mod("%.6f", result.times[fi]), ids[result.pairs[pi, 0]], ids[result.pairs[pi, 1]],
-        (ki + 1).astype(str), np.char.mod("%.9f", tau), np.char.mod("%.6f", tau * c), np.char.mod("%.6f", result.score.ravel()),
-    ]
-    lines = [",".join(row) for row in zip(*columns)]
-    with atomic_file(path) as tmp:
-        tmp.write_text(",".join(TDOA_COLUMNS) + "\n" + "\n".join(lines) + "\n")
+    with atomic_file(path) as tmp, open(tmp, "w") as out:
+        out.write(",".join(TDOA_COLUMNS) + "\n")
+        for start in range(0, f, CSV_FRAMES):
+            fi, pi, ki = (a.ravel() for a in np.meshgrid(np.arange(start, min(f, start + CSV_FRAMES)), np.arange(p), np.arange(k), indexing="ij"))
+            tau = result.tdoa[fi, pi, ki]
+            columns = [
+                fi.astype(str), np.char.mod("%.6f", result.times[fi]), ids[result.pairs[pi, 0]], ids[result.pairs[pi, 1]],
+                (ki + 1).astype(str), np.char.mod("%.9f", tau), np.char.mod("%.6f", tau * c), np.char.mod("%.6f", result.score[fi, pi, ki]),
+            ]
+            out.write("".join(",".join(row) + "\n" for row in zip(*columns)))
 
 
 def read_tdoa_csv(path: str | os.PathLike, mic_ids: list[str]) -> TdoaResult:
