@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sslkit.errors import InputFileError, UserError
+from sslkit.errors import InputFileError
 from sslkit.geometry import FAR_FIELD_RATIO, aperture, check_same_units
 from sslkit.localization.track import PositionTrack
 from sslkit.recording import SourceTrack
@@ -56,15 +56,14 @@ def matched_errors(pred: PositionTrack, truth: SourceTrack, truncate: float | No
 
 def angular_errors(pred: PositionTrack, truth: SourceTrack, origin: np.ndarray, missing_deg: float = 180.0) -> tuple[np.ndarray, np.ndarray]:
     """Angles (degrees) between the estimated directions and those of the sources active at each
-    hop, seen from ``origin`` (3,) (the array's centroid), matched as :func:`matched_errors` matches
-    positions; a source without an estimate counts ``missing_deg``. Returns errors (N,) and source
+    hop, seen from ``origin`` (3,) (the array's centroid; estimates without directions are seen from
+    it too), matched as :func:`matched_errors` matches positions; a source without an estimate counts ``missing_deg``. Returns errors (N,) and source
     ids (N,), one per (hop, active source)."""
     from sslkit.localization.directions import angle_between, unit_vector
 
-    if pred.azimuth is None:
-        raise UserError("the estimates carry no directions (positions.csv without azimuth_deg, elevation_deg)")
-    angle = lambda true, found: angle_between(true[:, None] - origin, found[None])  # noqa: E731
-    return hungarian_errors(pred.times, unit_vector(pred.azimuth, pred.elevation), truth, angle, missing_deg)
+    found = pred.xyz - origin if pred.azimuth is None else unit_vector(pred.azimuth, pred.elevation)  # positions only: seen from origin
+    angle = lambda true, est: angle_between(true[:, None] - origin, est[None])  # noqa: E731
+    return hungarian_errors(pred.times, found, truth, angle, missing_deg)
 
 
 def hungarian_errors(times: np.ndarray, estimates: np.ndarray, truth: SourceTrack, cost, missing: float) -> tuple[np.ndarray, np.ndarray]:

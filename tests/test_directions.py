@@ -139,3 +139,20 @@ def test_measured_linear_array_localizes_with_the_half_plane(tmp_path):
     track = sslkit.locate(rec, "srp-phat", dims=2, height=0.0, bounds=[[0.0, -0.5, -1.0], [2.0, 1.5, 1.0]])
     errors, _ = sslkit.matched_errors(track, rec.sources)
     assert np.median(errors) < 0.08
+
+
+def test_angular_errors_of_positions_without_directions_are_seen_from_the_centroid(tmp_path):
+    """A positions.csv from elsewhere (x, y, z only) is scored by the directions of its positions."""
+    from sslkit.errors import InputFileError
+    from sslkit.evaluation import angular_errors
+    from sslkit.localization.track import read_positions
+
+    origin = np.array([1.0, 1.0, 1.0])
+    truth = SourceTrack(np.zeros(1), np.zeros(1, int), np.array([[4.0, 1.0, 1.0]]))  # straight along +x
+    pred = tmp_path / "pred.csv"
+    pred.write_text("time,x,y,z\n0,2,2,1\n")  # 45° off, at any range
+    errors, _ = angular_errors(read_positions(pred), truth, origin)
+    np.testing.assert_allclose(errors, [45.0])
+    pred.write_text("time,x,y,z,azimuth_deg,elevation_deg\n0,,,,30,400\n")
+    with pytest.raises(InputFileError, match="line 2: elevation_deg 400"):
+        read_positions(pred)
