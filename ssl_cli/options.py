@@ -8,6 +8,7 @@ methods, so the command line can show the defaults quickly.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -174,6 +175,11 @@ class SrpOptions(ArrayOptions):
     final_step: float = 0.005
     beam: int | None = None
     far_field: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beam is not None and not (isinstance(self.beam, numbers.Integral) and self.beam >= 1):
+            raise UserError(f"beam = {self.beam!r}: the cells kept per search level must be a positive integer (None: the default)")
 
 
 @dataclass

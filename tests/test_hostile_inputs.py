@@ -219,6 +219,11 @@ def test_jobs_that_cannot_fit_in_memory_are_refused_with_the_estimate(cli, rec):
     assert_one_line_error(cli("tdoa", rec, "--upsample", 100000), "needs about", "upsampling")
     assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--bounds", "0,0,0,5000,4000,3000"), "needs about", "metres")
     assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--beam", 10**9), "needs about", "beam")
+    from sslkit import load_recording, locate
+    from sslkit.errors import UserError
+
+    with pytest.raises(UserError, match="beam = 0"):
+        locate(load_recording(rec), "srp-phat", beam=0)
 
 
 @pytest.mark.parametrize("tracks", ["1", "7", "3,8"])

@@ -237,7 +237,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
     xyz, power = np.empty((n_out, opts.sources, 3)), np.empty((n_out, opts.sources))  # filled in place: no pile of small arrays
     step = max(1, SEARCH_ELEMENTS // (search.candidates * len(pairs)))
     for covered, corr in averages:
-        for start, chunk in zip(range(covered.start if window else 0, n_out, step), corr.split(step)):
+        for start, chunk in zip(range(0 if window is None else covered.start, n_out, step), corr.split(step)):
             rows = slice(start, start + len(chunk))
             for k in range(opts.sources):
                 point, value = search.best(chunk)
