@@ -25,7 +25,7 @@ import soundfile as sf
 from real_arrays import in_fresh_process
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "luvira-demo"
-METHODS = ("multilat", "srp-phat", "music")
+METHODS = ("multilat", "srp-phat", "music", "wav2pos")
 
 
 def repeated_demo(minutes: float, folder: Path) -> Path:
