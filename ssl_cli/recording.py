@@ -133,28 +133,30 @@ def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.
         raise InputFileError(path, "audio file has no samples")
     if not np.all(np.isfinite(audio)):
         raise InputFileError(path, "audio contains NaN or infinite samples")
-    peak = float(np.max(np.abs(audio)))
+    channel_peak = np.abs(audio).max(axis=0)  # (n_channels,), shared by the checks below
+    peak = float(channel_peak.max())
     if not allow_silent and peak < SILENCE_PEAK:
         raise InputFileError(path, "audio is all silent (every sample is zero)" if peak == 0 else f"audio is all silent (peak {peak:.2g}, below {SILENCE_PEAK:g})")
     declared = wav_declared_frames(path)
     if declared is not None and declared > len(audio):
         warnings.warn(SslkitWarning(f"{path}: truncated: its header declares {declared} samples per channel, the file holds {len(audio)}; "
                                     "using those"), stacklevel=2)
-    clipped = clipped_share(audio)
+    clipped = clipped_share(audio, channel_peak)
     if clipped >= CLIPPED_SHARE:
         warnings.warn(SslkitWarning(f"{path}: clipped: {clipped:.1%} of the samples are at full scale; TDOAs may suffer"), stacklevel=2)
     if peak >= SILENCE_PEAK:
-        for problem in channel_problems(audio):
+        for problem in channel_problems(audio, channel_peak):
             warnings.warn(SslkitWarning(f"{path}: {problem}"), stacklevel=2)
     return audio, int(fs)
 
 
-def channel_problems(audio: np.ndarray) -> list[str]:
-    """What is wrong with single channels of audio (n_samples, n_channels) that is not all silent:
-    channels silent throughout (a dead mic), and channels identical sample for sample to another
-    (one signal written twice), whose pairs would read a TDOA of 0 wherever the source is."""
+def channel_problems(audio: np.ndarray, channel_peak: np.ndarray) -> list[str]:
+    """What is wrong with single channels of audio (n_samples, n_channels) that is not all silent,
+    given each channel's absolute peak (n_channels,): channels silent throughout (a dead mic), and
+    channels identical sample for sample to another (one signal written twice), whose pairs would
+    read a TDOA of 0 wherever the source is."""
     problems = []
-    silent = np.flatnonzero(np.abs(audio).max(axis=0) < SILENCE_PEAK) + 1
+    silent = np.flatnonzero(channel_peak < SILENCE_PEAK) + 1
     if len(silent):
         problems.append(f"channel(s) {', '.join(map(str, silent))} silent throughout (a dead mic?); their pairs carry nothing: "
                         "leave them out (use_mics)")
@@ -174,12 +176,12 @@ def channel_problems(audio: np.ndarray) -> list[str]:
     return problems
 
 
-def clipped_share(audio: np.ndarray) -> float:
+def clipped_share(audio: np.ndarray, channel_peak: np.ndarray) -> float:
     """Share of the samples (n_samples, n_channels) that sit in flat runs of 3 or more equal values
-    at their channel's peak magnitude: the mark of hard clipping, at any scale or sample format."""
-    peak = np.abs(audio).max(axis=0)
+    at their channel's absolute peak ``channel_peak`` (n_channels,): the mark of hard clipping, at
+    any scale or sample format."""
     mid = audio[1:-1]
-    flat = (mid == audio[:-2]) & (mid == audio[2:]) & (np.abs(mid) >= CLIP_LEVEL * peak) & (peak > 0)
+    flat = (mid == audio[:-2]) & (mid == audio[2:]) & (np.abs(mid) >= CLIP_LEVEL * channel_peak) & (channel_peak > 0)
     return float(flat.sum() / audio.size)
 
 

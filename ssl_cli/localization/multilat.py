@@ -165,11 +165,11 @@ def share_neighbours(best: np.ndarray, mics: np.ndarray, pairs: np.ndarray, meas
 
 
 def best_hypotheses(mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, weights: np.ndarray, opts: RansacOptions,
-                    rng: np.random.Generator) -> np.ndarray:
+                    free: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each frame's hypothesis (from minimal sets of peaks) with the most inliers: measured range
-    differences and peak weights (F, P, K) → positions (F, 3), NaN where none is valid."""
+    differences and peak weights (F, P, K) → positions (F, 3), NaN where none is valid; ``free``
+    (3,) bool are the coordinates solved for."""
     f_count, dims = len(measured), opts.dims
-    free = np.array([True, True, dims == 3])
     fixed = np.array([0.0, 0.0, opts.height if opts.height is not None else 0.0])
     mic_idx, delta = draw_minimal_sets(rng, measured, weights, pairs, len(mics), dims, opts.hypotheses)
     flat_ref = mics[mic_idx[..., 0]].reshape(-1, 3)
@@ -205,7 +205,7 @@ def ransac_multilaterate(
     dims = opts.dims
     free = np.array([True, True, dims == 3])
     weights = np.where(np.isnan(measured), 0.0, 1.0 if scores is None else np.clip(np.nan_to_num(scores), 1e-6, None))
-    best = np.concatenate([best_hypotheses(mics, pairs, measured[s : s + RANSAC_CHUNK_FRAMES], weights[s : s + RANSAC_CHUNK_FRAMES], opts, rng)
+    best = np.concatenate([best_hypotheses(mics, pairs, measured[s : s + RANSAC_CHUNK_FRAMES], weights[s : s + RANSAC_CHUNK_FRAMES], opts, free, rng)
                            for s in range(0, f_count, RANSAC_CHUNK_FRAMES)])
     best = share_neighbours(best, mics, pairs, measured, opts.threshold, opts.neighbours)
     xyz, rms, n_in = refine(best, mics, pairs, measured, opts, free)

@@ -72,9 +72,10 @@ def hop_covariances(spectra_of: Callable[[int, int], torch.Tensor], centres: np.
     spectra (hi − lo, K, M) of snapshots lo…hi−1; they are taken ``SNAPSHOT_BATCH`` at a time, each
     once for all the hops, so memory does not grow with the window (``static``: the recording)."""
     ranges = [snapshot_range(snapshot_centres, centre, half_window) for centre in centres]
+    first, last = min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
     totals = None
-    for start in range(min(r[0] for r in ranges), max(r[1] for r in ranges), SNAPSHOT_BATCH):
-        x = spectra_of(start, min(start + SNAPSHOT_BATCH, max(r[1] for r in ranges)))
+    for start in range(first, last, SNAPSHOT_BATCH):
+        x = spectra_of(start, min(start + SNAPSHOT_BATCH, last))
         if totals is None:
             totals = x.new_zeros(len(centres), x.shape[1], x.shape[2], x.shape[2])
         for h, (lo, hi) in enumerate(ranges):

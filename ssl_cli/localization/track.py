@@ -107,9 +107,9 @@ def read_positions(path: str | os.PathLike) -> PositionTrack:
     if not np.all(np.isfinite(track) & (track >= 0) & (track < 2**31) & (track == np.round(track))):
         raise InputFileError(path, "track must be a non-negative integer on every row")
     elevation = cols.get("elevation_deg")
-    if elevation is not None and np.any(np.abs(elevation[np.isfinite(elevation)]) > 90):
-        row = int(np.flatnonzero(np.abs(np.nan_to_num(elevation)) > 90)[0])
-        raise InputFileError(path, f"line {row + 2}: elevation_deg {elevation[row]:g} is outside [-90, 90]")
+    outside = np.flatnonzero(np.abs(elevation) > 90) if elevation is not None else []  # NaN (no direction) is not outside
+    if len(outside):
+        raise InputFileError(path, f"line {outside[0] + 2}: elevation_deg {elevation[outside[0]]:g} is outside [-90, 90]")
     _, first, counts = np.unique(np.stack([cols["time"], track], 1), axis=0, return_index=True, return_counts=True)
     if np.any(counts > 1):
         row = int(first[counts > 1].min())
