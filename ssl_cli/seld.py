@@ -96,6 +96,8 @@ def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> tuple[SeldEvents,
             raise InputFileError(path, f"line {number}: class {cells[1][:20]} is not one of 0..{n_classes - 1}")
         if len(values) > 5 and values[-1] < 0:
             raise InputFileError(path, f"line {number}: distance {cells[-1].strip()[:20]} is negative")
+        if len(values) < 7 and abs(values[4]) > 90:
+            raise InputFileError(path, f"line {number}: elevation {cells[4].strip()[:20]} is outside −90..90 degrees")
         widths.add(dcase_format(len(values)))
         if len(widths) > 1:
             raise InputFileError(path, f"line {number}: mixes the polar and the Cartesian format")
@@ -269,9 +271,14 @@ def evaluate_seld_files(run: str | os.PathLike | None = None, pred: str | os.Pat
         pred_files = sorted(pred.glob("*.csv")) if pred.is_dir() else [pred]
         if not pred_files:
             raise InputFileError(pred, "no CSV files")
+        if len(pred_files) > 1 and not truth.is_dir():
+            raise InputFileError(truth, f"{pred} holds {len(pred_files)} prediction files: give a folder of references with the same file names")
         truth_files = [truth / p.name for p in pred_files] if truth.is_dir() else [truth]
         predictions, pred_format = read_dcase_files(pred_files, n_classes)
         references, truth_format = read_dcase_files(truth_files, n_classes)
+        for file, events in zip(pred_files + truth_files, predictions + references):
+            if np.isnan(events.distance).any():
+                raise InputFileError(file, "has rows without a distance (5 columns); the DCASE2024 metrics need distances")
         check_distance_units(predictions, references, pred)
         metrics = {**seld_metrics(predictions, references, n_classes, protocol), "prediction_format": pred_format, "reference_format": truth_format}
     with atomic_file(path) as tmp:

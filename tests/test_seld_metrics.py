@@ -164,3 +164,11 @@ def test_evaluate_seld_cli(cli, tmp_path):
     assert_one_line_error(cli("evaluate-seld", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--classes", 2), "84×", "other unit")
     (tmp_path / "pred" / "clip1.csv").write_text("0,7,0,32,1,210\n")
     assert_one_line_error(cli("evaluate-seld", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--classes", 2), "class 7")
+    (tmp_path / "pred" / "clip1.csv").write_text("0,0,0,32,100,210\n")
+    assert_one_line_error(cli("evaluate-seld", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--classes", 2), "elevation 100")
+    (tmp_path / "pred" / "clip1.csv").write_text("0,0,0,32,1\n")
+    assert_one_line_error(cli("evaluate-seld", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--classes", 2), "clip1.csv", "without a distance")
+    (tmp_path / "pred" / "clip1.csv").write_text("0,0,0,32,1,210\n")
+    (tmp_path / "pred" / "clip2.csv").write_text("0,0,0,32,1,210\n")
+    assert_one_line_error(cli("evaluate-seld", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth" / "clip1.csv", "--classes", 2),
+                          "2 prediction files")
