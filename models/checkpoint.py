@@ -75,13 +75,17 @@ def checkpoint_fs(checkpoint: str | os.PathLike | None, kind: str, fs: int) -> i
 def at_model_rate(rec, checkpoint: str | os.PathLike | None, kind: str):
     """``rec`` resampled to the rate of the model it is about to meet (see :func:`checkpoint_fs`),
     with a one-line SslkitWarning when that changes it."""
+    return resampled_for_model(rec, checkpoint_fs(checkpoint, kind, rec.fs), kind)
+
+
+def resampled_for_model(rec, fs: int, kind: str):
+    """``rec`` at ``fs`` Hz, the rate of a model of ``kind``, with a one-line SslkitWarning when that changes it."""
     import warnings
 
     from sslkit.errors import SslkitWarning
 
-    fs = checkpoint_fs(checkpoint, kind, rec.fs)
     if fs != rec.fs:
-        warnings.warn(SslkitWarning(f"{rec.path}: resampled from {rec.fs} to {fs} Hz, the rate of the {kind} model"), stacklevel=2)
+        warnings.warn(SslkitWarning(f"{rec.path}: resampled from {rec.fs} to {fs} Hz, the rate of the {kind} model"), stacklevel=3)
     return rec.resampled(fs)
 
 

@@ -44,6 +44,10 @@ class SeldFeatures(torch.nn.Module):
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         self.register_buffer("mel", mel_filterbank(self.n_fft, n_mels, fs), persistent=False)
 
+    def channels(self, n_mics: int) -> int:
+        """Feature channels for ``n_mics`` microphones: C log-mels, plus C(C−1)/2 GCC-PHATs with ``gcc``."""
+        return n_mics + (n_mics * (n_mics - 1) // 2 if self.use_gcc else 0)
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         logmel, lags = self.with_mirror_lag(audio)
         return logmel if lags is None else torch.cat([logmel, lags[..., :-1]], dim=1)

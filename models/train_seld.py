@@ -177,9 +177,8 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
     train_extra = clip_ngcc_features(ngcc, train, cfg.device, status("NGCC-PHAT features, training", len(train)))
     val_extra = clip_ngcc_features(ngcc, val, cfg.device, status("NGCC-PHAT features, validation", len(val)))
     n_mics = clips[0].audio.shape[1]
-    in_ch = n_mics + (n_mics * (n_mics - 1) // 2 if cfg.features == "logmel+gcc" else 0)
     extra_channels = ngcc.n_channels * n_mics * (n_mics - 1) // 2 if ngcc is not None else 0
-    model = SeldNet(in_ch, len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size, extra_channels=extra_channels,
+    model = SeldNet(features.channels(n_mics), len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size, extra_channels=extra_channels,
                     extra_lags=ngcc.ngcc.n_lags if ngcc is not None else 0).to(cfg.device)
     loss_fn = ADPITLoss(cfg.loss, DISTANCE_WEIGHTS[cfg.distance_weight])
     targets = [torch.as_tensor(clip_targets(c, len(cfg.classes))) for c in train]
@@ -225,7 +224,7 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
         metrics = evaluate_clips(model, features, val, cfg, val_extra) if validated else {}
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                **{key: float("nan") if metrics.get(key) is None else metrics[key] for key in EPOCH_METRICS}, "seconds": time.perf_counter() - t0}
-        meta = {"metrics": row, "classes": cfg.classes, "features": cfg.features, "fs": fs,
+        meta = {"metrics": row, "classes": cfg.classes, "features": cfg.features, "fs": fs, "n_mics": n_mics,
                 "ngcc": None if ngcc is None else {"config": ngcc.ngcc.config, "state_dict": ngcc.ngcc.state_dict()}}
         record.end_epoch(row, meta, optimizer, scheduler, rng, keep_as_best=not validated)
     return row

@@ -198,7 +198,7 @@ def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathL
     import torch
 
     from sslkit.files import check_folder_to_fill
-    from sslkit.geometry import check_sample_rate
+    from sslkit.models.checkpoint import resampled_for_model
     from sslkit.recording import read_recording, recording_folders
     from sslkit.resources import resolve_device
 
@@ -210,8 +210,9 @@ def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathL
     model, meta, features, ngcc = load_seld_model(checkpoint, device)
     written = []
     for done, folder in enumerate(folders, 1):
-        rec = read_recording(folder)
-        check_sample_rate(rec.fs, meta["fs"], folder, str(checkpoint))
+        rec = resampled_for_model(read_recording(folder), meta["fs"], "SELD")
+        if features.channels(rec.n_mics) != model.config["in_channels"]:
+            raise InputFileError(folder, f"{rec.n_mics} microphones, but {checkpoint} was trained on {meta.get('n_mics', 'another number')}")
         extra = ngcc(torch.as_tensor(rec.audio.T[None], device=device))[0] if ngcc is not None else None
         written.append(out / f"{folder.name}.csv")
         write_dcase_csv(written[-1], predict_clip(model, features, rec.audio, device, extra), fmt)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from sslkit.models.adpit import ADPITLoss
@@ -112,6 +114,21 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
     for cartesian, polar in zip(scored["cartesian"]["per_class"], scored["polar"]["per_class"]):
         assert {k: cartesian[k] for k in ("tp", "fp", "fn")} == {k: polar[k] for k in ("tp", "fp", "fn")} and cartesian["tp"] + cartesian["fp"] > 0
         assert cartesian["doae_deg"] == pytest.approx(polar["doae_deg"], abs=1e-6) and cartesian["rde"] == pytest.approx(polar["rde"], abs=1e-6)
+    from scipy.signal import resample_poly
+
+    from conftest import assert_one_line_error
+
+    first = sorted((tmp_path / "data").glob("scene_*"))[0]
+    audio, fs = sf.read(first / "audio.wav")
+    for name, changed, rate in (("fast", resample_poly(audio, 2, 1, axis=0), 2 * fs), ("stereo", audio[:, :2], fs)):
+        shutil.copytree(first, tmp_path / name)
+        sf.write(tmp_path / name / "audio.wav", changed, rate, subtype="FLOAT")
+    (tmp_path / "stereo" / "mics.csv").write_text("\n".join((first / "mics.csv").read_text().splitlines()[:3]) + "\n")
+    result = cli("predict-seld", "--checkpoint", tmp_path / "constant.pt", tmp_path / "fast", "--out", tmp_path / "fast_pred", "--device", "cpu")
+    assert result.exit_code == 0 and f"resampled from {2 * fs} to {fs} Hz" in result.output, result.output
+    assert (tmp_path / "fast_pred" / "fast.csv").read_text() == (tmp_path / "cartesian" / f"{first.name}.csv").read_text()
+    assert_one_line_error(cli("predict-seld", "--checkpoint", tmp_path / "constant.pt", tmp_path / "stereo", "--out", tmp_path / "p2"),
+                          "2 microphones", "trained on 4")
     from sslkit.models.train_seld import load_clips
     from sslkit.seld_metrics import seld_metrics
 
