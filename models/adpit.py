@@ -543,17 +543,17 @@ def flat_to_tracks(output: torch.Tensor, n_tracks: int, n_axes: int, n_classes: 
 
 
 def events_to_target(
-    events: Sequence[Sequence[tuple[int, Sequence[float]]]], n_classes: int, n_tracks: int = 3
+    events: Sequence[Sequence[tuple[int, Sequence[float]]]], n_classes: int, n_tracks: int = 3, n_axes: int = 3
 ) -> np.ndarray:
     """Build the dummy-track target of one clip from its events per frame.
 
     Args:
         events: for each frame, a list of (class index, axes vector) — one entry per active event.
             More than ``n_tracks`` events of one class in a frame is an error.
+        n_axes: A, the length of every axes vector (3 for a DOA, 4 with the distance).
     Returns:
         (T, N(N+1)/2, 1+A, C) float32 array: activity 1 and the axes on the tracks of group M.
     """
-    n_axes = next((len(vec) for frame in events for _, vec in frame), 3)
     out = np.zeros((len(events), n_dummy_tracks(n_tracks), 1 + n_axes, n_classes), dtype=np.float32)
     for t, frame in enumerate(events):
         by_class: dict[int, list] = {}

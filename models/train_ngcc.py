@@ -16,7 +16,7 @@ from sslkit.files import write_yaml
 from sslkit.geometry import lag_classes, pair_lag_bounds, speed_of_sound
 from sslkit.models.adpit import adpit_loss
 from sslkit.models.ngcc import NGCCPHAT, SIZES, lag_targets, multi_lag_targets
-from sslkit.models.training import RunRecord, run_folder, stage_progress, warmup_cosine
+from sslkit.models.training import RunRecord, check_training_config, run_folder, stage_progress, warmup_cosine
 from sslkit.sims.tdoa_windows import WindowBank
 
 MODEL_SIZES = SIZES
@@ -94,6 +94,7 @@ def build_banks(cfg: NgccTrainConfig, template: dict, on_status: Callable[[str, 
 def train_ngcc(cfg: NgccTrainConfig, run_dir: str | Path, resume: bool = False, on_status: Callable[[str, int, int], None] | None = None, overwrite: bool = False) -> dict:
     """Train NGCC-PHAT in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
     ``resume`` and ``overwrite``); returns the final epoch's metrics."""
+    check_training_config(cfg)
     with run_folder(run_dir, resume, overwrite) as folder:
         return run_train_ngcc(cfg, folder, resume, on_status)
 

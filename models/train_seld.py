@@ -26,7 +26,8 @@ from sslkit.models.adpit import ADPITLoss, events_to_target
 from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_channel_features, swap_pair_features
 from sslkit.models.seldnet import SeldNet
-from sslkit.models.training import RunRecord, distributed, optimizer_step, run_folder, stage_progress, warmup_cosine
+from sslkit.models.training import RunRecord, check_training_config, distributed, optimizer_step, run_folder, stage_progress, warmup_cosine
+from sslkit.recording import resample_audio
 from sslkit.seld import SeldEvents, load_seld_model, predict_clip
 from sslkit.seld_metrics import seld_metrics
 
@@ -133,13 +134,14 @@ def clip_targets(clip: Clip, n_classes: int, n_tracks: int = 3) -> np.ndarray:
     for f, c, v in zip(labels.frame, labels.cls, vec):
         if f < n_frames and len([e for e in per_frame[f] if e[0] == c]) < n_tracks:
             per_frame[f].append((int(c), v))
-    return events_to_target(per_frame, n_classes, n_tracks)
+    return events_to_target(per_frame, n_classes, n_tracks, n_axes=vec.shape[1])
 
 
 def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[str, int, int], None] | None = None,
                resume: bool = False, overwrite: bool = False) -> dict:
     """Train a SELD model in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
     ``resume`` and ``overwrite``); returns the final epoch's metrics."""
+    check_training_config(cfg)
     with run_folder(run_dir, resume, overwrite) as folder:
         return run_train_seld(cfg, folder, on_status, resume)
 
@@ -159,14 +161,16 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
     if not any(len(c.labels.frame) for c in train):
         raise UserError(f"{cfg.data[0]}: the training clips hold no event labels (SELD learns from labelled sources: "
                         "give sources a signal class or label, or DCASE metadata)")
+    unseen = [name for k, name in enumerate(cfg.classes) if not any(np.any(c.labels.cls == k) for c in train)]
+    if unseen:
+        warnings.warn(SslkitWarning(f"no training event has the class {', '.join(unseen)}: is the class list right?"), stacklevel=2)
     validated = any(len(c.labels.frame) for c in val)
     if not validated:
         warnings.warn(SslkitWarning("the validation clips hold no events: F, DOA error and distance error are not measured "
                                     "(best.pt is the last epoch); give --val data with labelled events"), stacklevel=2)
+    train, val = same_array_and_rate(train, val)
     clips = train + val
     fs = clips[0].fs
-    if any(c.fs != fs or c.audio.shape[1] != clips[0].audio.shape[1] for c in clips):
-        raise UserError("the training and validation clips differ in sample rate or channel count")
     features = SeldFeatures(fs, gcc=cfg.features == "logmel+gcc").to(cfg.device)
     ngcc = ngcc_features(cfg, fs)
     status = stage_progress(on_status, rank)
@@ -228,6 +232,25 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
                 "ngcc": None if ngcc is None else {"config": ngcc.ngcc.config, "state_dict": ngcc.ngcc.state_dict()}}
         record.end_epoch(row, meta, optimizer, scheduler, rng, keep_as_best=not validated)
     return row
+
+
+def same_array_and_rate(train: list[Clip], val: list[Clip]) -> tuple[list[Clip], list[Clip]]:
+    """The clips, each at the first training clip's sample rate (resampled with a one-line warning);
+    UserError naming a clip with another number of mics."""
+    first = train[0]
+    odd = next((c for c in train + val if c.audio.shape[1] != first.audio.shape[1]), None)
+    if odd is not None:
+        raise UserError(f"clip {odd.name}: {odd.audio.shape[1]} microphones, but clip {first.name} has {first.audio.shape[1]}: "
+                        "every training and validation clip needs the same array")
+
+    def at_rate(clip: Clip) -> Clip:
+        if clip.fs == first.fs:
+            return clip
+        warnings.warn(SslkitWarning(f"clip {clip.name}: resampled from {clip.fs} to {first.fs} Hz, the rate of clip {first.name}"),
+                      stacklevel=3)
+        return replace(clip, audio=resample_audio(clip.audio, clip.fs, first.fs), fs=first.fs)
+
+    return [at_rate(c) for c in train], [at_rate(c) for c in val]
 
 
 def train_val_clips(cfg: SeldTrainConfig) -> tuple[list[Clip], list[Clip]]:

@@ -23,7 +23,7 @@ from sslkit.errors import InputFileError, UserError
 from sslkit.files import write_yaml
 from sslkit.gcc import pair_index
 from sslkit.models.checkpoint import load_checkpoint
-from sslkit.models.training import RunRecord, distributed, optimizer_step, run_folder, stage_progress, warmup_cosine
+from sslkit.models.training import RunRecord, check_training_config, distributed, optimizer_step, run_folder, stage_progress, warmup_cosine
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_frame_batch, wav2pos_loss
 from sslkit.recording import Recording, positions_at_times
 from sslkit.sims.tdoa_windows import active_window_starts
@@ -213,6 +213,7 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
                   on_status: Callable[[str, int, int], None] | None = None, overwrite: bool = False) -> dict:
     """Train wav2pos in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
     ``resume`` and ``overwrite``); returns the final epoch's metrics."""
+    check_training_config(cfg)
     with run_folder(run_dir, resume, overwrite) as folder:
         return run_train_wav2pos(cfg, folder, resume, on_status)
 

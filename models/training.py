@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
 import os
 import shutil
@@ -13,9 +14,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslkit.errors import InputFileError, Interrupted, OutputError, describe
+from sslkit.errors import InputFileError, Interrupted, OutputError, UserError, describe
 from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, check_only_ours, remove_sslkit_folder
 from sslkit.models.checkpoint import save_checkpoint
+
+
+def check_training_config(cfg: object) -> None:
+    """UserError, before any work, for a training config (a dataclass with ``lr``) whose learning
+    rate is not positive or any of whose numbers is NaN or infinite."""
+    for item in dataclasses.fields(cfg):
+        value = getattr(cfg, item.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"--{item.name.replace('_', '-')} is {value}: give a finite number")
+    if not cfg.lr > 0:
+        raise UserError(f"--lr is {cfg.lr}: the learning rate must be positive")
 
 
 @contextlib.contextmanager

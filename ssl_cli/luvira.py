@@ -164,9 +164,7 @@ def import_luvira(folder: str | Path, mics_file: str | Path, truth_file: str | P
                   columns: LuviraColumns | None = None, rate: float = 100.0, shift: np.ndarray | None = None,
                   truth_hop: float = 0.01) -> Recording:
     """Build a recording (audio resampled to ``fs``, metres, ground truth every ``truth_hop`` s)."""
-    from scipy.signal import resample_poly
-
-    from sslkit.recording import read_audio
+    from sslkit.recording import read_audio, resample_audio
 
     folder = Path(folder)
     tracks = find_tracks(folder)
@@ -188,8 +186,7 @@ def import_luvira(folder: str | Path, mics_file: str | Path, truth_file: str | P
     src_fs = rates.pop()
     length = min(len(a) for a, _ in audio_in)
     stacked = np.stack([a[:length, 0] for a, _ in audio_in], axis=1)
-    g = np.gcd(src_fs, fs)
-    audio = resample_poly(stacked, fs // g, src_fs // g, axis=0).astype(np.float32)
+    audio = resample_audio(stacked, src_fs, fs)
     grid = np.arange(max(0.0, times.min()), min(times.max(), length / src_fs), truth_hop)
     track_xyz = np.stack([np.interp(grid, times, pos[:, k]) for k in range(3)], axis=1)
     truth = SourceTrack(grid, np.zeros(len(grid), int), track_xyz)

@@ -69,13 +69,19 @@ class Recording:
         if fs == self.fs:
             return self
         from dataclasses import replace
-        from math import gcd
 
-        from scipy.signal import resample_poly  # a second to import: only when needed
-
-        up, down = fs // gcd(fs, self.fs), self.fs // gcd(fs, self.fs)
-        convert = lambda x: resample_poly(x, up, down, axis=0).astype(np.float32)  # noqa: E731
+        convert = lambda x: resample_audio(x, self.fs, fs)  # noqa: E731
         return replace(self, audio=convert(self.audio), fs=fs, source_signal=None if self.source_signal is None else convert(self.source_signal))
+
+
+def resample_audio(audio: np.ndarray, fs: int, to_fs: int) -> np.ndarray:
+    """Audio (samples, channels) at ``fs`` Hz → float32 at ``to_fs`` Hz (scipy's polyphase resampler)."""
+    from math import gcd
+
+    from scipy.signal import resample_poly  # a second to import: only when needed
+
+    g = gcd(fs, to_fs)
+    return resample_poly(audio, to_fs // g, fs // g, axis=0).astype(np.float32)
 
 
 @dataclass

@@ -475,3 +475,12 @@ def test_two_dimensional_search_plane(cli, tmp_path, method):
     np.testing.assert_allclose(track.xyz[:, 2], MICS[:, 2].mean(), atol=1e-6)
     assert_one_line_error(cli("locate", tmp_path / "rec", "--method", method, "--dims", "2", "--height", "100"), "height = 100", "z range")
     assert_one_line_error(cli("locate", tmp_path / "rec", "--use-mics", "1,2,2,3,4"), "mic 2 is listed more than once")
+
+
+@pytest.mark.parametrize("command", ["train-seld", "train-ngcc", "train-wav2pos"])
+@pytest.mark.parametrize("lr", ["nan", "-0.001", "0"])
+def test_a_learning_rate_that_cannot_train_is_refused_before_the_run_folder(cli, tmp_path, command, lr):
+    data = ("--data", tmp_path) if command == "train-seld" else ()
+    result = cli(command, *data, "--lr", lr, "--epochs", 1, "--out", tmp_path / "run")
+    assert_one_line_error(result, "--lr")
+    assert not (tmp_path / "run").exists()

@@ -252,3 +252,18 @@ def test_train_seld_with_multi_target_ngcc_features(cli, tmp_path):
     assert "--val" not in result.output and (tmp_path / "run" / "metrics.csv").is_file()
     result = cli("predict-seld", "--checkpoint", tmp_path / "run" / "best.pt", tmp_path / "data", "--out", tmp_path / "pred", "--device", "cpu")
     assert result.exit_code == 0, result.output
+
+
+def test_clips_of_another_array_are_named_and_other_rates_resampled():
+    from sslkit.errors import SslkitWarning, UserError
+    from sslkit.models.train_seld import Clip, clip_targets, same_array_and_rate
+    from sslkit.seld import SeldEvents
+
+    none = SeldEvents(*(np.zeros(0, int),) * 2, *(np.zeros(0),) * 3)
+    clip = lambda name, channels, fs: Clip(name, np.ones((fs, channels), np.float32), fs, none)  # noqa: E731
+    with pytest.raises(UserError, match="clip b: 2 microphones, but clip a has 4"):
+        same_array_and_rate([clip("a", 4, 24000)], [clip("b", 2, 24000)])
+    with pytest.warns(SslkitWarning, match="clip b: resampled from 48000 to 24000 Hz"):
+        train, val = same_array_and_rate([clip("a", 4, 24000), clip("b", 4, 48000)], [])
+    assert train[1].fs == 24000 and train[1].audio.shape == (24000, 4)
+    assert clip_targets(train[1], n_classes=2).shape == (10, 6, 5, 2)  # 1 s of 100 ms label frames, no events: still the distance axis
