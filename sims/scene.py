@@ -25,7 +25,7 @@ import yaml
 
 from sslkit.errors import ConfigError, GeometryError, ResourceError, describe
 from sslkit.files import read_yaml
-from sslkit.geometry import SPEED_OF_SOUND, check_geometry
+from sslkit.geometry import SPEED_OF_SOUND, SPEED_OF_SOUND_RANGE, check_geometry
 from sslkit.sims.signals import draw_signal
 
 TOP_KEYS = {"name", "description", "fs", "duration", "c", "seed", "room", "mics", "sources", "noise", "truth_hop", "block"}
@@ -254,7 +254,7 @@ def check_scene(scene: Scene) -> Scene:
     """Every number of a resolved scene within its physical range (ConfigError naming the key)."""
     check_number(scene.fs, "fs", 999, MAX_FS, integer=True)
     check_number(scene.duration, "duration")
-    check_number(scene.c, "c")
+    check_number(scene.c, "c", *SPEED_OF_SOUND_RANGE, include_low=True)
     check_number(scene.truth_hop, "truth_hop")
     check_number(scene.block, "block")
     room = scene.room

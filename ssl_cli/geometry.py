@@ -16,6 +16,8 @@ from sslkit.errors import GeometryError, InputFileError, UserError
 
 SPEED_OF_SOUND = 343.0
 """Speed of sound in m/s where neither the caller nor the recording's scene.yaml gives one."""
+SPEED_OF_SOUND_RANGE = (100.0, 2000.0)
+"""Speeds of sound (m/s) accepted: gases to water; outside is a unit mistake (km/s, cm/s)."""
 MAX_SPREAD_M = 100.0
 """Coordinates spread over more than this many metres are taken for millimetres or centimetres."""
 FAR_FIELD_RATIO = 4.0
@@ -26,9 +28,10 @@ COPLANAR_RATIO = 1e-3
 
 
 def check_speed_of_sound(c: float) -> float:
-    """``c`` in m/s as a finite positive number (air: about 343), else UserError."""
-    if not (np.isfinite(c) and c > 0):
-        raise UserError(f"the speed of sound must be a positive number of m/s (air: 343), got {c}")
+    """``c`` in m/s within ``SPEED_OF_SOUND_RANGE`` (air: about 343), else UserError."""
+    low, high = SPEED_OF_SOUND_RANGE
+    if not low <= c <= high:
+        raise UserError(f"the speed of sound must be {low:g} to {high:g} m/s (air: 343, water: 1480), got {c}")
     return c
 
 

@@ -64,6 +64,11 @@ class Recording:
     def duration(self) -> float:
         return self.audio.shape[0] / self.fs
 
+    def check_holds(self, samples: int, what: str) -> None:
+        """InputFileError naming the recording when its audio is shorter than ``samples`` (one ``what``)."""
+        if len(self.audio) < samples:
+            raise InputFileError(self.path or "the recording", f"the audio ({len(self.audio)} samples) is shorter than one {what} ({samples} samples)")
+
     def resampled(self, fs: int) -> Recording:
         """The recording at ``fs`` Hz (scipy's polyphase resampler; the near-source signal too)."""
         if fs == self.fs:

@@ -132,6 +132,7 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", *, on_progress: Call
     """
     opts = build_options(TdoaOptions, options, "estimate_tdoa")
     rec = room_channels(rec)
+    rec.check_holds(opts.frame, "frame")
     return run_tdoa(rec, method, replace(opts, c=speed_of_sound(rec.scene, opts.c), device=resolve_device(opts.device)), on_progress)
 
 

@@ -484,3 +484,15 @@ def test_a_learning_rate_that_cannot_train_is_refused_before_the_run_folder(cli,
     result = cli(command, *data, "--lr", lr, "--epochs", 1, "--out", tmp_path / "run")
     assert_one_line_error(result, "--lr")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_speed_of_sound_in_other_units_and_a_too_short_recording_are_named(cli, rec, tmp_path):
+    assert_one_line_error(cli("locate", rec, "--c", "0.343", "--out", tmp_path / "a"), "speed of sound", "0.343")
+    assert_one_line_error(cli("tdoa", rec, "--c", "34300", "--out", tmp_path / "b"), "speed of sound", "34300")
+    audio, fs = sf.read(rec / "audio.wav")
+    short = tmp_path / "short"
+    short.mkdir()
+    (short / "mics.csv").write_text((rec / "mics.csv").read_text())
+    sf.write(short / "audio.wav", audio[:1000], fs, subtype="FLOAT")
+    for args in (("locate", short), ("locate", short, "--method", "music"), ("tdoa", short)):
+        assert_one_line_error(cli(*args, "--out", tmp_path / "c"), "short", "1000 samples", "shorter than one frame")

@@ -63,6 +63,8 @@ def locate(rec: Recording, method: str = DEFAULT_METHOD, *, on_progress: Callabl
     opts = replace(opts, c=speed_of_sound(rec.scene, opts.c), device=resolve_device(opts.device))
     if opts.use_mics:
         rec = select_mics(rec, list(opts.use_mics))
+    if hasattr(opts, "frame"):
+        rec.check_holds(opts.frame, "frame")
     track = spec.run(rec, opts, on_progress)
     if opts.smooth > 1:
         for k in np.unique(track.track):

@@ -206,6 +206,7 @@ def check_wav2pos_input(model, meta: dict, rec: Recording, path, opts: Wav2PosOp
     """Sample rate, mic count within the training range, enough known mics, and mics inside the
     region the checkpoint was trained on."""
     check_sample_rate(rec.fs, model.fs, rec.path, str(path))
+    rec.check_holds(model.n_samples, f"{path.name} window")
     low, high = meta.get("mic_range", (5, rec.n_mics))
     if not low <= rec.n_mics <= high:
         raise InputFileError(rec.path, f"{rec.n_mics} microphones, but {path} was trained on {low} to {high} (choose some with use_mics)")
