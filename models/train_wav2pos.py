@@ -70,9 +70,10 @@ class Wav2PosBank:
     ran, the frozen NGCC-PHAT's pair features of the model (``Wav2Pos.pair_features``; computed once, not per epoch)."""
 
     def __init__(self, recordings: Iterable[Recording], n_samples: int, windows_per_scene: int, rng: np.random.Generator):
-        audio, coords, source, has_source, rates = [], [], [], [], set()
+        audio, coords, source, has_source, rates, lengths = [], [], [], [], set(), []
         for rec in recordings:  # may be a stream: only the windows are kept
             rates.add(rec.fs)
+            lengths.append(len(rec.audio))
             near = bool(rec.scene.get("near_source"))
             room = rec.audio[:, :-1] if near else rec.audio
             mics = rec.mics[:-1] if near else rec.mics
@@ -90,7 +91,8 @@ class Wav2PosBank:
                 source.append(position)
                 has_source.append(near)
         if not audio:
-            raise UserError("no training recording has a non-silent window")
+            raise UserError(f"none of the {len(lengths)} training recordings has a non-silent window of {n_samples} samples "
+                            f"(the longest has {max(lengths, default=0)} samples)")
         if len({len(a) for a in audio}) > 1:
             raise UserError("the training recordings have different numbers of microphones")
         if len(rates) > 1:
