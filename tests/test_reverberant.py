@@ -67,18 +67,33 @@ def test_exact_synthetic_case(method, mode):
 def test_cell_search_reaches_the_exhaustive_maximum(seed):
     """The SRP maximum over a 5 cm grid of the whole room, frame by frame (cross-spectra averaged
     over 9 frames, as locate does by default), is reached by the search, whose leaves are finer, in
-    at least 90 % of the frames with the default beam, and in every frame with a wide one (the
-    frames it misses hold no peak above the noise; benchmarks/srp_search.py): a level that
-    discarded the peak's cell, or a bound below the power in its cell, fails this."""
+    at least 90 % of the frames with the default beam alone, and in every frame with the default
+    beam and the answers of the frames within a second (as locate searches) or with a wide beam
+    (the frames a beam alone misses hold no peak above the noise; benchmarks/srp_search.py): a level
+    that discarded the peak's cell, or a bound below the power in its cell, fails this."""
     rec = reverberant(seed, mics=8, duration=2.0)
     corr, pairs, bins_per_m = correlations(rec, window=9)
     axes = [np.arange(0.025, side, 0.05) for side in ROOM]
     grid = torch.as_tensor(np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3), dtype=torch.float32)
     mics, pair_index = torch.as_tensor(rec.mics, dtype=torch.float32), torch.as_tensor(pairs)
     exhaustive = torch.stack([steered_power(corr[f : f + 1], grid[None], mics, pair_index, bins_per_m)[0].max() for f in range(len(corr))])
-    for beam, share in ((None, 0.9), (512, 1.0)):
-        _, found = CellSearch(rec.mics, pairs, ROOM_BOUNDS, corr.shape[-1], bins_per_m, SrpOptions(beam=beam)).best(corr)
-        assert (found >= exhaustive - 1e-3).float().mean() >= share, (beam, found - exhaustive)
+    for beam, lent, share in ((None, 0, 0.9), (None, 16, 1.0), (512, 0, 1.0)):
+        _, found = CellSearch(rec.mics, pairs, ROOM_BOUNDS, corr.shape[-1], bins_per_m, SrpOptions(beam=beam), lent).best(corr)
+        assert (found >= exhaustive - 1e-3).float().mean() >= share, (beam, lent, found - exhaustive)
+
+
+def test_a_frame_takes_a_neighbours_answer_only_where_it_has_more_power():
+    rec = Recording(delayed_noise(MICS, [2.5, 1.8, 1.2]), FS, [str(i + 1) for i in range(6)], MICS, None, {})
+    corr, pairs, bins_per_m = correlations(rec)
+    search = CellSearch(rec.mics, pairs, ROOM_BOUNDS, corr.shape[-1], bins_per_m, SrpOptions(), seed_frames=3)
+    found, power = search.best(corr)
+    assert torch.all(torch.linalg.norm(found - torch.tensor([2.5, 1.8, 1.2]), dim=1) < TOL_POS_M)
+    wrong = found.clone()
+    wrong[5] = torch.tensor([0.5, 0.5, 0.5])  # as if the beam had missed the peak in frame 5
+    wrong_power = steered_power(corr, wrong[:, None], search.mics, search.pairs, bins_per_m)[:, 0]
+    mended, mended_power = search.with_neighbours_answers(corr, wrong, wrong_power)
+    assert torch.linalg.norm(mended[5] - found[5]) <= 0.005 * 3**0.5 + 1e-6 and mended_power[5] >= power[5] - 1e-4
+    assert torch.equal(mended[:5], found[:5]) and torch.all(mended_power >= wrong_power)
 
 
 def test_distinct_top_cells_interleaves_the_two_rankings_without_repeats():

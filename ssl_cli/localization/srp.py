@@ -16,6 +16,11 @@ narrow peak that no centre hits; the centre values keep a true peak whose cell's
 by cells where unrelated peaks of different pairs fall within reach (loose bounds in reverberant
 rooms).
 
+Hops lend each other their answers: each frame also scores the leaves found in the frames within
+``SEED_SPAN_S`` of it (those searched together), with their neighbouring leaves, and keeps one
+that beats its own. A narrow peak the beam missed in one hop but found in a nearby one is not
+lost, and no hop's power goes down.
+
 Several sources: after each source is found, every pair's correlation is set to zero within
 ``suppress_m`` of that source's range difference, and the search runs again.
 """
@@ -58,6 +63,8 @@ SUPPRESS_M = 0.05
 """Range-difference half-width (m) removed around a found source before the next is searched."""
 BEAM = 64
 """Half the cells kept per level and frame unless the options say (see :func:`distinct_top_cells`)."""
+SEED_SPAN_S = 1.0
+"""Frames within this many seconds of a frame lend it their answers (see :meth:`CellSearch.with_neighbours_answers`)."""
 SEARCH_BYTES = 48
 """Bytes per (candidate, pair) of one frame's search level (lag bins, their indices, the gathered values)."""
 SEARCH_ELEMENTS = 8_000_000
@@ -160,7 +167,8 @@ def child_offsets(side: np.ndarray, device: str) -> torch.Tensor:
 class CellSearch:
     """The coarse-to-fine search of one recording's geometry (see module docstring)."""
 
-    def __init__(self, mics: np.ndarray, pairs: np.ndarray, bounds: np.ndarray, n_lags: int, bins_per_m: float, opts: SrpOptions):
+    def __init__(self, mics: np.ndarray, pairs: np.ndarray, bounds: np.ndarray, n_lags: int, bins_per_m: float, opts: SrpOptions,
+                 seed_frames: int = 0):
         dev = opts.device
         self.mics = torch.as_tensor(mics, dtype=torch.float32, device=dev)
         self.pairs = torch.as_tensor(pairs, device=dev)
@@ -172,9 +180,14 @@ class CellSearch:
         self.steer = lag_steering(pair_tdoa_bins(self.centres, self.mics, self.pairs, bins_per_m, n_lags), n_lags)
         self.lo = torch.as_tensor(bounds[0], dtype=torch.float32, device=dev)
         self.hi = torch.as_tensor(bounds[1], dtype=torch.float32, device=dev)
+        leaf = np.where(bounds[1] > bounds[0], opts.final_step, 0.0)
+        steps = [[-s, 0.0, s] if s > 0 else [0.0] for s in leaf]
+        self.leaf_neighbours = torch.as_tensor(np.stack(np.meshgrid(*steps, indexing="ij"), -1).reshape(-1, 3), dtype=torch.float32, device=dev)
+        self.seed_frames = min(seed_frames, self.candidates // (2 * len(self.leaf_neighbours)))  # within one level's memory
 
     def best(self, corr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The highest-power point of each frame and its power: corr (F, P, L) → (F, 3), (F,)."""
+        """The highest-power point the search finds in each frame (its own leaves and those its
+        neighbours lend it) and its power: corr (F, P, L) → (F, 3), (F,)."""
         beam = min(self.beam, len(self.centres))
         pooled = pooled_over_cells(corr, self.coarse_side, self.bins_per_m)
         bound = (self.steer @ pooled.flatten(1).T).T  # (F, G)
@@ -192,7 +205,21 @@ class CellSearch:
         power = steered_power(corr, points, self.mics, self.pairs, self.bins_per_m)  # exact, at the leaves
         top = power.argmax(dim=-1)
         rows = torch.arange(len(points), device=corr.device)
-        return points[rows, top], power[rows, top]
+        return self.with_neighbours_answers(corr, points[rows, top], power[rows, top])
+
+    def with_neighbours_answers(self, corr: torch.Tensor, points: torch.Tensor, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each frame's answer (F, 3) and power (F,), replaced where one of the answers of the frames
+        within ``seed_frames`` of it, or a leaf next to one, has a higher power in that frame."""
+        if self.seed_frames == 0 or len(points) == 1:
+            return points, power
+        shifts = torch.arange(-self.seed_frames, self.seed_frames + 1, device=corr.device)
+        rows = torch.arange(len(points), device=corr.device)
+        lent = points[(rows[:, None] + shifts[shifts != 0]).clamp(0, len(points) - 1)]  # (F, 2W, 3)
+        candidates = (lent[:, :, None] + self.leaf_neighbours).flatten(1, 2).clamp(self.lo, self.hi)
+        scores = steered_power(corr, candidates, self.mics, self.pairs, self.bins_per_m)
+        top = scores.argmax(dim=-1)
+        better = scores[rows, top] > power
+        return torch.where(better[:, None], candidates[rows, top], points), torch.where(better, scores[rows, top], power)
 
     def suppress(self, corr: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
         """``corr`` with every pair's lags within ``SUPPRESS_M`` of the found points' (F, 3) range differences zeroed."""
@@ -225,7 +252,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
         n_cells = int(np.prod(cell_counts(bounds, opts.coarse_step)))
         check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
                      "check that the bounds and mics.csv are in metres, or narrow the search box (bounds), or use far_field")
-        search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts)
+        search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts, round(SEED_SPAN_S * fs / opts.hop))
     check_memory(search.candidates * len(pairs) * SEARCH_BYTES, f"a search beam of {opts.beam} cells per level", "narrow the beam")
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
     if window is None:
