@@ -156,3 +156,21 @@ def test_angular_errors_of_positions_without_directions_are_seen_from_the_centro
     pred.write_text("time,x,y,z,azimuth_deg,elevation_deg\n0,,,,30,400\n")
     with pytest.raises(InputFileError, match="line 2: elevation_deg 400"):
         read_positions(pred)
+
+
+def test_direction_search_takes_a_neighbours_answer_only_where_it_has_more_power():
+    from sslkit.gcc import frame_audio, frame_correlations, gcc_fft_length, mic_pairs
+    from sslkit.localization.directions import DirectionSearch
+
+    rec = plane_waves(compact_array(), [(40.0, 20.0)], seconds=0.5)
+    pairs = mic_pairs("all", rec.n_mics)
+    corr = frame_correlations(frame_audio(torch.as_tensor(rec.audio), 1024, 512), pairs, gcc_fft_length(1024, 10), 10, 4).float()
+    search = DirectionSearch(rec.mics, pairs, corr.shape[-1], FS * 4 / C, 4, "cpu", seed_frames=3)
+    found, power = search.best(corr)
+    assert np.all(angle_between(found.numpy(), unit_vector(40.0, 20.0)) < 1.0)
+    wrong = found.clone()
+    wrong[5] = torch.as_tensor(unit_vector(-120.0, -30.0), dtype=torch.float32)  # as if the beam had missed the peak in frame 5
+    wrong_power = search.power(corr, wrong[:, None])[:, 0]
+    mended, mended_power = search.with_neighbours_answers(corr, wrong, wrong_power)
+    assert angle_between(mended[5].numpy(), found[5].numpy()) < 0.3 and mended_power[5] >= 0.999 * power[5]
+    assert torch.equal(mended[:5], found[:5]) and torch.all(mended_power >= wrong_power)

@@ -12,7 +12,8 @@ The search is that of the near-field SRP (:mod:`.srp`) on the sphere: a Fibonacc
 by at most ‖rᵢ − rⱼ‖·ρ, so the correlations max-pooled over that many lags bound the power in the
 cell from above; each level keeps 2 × ``BEAM`` distinct cells, those with the highest bounds and
 those with the highest centre power taken in turn, splits each into 4 children of half the radius,
-down to ``FINAL_DEG``.
+down to ``FINAL_DEG``. As there, each frame also scores the answers of the frames within
+``srp.SEED_SPAN_S`` of it, with the leaves next to them, and keeps one that beats its own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import numpy as np
 import torch
 
-from sslkit.localization.srp import cell_bounds, distinct_top_cells, lag_steering, max_pooled, power_at_bins
+from sslkit.localization.srp import cell_bounds, distinct_top_cells, lag_steering, max_pooled, power_at_bins, with_lent_answers
 
 COARSE_DIRECTIONS = 512
 """Cells of the first level (about 9° apart)."""
@@ -84,9 +85,10 @@ class DirectionSearch:
     """Coarse-to-fine far-field SRP over direction cells for one array (see module docstring)."""
 
     def __init__(self, mics: np.ndarray, pairs: np.ndarray, n_lags: int, bins_per_m: float, bins_per_sample: float, device: str,
-                 beam: int | None = None):
+                 beam: int | None = None, seed_frames: int = 0):
         self.bins_per_sample, self.beam = bins_per_sample, beam or BEAM
         self.candidates = max(COARSE_DIRECTIONS, 8 * self.beam)  # the most directions scored at once per frame: 4 children of 2 × beam cells
+        self.seed_frames = min(seed_frames, self.candidates // (2 * 5))  # 5 candidates per lent answer: within one level's memory
         self.mics = torch.as_tensor(mics, dtype=torch.float32, device=device)
         self.pairs = torch.as_tensor(pairs, device=device)
         self.bins_per_m, self.n_lags = bins_per_m, n_lags
@@ -116,10 +118,20 @@ class DirectionSearch:
             tau = direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags)
             bound = cell_bounds(max_pooled(corr, self.bound_width(radius)), tau)
             value = power_at_bins(corr, tau)
-        power = power_at_bins(corr, direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags))
+        power = self.power(corr, u)
         top = power.argmax(dim=-1)
         rows = torch.arange(len(u), device=corr.device)
-        return u[rows, top], power[rows, top]
+        return self.with_neighbours_answers(corr, u[rows, top], power[rows, top])
+
+    def with_neighbours_answers(self, corr: torch.Tensor, u: torch.Tensor, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each frame's answer (F, 3) and power (F,), replaced where one of the answers of the frames
+        within ``seed_frames`` of it, or a leaf next to one, has a higher power in that frame."""
+        leaf_neighbours = lambda lent: torch.cat([lent, tangent_children(lent, 2 * math.radians(FINAL_DEG))], dim=1)  # noqa: E731
+        return with_lent_answers(u, power, self.seed_frames, leaf_neighbours, lambda candidates: self.power(corr, candidates))
+
+    def power(self, corr: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The steered power (F, K) of directions u (F, K, 3) in each frame of corr (F, P, L)."""
+        return power_at_bins(corr, direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags))
 
     def suppress(self, corr: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
         """``corr`` with every pair's lags within ``SUPPRESS_SAMPLES`` of the found directions' (F, 3) TDOAs zeroed."""

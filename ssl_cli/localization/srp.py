@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -210,16 +211,10 @@ class CellSearch:
     def with_neighbours_answers(self, corr: torch.Tensor, points: torch.Tensor, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each frame's answer (F, 3) and power (F,), replaced where one of the answers of the frames
         within ``seed_frames`` of it, or a leaf next to one, has a higher power in that frame."""
-        if self.seed_frames == 0 or len(points) == 1:
-            return points, power
-        shifts = torch.arange(-self.seed_frames, self.seed_frames + 1, device=corr.device)
-        rows = torch.arange(len(points), device=corr.device)
-        lent = points[(rows[:, None] + shifts[shifts != 0]).clamp(0, len(points) - 1)]  # (F, 2W, 3)
-        candidates = (lent[:, :, None] + self.leaf_neighbours).flatten(1, 2).clamp(self.lo, self.hi)
-        scores = steered_power(corr, candidates, self.mics, self.pairs, self.bins_per_m)
-        top = scores.argmax(dim=-1)
-        better = scores[rows, top] > power
-        return torch.where(better[:, None], candidates[rows, top], points), torch.where(better, scores[rows, top], power)
+        return with_lent_answers(points, power, self.seed_frames,
+                                 lambda lent: (lent[:, :, None] + self.leaf_neighbours).flatten(1, 2).clamp(self.lo, self.hi),
+                                 lambda candidates: steered_power(corr, candidates, self.mics, self.pairs, self.bins_per_m))
+
 
     def suppress(self, corr: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
         """``corr`` with every pair's lags within ``SUPPRESS_M`` of the found points' (F, 3) range differences zeroed."""
@@ -227,6 +222,23 @@ class CellSearch:
         lags = torch.arange(corr.shape[-1], device=corr.device)
         near = (lags - tau[..., None]).abs() <= SUPPRESS_M * self.bins_per_m
         return corr.masked_fill(near, 0.0)
+
+
+
+def with_lent_answers(points: torch.Tensor, power: torch.Tensor, span: int, around: Callable[[torch.Tensor], torch.Tensor],
+                      score: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frame's answer (F, 3) and power (F,), replaced by the best of the candidates that
+    ``around`` makes of the answers of the frames within ``span`` of it ((F, 2·span, 3) → (F, C, 3))
+    where ``score`` (candidates → their power in each frame, (F, C)) beats the frame's own power."""
+    if span == 0 or len(points) == 1:
+        return points, power
+    rows = torch.arange(len(points), device=points.device)
+    shifts = torch.arange(-span, span + 1, device=points.device)
+    candidates = around(points[(rows[:, None] + shifts[shifts != 0]).clamp(0, len(points) - 1)])
+    scores = score(candidates)
+    top = scores.argmax(dim=-1)
+    better = scores[rows, top] > power
+    return torch.where(better[:, None], candidates[rows, top], points), torch.where(better, scores[rows, top], power)
 
 
 def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bounds: np.ndarray | None, opts: SrpOptions,
@@ -247,7 +259,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
     n_fft = gcc_fft_length(opts.frame, max_lag)
     n_lags = 2 * max_lag * UPSAMPLE + 1
     if opts.far_field:
-        search = DirectionSearch(mics, pairs, n_lags, fs * UPSAMPLE / opts.c, UPSAMPLE, dev, opts.beam)
+        search = DirectionSearch(mics, pairs, n_lags, fs * UPSAMPLE / opts.c, UPSAMPLE, dev, opts.beam, round(SEED_SPAN_S * fs / opts.hop))
     else:
         n_cells = int(np.prod(cell_counts(bounds, opts.coarse_step)))
         check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
