@@ -300,7 +300,11 @@ def seld_data_folders(data: str | Path) -> list[str]:
     data = Path(data)
     if not data.is_dir():
         raise UserError(f"{data}: not a folder")
-    return [str(data)] if (data / "mic_dev").is_dir() else sorted(str(p) for p in data.glob("*") if (p / "audio.wav").is_file())
+    if (data / "mic_dev").is_dir():
+        return [str(data)]
+    from sslkit.recording import recording_folders
+
+    return [str(p) for p in recording_folders(data)]
 
 
 def clip_input_features(features: SeldFeatures, clips: list[Clip], min_samples: int, device: str,

@@ -479,8 +479,8 @@ def test_two_dimensional_search_plane(cli, tmp_path, method):
 
 @pytest.mark.parametrize("command", ["train-seld", "train-ngcc", "train-wav2pos"])
 @pytest.mark.parametrize("lr", ["nan", "-0.001", "0"])
-def test_a_learning_rate_that_cannot_train_is_refused_before_the_run_folder(cli, tmp_path, command, lr):
-    data = ("--data", tmp_path) if command == "train-seld" else ()
+def test_a_learning_rate_that_cannot_train_is_refused_before_the_run_folder(cli, rec, tmp_path, command, lr):
+    data = ("--data", rec) if command == "train-seld" else ()
     result = cli(command, *data, "--lr", lr, "--epochs", 1, "--out", tmp_path / "run")
     assert_one_line_error(result, "--lr")
     assert not (tmp_path / "run").exists()
