@@ -244,11 +244,18 @@ def window_average(
         if half == 0:
             yield slice(start, stop), values
             continue
-        summed = torch.cat([torch.zeros_like(values[:1]), values.cumsum(0)])  # (hi − lo + 1, ...)
-        counts = torch.cat([weights.new_zeros(1), weights[lo:hi].cumsum(0)])
-        centre = torch.arange(start, stop, device=values.device)
-        first, last = (centre - half).clamp(min=lo) - lo, (centre + half + 1).clamp(max=hi) - lo
-        yield slice(start, stop), _weighted(summed[last] - summed[first], 1 / (counts[last] - counts[first]).clamp(min=1))
+        total, count = window_sums(values, weights[lo:hi], torch.arange(start, stop, device=values.device) - lo, half)
+        yield slice(start, stop), _weighted(total, 1 / count.clamp(min=1))
+
+
+def window_sums(weighted: torch.Tensor, weights: torch.Tensor, centres: torch.Tensor, half: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums of the rows of ``weighted`` (B, ...) and of ``weights`` (B,) from centre − half to
+    centre + half (clipped to the B rows) for each of ``centres`` (K,) → (K, ...), (K,); one
+    cumulative sum, so the cost does not grow with the window."""
+    summed = torch.cat([torch.zeros_like(weighted[:1]), weighted.cumsum(0)])
+    counts = torch.cat([weights.new_zeros(1), weights.cumsum(0)])
+    first, last = (centres - half).clamp(min=0), (centres + half + 1).clamp(max=len(weighted))
+    return summed[last] - summed[first], counts[last] - counts[first]
 
 
 def _weighted(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

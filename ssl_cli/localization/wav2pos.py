@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from sslkit.errors import InputFileError, UserError
-from sslkit.gcc import window_frames
+from sslkit.gcc import window_frames, window_sums
 from sslkit.geometry import check_sample_rate
 from sslkit.localization.region import search_bounds
 from sslkit.localization.track import PositionTrack, smooth_track
@@ -194,11 +194,9 @@ class DelayedLagFit:
         lo, hi = max(self.buffer_start, first - self.w), min(len(self.network), last + self.w)
         block = self.buffer[lo - self.buffer_start : hi - self.buffer_start]  # (B, P, L)
         active = torch.as_tensor(~np.isnan(self.network[lo:hi]).any(axis=1), dtype=block.dtype, device=block.device)
-        sums = torch.cat([torch.zeros_like(block[:1]), torch.cumsum(block * active[:, None, None], dim=0)])
-        counts = torch.cat([torch.zeros(1, dtype=block.dtype, device=block.device), torch.cumsum(active, dim=0)])
         index = torch.arange(first, last, device=block.device) - lo
-        a, b = (index - self.w).clamp(min=0), (index + self.w + 1).clamp(max=len(block))
-        total, count = sums[b] - sums[a], (counts[b] - counts[a])[:, None, None]
+        total, count = window_sums(block * active[:, None, None], active, index, self.w)
+        count = count[:, None, None]
         return torch.where(count > 0, total / count.clamp(min=1), block[index])
 
 
