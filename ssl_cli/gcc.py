@@ -56,6 +56,8 @@ def mic_pairs(spec: str, n_mics: int) -> np.ndarray:
             raise UserError(f"pairs '{spec}': expected all, ref:K or a list like 1-2,1-3") from None
         if pairs.min() < 0 or pairs.max() >= n_mics or np.any(pairs[:, 0] == pairs[:, 1]):
             raise UserError(f"pairs '{spec}': mic numbers must be distinct and between 1 and {n_mics}")
+        if len(np.unique(np.sort(pairs, axis=1), axis=0)) < len(pairs):
+            raise UserError(f"pairs '{spec}': a pair is listed twice (i-j and j-i count as the same pair)")
     if len(pairs) == 0:
         raise UserError("need at least two microphones to form a pair")
     return pairs

@@ -167,9 +167,13 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
                                     "flagged silent and have no TDOA"), stacklevel=2)
     window = None if opts.static else window_frames(opts.window, opts.hop, rec.fs)
     per_sample = scorer.per_sample
+    n_lags = 2 * int(np.ceil(bounds.max() * per_sample)) + 1
+    if opts.peaks > n_lags:
+        raise UserError(f"peaks = {opts.peaks}: a pair has at most {n_lags} lags to choose from; lower --peaks")
     limit = torch.as_tensor(bounds * per_sample, device=opts.device)
     min_sep = max(1, int(round(opts.min_separation_s * rec.fs * per_sample)))
     n_out = 1 if window is None else len(frames_all)
+    check_memory(2 * n_out * len(pairs) * opts.peaks * 8, f"TDOAs of {n_out} frames × {len(pairs)} pairs × {opts.peaks} peaks", "lower --peaks")
     tdoa, score = np.empty((n_out, len(pairs), opts.peaks)), np.empty((n_out, len(pairs), opts.peaks))  # filled in place
     averages = window_average(lambda lo, hi: scorer.per_frame(frames_all[lo:hi], pairs), len(frames_all), ~silent, window, opts.batch_frames)
     for covered, averaged in averages:
@@ -193,18 +197,19 @@ def true_tdoa(positions: np.ndarray, mics: np.ndarray, pairs: np.ndarray, c: flo
     return range_differences(positions, mics, pairs) / c
 
 
-CSV_FRAMES = 1000
-"""Frames whose tdoa.csv rows are formatted at once (long recordings: memory stays flat)."""
+CSV_ROWS = 250_000
+"""tdoa.csv rows formatted at once, in whole frames (long recordings: memory stays flat)."""
 
 
 def write_tdoa_csv(path: str | os.PathLike, result: TdoaResult, c: float = SPEED_OF_SOUND) -> None:
-    """Write ``tdoa.csv``: one row per frame, pair and peak rank (rank 1 = strongest), ``CSV_FRAMES`` frames at a time."""
+    """Write ``tdoa.csv``: one row per frame, pair and peak rank (rank 1 = strongest), about ``CSV_ROWS`` rows at a time."""
     f, p, k = result.tdoa.shape
     ids = np.array(result.mic_ids)
+    frames = max(1, CSV_ROWS // (p * k))
     with atomic_file(path) as tmp, open(tmp, "w") as out:
         out.write(",".join(TDOA_COLUMNS) + "\n")
-        for start in range(0, f, CSV_FRAMES):
-            fi, pi, ki = (a.ravel() for a in np.meshgrid(np.arange(start, min(f, start + CSV_FRAMES)), np.arange(p), np.arange(k), indexing="ij"))
+        for start in range(0, f, frames):
+            fi, pi, ki = (a.ravel() for a in np.meshgrid(np.arange(start, min(f, start + frames)), np.arange(p), np.arange(k), indexing="ij"))
             tau = result.tdoa[fi, pi, ki]
             columns = [
                 fi.astype(str), np.char.mod("%.6f", result.times[fi]), ids[result.pairs[pi, 0]], ids[result.pairs[pi, 1]],

@@ -496,3 +496,10 @@ def test_a_speed_of_sound_in_other_units_and_a_too_short_recording_are_named(cli
     sf.write(short / "audio.wav", audio[:1000], fs, subtype="FLOAT")
     for args in (("locate", short), ("locate", short, "--method", "music"), ("tdoa", short)):
         assert_one_line_error(cli(*args, "--out", tmp_path / "c"), "short", "1000 samples", "shorter than one frame")
+
+
+def test_more_tdoa_peaks_than_lags_and_a_pair_listed_twice_are_refused(cli, rec, tmp_path):
+    assert_one_line_error(cli("tdoa", rec, "--peaks", 100000, "--out", tmp_path / "a"), "peaks = 100000", "lags")
+    for pairs in ("1-2,1-2", "1-2,2-1"):
+        assert_one_line_error(cli("tdoa", rec, "--pairs", pairs, "--out", tmp_path / "b"), pairs, "listed twice")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
