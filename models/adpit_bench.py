@@ -133,8 +133,12 @@ def benchmark_adpit(
     exceed ``max_memory_gb`` is skipped and reported as such (the baseline's row count explodes with
     N: 4683 rows for N = 6).
     """
+    from sslkit.resources import check_memory
+
     results = []
     for n in tracks:
+        check_memory(4 * batch * frames * classes * (n * axes + n_dummy_tracks(n) * (1 + axes)),
+                     f"ADPIT inputs of {batch} × {frames} frames, {n} tracks, {classes} classes", "lower --batch-size or --frames")
         g = torch.Generator().manual_seed(seed)
         shape = (batch, frames, classes)
         target = random_seld_target(shape, n, axes, p_active, overlap, g).to(device)

@@ -182,6 +182,8 @@ def test_bench_adpit_cli_writes_json(cli, tmp_path):
     assert rows[0]["speedup"] == 1.0 and rows[0]["speedup_spread"] == [1.0, 1.0]
     assert_one_line_error(cli("bench-adpit", "--tracks", "three", "--out", tmp_path / "x.json"), "--tracks")
     assert not (tmp_path / "x.json").exists()
+    huge = cli("bench-adpit", "--tracks", "3", "--batch-size", 100000, "--frames", 100000, "--device", "cpu", "--out", tmp_path / "y.json")
+    assert_one_line_error(huge, "ADPIT inputs", "--batch-size")
     assert "sslkit bench-adpit --tracks" in cli("bench-adpit", "--help").output
 
 
