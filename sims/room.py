@@ -168,6 +168,19 @@ def check_inside(points: np.ndarray, dims: np.ndarray, what: str) -> None:
         raise GeometryError(f"{what} at {np.round(p, 3).tolist()} is outside the room {dims.tolist()}")
 
 
+MIN_SOURCE_MIC_M = 0.01
+"""A source closer than this to a microphone is refused (the free-field 1/r gain diverges)."""
+
+
+def check_apart_from_mics(points: np.ndarray, mics: np.ndarray, what: str) -> None:
+    """Raise GeometryError when a point of ``what`` (N, 3) comes within ``MIN_SOURCE_MIC_M`` of a mic (M, 3)."""
+    dist = np.linalg.norm(points[:, None] - mics[None], axis=-1)  # (N, M): N source blocks, M mics
+    if dist.min() < MIN_SOURCE_MIC_M:
+        k, m = np.unravel_index(dist.argmin(), dist.shape)
+        raise GeometryError(f"{what} at {np.round(points[k], 3).tolist()} is {dist[k, m] * 100:.2g} cm from microphone {m + 1}: "
+                            f"keep sources at least {MIN_SOURCE_MIC_M * 100:g} cm from the mics")
+
+
 def block_times(n: int, hop: int, fs: int, moving: bool) -> np.ndarray:
     """Centre times (s) of the crossfade blocks: one block for a static source."""
     return np.arange(int(np.ceil((n - 1) / hop)) + 1) * hop / fs if moving else np.zeros(1)
@@ -220,6 +233,7 @@ def simulate(scene: Scene, save_rirs: bool = False) -> tuple[Recording, dict[str
         times = block_times(n, hop, fs, moving)
         positions = positions_at(np.array(src.waypoints), src.speed, times)
         check_inside(np.vstack([positions, src.waypoints]), dims, f"source {k}")
+        check_apart_from_mics(positions, mics, f"source {k}")
         rirs = compute_rirs(scene.room, fs, c, mics, positions, np.random.default_rng([scene.seed, k]))
         signal = source_signal(src, n, fs)
         clean[:, : len(mics)] += convolve_blocks(signal, rirs, hop)

@@ -114,10 +114,12 @@ def check_geometry(mics: np.ndarray, path: object = "mics.csv") -> None:
     if len(missing):
         raise GeometryError(f"{path}: microphone {missing[0] + 1} has a missing coordinate (NaN, infinite or empty)")
     check_metres(mics, path)
-    dist = np.linalg.norm(mics[:, None] - mics[None], axis=-1)
-    i, j = np.nonzero(np.triu(dist < 1e-6, k=1))
-    if len(i):
-        raise GeometryError(f"{path}: microphones {i[0] + 1} and {j[0] + 1} have the same position")
+    from scipy.spatial import cKDTree  # pairs within reach without an (M, M) table: any number of mics
+
+    same = cKDTree(mics).query_pairs(1e-6, output_type="ndarray")
+    if len(same):
+        i, j = sorted(same.tolist())[0]
+        raise GeometryError(f"{path}: microphones {i + 1} and {j + 1} have the same position")
 
 
 UNIT_RATIO = 30.0

@@ -147,6 +147,9 @@ def test_dataset_is_indexed_and_resumable(cli, tmp_path):
         ({"room": {"dimensions": [4.0, 3.0, 2.5], "rt60": 0.02}}, ["cannot have an RT60"]),
         ({"rooom": {}}, ["unknown key 'rooom'"]),
         ({"noise": {"snr": 3}}, ["unknown key 'snr' in noise"]),
+        ({"c": 0.343}, ["c must be"]),
+        ({"mics": {"positions": [[1.0, 1.0, 1.0], [2.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 2.0]]},
+          "sources": [{"signal": "noise", "position": [1.0, 1.0, 1.003]}]}, ["source 0", "from microphone 1"]),
     ],
 )
 def test_bad_scene_gives_one_line_error_and_no_output(cli, tmp_path, change, fragments):
@@ -261,3 +264,14 @@ def test_a_dask_cluster_writes_the_same_files_and_resumes(cli, tmp_path, monkeyp
     assert_one_line_error(cli("simulate", "--config", cfg, "--count", 2, "--out", tmp_path / "x", "--scheduler", "tcp://127.0.0.1:9"),
                           "no Dask scheduler answers")
     assert not (tmp_path / "x").exists()  # connected before anything is written
+
+
+def test_the_geometry_check_takes_many_mics_without_a_table_of_all_pairs():
+    from sslkit.errors import GeometryError
+    from sslkit.geometry import check_geometry
+
+    mics = np.random.default_rng(0).uniform(0.0, 50.0, (30000, 3))  # an (M, M, 3) table would need 21 GB
+    check_geometry(mics)
+    mics[29999] = mics[17]
+    with pytest.raises(GeometryError, match="microphones 18 and 30000 have the same position"):
+        check_geometry(mics)
