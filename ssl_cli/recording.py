@@ -123,7 +123,7 @@ def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.
 
     Raises InputFileError for a missing, empty or non-audio file, NaN/inf samples, or all-silent
     audio (unless ``allow_silent``); warns (SslkitWarning) about a truncated WAV file (read as far
-    as it goes) and about clipped audio.
+    as it goes), clipped audio, dead or duplicated channels, and an empty upper band (upsampled audio).
     """
     import soundfile as sf
 
@@ -158,7 +158,31 @@ def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.
     if peak >= SILENCE_PEAK:
         for problem in channel_problems(audio, channel_peak):
             warnings.warn(SslkitWarning(f"{path}: {problem}"), stacklevel=2)
+        top = occupied_band_hz(audio, int(fs))
+        if top < EMPTY_BAND_START * fs / 2:
+            warnings.warn(SslkitWarning(f"{path}: holds nothing above {top / 1000:.3g} kHz of its {fs / 2000:.3g} kHz band (more than "
+                                        f"{EMPTY_BAND_DB:g} dB below its strongest): was it upsampled? PHAT weighs the empty band "
+                                        "as much as the signal; resample it to the rate it was recorded at"), stacklevel=2)
     return audio, int(fs)
+
+
+EMPTY_BAND_DB = 70.0
+"""A band this far below the recording's strongest holds nothing (see :func:`occupied_band_hz`)."""
+EMPTY_BAND_START = 0.8
+"""Audio whose occupied band ends below this fraction of the Nyquist frequency gets a warning."""
+
+
+def occupied_band_hz(audio: np.ndarray, fs: int, frame: int = 2048, frames: int = 64) -> float:
+    """The highest frequency (Hz) whose long-term power is within ``EMPTY_BAND_DB`` of the
+    strongest: Hann-windowed spectra of up to ``frames`` frames spread over the recording, averaged
+    over frames and channels (audio (samples, channels))."""
+    if len(audio) < frame:
+        return fs / 2
+    starts = np.linspace(0, len(audio) - frame, min(frames, len(audio) // frame)).astype(int)
+    windowed = np.stack([audio[s : s + frame] for s in starts]) * np.hanning(frame)[:, None]  # (frames, frame, channels)
+    power = (np.abs(np.fft.rfft(windowed, axis=1)) ** 2).mean(axis=(0, 2))
+    occupied = np.flatnonzero(power >= power.max() * 10 ** (-EMPTY_BAND_DB / 10))
+    return float(occupied[-1] * fs / frame)
 
 
 def channel_problems(audio: np.ndarray, channel_peak: np.ndarray) -> list[str]:

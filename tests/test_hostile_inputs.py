@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -503,3 +504,20 @@ def test_more_tdoa_peaks_than_lags_and_a_pair_listed_twice_are_refused(cli, rec,
     for pairs in ("1-2,1-2", "1-2,2-1"):
         assert_one_line_error(cli("tdoa", rec, "--pairs", pairs, "--out", tmp_path / "b"), pairs, "listed twice")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_upsampled_audio_is_named_with_its_empty_band(tmp_path):
+    from scipy.signal import resample_poly
+
+    from sslkit.errors import SslkitWarning
+    from sslkit.recording import read_audio
+
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal((16000, 3)).astype(np.float32) * 0.1
+    sf.write(tmp_path / "native.wav", audio, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "upsampled.wav", resample_poly(audio, 3, 1, axis=0), 48000, subtype="FLOAT")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SslkitWarning)
+        read_audio(tmp_path / "native.wav")
+    with pytest.warns(SslkitWarning, match=r"upsampled.wav: holds nothing above 1?\d\.?\d* kHz of its 24 kHz band.*upsampled"):
+        read_audio(tmp_path / "upsampled.wav")
