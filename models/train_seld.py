@@ -27,7 +27,7 @@ from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_channel_features, swap_pair_features
 from sslkit.models.seldnet import SeldNet
 from sslkit.models.training import RunRecord, check_training_config, distributed, optimizer_step, run_folder, stage_progress, warmup_cosine
-from sslkit.recording import resample_audio
+from sslkit.recording import recording_folders, resample_audio
 from sslkit.seld import SeldEvents, load_seld_model, predict_clip
 from sslkit.seld_metrics import seld_metrics
 
@@ -300,11 +300,7 @@ def seld_data_folders(data: str | Path) -> list[str]:
     data = Path(data)
     if not data.is_dir():
         raise UserError(f"{data}: not a folder")
-    if (data / "mic_dev").is_dir():
-        return [str(data)]
-    from sslkit.recording import recording_folders
-
-    return [str(p) for p in recording_folders(data)]
+    return [str(data)] if (data / "mic_dev").is_dir() else [str(p) for p in recording_folders(data)]
 
 
 def clip_input_features(features: SeldFeatures, clips: list[Clip], min_samples: int, device: str,
