@@ -123,7 +123,7 @@ def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.
 
     Raises InputFileError for a missing, empty or non-audio file, NaN/inf samples, or all-silent
     audio (unless ``allow_silent``); warns (SslkitWarning) about a truncated WAV file (read as far
-    as it goes), clipped audio, dead or duplicated channels, and an empty upper band (upsampled audio).
+    as it goes), clipped audio, and dead or duplicated channels.
     """
     import soundfile as sf
 
@@ -158,11 +158,6 @@ def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.
     if peak >= SILENCE_PEAK:
         for problem in channel_problems(audio, channel_peak):
             warnings.warn(SslkitWarning(f"{path}: {problem}"), stacklevel=2)
-        top = occupied_band_hz(audio, int(fs))
-        if top < EMPTY_BAND_START * fs / 2:
-            warnings.warn(SslkitWarning(f"{path}: holds nothing above {top / 1000:.3g} kHz of its {fs / 2000:.3g} kHz band (more than "
-                                        f"{EMPTY_BAND_DB:g} dB below its strongest): was it upsampled? PHAT weighs the empty band "
-                                        "as much as the signal; resample it to the rate it was recorded at"), stacklevel=2)
     return audio, int(fs)
 
 
@@ -170,6 +165,16 @@ EMPTY_BAND_DB = 70.0
 """A band this far below the recording's strongest holds nothing (see :func:`occupied_band_hz`)."""
 EMPTY_BAND_START = 0.8
 """Audio whose occupied band ends below this fraction of the Nyquist frequency gets a warning."""
+
+
+def warn_if_upper_band_empty(rec: Recording) -> None:
+    """SslkitWarning when ``rec`` holds nothing in the top of its band (upsampled audio, see
+    :func:`occupied_band_hz`): PHAT weighs that empty band as much as the signal."""
+    top = occupied_band_hz(rec.audio, rec.fs)
+    if top < EMPTY_BAND_START * rec.fs / 2:
+        warnings.warn(SslkitWarning(f"{rec.path}: holds nothing above {top / 1000:.3g} kHz of its {rec.fs / 2000:.3g} kHz band (more than "
+                                    f"{EMPTY_BAND_DB:g} dB below its strongest): was it upsampled? PHAT weighs the empty band as much "
+                                    "as the signal; resample it to the rate it was recorded at"), stacklevel=3)
 
 
 def occupied_band_hz(audio: np.ndarray, fs: int, frame: int = 2048, frames: int = 64) -> float:

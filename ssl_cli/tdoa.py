@@ -32,7 +32,7 @@ from sslkit.gcc import (
 )
 from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, pair_lag_bounds, range_differences, speed_of_sound
 from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, build_options, check_precision
-from sslkit.recording import Recording, room_channels
+from sslkit.recording import Recording, room_channels, warn_if_upper_band_empty
 from sslkit.resources import check_memory, resolve_device
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
@@ -143,6 +143,8 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
         from sslkit.models.checkpoint import at_model_rate
 
         rec = at_model_rate(rec, opts.checkpoint, "ngcc-phat")
+    if opts.weighting != "cc":
+        warn_if_upper_band_empty(rec)
     if method not in TDOA_METHODS:
         raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
     check_precision(opts.precision)

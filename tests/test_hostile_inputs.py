@@ -506,18 +506,26 @@ def test_more_tdoa_peaks_than_lags_and_a_pair_listed_twice_are_refused(cli, rec,
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_upsampled_audio_is_named_with_its_empty_band(tmp_path):
+def test_upsampled_audio_is_named_with_its_empty_band_before_phat(tmp_path):
     from scipy.signal import resample_poly
 
+    from sslkit import estimate_tdoa, load_recording, locate
     from sslkit.errors import SslkitWarning
     from sslkit.recording import read_audio
 
     rng = np.random.default_rng(0)
-    audio = rng.standard_normal((16000, 3)).astype(np.float32) * 0.1
+    audio = rng.standard_normal((16000, 6)).astype(np.float32) * 0.1
     sf.write(tmp_path / "native.wav", audio, 16000, subtype="FLOAT")
     sf.write(tmp_path / "upsampled.wav", resample_poly(audio, 3, 1, axis=0), 48000, subtype="FLOAT")
+    (tmp_path / "mics.csv").write_text("mic_id,x,y,z\n" + "".join(f"{k + 1},{x},{y},{z}\n" for k, (x, y, z) in enumerate(MICS)))
+    native, upsampled = (load_recording(tmp_path / f"{name}.wav", tmp_path / "mics.csv") for name in ("native", "upsampled"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", SslkitWarning)
-        read_audio(tmp_path / "native.wav")
-    with pytest.warns(SslkitWarning, match=r"upsampled.wav: holds nothing above 1?\d\.?\d* kHz of its 24 kHz band.*upsampled"):
-        read_audio(tmp_path / "upsampled.wav")
+        read_audio(tmp_path / "upsampled.wav")  # reading alone does not judge the band: imports and training resample anyway
+        estimate_tdoa(native)
+        estimate_tdoa(upsampled, weighting="cc")
+    band = r"upsampled.wav: holds nothing above 1?\d\.?\d* kHz of its 24 kHz band.*upsampled"
+    with pytest.warns(SslkitWarning, match=band):
+        estimate_tdoa(upsampled)
+    with pytest.warns(SslkitWarning, match=band):
+        locate(upsampled, "srp-phat", static=True)

@@ -51,7 +51,7 @@ from sslkit.geometry import check_array_geometry, pair_lag_bounds, range_differe
 from sslkit.localization.region import plane_height, range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
 from sslkit.options import BATCH_FRAMES, SrpOptions
-from sslkit.recording import Recording
+from sslkit.recording import Recording, warn_if_upper_band_empty
 from sslkit.resources import check_memory
 
 STEERING_BYTES = 64
@@ -215,14 +215,12 @@ class CellSearch:
                                  lambda lent: (lent[:, :, None] + self.leaf_neighbours).flatten(1, 2).clamp(self.lo, self.hi),
                                  lambda candidates: steered_power(corr, candidates, self.mics, self.pairs, self.bins_per_m))
 
-
     def suppress(self, corr: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
         """``corr`` with every pair's lags within ``SUPPRESS_M`` of the found points' (F, 3) range differences zeroed."""
         tau = pair_tdoa_bins(found, self.mics, self.pairs, self.bins_per_m, corr.shape[-1])  # (F, P)
         lags = torch.arange(corr.shape[-1], device=corr.device)
         near = (lags - tau[..., None]).abs() <= SUPPRESS_M * self.bins_per_m
         return corr.masked_fill(near, 0.0)
-
 
 
 def with_lent_answers(points: torch.Tensor, power: torch.Tensor, span: int, around: Callable[[torch.Tensor], torch.Tensor],
@@ -258,13 +256,14 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
     max_lag = int(np.ceil(pair_lag_bounds(mics, pairs, fs, opts.c).max())) + LAG_MARGIN
     n_fft = gcc_fft_length(opts.frame, max_lag)
     n_lags = 2 * max_lag * UPSAMPLE + 1
+    seed_frames = round(SEED_SPAN_S * fs / opts.hop)
     if opts.far_field:
-        search = DirectionSearch(mics, pairs, n_lags, fs * UPSAMPLE / opts.c, UPSAMPLE, dev, opts.beam, round(SEED_SPAN_S * fs / opts.hop))
+        search = DirectionSearch(mics, pairs, n_lags, fs * UPSAMPLE / opts.c, UPSAMPLE, dev, opts.beam, seed_frames)
     else:
         n_cells = int(np.prod(cell_counts(bounds, opts.coarse_step)))
         check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
                      "check that the bounds and mics.csv are in metres, or narrow the search box (bounds), or use far_field")
-        search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts, round(SEED_SPAN_S * fs / opts.hop))
+        search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts, seed_frames)
     check_memory(search.candidates * len(pairs) * SEARCH_BYTES, f"a search beam of {opts.beam} cells per level", "narrow the beam")
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
     if window is None:
@@ -296,6 +295,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
 def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTrack:
     """Positions per hop by SRP-PHAT over all mic pairs; with ``dims`` 2 the search is the plane at
     ``height``; with ``far_field`` directions seen from the mics' centroid (positions NaN)."""
+    warn_if_upper_band_empty(rec)
     pairs = mic_pairs("all", rec.n_mics)
     if opts.far_field:
         srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, None, opts, on_progress)
