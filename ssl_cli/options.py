@@ -72,7 +72,8 @@ class TdoaOptions:
     window: seconds over which each frame's cross-spectra (NGCC-PHAT: lag probabilities) are
     averaged, centred on it; static: the whole recording is one window; batch_frames: frames
     processed at once; precision: ``float32``, or ``bfloat16`` for NGCC-PHAT's convolutions
-    (faster on CPUs with bfloat16 units).
+    (faster on CPUs with bfloat16 units); max_freq: highest frequency (Hz) GCC-PHAT keeps (None:
+    the whole band, or the occupied band of upsampled audio: :func:`~sslkit.recording.phat_max_freq`).
     """
 
     frame: int = 2048
@@ -92,6 +93,7 @@ class TdoaOptions:
     window: float = 0.0
     static: bool = False
     precision: str = "float32"
+    max_freq: float | None = None
 
 
 @dataclass
@@ -119,7 +121,9 @@ class ArrayOptions(LocateOptions):
     frame: samples per analysis frame; dims: 3 (x, y, z) or 2 (x, y at ``height``, default the mean
     mic height); window: seconds over which each hop's PHAT cross-spectra are averaged, centred on
     it (0: the hop alone); static: the whole recording is one window (one estimate per source);
-    sources: sources located per hop, strongest first.
+    sources: sources located per hop, strongest first; max_freq: highest frequency (Hz) of the PHAT
+    cross-spectra (None: the whole band, or the occupied band of upsampled audio:
+    :func:`~sslkit.recording.phat_max_freq`).
     """
 
     frame: int = 2048
@@ -128,6 +132,7 @@ class ArrayOptions(LocateOptions):
     window: float = DEFAULT_WINDOW_S
     static: bool = False
     sources: int = 1
+    max_freq: float | None = None
 
     def __post_init__(self) -> None:
         check_sources_and_window(self.sources, self.window)

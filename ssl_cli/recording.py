@@ -162,32 +162,48 @@ def read_audio(path: str | os.PathLike, allow_silent: bool = False) -> tuple[np.
 
 
 EMPTY_BAND_DB = 70.0
-"""A band this far below the recording's strongest holds nothing (see :func:`occupied_band_hz`)."""
-EMPTY_BAND_START = 0.8
-"""Audio whose occupied band ends below this fraction of the Nyquist frequency gets a warning."""
+"""A frequency whose long-term power is this far below the strongest holds nothing (see :func:`occupied_band_hz`)."""
+EMPTY_GAP_HZ = 1000.0
+"""An empty stretch at least this wide ends the band a recording occupies."""
 
 
-def warn_if_upper_band_empty(rec: Recording) -> None:
-    """SslkitWarning when ``rec`` holds nothing in the top of its band (upsampled audio, see
-    :func:`occupied_band_hz`): PHAT weighs that empty band as much as the signal."""
+def phat_max_freq(rec: Recording, max_freq: float | None) -> float:
+    """The highest frequency (Hz) of ``rec`` that PHAT-weighted methods keep: ``max_freq`` when
+    given; else the band ``rec`` occupies (:func:`occupied_band_hz`), all of it unless its top is
+    empty (upsampled audio), where whitening would weigh the empty band as much as the signal: then
+    with a warning."""
+    nyquist = rec.fs / 2
+    if max_freq is not None:
+        if not 0 < max_freq <= nyquist:
+            raise InputFileError(rec.path, f"max_freq = {max_freq:g} Hz is outside its band (0, {nyquist:g}] Hz at {rec.fs} Hz")
+        return float(max_freq)
     top = occupied_band_hz(rec.audio, rec.fs)
-    if top < EMPTY_BAND_START * rec.fs / 2:
-        warnings.warn(SslkitWarning(f"{rec.path}: holds nothing above {top / 1000:.3g} kHz of its {rec.fs / 2000:.3g} kHz band (more than "
-                                    f"{EMPTY_BAND_DB:g} dB below its strongest): was it upsampled? PHAT weighs the empty band as much "
-                                    "as the signal; resample it to the rate it was recorded at"), stacklevel=3)
+    if top < nyquist:
+        warnings.warn(SslkitWarning(f"{rec.path}: holds nothing above {top / 1000:.3g} kHz of its {nyquist / 1000:.3g} kHz band (more than "
+                                    f"{EMPTY_BAND_DB:g} dB below its strongest; upsampled?): PHAT uses 0–{top / 1000:.3g} kHz only "
+                                    "(max_freq sets the band)"), stacklevel=3)
+    return top
 
 
 def occupied_band_hz(audio: np.ndarray, fs: int, frame: int = 2048, frames: int = 64) -> float:
-    """The highest frequency (Hz) whose long-term power is within ``EMPTY_BAND_DB`` of the
-    strongest: Hann-windowed spectra of up to ``frames`` frames spread over the recording, averaged
-    over frames and channels (audio (samples, channels))."""
-    if len(audio) < frame:
+    """The top (Hz) of the band that audio (samples, channels) occupies: where the first stretch of
+    at least ``EMPTY_GAP_HZ`` above the strongest frequency begins whose long-term power is more
+    than ``EMPTY_BAND_DB`` below the strongest; fs/2 when there is none. Long-term power: Hann-windowed
+    spectra of up to ``frames`` frames spread over the recording (each less its mean), averaged over frames and channels.
+    Upsampled audio is empty above its original band but for the resampler's images of the
+    signal, which can rise above the threshold further up: the first gap, not the last
+    occupied frequency, marks the band."""
+    gap = round(EMPTY_GAP_HZ * frame / fs)
+    if len(audio) < frame or gap > frame // 2:
         return fs / 2
     starts = np.linspace(0, len(audio) - frame, min(frames, len(audio) // frame)).astype(int)
-    windowed = np.stack([audio[s : s + frame] for s in starts]) * np.hanning(frame)[:, None]  # (frames, frame, channels)
+    chunks = np.stack([audio[s : s + frame] for s in starts])  # (frames, frame, channels)
+    windowed = (chunks - chunks.mean(axis=1, keepdims=True)) * np.hanning(frame)[:, None]  # a DC offset is not the band
     power = (np.abs(np.fft.rfft(windowed, axis=1)) ** 2).mean(axis=(0, 2))
-    occupied = np.flatnonzero(power >= power.max() * 10 ** (-EMPTY_BAND_DB / 10))
-    return float(occupied[-1] * fs / frame)
+    empty = power < power.max() * 10 ** (-EMPTY_BAND_DB / 10)
+    gaps = np.flatnonzero(np.lib.stride_tricks.sliding_window_view(empty, gap).all(axis=1))
+    gaps = gaps[gaps > power.argmax()]
+    return float((gaps[0] - 1) * fs / frame) if len(gaps) else fs / 2
 
 
 def channel_problems(audio: np.ndarray, channel_peak: np.ndarray) -> list[str]:

@@ -32,7 +32,7 @@ from sslkit.gcc import (
 )
 from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, pair_lag_bounds, range_differences, speed_of_sound
 from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, build_options, check_precision
-from sslkit.recording import Recording, room_channels, warn_if_upper_band_empty
+from sslkit.recording import Recording, phat_max_freq, room_channels
 from sslkit.resources import check_memory, resolve_device
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
@@ -83,10 +83,11 @@ class GccScorer:
     def __init__(self, opts: TdoaOptions, needed_lag: int, fs: int, max_lag: int, frame: int):
         self.opts, self.max_lag, self.n_fft = opts, max_lag, gcc_fft_length(frame, max_lag)
         self.per_sample = opts.upsample
+        self.band = 1.0 if opts.max_freq is None else opts.max_freq / (fs / 2)
 
     def per_frame(self, frames: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
         """What is averaged over a window: the correlation per lag bin (1/per_sample samples), (F, P, 2·max_lag·per_sample + 1)."""
-        return frame_correlations(frames, pairs, self.n_fft, self.max_lag, self.opts.upsample, self.opts.weighting, self.opts.beta)
+        return frame_correlations(frames, pairs, self.n_fft, self.max_lag, self.opts.upsample, self.opts.weighting, self.opts.beta, self.band)
 
     def scores(self, averaged: torch.Tensor) -> torch.Tensor:
         return averaged
@@ -139,14 +140,16 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", *, on_progress: Call
 def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -> TdoaResult:
     """TDOAs of every frame and mic pair of ``rec`` (all its channels, ``opts.c`` given), batched over
     frames × pairs; NGCC-PHAT works on the recording resampled to its checkpoint's rate."""
+    if method not in TDOA_METHODS:
+        raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
     if method == "ngcc":
         from sslkit.models.checkpoint import at_model_rate
 
+        if opts.max_freq is not None:
+            raise UserError("max_freq sets the band of GCC-PHAT; NGCC-PHAT's network sees the whole band it was trained on")
         rec = at_model_rate(rec, opts.checkpoint, "ngcc-phat")
-    if opts.weighting != "cc":
-        warn_if_upper_band_empty(rec)
-    if method not in TDOA_METHODS:
-        raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
+    elif opts.max_freq is not None or opts.weighting != "cc":  # plain correlation weighs an empty band by its (nil) power
+        opts = replace(opts, max_freq=phat_max_freq(rec, opts.max_freq))
     check_precision(opts.precision)
     check_speed_of_sound(opts.c)
     if not opts.silence_db > 0:

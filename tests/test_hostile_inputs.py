@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
+from sslkit.errors import UserError
 from sslkit.models.checkpoint import resolve_checkpoint
 
 ROOM = [5.0, 4.0, 3.0]
@@ -506,26 +507,51 @@ def test_more_tdoa_peaks_than_lags_and_a_pair_listed_twice_are_refused(cli, rec,
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_upsampled_audio_is_named_with_its_empty_band_before_phat(tmp_path):
+def test_the_occupied_band_ends_at_the_first_empty_stretch():
+    from sslkit.recording import occupied_band_hz
+
+    fs, rng = 48000, np.random.default_rng(0)
+    noise = rng.standard_normal((fs, 2))
+    spectrum = np.fft.rfft(noise, axis=0)
+    low = np.fft.irfft(np.where(np.fft.rfftfreq(fs, 1 / fs)[:, None] <= 8000, spectrum, 0), fs, axis=0)  # nothing above 8 kHz
+    image = 10 ** (-60 / 20) * np.sin(2 * np.pi * 15000 * np.arange(fs) / fs)[:, None]  # a residue above the threshold further up
+    assert occupied_band_hz(noise, fs) == fs / 2
+    assert 8000 <= occupied_band_hz(low, fs) < 9000
+    assert occupied_band_hz(low + image, fs) == occupied_band_hz(low, fs)
+    assert occupied_band_hz(low + 3.0, fs) == occupied_band_hz(low, fs)  # a DC offset is not the band
+
+
+def test_upsampled_audio_is_localized_in_its_occupied_band(tmp_path):
+    """The demo upsampled to 48 kHz: the top of its band holds nothing but noise and the
+    resampler's residue, which PHAT whitening would weigh as much as the speech."""
     from scipy.signal import resample_poly
 
-    from sslkit import estimate_tdoa, load_recording, locate
+    from sslkit import estimate_tdoa, load_recording, locate_files
     from sslkit.errors import SslkitWarning
     from sslkit.recording import read_audio
 
-    rng = np.random.default_rng(0)
-    audio = rng.standard_normal((16000, 6)).astype(np.float32) * 0.1
-    sf.write(tmp_path / "native.wav", audio, 16000, subtype="FLOAT")
-    sf.write(tmp_path / "upsampled.wav", resample_poly(audio, 3, 1, axis=0), 48000, subtype="FLOAT")
-    (tmp_path / "mics.csv").write_text("mic_id,x,y,z\n" + "".join(f"{k + 1},{x},{y},{z}\n" for k, (x, y, z) in enumerate(MICS)))
-    native, upsampled = (load_recording(tmp_path / f"{name}.wav", tmp_path / "mics.csv") for name in ("native", "upsampled"))
+    demo = Path(__file__).parents[1] / "examples" / "luvira-demo"
+    folder = tmp_path / "upsampled"
+    folder.mkdir()
+    for name in ("mics.csv", "sources.csv", "scene.yaml"):
+        (folder / name).write_bytes((demo / name).read_bytes())
+    audio, fs = sf.read(demo / "audio.wav", frames=2 * 16000, dtype="float32")
+    sf.write(folder / "audio.wav", resample_poly(audio, 3, 1, axis=0), 3 * fs, subtype="FLOAT")
     with warnings.catch_warnings():
         warnings.simplefilter("error", SslkitWarning)
-        read_audio(tmp_path / "upsampled.wav")  # reading alone does not judge the band: imports and training resample anyway
-        estimate_tdoa(native)
-        estimate_tdoa(upsampled, weighting="cc")
-    band = r"upsampled.wav: holds nothing above 1?\d\.?\d* kHz of its 24 kHz band.*upsampled"
-    with pytest.warns(SslkitWarning, match=band):
-        estimate_tdoa(upsampled)
-    with pytest.warns(SslkitWarning, match=band):
-        locate(upsampled, "srp-phat", static=True)
+        read_audio(folder / "audio.wav")  # reading alone does not judge the band: imports and training resample anyway
+        estimate_tdoa(load_recording(demo), static=True)
+        estimate_tdoa(load_recording(folder), weighting="cc", static=True)
+    band = r"upsampled: holds nothing above \d\.?\d* kHz of its 24 kHz band.*upsampled.*PHAT uses 0–\d\.?\d* kHz only"
+
+    def mae(method: str, **options) -> float:
+        return locate_files(folder, tmp_path / f"{method}{len(options)}.csv", None, method, False, **options).metrics["mae_m"]
+
+    for method in ("srp-phat", "multilat"):
+        with pytest.warns(SslkitWarning, match=band):
+            assert mae(method) < 0.15, method
+    assert mae("multilat", max_freq=24000) > 0.3  # what the band limit prevents
+    with pytest.raises(UserError, match=r"upsampled: max_freq = 30000 Hz is outside its band \(0, 24000\] Hz"):
+        mae("srp-phat", max_freq=30000)
+    with pytest.raises(UserError, match="NGCC-PHAT's network sees the whole band"):
+        estimate_tdoa(load_recording(folder), "ngcc", max_freq=8000)

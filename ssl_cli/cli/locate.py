@@ -76,6 +76,8 @@ def locate(
     unknown_mics: Optional[str] = typer.Option(None, "--unknown-mics", help="wav2pos: mic ids whose positions are unknown; writes mics_estimated.csv."),
     peaks: int = typer.Option(MultilatOptions.peaks, "--peaks", min=1, help="multilat: TDOA peaks per pair used by RANSAC."),
     weighting: str = typer.Option(MultilatOptions.weighting, "--weighting", help="multilat: GCC weighting phat, beta-phat or cc."),
+    max_freq: Optional[float] = typer.Option(None, "--max-freq", min=0.0, help="multilat (gcc-phat), srp-phat: highest frequency (Hz) of the "
+                                             "PHAT cross-spectra (default: the whole band, or the occupied band of upsampled audio)."),
     beta: float = typer.Option(MultilatOptions.beta, "--beta", help="multilat: exponent of beta-phat."),
     max_tau: str = typer.Option(MultilatOptions.max_tau, "--max-tau", help="multilat: auto (from mic distances) or a TDOA bound in seconds."),
     frame: int = typer.Option(ArrayOptions.frame, "--frame", min=16, help="Frame length in samples."),

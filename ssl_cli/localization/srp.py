@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ from sslkit.geometry import check_array_geometry, pair_lag_bounds, range_differe
 from sslkit.localization.region import plane_height, range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
 from sslkit.options import BATCH_FRAMES, SrpOptions
-from sslkit.recording import Recording, warn_if_upper_band_empty
+from sslkit.recording import Recording, phat_max_freq
 from sslkit.resources import check_memory
 
 STEERING_BYTES = 64
@@ -266,10 +267,11 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
         search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts, seed_frames)
     check_memory(search.candidates * len(pairs) * SEARCH_BYTES, f"a search beam of {opts.beam} cells per level", "narrow the beam")
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
+    band = 1.0 if opts.max_freq is None else opts.max_freq / (fs / 2)
     if window is None:
-        averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, ~silent, pairs, n_fft, max_lag, UPSAMPLE))]
+        averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, ~silent, pairs, n_fft, max_lag, UPSAMPLE, band=band))]
     else:  # correlations are linear in the spectra: average them (smaller than the spectra)
-        averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE),
+        averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE, band=band),
                                   len(frames_all), ~silent, window, BATCH_FRAMES)
     n_out = 1 if window is None else len(frames_all)
     xyz, power = np.empty((n_out, opts.sources, 3)), np.empty((n_out, opts.sources))  # filled in place: no pile of small arrays
@@ -295,7 +297,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
 def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTrack:
     """Positions per hop by SRP-PHAT over all mic pairs; with ``dims`` 2 the search is the plane at
     ``height``; with ``far_field`` directions seen from the mics' centroid (positions NaN)."""
-    warn_if_upper_band_empty(rec)
+    opts = replace(opts, max_freq=phat_max_freq(rec, opts.max_freq))
     pairs = mic_pairs("all", rec.n_mics)
     if opts.far_field:
         srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, None, opts, on_progress)
