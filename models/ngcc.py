@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslkit.gcc import pair_products
+from sslkit.gcc import centred, pair_products
 from sslkit.models.sincnet import SincConv
 
 PAIR_CHUNK_ELEMENTS = 2**23
@@ -129,8 +129,9 @@ class NGCCPHAT(nn.Module):
         return 2 * self.max_tau + 1
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """f: (B, N) signals → (B, L, N) filtered channels."""
-        return self.features_cnn(self.sinc_norm(self.sinc(x[:, None])))
+        """f: (B, N) signals, less their means (``centred``: SincNet's lowest band lets some DC
+        through) → (B, L, N) filtered channels."""
+        return self.features_cnn(self.sinc_norm(self.sinc(centred(x)[:, None])))
 
     @staticmethod
     def whitened_spectra(y: torch.Tensor) -> torch.Tensor:

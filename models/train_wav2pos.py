@@ -165,7 +165,9 @@ def rotate_scenes(coords: torch.Tensor, centre: tuple[float, float, float], rng:
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
-    """Scale (C, N) windows by their common peak (keeps level differences between mics)."""
+    """(C, N) windows, each less its mean (as ``sslkit.gcc.centred`` at inference), scaled by their
+    common peak (keeps level differences between mics)."""
+    x = x - x.mean(axis=-1, keepdims=True)
     return x / (np.abs(x).max() + 1e-8)
 
 

@@ -30,6 +30,13 @@ def frame_audio(audio: torch.Tensor, frame: int, hop: int) -> torch.Tensor:
     return audio.T.unfold(1, frame, hop).permute(1, 0, 2)
 
 
+def centred(frames: torch.Tensor) -> torch.Tensor:
+    """Each frame (..., L) less its mean: a DC offset (common on cheap converters) carries no delay,
+    but a zero-padded frame spreads it over the low frequencies, the same on every mic, where
+    whitening makes it a peak at lag 0."""
+    return frames - frames.mean(dim=-1, keepdim=True)
+
+
 def frame_times(n_frames: int, frame: int, hop: int, fs: int) -> np.ndarray:
     """Centre time (s) of each frame."""
     return (np.arange(n_frames) * hop + frame / 2) / fs
@@ -116,13 +123,15 @@ def gcc(
 def cross_spectra(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, weighting: str = "phat", beta: float = 0.7,
                   band: float = 1.0) -> torch.Tensor:
     """Weighted cross-spectra XᵢXⱼ*/|XᵢXⱼ*|^β of every frame and pair, (F, M, L) → (F, P, n_fft//2 + 1),
-    zero above the share ``band`` of the spectrum up to the Nyquist frequency (1: all of it)."""
-    spec = torch.fft.rfft(frames, n=n_fft)  # (F, M, K)
+    of the frames less their means (:func:`centred`): zero at 0 Hz, and above the share ``band`` of
+    the spectrum up to the Nyquist frequency (1: all of it)."""
+    spec = torch.fft.rfft(centred(frames), n=n_fft)  # (F, M, K)
     exponent = weighting_exponent(weighting, beta)
     if exponent == 1.0:
         spec = torch.sgn(spec)  # z/|z| (0 at 0): PHAT, 3× faster than dividing
     elif exponent:
         spec = spec / (spec.abs() + EPS) ** exponent
+    spec[..., 0] = 0  # what is left of the DC is rounding, which whitening would make as loud as any frequency
     if band < 1.0:
         spec[..., math.floor(band * (n_fft // 2)) + 1 :] = 0
     return pair_products(spec, pairs)
@@ -326,6 +335,7 @@ def _parabolic_offset(corr: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def silent_frames(frames: torch.Tensor, silence_db: float = SILENCE_DB) -> torch.Tensor:
-    """Frames whose mean power over mics is more than ``silence_db`` below the loudest frame. (F, M, L) → (F,)"""
-    power = torch.linalg.vector_norm(frames, dim=(1, 2)) ** 2 / (frames.shape[1] * frames.shape[2])  # no copy of the strided frames
+    """Frames whose mean power over mics (less each frame's mean: a DC offset is not sound) is more
+    than ``silence_db`` below the loudest frame. (F, M, L) → (F,)"""
+    power = frames.var(dim=-1, correction=0).mean(dim=1)  # no copy of the strided frames
     return power < power.max() * 10 ** (-silence_db / 10) + 1e-20

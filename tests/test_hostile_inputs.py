@@ -507,6 +507,29 @@ def test_more_tdoa_peaks_than_lags_and_a_pair_listed_twice_are_refused(cli, rec,
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_a_dc_offset_changes_neither_positions_nor_silence(tmp_path):
+    """Cheap converters add a constant to each channel. A zero-padded frame spreads it over the low
+    frequencies, the same on every mic; whitened, it was a peak at lag 0 (SRP-PHAT 2.5 m off on the
+    demo), it hid silence, and it shrank wav2pos's unit-peak input."""
+    from sslkit import load_recording, locate
+
+    demo = Path(__file__).parents[1] / "examples" / "luvira-demo"
+    audio, fs = sf.read(demo / "audio.wav", frames=2 * 16000, dtype="float32")
+    audio[fs:] = 0.0  # the second second is silent
+    offsets = np.linspace(0.2, 0.7, audio.shape[1], dtype=np.float32)
+    for name, samples in (("clean", audio), ("offset", audio + offsets)):
+        (tmp_path / name).mkdir()
+        sf.write(tmp_path / name / "audio.wav", samples, fs, subtype="FLOAT")
+        for file in ("mics.csv", "sources.csv", "scene.yaml"):
+            (tmp_path / name / file).write_bytes((demo / file).read_bytes())
+    clean, offset = load_recording(tmp_path / "clean"), load_recording(tmp_path / "offset")
+    for method in ("srp-phat", "multilat", "wav2pos"):
+        expected, got = locate(clean, method), locate(offset, method)
+        np.testing.assert_array_equal(np.isnan(got.xyz[:, 0]), np.isnan(expected.xyz[:, 0]), err_msg=method)
+        assert np.isnan(got.xyz[got.times > 1.2, 0]).all(), method  # frames wholly in the silent second
+        assert np.nanmax(np.linalg.norm(got.xyz - expected.xyz, axis=1)) < 0.02, method
+
+
 def test_the_occupied_band_ends_at_the_first_empty_stretch():
     from sslkit.recording import occupied_band_hz
 

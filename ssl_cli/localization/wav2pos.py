@@ -33,7 +33,7 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     the sample-precise TDOAs (benchmarks/README.md compares the three).
     The confidence is then the fit's (``lag_fit_confidence``); without the fit, that of ``opts.views``
     masked views."""
-    from sslkit.gcc import frame_audio, frame_times, silent_frames
+    from sslkit.gcc import centred, frame_audio, frame_times, silent_frames
     from sslkit.models.checkpoint import at_model_rate, load_checkpoint, resolve_checkpoint
     from sslkit.models.wav2pos import predict_with_views, wav2pos_frame_batch
 
@@ -50,8 +50,9 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     source = frame_audio(torch.as_tensor(rec.source_signal[:, None], device=opts.device), n, opts.hop) if opts.known_source else None
 
     def block_inputs(block: slice) -> torch.Tensor:
-        """The network's audio tokens (B, 1 + M, N) of a block of frames, each frame scaled to unit peak."""
-        mic_audio = frames[block] / (frames[block].abs().amax(dim=(1, 2), keepdim=True) + 1e-8)
+        """The network's audio tokens (B, 1 + M, N) of a block of frames, each ``centred`` and scaled to unit peak."""
+        mic_audio = centred(frames[block])
+        mic_audio = mic_audio / (mic_audio.abs().amax(dim=(1, 2), keepdim=True) + 1e-8)
         near = torch.zeros_like(mic_audio[:, :1]) if source is None else source[block] / (source[block].abs().amax(dim=-1, keepdim=True) + 1e-8)
         return torch.cat([near, mic_audio], dim=1)
 
