@@ -73,21 +73,23 @@ def check_sample_rate(fs: int, expected: int, where: object, what: str) -> None:
         raise InputFileError(where, f"sample rate {fs} Hz, but {what} expects {expected} Hz")
 
 
-def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None = None) -> str | None:
+def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None = None, where: object = "mics") -> str | None:
     """Raise for too few mics, and for collinear mics unless they localize in a plane (``dims`` 2)
     within given ``bounds`` that leave one side of the array's line (the mirror image of a position
-    about the line sounds the same); return a warning when 3D localization is ambiguous (coplanar mics)."""
+    about the line sounds the same); return a warning when 3D localization is ambiguous (coplanar
+    mics). Errors name ``where`` (the recording)."""
     needed = dims + 1
     if len(mics) < needed:
-        raise GeometryError(f"{dims}D localization needs at least {needed} microphones, got {len(mics)}")
+        hint = "; with 3, localize in a plane (--dims 2 --height H)" if dims == 3 and len(mics) == 3 else ""
+        raise GeometryError(f"{where}: {dims}D localization needs at least {needed} microphones, got {len(mics)}{hint}")
     sv = np.linalg.svd(mics - mics.mean(axis=0), compute_uv=False)
     if sv[1] < COPLANAR_RATIO * sv[0]:
         if dims == 3:
-            raise GeometryError("the microphones are collinear: positions around their line are ambiguous; localize in a plane "
-                                "(--dims 2 --height H) with --bounds on one side of the array, or use --far-field")
+            raise GeometryError(f"{where}: the microphones are collinear: positions around their line are ambiguous; localize in a "
+                                "plane (--dims 2 --height H) with --bounds on one side of the array, or use --far-field")
         if bounds is None or not one_side_of_line(mics, bounds):
-            raise GeometryError("the microphones are collinear: a position and its mirror image about their line sound the same; "
-                                "give --bounds that cover one side of the array only (e.g. x from 0 for an array along y)")
+            raise GeometryError(f"{where}: the microphones are collinear: a position and its mirror image about their line sound the "
+                                "same; give --bounds that cover one side of the array only (e.g. x from 0 for an array along y)")
         return None
     if dims == 3 and sv[-1] < COPLANAR_RATIO * sv[0] and (bounds is None or not one_side_of_plane(mics, bounds)):
         return ("the microphones are coplanar: a position and its mirror image about their plane sound the same; "

@@ -304,7 +304,7 @@ def locate_multilat(rec: Recording, opts: MultilatOptions, on_progress=None) -> 
     """Positions per hop by RANSAC multilateration; several sources by sequential RANSAC (each
     source's consistent peaks are removed before the next is searched)."""
     bounds = search_bounds(rec, opts.bounds)
-    notes = [n for n in (check_array_geometry(rec.mics, opts.dims, bounds if opts.bounds is not None else None), range_warning(rec.mics, bounds)) if n]
+    notes = [n for n in (check_array_geometry(rec.mics, opts.dims, bounds if opts.bounds is not None else None, rec.path), range_warning(rec.mics, bounds)) if n]
     result = multilat_tdoas(rec, opts, on_progress)
     times, tdoa, score = pool_frames(result.times, result.tdoa, result.score, opts.pool)
     height = plane_height(rec.mics, bounds, opts.height) if opts.dims == 2 else None

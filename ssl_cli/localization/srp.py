@@ -307,7 +307,7 @@ def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTr
     if opts.dims == 2:
         bounds = bounds.copy()
         bounds[:, 2] = plane_height(rec.mics, bounds, opts.height)
-    warning = check_array_geometry(rec.mics, opts.dims, bounds if opts.bounds is not None else None)
+    warning = check_array_geometry(rec.mics, opts.dims, bounds if opts.bounds is not None else None, rec.path)
     srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, bounds, opts, on_progress)
     power = srp["power"]
     notes = [n for n in (warning, range_warning(rec.mics, bounds)) if n]
