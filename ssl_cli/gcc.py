@@ -104,28 +104,39 @@ def gcc_fft_length(frame: int, max_lag: int) -> int:
 
 
 def gcc(
-    frames: torch.Tensor, pairs: np.ndarray, max_lag: int, weighting: str = "phat", beta: float = 0.7, upsample: int = 1, band: float = 1.0
+    frames: torch.Tensor, pairs: np.ndarray, max_lag: int, weighting: str = "phat", beta: float = 0.7, upsample: int = 1, band: float = 1.0,
+    taper: bool = False,
 ) -> torch.Tensor:
     """GCC of every frame and pair at lags −max_lag…max_lag samples (in steps of 1/upsample).
 
     The weighting 1/|XᵢXⱼ*|^β factorises per mic, so each mic's spectrum is transformed and
     whitened once and pairs only multiply. Frames are zero-padded to the first fast FFT length
     ≥ L + max_lag, so the lags needed are those of the linear (not circular) correlation;
-    ``upsample`` > 1 interpolates the correlation by zero-padding the spectrum; ``band`` is the share
-    of the spectrum up to the Nyquist frequency that is kept (see :func:`cross_spectra`).
+    ``upsample`` > 1 interpolates the correlation by zero-padding the spectrum; ``band`` and
+    ``taper``: see :func:`cross_spectra`.
     Shape: frames (F, M, L) → (F, P, 2·max_lag·upsample + 1).
     """
     n_fft = gcc_fft_length(frames.shape[-1], max_lag)
-    cross = cross_spectra(frames, pairs, n_fft, weighting, beta, band)
+    cross = cross_spectra(frames, pairs, n_fft, weighting, beta, band, taper)
     return correlation(cross, n_fft, max_lag, upsample)
 
 
 def cross_spectra(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, weighting: str = "phat", beta: float = 0.7,
-                  band: float = 1.0) -> torch.Tensor:
+                  band: float = 1.0, taper: bool = False) -> torch.Tensor:
     """Weighted cross-spectra XᵢXⱼ*/|XᵢXⱼ*|^β of every frame and pair, (F, M, L) → (F, P, n_fft//2 + 1),
-    of the frames less their means (:func:`centred`): zero at 0 Hz, and above the share ``band`` of
-    the spectrum up to the Nyquist frequency (1: all of it)."""
-    spec = torch.fft.rfft(centred(frames), n=n_fft)  # (F, M, K)
+    of the frames less their means (:func:`centred`) and, with ``taper``, under a Hann window: zero
+    at 0 Hz, and above the share ``band`` of the spectrum up to the Nyquist frequency (1: all of it).
+
+    A steady tone on every channel (mains hum picked up by the wiring, at delay 0) leaks from a
+    rectangular frame over dozens of frequencies around each of its lines, and whitening weighs
+    each of them as much as the speech; under a Hann window it stays within a few. The window also
+    halves what each frame holds, which costs accuracy per frame in reverberant rooms, so
+    rectangular frames are the default (benchmarks/degraded_audio.py measures both).
+    """
+    frames = centred(frames)
+    if taper:
+        frames = frames * torch.hann_window(frames.shape[-1], dtype=frames.dtype, device=frames.device)
+    spec = torch.fft.rfft(frames, n=n_fft)  # (F, M, K)
     exponent = weighting_exponent(weighting, beta)
     if exponent == 1.0:
         spec = torch.sgn(spec)  # z/|z| (0 at 0): PHAT, 3× faster than dividing
@@ -201,21 +212,21 @@ def correlation_batch(n_pairs: int, n_fft: int, upsample: int) -> int:
 
 
 def frame_correlations(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int,
-                       weighting: str = "phat", beta: float = 0.7, band: float = 1.0) -> torch.Tensor:
+                       weighting: str = "phat", beta: float = 0.7, band: float = 1.0, taper: bool = False) -> torch.Tensor:
     """Weighted correlations (F, P, 2·max_lag·upsample + 1) of frames (F, M, L), in ``correlation_batch`` frames at a time
-    (``band``: see :func:`cross_spectra`)."""
+    (``band``, ``taper``: see :func:`cross_spectra`)."""
     step = correlation_batch(len(pairs), n_fft, upsample)
-    batches = [correlation(cross_spectra(frames[s : s + step], pairs, n_fft, weighting, beta, band), n_fft, max_lag, upsample).float()
+    batches = [correlation(cross_spectra(frames[s : s + step], pairs, n_fft, weighting, beta, band, taper), n_fft, max_lag, upsample).float()
                for s in range(0, len(frames), step)]
     return batches[0] if len(batches) == 1 else torch.cat(batches)
 
 
 def mean_correlation(frames: torch.Tensor, active: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int,
-                     weighting: str = "phat", beta: float = 0.7, band: float = 1.0) -> torch.Tensor:
+                     weighting: str = "phat", beta: float = 0.7, band: float = 1.0, taper: bool = False) -> torch.Tensor:
     """The mean over the ``active`` frames of their weighted correlations, as the correlation of the
     mean cross-spectrum (the correlation is linear in it): one inverse transform per pair instead of
     one per frame and pair. frames (F, M, L), active (F,) bool → (1, P, 2·max_lag·upsample + 1)."""
-    compute = lambda lo, hi: cross_spectra(frames[lo:hi], pairs, n_fft, weighting, beta, band)  # noqa: E731
+    compute = lambda lo, hi: cross_spectra(frames[lo:hi], pairs, n_fft, weighting, beta, band, taper)  # noqa: E731
     _, mean_cross = next(window_average(compute, len(frames), active, None, correlation_batch(len(pairs), n_fft, upsample)))
     return correlation(mean_cross, n_fft, max_lag, upsample).float()
 

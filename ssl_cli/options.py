@@ -73,7 +73,8 @@ class TdoaOptions:
     averaged, centred on it; static: the whole recording is one window; batch_frames: frames
     processed at once; precision: ``float32``, or ``bfloat16`` for NGCC-PHAT's convolutions
     (faster on CPUs with bfloat16 units); max_freq: highest frequency (Hz) GCC-PHAT keeps (None:
-    the whole band, or the occupied band of upsampled audio: :func:`~sslkit.recording.phat_max_freq`).
+    the whole band, or the occupied band of upsampled audio: :func:`~sslkit.recording.phat_max_freq`);
+    taper: Hann-window each frame before GCC-PHAT (against mains hum: :func:`~sslkit.gcc.cross_spectra`).
     """
 
     frame: int = 2048
@@ -94,6 +95,7 @@ class TdoaOptions:
     static: bool = False
     precision: str = "float32"
     max_freq: float | None = None
+    taper: bool = False
 
 
 @dataclass
@@ -123,7 +125,8 @@ class ArrayOptions(LocateOptions):
     it (0: the hop alone); static: the whole recording is one window (one estimate per source);
     sources: sources located per hop, strongest first; max_freq: highest frequency (Hz) of the PHAT
     cross-spectra (None: the whole band, or the occupied band of upsampled audio:
-    :func:`~sslkit.recording.phat_max_freq`).
+    :func:`~sslkit.recording.phat_max_freq`); taper: Hann-window each frame before the PHAT
+    cross-spectra (against mains hum: :func:`~sslkit.gcc.cross_spectra`).
     """
 
     frame: int = 2048
@@ -133,6 +136,7 @@ class ArrayOptions(LocateOptions):
     static: bool = False
     sources: int = 1
     max_freq: float | None = None
+    taper: bool = False
 
     def __post_init__(self) -> None:
         check_sources_and_window(self.sources, self.window)

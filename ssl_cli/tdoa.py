@@ -87,7 +87,8 @@ class GccScorer:
 
     def per_frame(self, frames: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
         """What is averaged over a window: the correlation per lag bin (1/per_sample samples), (F, P, 2·max_lag·per_sample + 1)."""
-        return frame_correlations(frames, pairs, self.n_fft, self.max_lag, self.opts.upsample, self.opts.weighting, self.opts.beta, self.band)
+        return frame_correlations(frames, pairs, self.n_fft, self.max_lag, self.opts.upsample, self.opts.weighting, self.opts.beta, self.band,
+                                  self.opts.taper)
 
     def scores(self, averaged: torch.Tensor) -> torch.Tensor:
         return averaged
@@ -145,8 +146,8 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
     if method == "ngcc":
         from sslkit.models.checkpoint import at_model_rate
 
-        if opts.max_freq is not None:
-            raise UserError("max_freq sets the band of GCC-PHAT; NGCC-PHAT's network sees the whole band it was trained on")
+        if opts.max_freq is not None or opts.taper:
+            raise UserError("max_freq and taper shape GCC-PHAT; NGCC-PHAT's network sees the frames as it was trained on")
         rec = at_model_rate(rec, opts.checkpoint, "ngcc-phat")
     elif opts.max_freq is not None or opts.weighting != "cc":  # plain correlation weighs an empty band by its (nil) power
         opts = replace(opts, max_freq=phat_max_freq(rec, opts.max_freq))

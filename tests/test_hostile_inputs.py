@@ -546,12 +546,13 @@ def test_the_occupied_band_ends_at_the_first_empty_stretch():
 
 def test_upsampled_audio_is_localized_in_its_occupied_band(tmp_path):
     """The demo upsampled to 48 kHz: the top of its band holds nothing but noise and the
-    resampler's residue, which PHAT whitening would weigh as much as the speech."""
+    resampler's residue, which PHAT whitening would weigh as much as the speech; PHAT keeps the
+    occupied band, exactly as if it had been given."""
     from scipy.signal import resample_poly
 
     from sslkit import estimate_tdoa, load_recording, locate_files
     from sslkit.errors import SslkitWarning
-    from sslkit.recording import read_audio
+    from sslkit.recording import occupied_band_hz, read_audio
 
     demo = Path(__file__).parents[1] / "examples" / "luvira-demo"
     folder = tmp_path / "upsampled"
@@ -567,14 +568,19 @@ def test_upsampled_audio_is_localized_in_its_occupied_band(tmp_path):
         estimate_tdoa(load_recording(folder), weighting="cc", static=True)
     band = r"upsampled: holds nothing above \d\.?\d* kHz of its 24 kHz band.*upsampled.*PHAT uses 0–\d\.?\d* kHz only"
 
-    def mae(method: str, **options) -> float:
-        return locate_files(folder, tmp_path / f"{method}{len(options)}.csv", None, method, False, **options).metrics["mae_m"]
+    def run(method: str, **options):
+        return locate_files(folder, tmp_path / f"{method}{len(options)}.csv", None, method, False, **options)
 
+    top = occupied_band_hz(load_recording(folder).audio, 3 * fs)
+    assert 8000 <= top < 9500
     for method in ("srp-phat", "multilat"):
         with pytest.warns(SslkitWarning, match=band):
-            assert mae(method) < 0.15, method
-    assert mae("multilat", max_freq=24000) > 0.3  # what the band limit prevents
+            auto = run(method)
+        assert auto.metrics["mae_m"] < 0.15, method
+        np.testing.assert_array_equal(auto.track.xyz, run(method, max_freq=top).track.xyz)
+        assert not np.array_equal(auto.track.xyz, run(method, max_freq=3 * fs / 2).track.xyz)
     with pytest.raises(UserError, match=r"upsampled: max_freq = 30000 Hz is outside its band \(0, 24000\] Hz"):
-        mae("srp-phat", max_freq=30000)
-    with pytest.raises(UserError, match="NGCC-PHAT's network sees the whole band"):
-        estimate_tdoa(load_recording(folder), "ngcc", max_freq=8000)
+        run("srp-phat", max_freq=30000)
+    for shaping in (dict(max_freq=8000), dict(taper=True)):
+        with pytest.raises(UserError, match="NGCC-PHAT's network sees the frames as it was trained on"):
+            estimate_tdoa(load_recording(folder), "ngcc", **shaping)

@@ -23,11 +23,12 @@ def fractional_delays(n: int, delays: list[float], seed: int = 0) -> np.ndarray:
     return np.stack([np.fft.irfft(np.fft.rfft(x) * np.exp(-2j * np.pi * f * d), n) for d in delays], axis=1)
 
 
-def gcc_phat_loop(x: np.ndarray, pairs: np.ndarray, max_lag: int, max_freq: float = 0.5) -> np.ndarray:
-    """Obvious per-frame, per-pair GCC-PHAT in numpy of the frames less their means, over the
-    frequencies above 0 and up to ``max_freq`` (cycles per sample). x (F, M, L) → (F, P, 2·max_lag+1)."""
-    x = x - x.mean(axis=-1, keepdims=True)
+def gcc_phat_loop(x: np.ndarray, pairs: np.ndarray, max_lag: int, max_freq: float = 0.5, taper: bool = False) -> np.ndarray:
+    """Obvious per-frame, per-pair GCC-PHAT in numpy of the frames less their means (with ``taper``
+    under a periodic Hann window), over the frequencies above 0 and up to ``max_freq`` (cycles per
+    sample). x (F, M, L) → (F, P, 2·max_lag+1)."""
     f_count, _, n = x.shape
+    x = (x - x.mean(axis=-1, keepdims=True)) * (np.hanning(n + 1)[:n] if taper else 1.0)
     n_fft = gcc_fft_length(n, max_lag)
     kept = (np.fft.rfftfreq(n_fft) > 0) & (np.fft.rfftfreq(n_fft) <= max_freq)
     out = np.zeros((f_count, len(pairs), 2 * max_lag + 1))
@@ -46,6 +47,7 @@ def test_batched_gcc_matches_per_pair_loop():
     np.testing.assert_allclose(fast, gcc_phat_loop(x, pairs, 20), atol=1e-9)
     for band in (0.3, 0.61):  # a share of the band up to the Nyquist frequency
         np.testing.assert_allclose(gcc(torch.as_tensor(x), pairs, 20, band=band).numpy(), gcc_phat_loop(x, pairs, 20, band / 2), atol=1e-9)
+    np.testing.assert_allclose(gcc(torch.as_tensor(x), pairs, 20, taper=True).numpy(), gcc_phat_loop(x, pairs, 20, taper=True), atol=1e-9)
 
 
 @pytest.mark.parametrize("delays", [[0.0, 3.3, -7.6], [10.25, 0.0, 2.5]])

@@ -27,6 +27,7 @@ def tdoa(
     beta: float = typer.Option(0.7, "--beta", help="Exponent of beta-phat."),
     max_freq: Optional[float] = typer.Option(None, "--max-freq", min=0.0, help="gcc-phat: highest frequency (Hz) of the cross-spectra "
                                              "(default: the whole band, or the occupied band of upsampled audio)."),
+    taper: bool = typer.Option(False, "--taper", help="gcc-phat: Hann-window each frame, against mains hum on every channel."),
     upsample: int = typer.Option(1, "--upsample", min=1, help="Correlation interpolation factor (gcc-phat)."),
     silence_db: float = typer.Option(40.0, "--silence-db", help="Frames this far below the loudest are flagged silent."),
     window: float = typer.Option(0.0, "--window", min=0.0, help="Average each frame's cross-spectra (ngcc: lag probabilities) over this "
@@ -56,7 +57,7 @@ def tdoa(
                          checkpoint=str(checkpoint) if checkpoint else None, frame=frame, hop=hop, pairs=pairs, peaks=peaks,
                          min_separation_s=min_separation, max_tau=max_tau, weighting=weighting, beta=beta, upsample=upsample,
                          silence_db=silence_db, window=window, static=static, c=c, device=device,
-                         precision=precision, max_freq=max_freq)
+                         precision=precision, max_freq=max_freq, taper=taper)
     result = run.result
     if run.recording.source_signal is not None:
         console.print(f"[dim]ignored channel {run.recording.n_mics + 1}: it is the near-source mic (moves with the source)[/]")

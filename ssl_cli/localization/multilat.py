@@ -296,7 +296,7 @@ def multilat_tdoas(rec: Recording, opts: MultilatOptions, on_progress=None):
         return read_tdoa_csv(opts.tdoa, rec.mic_ids)
     tdoa_opts = TdoaOptions(frame=opts.frame, hop=opts.hop, peaks=opts.peaks, weighting=opts.weighting, beta=opts.beta, max_tau=opts.max_tau,
                             c=opts.c, device=opts.device, checkpoint=opts.checkpoint, window=opts.window, static=opts.static,
-                            precision=opts.precision, max_freq=opts.max_freq)
+                            precision=opts.precision, max_freq=opts.max_freq, taper=opts.taper)
     return run_tdoa(rec, opts.tdoa, tdoa_opts, on_progress)
 
 

@@ -269,9 +269,9 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
     band = 1.0 if opts.max_freq is None else opts.max_freq / (fs / 2)
     if window is None:
-        averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, ~silent, pairs, n_fft, max_lag, UPSAMPLE, band=band))]
+        averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, ~silent, pairs, n_fft, max_lag, UPSAMPLE, band=band, taper=opts.taper))]
     else:  # correlations are linear in the spectra: average them (smaller than the spectra)
-        averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE, band=band),
+        averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE, band=band, taper=opts.taper),
                                   len(frames_all), ~silent, window, BATCH_FRAMES)
     n_out = 1 if window is None else len(frames_all)
     xyz, power = np.empty((n_out, opts.sources, 3)), np.empty((n_out, opts.sources))  # filled in place: no pile of small arrays
