@@ -10,6 +10,7 @@ for two talkers. Reference: PHAT cross-spectra averaged over all non-silent fram
 sslkit's search). Errors are matched to the active talkers hop by hop (Hungarian), capped at 3 m.
 
     python benchmarks/reverb_sweep.py --rooms 4 --workers 2
+    python benchmarks/reverb_sweep.py --rooms 4 --workers 2 --taper --out benchmarks/results/reverb_sweep_taper.json
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def summary(errors: np.ndarray) -> dict:
     return {"median_m": float(np.median(errors)), "mae_m": float(np.mean(errors)), "acc_30cm": float(np.mean(errors < 0.3)), "n": int(len(errors))}
 
 
-def run_one(job: tuple[str, float, float, int]) -> dict:
-    kind, rt60, snr, seed = job
+def run_one(job: tuple[str, float, float, int, bool]) -> dict:
+    kind, rt60, snr, seed, taper = job
     rec = simulate(resolve_scene(scene(kind, rt60, snr), seed))[0]
     runs: dict[str, dict] = {}
     if kind == "static":
@@ -98,7 +99,7 @@ def run_one(job: tuple[str, float, float, int]) -> dict:
         variants = {f"{m} --sources 2, default window": (m, {"sources": 2}) for m in ("multilat", "srp-phat")}
     for name, (method, kw) in variants.items():
         start = time.perf_counter()
-        track = locate(rec, method, **kw)
+        track = locate(rec, method, taper=taper, **kw)
         seconds = time.perf_counter() - start
         runs[name] = {"errors": matched_errors(track, rec.sources)[0].tolist(), "rtf": seconds / rec.duration}
     if kind == "static":
@@ -159,14 +160,30 @@ def markdown(rows: list[dict], kind: str, methods: list[str], key: str = "acc_30
     return f"{kind}, {key} ({unit})\n" + "\n".join(lines)
 
 
+def comparison(runs: dict[str, list[dict]]) -> str:
+    """Per kind and method, the mean over the T60 × SNR cells of the accuracy at 30 cm, one column per run."""
+    names = list(runs)
+    lines = ["| talkers | method | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    first = runs[names[0]]
+    for kind, method in sorted({(r["kind"], r["method"]) for r in first}):
+        means = [np.mean([r["acc_30cm"] for r in rows if r["kind"] == kind and r["method"] == method]) * 100 for rows in runs.values()]
+        lines.append(f"| {kind} | {method} | " + " | ".join(f"{m:.1f} %" for m in means) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", type=int, default=4, help="Rooms per cell and kind.")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--kinds", default="static,moving,two")
     parser.add_argument("--out", type=Path, default=RESULTS / "reverb_sweep.json")
+    parser.add_argument("--taper", action="store_true", help="Hann-windowed frames (locate --taper) for every sslkit method.")
     parser.add_argument("--tables", action="store_true", help="Print markdown tables of an earlier --out and exit.")
+    parser.add_argument("--against", type=Path, help="With --tables: compare --out with this earlier run, means over the cells.")
     args = parser.parse_args()
+    if args.tables and args.against:
+        print(comparison({path.name: json.loads(path.read_text())["cells"] for path in (args.out, args.against)}))
+        return
     if args.tables:
         rows = json.loads(args.out.read_text())["cells"]
         for kind in ("static", "moving", "two"):
@@ -174,7 +191,7 @@ def main() -> None:
             for key in ("median_m", "acc_30cm"):
                 print(markdown(rows, kind, methods, key), end="\n\n")
         return
-    jobs = [(kind, t, s, seed) for kind in args.kinds.split(",") for t in T60S for s in SNRS for seed in range(args.rooms)]
+    jobs = [(kind, t, s, seed, args.taper) for kind in args.kinds.split(",") for t in T60S for s in SNRS for seed in range(args.rooms)]
     start, load = time.perf_counter(), os.getloadavg()
     with Pool(args.workers) as pool:
         records = pool.map(run_one, jobs, chunksize=1)
