@@ -33,11 +33,13 @@ rec = Recording(audio, fs, [str(i + 1) for i in range(n_mics)], mics)
 
 
 def loop_baseline() -> None:
-    """Straightforward per-frame, per-pair GCC-PHAT with numpy and argmax peak picking."""
+    """Straightforward per-frame, per-pair GCC-PHAT with numpy and argmax peak picking, of the frames
+    less their means (as sslkit's)."""
     frames = frame_audio(torch.as_tensor(audio), frame, hop).numpy()
     for f in range(len(frames)):
         for i, j in mic_pairs("all", n_mics):
-            cross = np.fft.rfft(frames[f, i], 2 * frame) * np.conj(np.fft.rfft(frames[f, j], 2 * frame))
+            x, y = (frames[f, k] - frames[f, k].mean() for k in (i, j))
+            cross = np.fft.rfft(x, 2 * frame) * np.conj(np.fft.rfft(y, 2 * frame))
             r = np.fft.irfft(cross / (np.abs(cross) + 1e-12))
             r = np.concatenate([r[-max_lag:], r[: max_lag + 1]])
             np.argsort(r)[-4:]
