@@ -348,5 +348,6 @@ def _parabolic_offset(corr: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 def silent_frames(frames: torch.Tensor, silence_db: float = SILENCE_DB) -> torch.Tensor:
     """Frames whose mean power over mics (less each frame's mean: a DC offset is not sound) is more
     than ``silence_db`` below the loudest frame. (F, M, L) → (F,)"""
-    power = frames.var(dim=-1, correction=0).mean(dim=1)  # no copy of the strided frames
+    n = frames.shape[-1]
+    power = (torch.linalg.vector_norm(frames, dim=-1) ** 2 / n - frames.mean(dim=-1) ** 2).clamp(min=0).mean(dim=1)  # no copy of the strided frames
     return power < power.max() * 10 ** (-silence_db / 10) + 1e-20
