@@ -403,7 +403,8 @@ def test_ctrl_c_stops_dataset_generation_keeps_complete_scenes_and_resumes(tmp_p
     cfg.write_text(yaml.safe_dump(small_scene(duration=3.0)))
     out = tmp_path / "data"
     command = [sys.executable, "-m", "sslkit", "simulate", "--config", str(cfg), "--count", "200", "--out", str(out), "--workers", "2"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a shell's background jobs ignore it
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(out.glob("scene_*"))) < 2:
         time.sleep(0.2)
