@@ -106,7 +106,7 @@ def read_dcase_csv(path: str | os.PathLike, n_classes: int) -> tuple[SeldEvents,
     fmt = widths.pop() if widths else "empty"
     if fmt == "cartesian":
         x, y, z = data[:, 3], data[:, 4], data[:, 5]
-        if np.any(x**2 + y**2 + z**2 == 0):
+        if np.any((x == 0) & (y == 0) & (z == 0)):
             raise InputFileError(path, "a Cartesian row has the zero vector as its direction")
         azimuth, elevation, distance = np.degrees(np.arctan2(y, x)), np.degrees(np.arctan2(z, np.hypot(x, y))), data[:, 6]
     else:
