@@ -211,6 +211,12 @@ def correlation_batch(n_pairs: int, n_fft: int, upsample: int) -> int:
     return int(max(1, min(BATCH_FRAMES, CORRELATION_BUDGET_BYTES // per_frame)))
 
 
+def band_share(max_freq: float | None, fs: float) -> float:
+    """``max_freq`` (Hz; None: the whole band) as :func:`cross_spectra`'s ``band``, the share of the
+    spectrum up to the Nyquist frequency that is kept."""
+    return 1.0 if max_freq is None else max_freq / (fs / 2)
+
+
 def frame_correlations(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int,
                        weighting: str = "phat", beta: float = 0.7, band: float = 1.0, taper: bool = False) -> torch.Tensor:
     """Weighted correlations (F, P, 2·max_lag·upsample + 1) of frames (F, M, L), in ``correlation_batch`` frames at a time

@@ -20,6 +20,7 @@ from sslkit.errors import InputFileError, SslkitWarning, UserError
 from sslkit.files import atomic_file, read_csv_columns, read_table
 from sslkit.gcc import (
     LAG_MARGIN,
+    band_share,
     frame_audio,
     frame_correlations,
     frame_times,
@@ -83,7 +84,7 @@ class GccScorer:
     def __init__(self, opts: TdoaOptions, needed_lag: int, fs: int, max_lag: int, frame: int):
         self.opts, self.max_lag, self.n_fft = opts, max_lag, gcc_fft_length(frame, max_lag)
         self.per_sample = opts.upsample
-        self.band = 1.0 if opts.max_freq is None else opts.max_freq / (fs / 2)
+        self.band = band_share(opts.max_freq, fs)
 
     def per_frame(self, frames: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
         """What is averaged over a window: the correlation per lag bin (1/per_sample samples), (F, P, 2·max_lag·per_sample + 1)."""

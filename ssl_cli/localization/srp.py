@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from sslkit.gcc import (
     LAG_MARGIN,
+    band_share,
     frame_audio,
     frame_correlations,
     frame_times,
@@ -267,7 +268,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
         search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts, seed_frames)
     check_memory(search.candidates * len(pairs) * SEARCH_BYTES, f"a search beam of {opts.beam} cells per level", "narrow the beam")
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
-    band = 1.0 if opts.max_freq is None else opts.max_freq / (fs / 2)
+    band = band_share(opts.max_freq, fs)
     if window is None:
         averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, ~silent, pairs, n_fft, max_lag, UPSAMPLE, band=band, taper=opts.taper))]
     else:  # correlations are linear in the spectra: average them (smaller than the spectra)
