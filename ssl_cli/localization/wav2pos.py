@@ -50,11 +50,14 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     source = frame_audio(torch.as_tensor(rec.source_signal[:, None], device=opts.device), n, opts.hop) if opts.known_source else None
 
     def block_inputs(block: slice) -> torch.Tensor:
-        """The network's audio tokens (B, 1 + M, N) of a block of frames, each ``centred`` and scaled to unit peak."""
+        """The network's audio tokens (B, 1 + M, N) of a block of frames, each ``centred`` and scaled to
+        unit peak (the mics' frames together, the source's alone), as training's ``normalise``."""
         mic_audio = centred(frames[block])
         mic_audio = mic_audio / (mic_audio.abs().amax(dim=(1, 2), keepdim=True) + 1e-8)
-        near = torch.zeros_like(mic_audio[:, :1]) if source is None else source[block] / (source[block].abs().amax(dim=-1, keepdim=True) + 1e-8)
-        return torch.cat([near, mic_audio], dim=1)
+        if source is None:
+            return torch.cat([torch.zeros_like(mic_audio[:, :1]), mic_audio], dim=1)
+        near = centred(source[block])
+        return torch.cat([near / (near.abs().amax(dim=-1, keepdim=True) + 1e-8), mic_audio], dim=1)
 
     coords = torch.cat([torch.zeros(1, 3), torch.as_tensor(rec.mics, dtype=torch.float32)])[None].expand(len(frames), -1, -1).to(opts.device)
     audio_known = torch.ones(len(frames), rec.n_mics + 1, dtype=torch.bool, device=opts.device)
