@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from sslkit.gcc import frame_audio, gcc_fft_length, mic_pairs
+from sslkit.gcc import correlation_batch, frame_audio, gcc_fft_length, mic_pairs
 from sslkit.recording import Recording
 from sslkit.tdoa import estimate_tdoa
 
@@ -46,11 +46,13 @@ def loop_baseline() -> None:
 
 
 def fft_floor() -> None:
-    """Only the unavoidable FFTs: every mic's frame forward, every pair's correlation back (torch, batched)."""
+    """Only the unavoidable FFTs: every mic's frame forward, every pair's correlation back (torch,
+    batched as sslkit batches them)."""
     frames = frame_audio(torch.as_tensor(audio, device=args.device), frame, hop)
     n_fft = gcc_fft_length(frame, max_lag)
-    for start in range(0, len(frames), 32):
-        spectra = torch.fft.rfft(frames[start : start + 32], n=n_fft)
+    step = correlation_batch(n_pairs, n_fft, 1)
+    for start in range(0, len(frames), step):
+        spectra = torch.fft.rfft(frames[start : start + step], n=n_fft)
         torch.fft.irfft(spectra[:, :1].expand(-1, n_pairs, -1), n=n_fft)
 
 

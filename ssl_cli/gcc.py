@@ -164,26 +164,31 @@ def pair_products(spec: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
     return products
 
 
-def correlation(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1) -> torch.Tensor:
-    """Cross-spectra (..., K) → correlations at lags −max_lag…max_lag in steps of 1/upsample (..., 2·max_lag·upsample + 1).
+def correlation(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-spectra (..., K) → correlations at lags −max_lag…max_lag in steps of 1/upsample (..., 2·max_lag·upsample + 1),
+    written into ``out`` when given.
 
     The inverse FFT of the (zero-padded) spectrum, or, when few lags are needed (small arrays),
     the same sums evaluated at those lags only (:func:`correlation_at_lags`), whichever costs less.
     """
     n_lags = 2 * max_lag * upsample + 1
     if 2 * cross.shape[-1] * n_lags < 5 * n_fft * upsample * math.log2(n_fft * upsample):
-        return correlation_at_lags(cross, n_fft, max_lag, upsample)
-    r = torch.fft.irfft(cross, n=n_fft * upsample) * upsample
+        return correlation_at_lags(cross, n_fft, max_lag, upsample, out)
+    r = torch.fft.irfft(cross, n=n_fft * upsample)
     half = max_lag * upsample
-    return torch.cat([r[..., -half:], r[..., : half + 1]], dim=-1) if half > 0 else r[..., :1]
+    if out is None:
+        out = r.new_empty(*r.shape[:-1], n_lags)
+    torch.mul(r[..., r.shape[-1] - half :], upsample, out=out[..., :half])  # negative lags wrap to the end
+    torch.mul(r[..., : half + 1], upsample, out=out[..., half:])
+    return out
 
 
-def correlation_at_lags(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1) -> torch.Tensor:
+def correlation_at_lags(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1, out: torch.Tensor | None = None) -> torch.Tensor:
     """What :func:`correlation` returns, as one real matrix product with the inverse DFT's cosines
     and sines at the wanted lags only: r[n] = Σₖ wₖ (Re Xₖ cos θₖₙ − Im Xₖ sin θₖₙ) / n_fft with
     θₖₙ = 2πkn / (n_fft·upsample), wₖ = 2 except the zero bin (and the Nyquist bin without upsampling)."""
     basis = inverse_dft_at_lags(cross.shape[-1], n_fft, max_lag, upsample, cross.real.dtype, str(cross.device))
-    return torch.view_as_real(cross.resolve_conj()).flatten(-2) @ basis
+    return torch.matmul(torch.view_as_real(cross.resolve_conj()).flatten(-2), basis, out=out)
 
 
 @functools.lru_cache(maxsize=8)
@@ -200,8 +205,11 @@ def inverse_dft_at_lags(n_bins: int, n_fft: int, max_lag: int, upsample: int, dt
     return torch.stack([torch.cos(theta), -torch.sin(theta)], dim=1).mul(weight[:, None, None] / n_fft).flatten(0, 1).to(dtype)
 
 
-CORRELATION_BUDGET_BYTES = 256 * 2**20
-"""Memory the spectra and correlations of one batch of frames may take (many mics: fewer frames per batch)."""
+CORRELATION_BUDGET_BYTES = 64 * 2**20
+"""Memory the spectra and correlations of one batch of frames may take (many mics: fewer frames per
+batch). Kept small: glibc hands buffers of a few MB back to the process from one batch to the next,
+where larger ones go back to the system and cost a page fault per 4 kB when the next batch touches
+them again (benchmarks/tdoa_speed.py, without :func:`sslkit.keep_freed_memory`)."""
 
 
 def correlation_batch(n_pairs: int, n_fft: int, upsample: int) -> int:
@@ -222,9 +230,11 @@ def frame_correlations(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, max_
     """Weighted correlations (F, P, 2·max_lag·upsample + 1) of frames (F, M, L), in ``correlation_batch`` frames at a time
     (``band``, ``taper``: see :func:`cross_spectra`)."""
     step = correlation_batch(len(pairs), n_fft, upsample)
-    batches = [correlation(cross_spectra(frames[s : s + step], pairs, n_fft, weighting, beta, band, taper), n_fft, max_lag, upsample).float()
-               for s in range(0, len(frames), step)]
-    return batches[0] if len(batches) == 1 else torch.cat(batches)
+    correlations = frames.new_empty(len(frames), len(pairs), 2 * max_lag * upsample + 1)
+    for s in range(0, len(frames), step):
+        correlation(cross_spectra(frames[s : s + step], pairs, n_fft, weighting, beta, band, taper), n_fft, max_lag, upsample,
+                    out=correlations[s : s + step])
+    return correlations.float()
 
 
 def mean_correlation(frames: torch.Tensor, active: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int,
@@ -318,7 +328,7 @@ def pick_peaks(corr: torch.Tensor, k: int, min_separation: int, limit: torch.Ten
     window = torch.arange(-min_separation, min_separation + 1, device=corr.device)
     chosen_val, chosen_idx = [], []
     for _ in range(k):  # greedy: the strongest remaining peak, then its neighbourhood is out
-        value, idx = candidates.max(dim=-1, keepdim=True)
+        value, idx = row_max(candidates)
         chosen_val.append(value)
         chosen_idx.append(idx)
         candidates.scatter_(-1, (idx + window).clamp(0, n - 1), -torch.inf)
@@ -326,6 +336,15 @@ def pick_peaks(corr: torch.Tensor, k: int, min_separation: int, limit: torch.Ten
     found = torch.isfinite(value)
     positions = torch.where(found, (idx - centre).to(corr.dtype) + _parabolic_offset(corr, idx), torch.nan)
     return positions, torch.where(found, value, 0.0)
+
+
+def row_max(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The maximum of each row of ``values`` (..., n) and its first index, (..., 1) each: what
+    ``values.max(dim=-1, keepdim=True)`` gives, as a max-pool over the whole row, which torch
+    vectorizes on a CPU where ``max`` with indices does not (half the time, benchmarks/tdoa_speed.py)."""
+    n = values.shape[-1]
+    value, idx = torch.nn.functional.max_pool1d(values.reshape(-1, 1, n), n, return_indices=True)
+    return value.view(*values.shape[:-1], 1), idx.view(*values.shape[:-1], 1)
 
 
 def local_maxima(corr: torch.Tensor) -> torch.Tensor:
