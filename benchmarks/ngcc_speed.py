@@ -6,9 +6,9 @@ LuViRA-room recordings (as `luvira_locate.py`, 11 mics). All run interleaved, re
 recording, ``--repeats`` rounds; ratios are to GCC-PHAT in the same round. Then where NGCC-PHAT's time goes (filters f, the
 pair correlations, the head g, per frame) and the network's arithmetic (multiply-adds per frame)
 against the rate this CPU reaches in those convolutions: the time no implementation of this
-network can go below here. Prints JSON.
+network can go below here; with ``--compile``, the parts again under torch.compile. Prints JSON.
 
-    python benchmarks/ngcc_speed.py > benchmarks/results/ngcc_speed_cpu.json
+    python benchmarks/ngcc_speed.py [--compile] > benchmarks/results/ngcc_speed_cpu.json
 """
 
 import argparse
@@ -38,6 +38,7 @@ parser.add_argument("--recordings", type=int, default=4)
 parser.add_argument("--duration", type=float, default=10.0)
 parser.add_argument("--repeats", type=int, default=3)
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--compile", action="store_true", help="also time the network's parts under torch.compile (inductor, weights frozen)")
 args = parser.parse_args()
 
 template = {**load_template("luvira-test"), "duration": args.duration}
@@ -89,17 +90,37 @@ def seconds_of(fn, repeats: int = 3) -> float:
 
 def network_parts() -> dict:
     """ms per frame of NGCC-PHAT's parts (32 frames of 11 mics, all 55 pairs), float32 and
-    bfloat16, with the multiply-adds of its convolutions and the rate they reach."""
+    bfloat16, with the multiply-adds of its convolutions and the rate they reach; with
+    ``--compile`` the same under torch.compile, with the compilation's seconds and the largest
+    change of a logit."""
     model, _, _ = load_model("ngcc-phat-luvira", "ngcc-phat", "cpu")
     frames = frame_audio(torch.as_tensor(recordings[0].audio), FRAME, HOP)[:32]
-    f, m, n = frames.shape
-    pairs = torch.as_tensor(mic_pairs("all", m))
+    pairs = torch.as_tensor(mic_pairs("all", frames.shape[1]))
     convs = [mod for mod in model.modules() if isinstance(mod, torch.nn.Conv1d)]
     feature_convs = [c for c in convs if any(c is mod for mod in model.features_cnn.modules())]
     head_convs = [c for c in convs if any(c is mod for mod in model.head.modules())]
-    macs = {"features": m * n * sum(c.in_channels * c.out_channels * c.kernel_size[0] for c in feature_convs),
+    macs = {"features": frames.shape[1] * frames.shape[2] * sum(c.in_channels * c.out_channels * c.kernel_size[0] for c in feature_convs),
             "head": len(pairs) * model.n_lags * sum(c.in_channels * c.out_channels * c.kernel_size[0] for c in head_convs)}
-    out = {"checkpoint_max_tau": model.max_tau, "macs_per_frame": macs}
+    out = {"checkpoint_max_tau": model.max_tau, "macs_per_frame": macs, **part_times(model, frames, pairs, macs)}
+    if args.compile:
+        from torch._inductor import config as inductor_config
+
+        inductor_config.freezing = True  # inference: weights are constants (BatchNorm folded into the convolutions)
+        with torch.no_grad():
+            eager_logits = model.pair_logits(frames, pairs)
+            start = time.perf_counter()
+            model.sinc_norm, model.features_cnn, model.head = (torch.compile(part) for part in (model.sinc_norm, model.features_cnn, model.head))
+            compiled_logits = model.pair_logits(frames, pairs)
+        out["compiled"] = {"first_call_s": time.perf_counter() - start, "max_logit_change": float((compiled_logits - eager_logits).abs().max()),
+                           **part_times(model, frames, pairs, macs)}
+    return out
+
+
+def part_times(model, frames: torch.Tensor, pairs: torch.Tensor, macs: dict) -> dict:
+    """Per precision: ms per frame of the filters f, the pair correlations and the head g, and the
+    multiply-adds per second of f and g together."""
+    f, m, n = frames.shape
+    out = {}
     with torch.no_grad():
         corr = model.pair_correlations(frames, pairs)
         for precision in ("float32", "bfloat16"):
