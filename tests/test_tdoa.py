@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
-from sslkit.gcc import gcc, gcc_fft_length, mic_pairs, pick_peaks
+from sslkit.gcc import gcc, gcc_fft_length, mic_pairs, pick_peaks, row_max
 from sslkit.models.ngcc import NGCCPHAT, lag_targets
 from sslkit.recording import Recording, load_recording, write_audio, write_mics
 from sslkit.tdoa import estimate_tdoa, read_tdoa_csv, true_tdoa, write_tdoa_csv
@@ -67,6 +67,14 @@ def test_peaks_are_sorted_separated_and_bounded():
     assert values[0].tolist() == pytest.approx([1.0, 0.7, 0.5])
     lags, _ = pick_peaks(corr, 2, 2, limit=torch.tensor([5.0]))
     assert lags[0, 0].item() == 0 and np.isnan(lags[0, 1].item())
+
+
+def test_row_max_is_tensor_max():
+    rows = torch.as_tensor(np.random.default_rng(4).integers(0, 5, (3, 7, 40)).astype(np.float32))  # ties in every row
+    rows[0, 0] = -torch.inf
+    value, idx = row_max(rows)
+    expected_value, expected_idx = rows.max(dim=-1, keepdim=True)
+    assert torch.equal(value, expected_value) and torch.equal(idx, expected_idx)
 
 
 def greedy_peaks(row: np.ndarray, k: int, separation: int) -> list[int]:
