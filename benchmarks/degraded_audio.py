@@ -8,12 +8,13 @@ each degraded one way:
   occupied band, ``sslkit.recording.phat_max_freq``) and over the whole band (``max_freq`` = the
   Nyquist frequency).
 - ``dc``: 0.5 added to every channel (several times the speech's RMS).
-- ``hum -20 dB`` … ``hum 0 dB``: 50 Hz and its 2nd, 3rd and 5th harmonics (amplitudes 1, 1/2,
+- ``hum -40 dB`` … ``hum 0 dB``: 50 Hz and its 2nd, 3rd and 5th harmonics (amplitudes 1, 1/2,
   1/3, 1/5), the same on every channel as wiring picks it up, scaled to that level against the
   recording's RMS.
 
-Each runs multilat (GCC-PHAT) and SRP-PHAT with `locate`'s defaults (rectangular frames) and
-with ``--taper`` (Hann-windowed frames), on the degraded recordings and on the clean ones. Prints
+Each runs multilat (GCC-PHAT) and SRP-PHAT with `locate`'s defaults (rectangular frames, or
+Hann-windowed where ``sslkit.hum.mains_hum`` finds hum), with ``--no-taper`` (rectangular) and with
+``--taper`` (Hann-windowed), on the degraded recordings and on the clean ones. Prints
 MAE (errors capped at 3 m) and accuracy at 30 cm as JSON, with the machine and its load.
 
     python benchmarks/degraded_audio.py > benchmarks/results/degraded_audio_cpu.json
@@ -42,12 +43,12 @@ TEST_INDEX_OFFSET = 3_000_000
 """As luvira_locate.py: scene indices disjoint from any training draw."""
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "luvira-demo"
 METHODS = ("srp-phat", "multilat")
-FRAMES = {"rectangular": False, "hann": True}
-"""Frames as `locate` cuts them by default, and with --taper."""
+FRAMES = {"default": None, "rectangular": False, "hann": True}
+"""Frames as `locate` cuts them by default (Hann-windowed where it finds mains hum), with --no-taper and with --taper."""
 UPSAMPLED_FS = 48000
 DC_OFFSET = 0.5
 HUM_HZ, HUM_HARMONICS = 50.0, (1, 2, 3, 5)
-HUM_DB = (-20.0, -10.0, 0.0)
+HUM_DB = (-40.0, -30.0, -20.0, -10.0, 0.0)
 
 
 def with_hum(rec: Recording, level_db: float) -> Recording:
@@ -87,7 +88,7 @@ def tables(path: Path) -> None:
     result = json.loads(path.read_text())
     for recordings in ("luvira-test", "demo"):
         print(f"\n{recordings}: MAE cm / accuracy at 30 cm\n")
-        print("| audio | srp-phat | srp-phat --taper | multilat | multilat --taper |\n|---|---|---|---|---|")
+        print("| audio | " + " | ".join(f"{method}{flag}" for method in METHODS for flag in ("", " --no-taper", " --taper")) + " |\n|" + "---|" * 7)
         for condition in conditions():
             cells = [result["results"][f"{recordings}, {condition}, {method}, {frames}"] for method in METHODS for frames in FRAMES]
             print(f"| {condition} | " + " | ".join(f"{c['mae_cm']} / {c['acc_30cm']} %" for c in cells) + " |")

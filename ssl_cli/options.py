@@ -74,7 +74,8 @@ class TdoaOptions:
     processed at once; precision: ``float32``, or ``bfloat16`` for NGCC-PHAT's convolutions
     (faster on CPUs with bfloat16 units); max_freq: highest frequency (Hz) GCC-PHAT keeps (None:
     the whole band, or the occupied band of upsampled audio: :func:`~sslkit.recording.phat_max_freq`);
-    taper: Hann-window each frame before GCC-PHAT (against mains hum: :func:`~sslkit.gcc.cross_spectra`).
+    taper: Hann-window each frame before GCC-PHAT (against mains hum: :func:`~sslkit.gcc.cross_spectra`;
+    None: when the recording carries mains hum, :func:`~sslkit.hum.phat_taper`).
     """
 
     frame: int = 2048
@@ -95,7 +96,7 @@ class TdoaOptions:
     static: bool = False
     precision: str = "float32"
     max_freq: float | None = None
-    taper: bool = False
+    taper: bool | None = None
 
 
 @dataclass
@@ -126,7 +127,8 @@ class ArrayOptions(LocateOptions):
     sources: sources located per hop, strongest first; max_freq: highest frequency (Hz) of the PHAT
     cross-spectra (None: the whole band, or the occupied band of upsampled audio:
     :func:`~sslkit.recording.phat_max_freq`); taper: Hann-window each frame before the PHAT
-    cross-spectra (against mains hum: :func:`~sslkit.gcc.cross_spectra`).
+    cross-spectra (against mains hum: :func:`~sslkit.gcc.cross_spectra`; None: when the recording
+    carries mains hum, :func:`~sslkit.hum.phat_taper`).
     """
 
     frame: int = 2048
@@ -136,7 +138,7 @@ class ArrayOptions(LocateOptions):
     static: bool = False
     sources: int = 1
     max_freq: float | None = None
-    taper: bool = False
+    taper: bool | None = None
 
     def __post_init__(self) -> None:
         check_sources_and_window(self.sources, self.window)

@@ -32,6 +32,7 @@ from sslkit.gcc import (
     window_frames,
 )
 from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, pair_lag_bounds, range_differences, speed_of_sound
+from sslkit.hum import phat_taper
 from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, build_options, check_precision
 from sslkit.recording import Recording, phat_max_freq, room_channels
 from sslkit.resources import check_memory, resolve_device
@@ -150,8 +151,10 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
         if opts.max_freq is not None or opts.taper:
             raise UserError("max_freq and taper shape GCC-PHAT; NGCC-PHAT's network sees the frames as it was trained on")
         rec = at_model_rate(rec, opts.checkpoint, "ngcc-phat")
-    elif opts.max_freq is not None or opts.weighting != "cc":  # plain correlation weighs an empty band by its (nil) power
-        opts = replace(opts, max_freq=phat_max_freq(rec, opts.max_freq))
+    else:
+        if opts.max_freq is not None or opts.weighting != "cc":  # plain correlation weighs an empty band by its (nil) power
+            opts = replace(opts, max_freq=phat_max_freq(rec, opts.max_freq))
+        opts = replace(opts, taper=phat_taper(rec.audio, rec.fs, opts.taper, rec.path))
     check_precision(opts.precision)
     check_speed_of_sound(opts.c)
     if not opts.silence_db > 0:

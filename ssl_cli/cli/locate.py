@@ -78,8 +78,9 @@ def locate(
     weighting: str = typer.Option(MultilatOptions.weighting, "--weighting", help="multilat: GCC weighting phat, beta-phat or cc."),
     max_freq: Optional[float] = typer.Option(None, "--max-freq", min=0.0, help="multilat (gcc-phat), srp-phat: highest frequency (Hz) of the "
                                              "PHAT cross-spectra (default: the whole band, or the occupied band of upsampled audio)."),
-    taper: bool = typer.Option(False, "--taper", help="multilat (gcc-phat), srp-phat: Hann-window each frame, against mains hum on every "
-                               "channel (costs accuracy per hop in reverberant rooms: see docs/methods.md)."),
+    taper: Optional[bool] = typer.Option(None, "--taper/--no-taper", help="multilat (gcc-phat), srp-phat: Hann-window each frame, against "
+                                         "mains hum on every channel (default: when hum is found; costs accuracy per hop in reverberant rooms: "
+                                         "see docs/methods.md)."),
     beta: float = typer.Option(MultilatOptions.beta, "--beta", help="multilat: exponent of beta-phat."),
     max_tau: str = typer.Option(MultilatOptions.max_tau, "--max-tau", help="multilat: auto (from mic distances) or a TDOA bound in seconds."),
     frame: int = typer.Option(ArrayOptions.frame, "--frame", min=16, help="Frame length in samples."),

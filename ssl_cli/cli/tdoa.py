@@ -27,7 +27,8 @@ def tdoa(
     beta: float = typer.Option(0.7, "--beta", help="Exponent of beta-phat."),
     max_freq: Optional[float] = typer.Option(None, "--max-freq", min=0.0, help="gcc-phat: highest frequency (Hz) of the cross-spectra "
                                              "(default: the whole band, or the occupied band of upsampled audio)."),
-    taper: bool = typer.Option(False, "--taper", help="gcc-phat: Hann-window each frame, against mains hum on every channel."),
+    taper: Optional[bool] = typer.Option(None, "--taper/--no-taper", help="gcc-phat: Hann-window each frame, against mains hum on every "
+                                         "channel (default: when hum is found)."),
     upsample: int = typer.Option(1, "--upsample", min=1, help="Correlation interpolation factor (gcc-phat)."),
     silence_db: float = typer.Option(40.0, "--silence-db", help="Frames this far below the loudest are flagged silent."),
     window: float = typer.Option(0.0, "--window", min=0.0, help="Average each frame's cross-spectra (ngcc: lag probabilities) over this "

@@ -1,0 +1,96 @@
+"""Mains hum: a steady tone at 50 or 60 Hz and its harmonics, picked up by the wiring, the same on
+every channel. Under rectangular frames it leaks over dozens of frequencies around each of its
+lines, which PHAT weighs as much as the sound, and GCC-PHAT and SRP-PHAT then read delay 0; a
+Hann window keeps it within a few (:func:`~sslkit.gcc.cross_spectra`'s ``taper``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from sslkit.errors import SslkitWarning
+
+MAINS_HZ = (50.0, 60.0)
+HUM_HARMONICS = 7
+"""Harmonics of the mains frequency examined (the 1st to the 7th)."""
+HUM_LINE_DB = 20.0
+"""A harmonic is a hum line when it stands this far above the median of its surroundings in every second analysed."""
+HUM_IN_PHASE = 0.9
+"""… and its phase is the same on every channel: the length of the mean of the channels' unit phasors, averaged over seconds."""
+SURROUND_HZ = (5.0, 25.0)
+"""The surroundings of a line: frequencies this far from it (Hz)."""
+LINE_TOLERANCE_HZ = 1.5
+"""How far a line may sit from the exact harmonic (mains frequency drift, 1 Hz bins)."""
+MIN_SECONDS = 3
+HUM_SECONDS = 16
+"""Seconds analysed, spread over the recording (fewer than ``MIN_SECONDS``: no verdict)."""
+
+
+def mains_hum(audio: np.ndarray, fs: int) -> tuple[float, list[float]] | None:
+    """The mains frequency (Hz) and the hum lines (Hz) found in audio (samples, channels), or None.
+
+    Each of up to ``HUM_SECONDS`` one-second stretches spread over the recording is Hann-windowed
+    and transformed (1 Hz bins). A harmonic k·f₀ (k = 1…``HUM_HARMONICS``) is a hum line when, in
+    every stretch, its power (averaged over channels) stands ``HUM_LINE_DB`` above the median of
+    its surroundings and its phase agrees across channels (``HUM_IN_PHASE``). Steadiness rules out
+    speech and most music; the common phase rules out a tonal sound, which reaches the mics at
+    different times, except on an array small next to its wavelength (about 7 m at 50 Hz).
+    Recordings shorter than ``MIN_SECONDS`` get no verdict (None).
+    """
+    n = int(fs)
+    count = min(HUM_SECONDS, len(audio) // n)
+    if count < MIN_SECONDS or audio.shape[1] < 2:
+        return None
+    freqs = np.arange(n // 2 + 1) * fs / n
+    spectra = second_spectra(audio, n, count, freqs)
+    best = None
+    for mains in MAINS_HZ:
+        lines = [k * mains for k in range(1, HUM_HARMONICS + 1) if is_hum_line(spectra, freqs, k * mains)]
+        if lines and (best is None or len(lines) > len(best[1])):
+            best = (mains, lines)
+    return best
+
+
+def second_spectra(audio: np.ndarray, n: int, count: int, freqs: np.ndarray) -> dict[str, np.ndarray]:
+    """Spectra of ``count`` Hann-windowed stretches of n samples (each less its mean) spread over
+    audio (samples, channels), at the bins within ``SURROUND_HZ`` of a mains harmonic only:
+    ``bins`` (B,) and ``values`` (count, B, channels) complex."""
+    harmonics = np.array([k * m for m in MAINS_HZ for k in range(1, HUM_HARMONICS + 1)])
+    bins = np.flatnonzero((np.abs(freqs[:, None] - harmonics[None]) <= SURROUND_HZ[1]).any(axis=1))
+    window = np.hanning(n).astype(np.float32)[:, None]
+    starts = np.linspace(0, len(audio) - n, count).astype(int)
+    values = np.stack([np.fft.rfft((audio[s : s + n] - audio[s : s + n].mean(axis=0)) * window, axis=0)[bins] for s in starts])
+    return {"bins": bins, "values": values}
+
+
+def is_hum_line(spectra: dict[str, np.ndarray], freqs: np.ndarray, line_hz: float) -> bool:
+    """Whether ``line_hz`` is a steady line, in phase on every channel, in every stretch of ``spectra``."""
+    f = freqs[spectra["bins"]]
+    near, ring = np.abs(f - line_hz) <= LINE_TOLERANCE_HZ, (np.abs(f - line_hz) >= SURROUND_HZ[0]) & (np.abs(f - line_hz) <= SURROUND_HZ[1])
+    if not near.any() or not ring.any():
+        return False
+    values = spectra["values"]  # (stretches, bins, channels)
+    power = (np.abs(values) ** 2).mean(axis=2)
+    peak = np.flatnonzero(near)[power[:, near].argmax(axis=1)]  # the line's bin in each stretch
+    stretches = np.arange(len(values))
+    prominence_db = 10 * np.log10(power[stretches, peak] / (np.median(power[:, ring], axis=1) + 1e-30) + 1e-30)
+    phasors = values[stretches, peak]
+    in_phase = np.abs((phasors / (np.abs(phasors) + 1e-30)).mean(axis=1)).mean()
+    return bool(prominence_db.min() >= HUM_LINE_DB and in_phase >= HUM_IN_PHASE)
+
+
+def phat_taper(audio: np.ndarray, fs: int, taper: bool | None, path: object = "the recording") -> bool:
+    """Whether PHAT-weighted methods Hann-window their frames: ``taper`` when given; else when the
+    audio carries mains hum (:func:`mains_hum`), with a warning naming ``path`` and the lines."""
+    if taper is not None:
+        return taper
+    hum = mains_hum(audio, fs)
+    if hum is None:
+        return False
+    mains, lines = hum
+    warnings.warn(SslkitWarning(f"{path}: mains hum at {mains:g} Hz, the same on every channel (lines at {', '.join(f'{f:g}' for f in lines)} Hz, "
+                                f"{HUM_LINE_DB:g} dB or more above their surroundings throughout): PHAT frames are Hann-windowed "
+                                "(taper=False / --no-taper keeps them rectangular)"), stacklevel=3)
+    return True
