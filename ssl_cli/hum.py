@@ -26,13 +26,15 @@ LINE_TOLERANCE_HZ = 1.5
 MIN_SECONDS = 3
 HUM_SECONDS = 16
 """Seconds analysed, spread over the recording (fewer than ``MIN_SECONDS``: no verdict)."""
+HUM_CHANNELS = 16
+"""Channels analysed, spread over the array (hum is on all of them; the cost stays flat with many)."""
 
 
 def mains_hum(audio: np.ndarray, fs: int) -> tuple[float, list[float]] | None:
     """The mains frequency (Hz) and the hum lines (Hz) found in audio (samples, channels), or None.
 
     Each of up to ``HUM_SECONDS`` one-second stretches spread over the recording is Hann-windowed
-    and transformed (1 Hz bins). A harmonic k·f₀ (k = 1…``HUM_HARMONICS``) is a hum line when, in
+    and transformed (1 Hz bins), on up to ``HUM_CHANNELS`` channels. A harmonic k·f₀ (k = 1…``HUM_HARMONICS``) is a hum line when, in
     every stretch, its power (averaged over channels) stands ``HUM_LINE_DB`` above the median of
     its surroundings and its phase agrees across channels (``HUM_IN_PHASE``). Steadiness rules out
     speech and most music; the common phase rules out a tonal sound, which reaches the mics at
@@ -43,8 +45,9 @@ def mains_hum(audio: np.ndarray, fs: int) -> tuple[float, list[float]] | None:
     count = min(HUM_SECONDS, len(audio) // n)
     if count < MIN_SECONDS or audio.shape[1] < 2:
         return None
+    channels = np.unique(np.linspace(0, audio.shape[1] - 1, HUM_CHANNELS).round().astype(int))
     freqs = np.arange(n // 2 + 1) * fs / n
-    spectra = second_spectra(audio, n, count, freqs)
+    spectra = second_spectra(audio, channels, n, count, freqs)
     best = None
     for mains in MAINS_HZ:
         lines = [k * mains for k in range(1, HUM_HARMONICS + 1) if is_hum_line(spectra, freqs, k * mains)]
@@ -53,15 +56,16 @@ def mains_hum(audio: np.ndarray, fs: int) -> tuple[float, list[float]] | None:
     return best
 
 
-def second_spectra(audio: np.ndarray, n: int, count: int, freqs: np.ndarray) -> dict[str, np.ndarray]:
+def second_spectra(audio: np.ndarray, channels: np.ndarray, n: int, count: int, freqs: np.ndarray) -> dict[str, np.ndarray]:
     """Spectra of ``count`` Hann-windowed stretches of n samples (each less its mean) spread over
-    audio (samples, channels), at the bins within ``SURROUND_HZ`` of a mains harmonic only:
-    ``bins`` (B,) and ``values`` (count, B, channels) complex."""
+    audio (samples, all channels), of the listed ``channels`` (C,), at the bins within
+    ``SURROUND_HZ`` of a mains harmonic only: ``bins`` (B,) and ``values`` (count, B, C) complex."""
     harmonics = np.array([k * m for m in MAINS_HZ for k in range(1, HUM_HARMONICS + 1)])
     bins = np.flatnonzero((np.abs(freqs[:, None] - harmonics[None]) <= SURROUND_HZ[1]).any(axis=1))
     window = np.hanning(n).astype(np.float32)[:, None]
     starts = np.linspace(0, len(audio) - n, count).astype(int)
-    values = np.stack([np.fft.rfft((audio[s : s + n] - audio[s : s + n].mean(axis=0)) * window, axis=0)[bins] for s in starts])
+    stretches = (audio[s : s + n, channels] for s in starts)
+    values = np.stack([np.fft.rfft((x - x.mean(axis=0)) * window, axis=0)[bins] for x in stretches])
     return {"bins": bins, "values": values}
 
 
