@@ -22,6 +22,10 @@ Options = TypeVar("Options")
 DEFAULT_WINDOW_S = 0.5
 """Default integration window (s) of the classical localizers: each hop's PHAT cross-spectra are
 averaged over this span centred on it (see benchmarks/README.md for the trade between lag and robustness)."""
+DEFAULT_FRAME_S = 0.128
+DEFAULT_HOP_S = 0.064
+"""Default frame and hop (s): 2048 and 1024 samples at 16 kHz, as many seconds at any rate
+(:func:`at_rate`), so that a 48 kHz recording is cut as its 16 kHz version would be."""
 MAX_SOURCES = 8
 """Most simultaneous sources searched per hop."""
 SILENCE_DB = 40.0
@@ -63,7 +67,8 @@ def check_precision(precision: str) -> None:
 class TdoaOptions:
     """Options of the TDOA methods.
 
-    frame, hop: samples per frame and between frames; pairs: ``all``, ``ref:K`` or a list such as
+    frame, hop: samples per frame and between frames (None: ``DEFAULT_FRAME_S`` and
+    ``DEFAULT_HOP_S`` at the rate the method works at, :func:`at_rate`); pairs: ``all``, ``ref:K`` or a list such as
     ``1-2,1-3``; peaks: TDOA candidates per frame and pair, at least ``min_separation_s`` apart;
     max_tau: ``auto`` (from the mic distances) or a bound in seconds; weighting: ``phat``,
     ``beta-phat`` (exponent ``beta``) or ``cc``; upsample: correlation interpolation factor;
@@ -78,8 +83,8 @@ class TdoaOptions:
     None: when the recording carries mains hum, :func:`~sslkit.hum.phat_taper`).
     """
 
-    frame: int = 2048
-    hop: int = 1024
+    frame: int | None = None
+    hop: int | None = None
     pairs: str = "all"
     peaks: int = 1
     min_separation_s: float = 1e-4
@@ -103,13 +108,14 @@ class TdoaOptions:
 class LocateOptions:
     """Options every localization method takes.
 
-    hop: samples between estimates; bounds: search box (2, 3) in metres, lower and upper corner
+    hop: samples between estimates (None: ``DEFAULT_HOP_S`` at the rate the method works at,
+    :func:`at_rate`); bounds: search box (2, 3) in metres, lower and upper corner
     (None: :func:`default_bounds`); smooth: running median over this many hops (0: off);
     use_mics: only these mic ids, in this order; c: speed of sound in m/s (None: the recording's
     scene.yaml, else 343); device: torch device.
     """
 
-    hop: int = 1024
+    hop: int | None = None
     bounds: np.ndarray | Sequence | None = None
     smooth: int = 0
     use_mics: Sequence[str] | None = None
@@ -121,7 +127,7 @@ class LocateOptions:
 class ArrayOptions(LocateOptions):
     """Options of the classical (signal-processing) methods.
 
-    frame: samples per analysis frame; dims: 3 (x, y, z) or 2 (x, y at ``height``, default the mean
+    frame: samples per analysis frame (None: ``DEFAULT_FRAME_S``, :func:`at_rate`); dims: 3 (x, y, z) or 2 (x, y at ``height``, default the mean
     mic height); window: seconds over which each hop's PHAT cross-spectra are averaged, centred on
     it (0: the hop alone); static: the whole recording is one window (one estimate per source);
     sources: sources located per hop, strongest first; max_freq: highest frequency (Hz) of the PHAT
@@ -131,7 +137,7 @@ class ArrayOptions(LocateOptions):
     carries mains hum, :func:`~sslkit.hum.phat_taper`).
     """
 
-    frame: int = 2048
+    frame: int | None = None
     dims: int = 3
     height: float | None = None
     window: float = DEFAULT_WINDOW_S
@@ -229,12 +235,12 @@ class Wav2PosOptions(LocateOptions):
 class MusicOptions(LocateOptions):
     """Options of MUSIC and NormMUSIC (far field: directions only).
 
-    frame: samples per hop's frame (hop times and silence as the other methods); snapshot: samples
+    frame: samples per hop's frame (None: ``DEFAULT_FRAME_S``, :func:`at_rate`; hop times and silence as the other methods); snapshot: samples
     per short-time spectrum; window: seconds of snapshots averaged into each hop's covariance
     (at least the frame); static: the whole recording is one window; sources: directions per hop.
     """
 
-    frame: int = 2048
+    frame: int | None = None
     snapshot: int = 512
     window: float = DEFAULT_WINDOW_S
     static: bool = False
@@ -252,3 +258,11 @@ DEFAULT_METHOD = "srp-phat"
 benchmarks/reverb_sweep.py (README: choosing a method)."""
 TDOA_METHOD_NAMES = ("gcc-phat", "ngcc")
 """The TDOA methods (:data:`sslkit.tdoa.TDOA_METHODS`)."""
+
+
+def at_rate(opts: Options, fs: float) -> Options:
+    """``opts`` with its frame and hop, where None, set to ``DEFAULT_FRAME_S`` and ``DEFAULT_HOP_S``
+    in samples at ``fs`` Hz, the rate the method works at (a model's rate for learned methods)."""
+    defaults = {"frame": DEFAULT_FRAME_S, "hop": DEFAULT_HOP_S}
+    return dataclasses.replace(opts, **{name: int(round(seconds * fs)) for name, seconds in defaults.items()
+                                        if hasattr(opts, name) and getattr(opts, name) is None})

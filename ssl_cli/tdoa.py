@@ -33,7 +33,7 @@ from sslkit.gcc import (
 )
 from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, pair_lag_bounds, range_differences, speed_of_sound
 from sslkit.hum import phat_taper
-from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, build_options, check_precision
+from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, at_rate, build_options, check_precision
 from sslkit.recording import Recording, phat_max_freq, room_channels
 from sslkit.resources import check_memory, resolve_device
 
@@ -136,13 +136,14 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", *, on_progress: Call
     """
     opts = build_options(TdoaOptions, options, "estimate_tdoa")
     rec = room_channels(rec)
-    rec.check_holds(opts.frame, "frame")
+    rec.check_holds(at_rate(opts, rec.fs).frame, "frame")
     return run_tdoa(rec, method, replace(opts, c=speed_of_sound(rec.scene, opts.c), device=resolve_device(opts.device)), on_progress)
 
 
 def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -> TdoaResult:
     """TDOAs of every frame and mic pair of ``rec`` (all its channels, ``opts.c`` given), batched over
-    frames × pairs; NGCC-PHAT works on the recording resampled to its checkpoint's rate."""
+    frames × pairs; NGCC-PHAT works on the recording resampled to its checkpoint's rate, and default
+    frames and hops are the default durations at the rate worked at (``at_rate``)."""
     if method not in TDOA_METHODS:
         raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
     if method == "ngcc":
@@ -155,6 +156,7 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
         if opts.max_freq is not None or opts.weighting != "cc":  # plain correlation weighs an empty band by its (nil) power
             opts = replace(opts, max_freq=phat_max_freq(rec, opts.max_freq))
         opts = replace(opts, taper=phat_taper(rec.audio, rec.fs, opts.taper, rec.path))
+    opts = at_rate(opts, rec.fs)
     check_precision(opts.precision)
     check_speed_of_sound(opts.c)
     if not opts.silence_db > 0:

@@ -643,3 +643,24 @@ def test_tones_that_are_not_hum_are_left_alone():
     assert mains_hum(clean.audio + level * acoustic, clean.fs) is None
     assert mains_hum(clean.audio + level * scattered, clean.fs) is None
     assert mains_hum((clean.audio + level * hum(len(clean.audio), clean.fs, 50.0, np.zeros(clean.n_mics)))[: 2 * clean.fs], clean.fs) is None
+
+
+@pytest.mark.filterwarnings("ignore:.*upsampled")  # the occupied band's warning
+def test_default_frames_and_hops_last_as_long_at_any_rate(tmp_path):
+    """The defaults are durations (0.128 s frames every 0.064 s): the demo at 48 kHz is cut into the
+    seconds its 16 kHz original is, and the method gives what the same frames in samples give."""
+    from scipy.signal import resample_poly
+
+    from sslkit import estimate_tdoa, load_recording, locate
+    from sslkit.options import DEFAULT_FRAME_S, DEFAULT_HOP_S
+
+    demo = Path(__file__).parents[1] / "examples" / "luvira-demo"
+    audio, fs = sf.read(demo / "audio.wav", frames=2 * 16000, dtype="float32")
+    folder = demo_with(tmp_path, "rate48k", np.zeros((1, audio.shape[1]), np.float32))  # the files beside the audio
+    sf.write(folder / "audio.wav", resample_poly(audio, 3, 1, axis=0), 3 * fs, subtype="FLOAT")
+    original, high = load_recording(demo), load_recording(folder)
+    assert (DEFAULT_FRAME_S * fs, DEFAULT_HOP_S * fs) == (2048, 1024)
+    np.testing.assert_allclose(estimate_tdoa(high).times, estimate_tdoa(original).times[: len(estimate_tdoa(high).times)])
+    default, explicit = locate(high, "srp-phat"), locate(high, "srp-phat", frame=6144, hop=3072)
+    np.testing.assert_array_equal(default.xyz, explicit.xyz)
+    np.testing.assert_array_equal(default.times, explicit.times)

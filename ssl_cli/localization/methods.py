@@ -19,7 +19,7 @@ from sslkit.localization.music import locate_music, locate_normmusic
 from sslkit.localization.srp import locate_srp
 from sslkit.localization.track import PositionTrack, smooth_track
 from sslkit.localization.wav2pos import locate_wav2pos
-from sslkit.options import DEFAULT_METHOD, LOCATE_OPTIONS, LocateOptions, build_options
+from sslkit.options import DEFAULT_METHOD, LOCATE_OPTIONS, LocateOptions, at_rate, build_options
 from sslkit.recording import Recording, room_channels
 from sslkit.resources import resolve_device
 
@@ -64,7 +64,7 @@ def locate(rec: Recording, method: str = DEFAULT_METHOD, *, on_progress: Callabl
     if opts.use_mics:
         rec = select_mics(rec, list(opts.use_mics))
     if hasattr(opts, "frame"):
-        rec.check_holds(opts.frame, "frame")
+        rec.check_holds(at_rate(opts, rec.fs).frame, "frame")
     track = spec.run(rec, opts, on_progress)
     if opts.smooth > 1:
         for k in np.unique(track.track):

@@ -21,7 +21,7 @@ import torch
 from sslkit.gcc import frame_audio, frame_times, silent_frames
 from sslkit.localization.directions import fibonacci_directions
 from sslkit.localization.track import PositionTrack
-from sslkit.options import MusicOptions
+from sslkit.options import MusicOptions, at_rate
 from sslkit.recording import Recording
 
 GRID_DIRECTIONS = 2562
@@ -126,6 +126,7 @@ def local_grid(u: torch.Tensor, radius: float) -> torch.Tensor:
 def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize: bool = False) -> PositionTrack:
     """Directions per hop (per recording with ``static``) of up to ``sources`` sources by broadband
     MUSIC (``normalize``: NormMUSIC); positions are left NaN."""
+    opts = at_rate(opts, rec.fs)
     mics = torch.as_tensor(rec.mics - rec.mics.mean(axis=0), dtype=torch.float32)
     bins = analysed_bins(opts.snapshot, rec.fs)
     omega = torch.as_tensor(2 * np.pi * bins * rec.fs / opts.snapshot, dtype=torch.float32)

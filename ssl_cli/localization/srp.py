@@ -53,7 +53,7 @@ from sslkit.geometry import check_array_geometry, pair_lag_bounds, range_differe
 from sslkit.hum import phat_taper
 from sslkit.localization.region import plane_height, range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
-from sslkit.options import BATCH_FRAMES, SrpOptions
+from sslkit.options import BATCH_FRAMES, SrpOptions, at_rate
 from sslkit.recording import Recording, phat_max_freq
 from sslkit.resources import check_memory
 
@@ -299,7 +299,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
 def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTrack:
     """Positions per hop by SRP-PHAT over all mic pairs; with ``dims`` 2 the search is the plane at
     ``height``; with ``far_field`` directions seen from the mics' centroid (positions NaN)."""
-    opts = replace(opts, max_freq=phat_max_freq(rec, opts.max_freq), taper=phat_taper(rec.audio, rec.fs, opts.taper, rec.path))
+    opts = replace(at_rate(opts, rec.fs), max_freq=phat_max_freq(rec, opts.max_freq), taper=phat_taper(rec.audio, rec.fs, opts.taper, rec.path))
     pairs = mic_pairs("all", rec.n_mics)
     if opts.far_field:
         srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, None, opts, on_progress)

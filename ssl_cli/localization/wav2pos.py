@@ -13,7 +13,7 @@ from sslkit.gcc import window_frames, window_sums
 from sslkit.geometry import check_sample_rate
 from sslkit.localization.region import search_bounds
 from sslkit.localization.track import PositionTrack, smooth_track
-from sslkit.options import SILENCE_DB, Wav2PosOptions
+from sslkit.options import SILENCE_DB, Wav2PosOptions, at_rate
 from sslkit.recording import Recording
 
 GEOMETRY_TOLERANCE_M = 0.5
@@ -38,6 +38,7 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     from sslkit.models.wav2pos import predict_with_views, wav2pos_frame_batch
 
     rec = at_model_rate(rec, opts.checkpoint, "wav2pos")
+    opts = at_rate(opts, rec.fs)
     path = resolve_checkpoint(opts.checkpoint, "wav2pos")
     model, meta = load_checkpoint(path, opts.device, kind="wav2pos")
     check_wav2pos_input(model, meta, rec, path, opts)
@@ -135,7 +136,7 @@ class DelayedLagFit:
         self.fit_opts = LagFitOptions(radius=opts.refine_radius, c=opts.c)
         self.fs, self.window, self.half = fs, opts.start_window, opts.start_window // 2
         self.static = opts.static
-        self.w = 0 if opts.static else window_frames(opts.window, opts.hop, fs) // 2  # lag distributions averaged over ±w frames
+        self.w = 0 if opts.static else window_frames(opts.window, at_rate(opts, fs).hop, fs) // 2  # lag distributions averaged over ±w frames
         self.network = np.empty((0, 3))
         self.buffer = None  # lag distributions of frames buffer_start … received − 1
         self.buffer_start = 0
