@@ -15,7 +15,7 @@ from sslkit.errors import SslkitWarning
 MAINS_HZ = (50.0, 60.0)
 HUM_HARMONICS = 7
 """Harmonics of the mains frequency examined (the 1st to the 7th)."""
-HUM_LINE_DB = 15.0
+HUM_LINE_DB = 20.0
 """A harmonic is a hum line when it stands this far above the median of its surroundings in every second analysed."""
 HUM_IN_PHASE = 0.9
 """… and its phase is the same on every channel: the length of the mean of the channels' unit phasors, averaged over seconds."""
