@@ -4,7 +4,8 @@ Held-out `luvira-test` recordings (the same draws as `luvira_locate.py`) and the
 each degraded one way:
 
 - ``upsampled``: made at 16 kHz, stored at 48 kHz (scipy's polyphase resampler). Frames and hops
-  scale with the rate, so every run analyses the same seconds. Run as `locate` runs (PHAT over the
+  scale with the rate, as `locate`'s defaults do, so every run analyses the same seconds; and with
+  frames of 2048 samples every 1024 (the defaults at 16 kHz, and before they were durations). Run as `locate` runs (PHAT over the
   occupied band, ``sslkit.recording.phat_max_freq``) and over the whole band (``max_freq`` = the
   Nyquist frequency).
 - ``dc``: 0.5 added to every channel (several times the speech's RMS).
@@ -66,6 +67,7 @@ def conditions() -> dict[str, tuple]:
         "clean": (lambda rec: rec, {}),
         "upsampled 48 kHz": (upsample, scaled),
         "upsampled 48 kHz, whole band": (upsample, {**scaled, "max_freq": UPSAMPLED_FS / 2}),
+        "upsampled 48 kHz, 2048-sample frames": (upsample, dict(frame=2048, hop=1024)),
         f"dc {DC_OFFSET:g}": (lambda rec: replace(rec, audio=rec.audio + np.float32(DC_OFFSET)), {}),
     }
     for level in HUM_DB:
