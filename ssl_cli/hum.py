@@ -62,10 +62,10 @@ def second_spectra(audio: np.ndarray, channels: np.ndarray, n: int, count: int, 
     ``SURROUND_HZ`` of a mains harmonic only: ``bins`` (B,) and ``values`` (count, B, C) complex."""
     harmonics = np.array([k * m for m in MAINS_HZ for k in range(1, HUM_HARMONICS + 1)])
     bins = np.flatnonzero((np.abs(freqs[:, None] - harmonics[None]) <= SURROUND_HZ[1]).any(axis=1))
-    window = np.hanning(n).astype(np.float32)[:, None]
+    window = np.hanning(n).astype(np.float32)
     starts = np.linspace(0, len(audio) - n, count).astype(int)
-    stretches = (audio[s : s + n, channels] for s in starts)
-    values = np.stack([np.fft.rfft((x - x.mean(axis=0)) * window, axis=0)[bins] for x in stretches])
+    stretches = (np.ascontiguousarray(audio[s : s + n, channels].T) for s in starts)  # (C, n): each channel's FFT on contiguous samples
+    values = np.stack([np.fft.rfft((x - x.mean(axis=1, keepdims=True)) * window, axis=1)[:, bins].T for x in stretches])
     return {"bins": bins, "values": values}
 
 
