@@ -85,7 +85,7 @@ def is_hum_line(spectra: dict[str, np.ndarray], freqs: np.ndarray, line_hz: floa
     return bool(prominence_db.min() >= HUM_LINE_DB and in_phase >= HUM_IN_PHASE)
 
 
-def phat_taper(audio: np.ndarray, fs: int, taper: bool | None, path: object = "the recording") -> bool:
+def phat_taper(audio: np.ndarray, fs: int, taper: bool | None, path: object = None) -> bool:
     """Whether PHAT-weighted methods Hann-window their frames: ``taper`` when given; else when the
     audio carries mains hum (:func:`mains_hum`), with a warning naming ``path`` and the lines."""
     if taper is not None:
@@ -94,7 +94,7 @@ def phat_taper(audio: np.ndarray, fs: int, taper: bool | None, path: object = "t
     if hum is None:
         return False
     mains, lines = hum
-    warnings.warn(SslkitWarning(f"{path}: mains hum at {mains:g} Hz, the same on every channel (lines at {', '.join(f'{f:g}' for f in lines)} Hz, "
+    warnings.warn(SslkitWarning(f"{path or 'the recording'}: mains hum at {mains:g} Hz, the same on every channel (lines at {', '.join(f'{f:g}' for f in lines)} Hz, "
                                 f"{HUM_LINE_DB:g} dB or more above their surroundings throughout): PHAT frames are Hann-windowed "
                                 "(taper=False / --no-taper keeps them rectangular)"), stacklevel=3)
     return True

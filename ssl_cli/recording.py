@@ -179,7 +179,7 @@ def phat_max_freq(rec: Recording, max_freq: float | None) -> float:
         return float(max_freq)
     top = occupied_band_hz(rec.audio, rec.fs)
     if top < nyquist:
-        warnings.warn(SslkitWarning(f"{rec.path}: holds nothing above {top / 1000:.3g} kHz of its {nyquist / 1000:.3g} kHz band (more than "
+        warnings.warn(SslkitWarning(f"{rec.path or 'the recording'}: holds nothing above {top / 1000:.3g} kHz of its {nyquist / 1000:.3g} kHz band (more than "
                                     f"{EMPTY_BAND_DB:g} dB below its strongest; upsampled?): PHAT uses 0–{top / 1000:.3g} kHz only "
                                     "(max_freq sets the band)"), stacklevel=3)
     return top
