@@ -24,8 +24,9 @@ DEFAULT_WINDOW_S = 0.5
 averaged over this span centred on it (see benchmarks/README.md for the trade between lag and robustness)."""
 DEFAULT_FRAME_S = 0.128
 DEFAULT_HOP_S = 0.064
-"""Default frame and hop (s): 2048 and 1024 samples at 16 kHz, as many seconds at any rate
-(:func:`at_rate`), so that a 48 kHz recording is cut as its 16 kHz version would be."""
+DEFAULT_SNAPSHOT_S = 0.032
+"""Default frame, hop and MUSIC snapshot (s): 2048, 1024 and 512 samples at 16 kHz, as many
+seconds at any rate (:func:`at_rate`), so that a 48 kHz recording is cut as its 16 kHz version would be."""
 MAX_SOURCES = 8
 """Most simultaneous sources searched per hop."""
 SILENCE_DB = 40.0
@@ -236,12 +237,12 @@ class MusicOptions(LocateOptions):
     """Options of MUSIC and NormMUSIC (far field: directions only).
 
     frame: samples per hop's frame (None: ``DEFAULT_FRAME_S``, :func:`at_rate`; hop times and silence as the other methods); snapshot: samples
-    per short-time spectrum; window: seconds of snapshots averaged into each hop's covariance
+    per short-time spectrum (None: ``DEFAULT_SNAPSHOT_S``); window: seconds of snapshots averaged into each hop's covariance
     (at least the frame); static: the whole recording is one window; sources: directions per hop.
     """
 
     frame: int | None = None
-    snapshot: int = 512
+    snapshot: int | None = None
     window: float = DEFAULT_WINDOW_S
     static: bool = False
     sources: int = 1
@@ -261,8 +262,9 @@ TDOA_METHOD_NAMES = ("gcc-phat", "ngcc")
 
 
 def at_rate(opts: Options, fs: float) -> Options:
-    """``opts`` with its frame and hop, where None, set to ``DEFAULT_FRAME_S`` and ``DEFAULT_HOP_S``
-    in samples at ``fs`` Hz, the rate the method works at (a model's rate for learned methods)."""
-    defaults = {"frame": DEFAULT_FRAME_S, "hop": DEFAULT_HOP_S}
+    """``opts`` with its frame, hop and snapshot, where None, set to ``DEFAULT_FRAME_S``,
+    ``DEFAULT_HOP_S`` and ``DEFAULT_SNAPSHOT_S`` in samples at ``fs`` Hz, the rate the method works
+    at (a model's rate for learned methods)."""
+    defaults = {"frame": DEFAULT_FRAME_S, "hop": DEFAULT_HOP_S, "snapshot": DEFAULT_SNAPSHOT_S}
     return dataclasses.replace(opts, **{name: int(round(seconds * fs)) for name, seconds in defaults.items()
                                         if hasattr(opts, name) and getattr(opts, name) is None})

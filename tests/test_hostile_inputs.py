@@ -652,7 +652,7 @@ def test_default_frames_and_hops_last_as_long_at_any_rate(tmp_path):
     from scipy.signal import resample_poly
 
     from sslkit import estimate_tdoa, load_recording, locate
-    from sslkit.options import DEFAULT_FRAME_S, DEFAULT_HOP_S
+    from sslkit.options import DEFAULT_FRAME_S, DEFAULT_HOP_S, MusicOptions, at_rate
 
     demo = Path(__file__).parents[1] / "examples" / "luvira-demo"
     audio, fs = sf.read(demo / "audio.wav", frames=2 * 16000, dtype="float32")
@@ -664,3 +664,5 @@ def test_default_frames_and_hops_last_as_long_at_any_rate(tmp_path):
     default, explicit = locate(high, "srp-phat"), locate(high, "srp-phat", frame=6144, hop=3072)
     np.testing.assert_array_equal(default.xyz, explicit.xyz)
     np.testing.assert_array_equal(default.times, explicit.times)
+    music = at_rate(MusicOptions(), 3 * fs)
+    assert (music.frame, music.hop, music.snapshot) == (6144, 3072, 1536)

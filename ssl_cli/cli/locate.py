@@ -20,7 +20,6 @@ from sslkit.options import (
     ArrayOptions,
     LocateOptions,
     MultilatOptions,
-    MusicOptions,
     SrpOptions,
     Wav2PosOptions,
 )
@@ -93,7 +92,8 @@ def locate(
     final_step: float = typer.Option(SrpOptions.final_step, "--resolution", min=0.0005, help="srp-phat: side (m) of the search's finest cells."),
     beam: Optional[int] = typer.Option(None, "--beam", min=1, help="srp-phat: cells kept per search level, twice this (default 64, "
                                        "with --far-field 16; wider: closer to an exhaustive search in reverberant rooms, slower in proportion)."),
-    snapshot: int = typer.Option(MusicOptions.snapshot, "--snapshot", min=16, help="music, normmusic: samples per short-time spectrum."),
+    snapshot: Optional[int] = typer.Option(None, "--snapshot", min=16, help="music, normmusic: samples per short-time spectrum (default: "
+                                           "0.032 s, 512 at 16 kHz)."),
     far_field: bool = typer.Option(False, "--far-field", help="srp-phat: directions of arrival (azimuth_deg, elevation_deg from the mics' "
                                    "centroid) for arrays small next to the sources' distance; positions are left empty."),
     threshold: float = typer.Option(MultilatOptions.threshold, "--threshold", min=0.001, help="multilat: RANSAC inlier threshold on range differences (m)."),
