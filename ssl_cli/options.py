@@ -261,10 +261,12 @@ TDOA_METHOD_NAMES = ("gcc-phat", "ngcc")
 """The TDOA methods (:data:`sslkit.tdoa.TDOA_METHODS`)."""
 
 
-def at_rate(opts: Options, fs: float) -> Options:
-    """``opts`` with its frame, hop and snapshot, where None, set to ``DEFAULT_FRAME_S``,
-    ``DEFAULT_HOP_S`` and ``DEFAULT_SNAPSHOT_S`` in samples at ``fs`` Hz, the rate the method works
-    at (a model's rate for learned methods)."""
+def at_rate(opts: Options, fs: float, given_at: float | None = None) -> Options:
+    """``opts`` with its frame, hop and snapshot in samples at ``fs`` Hz, the rate the method works
+    at (a model's rate for learned methods): where None, ``DEFAULT_FRAME_S``, ``DEFAULT_HOP_S`` and
+    ``DEFAULT_SNAPSHOT_S``; where given, in samples at ``given_at`` Hz (the recording's rate; None:
+    ``fs``), as many seconds at ``fs``."""
     defaults = {"frame": DEFAULT_FRAME_S, "hop": DEFAULT_HOP_S, "snapshot": DEFAULT_SNAPSHOT_S}
-    return dataclasses.replace(opts, **{name: int(round(seconds * fs)) for name, seconds in defaults.items()
-                                        if hasattr(opts, name) and getattr(opts, name) is None})
+    seconds = {name: default if getattr(opts, name) is None else getattr(opts, name) / (given_at or fs)
+               for name, default in defaults.items() if hasattr(opts, name)}
+    return dataclasses.replace(opts, **{name: max(1, int(round(s * fs))) for name, s in seconds.items()})

@@ -142,10 +142,11 @@ def estimate_tdoa(rec: Recording, method: str = "gcc-phat", *, on_progress: Call
 
 def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -> TdoaResult:
     """TDOAs of every frame and mic pair of ``rec`` (all its channels, ``opts.c`` given), batched over
-    frames × pairs; NGCC-PHAT works on the recording resampled to its checkpoint's rate, and default
-    frames and hops are the default durations at the rate worked at (``at_rate``)."""
+    frames × pairs; NGCC-PHAT works on the recording resampled to its checkpoint's rate, with frames
+    and hops of as many seconds as at the recording's (``at_rate``)."""
     if method not in TDOA_METHODS:
         raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
+    recording_fs = rec.fs
     if method == "ngcc":
         from sslkit.models.checkpoint import at_model_rate
 
@@ -156,7 +157,7 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
         if opts.max_freq is not None or opts.weighting != "cc":  # plain correlation weighs an empty band by its (nil) power
             opts = replace(opts, max_freq=phat_max_freq(rec, opts.max_freq))
         opts = replace(opts, taper=phat_taper(rec.audio, rec.fs, opts.taper, rec.path))
-    opts = at_rate(opts, rec.fs)
+    opts = at_rate(opts, rec.fs, recording_fs)
     check_precision(opts.precision)
     check_speed_of_sound(opts.c)
     if not opts.silence_db > 0:

@@ -645,7 +645,7 @@ def test_tones_that_are_not_hum_are_left_alone():
     assert mains_hum((clean.audio + level * hum(len(clean.audio), clean.fs, 50.0, np.zeros(clean.n_mics)))[: 2 * clean.fs], clean.fs) is None
 
 
-@pytest.mark.filterwarnings("ignore:.*upsampled")  # the occupied band's warning
+@pytest.mark.filterwarnings("ignore:.*(upsampled|resampled)")  # the occupied band's warning, NGCC-PHAT's resampling
 def test_default_frames_and_hops_last_as_long_at_any_rate(tmp_path):
     """The defaults are durations (0.128 s frames every 0.064 s): the demo at 48 kHz is cut into the
     seconds its 16 kHz original is, and the method gives what the same frames in samples give."""
@@ -664,5 +664,8 @@ def test_default_frames_and_hops_last_as_long_at_any_rate(tmp_path):
     default, explicit = locate(high, "srp-phat"), locate(high, "srp-phat", frame=6144, hop=3072)
     np.testing.assert_array_equal(default.xyz, explicit.xyz)
     np.testing.assert_array_equal(default.times, explicit.times)
+    ngcc_default, ngcc_given = estimate_tdoa(high, "ngcc"), estimate_tdoa(high, "ngcc", frame=6144, hop=3072)  # at the model's 16 kHz
+    np.testing.assert_array_equal(ngcc_default.tdoa, ngcc_given.tdoa)
+    np.testing.assert_allclose(ngcc_default.times, estimate_tdoa(original, "ngcc").times[: len(ngcc_default.times)])
     music = at_rate(MusicOptions(), 3 * fs)
     assert (music.frame, music.hop, music.snapshot) == (6144, 3072, 1536)

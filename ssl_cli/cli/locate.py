@@ -83,8 +83,7 @@ def locate(
     beta: float = typer.Option(MultilatOptions.beta, "--beta", help="multilat: exponent of beta-phat."),
     max_tau: str = typer.Option(MultilatOptions.max_tau, "--max-tau", help="multilat: auto (from mic distances) or a TDOA bound in seconds."),
     frame: Optional[int] = typer.Option(None, "--frame", min=16, help="Frame length in samples (default: 0.128 s, 2048 at 16 kHz)."),
-    hop: Optional[int] = typer.Option(None, "--hop", min=1, help="Hop in samples, one position per hop (default: 0.064 s, 1024 at "
-                                      "16 kHz; wav2pos: at its model's rate)."),
+    hop: Optional[int] = typer.Option(None, "--hop", min=1, help="Hop in samples, one position per hop (default: 0.064 s, 1024 at 16 kHz)."),
     pool: int = typer.Option(MultilatOptions.pool, "--pool", min=1, help="multilat: pool the TDOAs of N consecutive frames into one estimate."),
     dims: int = typer.Option(ArrayOptions.dims, "--dims", min=2, max=3, help="3 (x, y, z) or 2 (x, y at --height)."),
     height: Optional[float] = typer.Option(None, "--height", help="Source height for --dims 2 (default: mean mic height)."),

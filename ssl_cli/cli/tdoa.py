@@ -17,8 +17,7 @@ def tdoa(
     mics: Mics = None,
     method: str = typer.Option("gcc-phat", "--method", help="gcc-phat or ngcc."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="NGCC-PHAT checkpoint (default: the shipped one that covers the array)."),
-    frame: Optional[int] = typer.Option(None, "--frame", min=16, help="Frame length in samples (default: 0.128 s, 2048 at 16 kHz; ngcc: at its "
-                                        "model's rate)."),
+    frame: Optional[int] = typer.Option(None, "--frame", min=16, help="Frame length in samples (default: 0.128 s, 2048 at 16 kHz)."),
     hop: Optional[int] = typer.Option(None, "--hop", min=1, help="Hop between frames in samples (default: 0.064 s, 1024 at 16 kHz)."),
     pairs: str = typer.Option("all", "--pairs", help="all, ref:K, or a list such as 1-2,1-3."),
     peaks: int = typer.Option(1, "--peaks", min=1, help="Peaks (TDOA candidates) per frame and pair."),

@@ -37,8 +37,9 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     from sslkit.models.checkpoint import at_model_rate, load_checkpoint, resolve_checkpoint
     from sslkit.models.wav2pos import predict_with_views, wav2pos_frame_batch
 
+    recording_fs = rec.fs
     rec = at_model_rate(rec, opts.checkpoint, "wav2pos")
-    opts = at_rate(opts, rec.fs)
+    opts = at_rate(opts, rec.fs, recording_fs)
     path = resolve_checkpoint(opts.checkpoint, "wav2pos")
     model, meta = load_checkpoint(path, opts.device, kind="wav2pos")
     check_wav2pos_input(model, meta, rec, path, opts)
