@@ -62,11 +62,10 @@ def with_hum(rec: Recording, level_db: float) -> Recording:
 def conditions() -> dict[str, tuple]:
     """Name → (degrade(rec) → rec, extra locate options)."""
     upsample = lambda rec: replace(rec, audio=resample_audio(rec.audio, rec.fs, UPSAMPLED_FS), fs=UPSAMPLED_FS)  # noqa: E731
-    scaled = dict(frame=2048 * 3, hop=1024 * 3)
     found = {
         "clean": (lambda rec: rec, {}),
-        "upsampled 48 kHz": (upsample, scaled),
-        "upsampled 48 kHz, whole band": (upsample, {**scaled, "max_freq": UPSAMPLED_FS / 2}),
+        "upsampled 48 kHz": (upsample, {}),  # frames and hops of as many seconds as at 16 kHz
+        "upsampled 48 kHz, whole band": (upsample, {"max_freq": UPSAMPLED_FS / 2}),
         "upsampled 48 kHz, 2048-sample frames": (upsample, dict(frame=2048, hop=1024)),
         f"dc {DC_OFFSET:g}": (lambda rec: replace(rec, audio=rec.audio + np.float32(DC_OFFSET)), {}),
     }

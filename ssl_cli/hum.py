@@ -46,37 +46,37 @@ def mains_hum(audio: np.ndarray, fs: int) -> tuple[float, list[float]] | None:
     if count < MIN_SECONDS or audio.shape[1] < 2:
         return None
     channels = np.unique(np.linspace(0, audio.shape[1] - 1, HUM_CHANNELS).round().astype(int))
-    freqs = np.arange(n // 2 + 1) * fs / n
-    spectra = second_spectra(audio, channels, n, count, freqs)
+    spectra = second_spectra(audio, channels, n, count, fs)
     best = None
     for mains in MAINS_HZ:
-        lines = [k * mains for k in range(1, HUM_HARMONICS + 1) if is_hum_line(spectra, freqs, k * mains)]
+        lines = [k * mains for k in range(1, HUM_HARMONICS + 1) if is_hum_line(spectra, k * mains)]
         if lines and (best is None or len(lines) > len(best[1])):
             best = (mains, lines)
     return best
 
 
-def second_spectra(audio: np.ndarray, channels: np.ndarray, n: int, count: int, freqs: np.ndarray) -> dict[str, np.ndarray]:
+def second_spectra(audio: np.ndarray, channels: np.ndarray, n: int, count: int, fs: int) -> dict[str, np.ndarray]:
     """Spectra of ``count`` Hann-windowed stretches of n samples (each less its mean) spread over
     audio (samples, all channels), of the listed ``channels`` (C,), at the bins within
-    ``SURROUND_HZ`` of a mains harmonic only: ``bins`` (B,) and ``values`` (count, B, C) complex."""
+    ``SURROUND_HZ`` of a mains harmonic only: their frequencies ``freqs`` (B,) in Hz, ``values``
+    (count, B, C) complex and ``power`` (count, B), the mean over channels."""
+    freqs = np.arange(n // 2 + 1) * fs / n
     harmonics = np.array([k * m for m in MAINS_HZ for k in range(1, HUM_HARMONICS + 1)])
     bins = np.flatnonzero((np.abs(freqs[:, None] - harmonics[None]) <= SURROUND_HZ[1]).any(axis=1))
     window = np.hanning(n).astype(np.float32)
     starts = np.linspace(0, len(audio) - n, count).astype(int)
     stretches = (np.ascontiguousarray(audio[s : s + n, channels].T) for s in starts)  # (C, n): each channel's FFT on contiguous samples
     values = np.stack([np.fft.rfft((x - x.mean(axis=1, keepdims=True)) * window, axis=1)[:, bins].T for x in stretches])
-    return {"bins": bins, "values": values}
+    return {"freqs": freqs[bins], "values": values, "power": (np.abs(values) ** 2).mean(axis=2)}
 
 
-def is_hum_line(spectra: dict[str, np.ndarray], freqs: np.ndarray, line_hz: float) -> bool:
+def is_hum_line(spectra: dict[str, np.ndarray], line_hz: float) -> bool:
     """Whether ``line_hz`` is a steady line, in phase on every channel, in every stretch of ``spectra``."""
-    f = freqs[spectra["bins"]]
+    f = spectra["freqs"]
     near, ring = np.abs(f - line_hz) <= LINE_TOLERANCE_HZ, (np.abs(f - line_hz) >= SURROUND_HZ[0]) & (np.abs(f - line_hz) <= SURROUND_HZ[1])
     if not near.any() or not ring.any():
         return False
-    values = spectra["values"]  # (stretches, bins, channels)
-    power = (np.abs(values) ** 2).mean(axis=2)
+    values, power = spectra["values"], spectra["power"]  # (stretches, bins, channels), (stretches, bins)
     peak = np.flatnonzero(near)[power[:, near].argmax(axis=1)]  # the line's bin in each stretch
     stretches = np.arange(len(values))
     prominence_db = 10 * np.log10(power[stretches, peak] / (np.median(power[:, ring], axis=1) + 1e-30) + 1e-30)
