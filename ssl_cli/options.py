@@ -265,8 +265,13 @@ def at_rate(opts: Options, fs: float, given_at: float | None = None) -> Options:
     """``opts`` with its frame, hop and snapshot in samples at ``fs`` Hz, the rate the method works
     at (a model's rate for learned methods): where None, ``DEFAULT_FRAME_S``, ``DEFAULT_HOP_S`` and
     ``DEFAULT_SNAPSHOT_S``; where given, in samples at ``given_at`` Hz (the recording's rate; None:
-    ``fs``), as many seconds at ``fs``."""
+    ``fs``), as many seconds at ``fs`` (at least one sample); a given value that is not a positive
+    whole number is a UserError."""
     defaults = {"frame": DEFAULT_FRAME_S, "hop": DEFAULT_HOP_S, "snapshot": DEFAULT_SNAPSHOT_S}
+    for name in defaults:
+        value = getattr(opts, name, None)
+        if value is not None and not (isinstance(value, numbers.Integral) and value > 0):
+            raise UserError(f"{name} = {value}: a positive whole number of samples")
     seconds = {name: default if getattr(opts, name) is None else getattr(opts, name) / (given_at or fs)
                for name, default in defaults.items() if hasattr(opts, name)}
     return dataclasses.replace(opts, **{name: max(1, int(round(s * fs))) for name, s in seconds.items()})

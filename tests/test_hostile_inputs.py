@@ -669,3 +669,6 @@ def test_default_frames_and_hops_last_as_long_at_any_rate(tmp_path):
     np.testing.assert_allclose(ngcc_default.times, estimate_tdoa(original, "ngcc").times[: len(ngcc_default.times)])
     music = at_rate(MusicOptions(), 3 * fs)
     assert (music.frame, music.hop, music.snapshot) == (6144, 3072, 1536)
+    for bad in (dict(hop=0), dict(frame=-5), dict(hop=2.5)):  # refused, not rounded into a one-sample hop
+        with pytest.raises(UserError, match=r"= (0|-5|2.5): a positive whole number of samples"):
+            locate(high, "srp-phat", **bad)
