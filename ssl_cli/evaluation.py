@@ -136,11 +136,10 @@ def summarize_errors(errors: np.ndarray, threshold: float = THRESHOLD_M, n_boot:
 
 def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, threshold: float = THRESHOLD_M, truncate: float | None = TRUNCATE_M,
                    n_boot: int = 1000, seed: int = 0, mics: Path | None = None, angular: bool | None = None) -> tuple[Path, dict[str, dict]]:
-    """Score each positions.csv in ``pred`` against the sources.csv ``truth`` (see :func:`evaluate_positions`);
-    with ``angular`` (None: when the sources are far away compared with the array of ``mics``,
-    default the mics.csv beside ``truth``) also the directions (:func:`angular_errors`, under
-    ``angular``). Writes ``metrics.json`` and ``error_cdf.png`` into the folder ``out`` (default:
-    that of the first prediction) and returns the folder and the metrics by prediction file."""
+    """Score each positions.csv in ``pred`` against the sources.csv ``truth`` (see :func:`evaluate_track`;
+    the array is ``mics``, default the mics.csv beside ``truth``). Writes ``metrics.json`` and
+    ``error_cdf.png`` into the folder ``out`` (default: that of the first prediction) and returns
+    the folder and the metrics by prediction file."""
     import json
 
     from sslkit.files import atomic_file, check_folder_to_fill
@@ -152,7 +151,7 @@ def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, thres
     true_track = read_sources(truth)
     if len(true_track.time) == 0:
         raise InputFileError(truth, "no ground-truth rows")
-    origin, angular = angular_origin(truth, mics, angular, true_track)
+    array = array_beside(truth, mics, angular)
     results, errors = {}, {}
     for path in pred:
         track = read_positions(path)
@@ -160,25 +159,40 @@ def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, thres
         if len(err) == 0:
             raise InputFileError(path, f"no estimate falls within the time span of {truth}")
         errors[str(path)] = err
-        results[str(path)] = evaluate_positions(track, true_track, threshold, truncate, n_boot, seed)
-        if angular:
-            results[str(path)]["angular"] = summarize_angles(angular_errors(track, true_track, origin)[0])
+        results[str(path)] = evaluate_track(track, true_track, array, angular, threshold, truncate, n_boot, seed)
     with atomic_file(out / METRICS_FILE) as tmp:
         tmp.write_text(json.dumps({"truth": str(truth), "truncate_m": truncate, "results": results}, indent=2))
     plot_error_cdf(out / CDF_FILE, errors, threshold)
     return out, results
 
 
-def angular_origin(truth: Path, mics: Path | None, angular: bool | None, true_track: SourceTrack) -> tuple[np.ndarray | None, bool]:
-    """The array centroid the directions are seen from, and whether to score them (see :func:`evaluate_files`)."""
+def evaluate_track(track: PositionTrack, truth: SourceTrack, mics: np.ndarray | None, angular: bool | None = None, threshold: float = THRESHOLD_M,
+                   truncate: float | None = TRUNCATE_M, n_boot: int = 1000, seed: int = 0) -> dict:
+    """:func:`evaluate_positions`, and under ``angular`` the errors of the directions seen from the
+    centroid of ``mics`` (M, 3) (:func:`angular_errors`, :func:`summarize_angles`) when ``angular``;
+    None scores them when the track gives directions only (a far-field method) or the sources are
+    far away compared with the array (:func:`far_compared_with_aperture`). Without ``mics``, none."""
+    metrics = evaluate_positions(track, truth, threshold, truncate, n_boot, seed)
+    if angular is None:
+        angular = mics is not None and (directions_only(track) or far_compared_with_aperture(truth, mics))
+    if angular:
+        metrics["angular"] = summarize_angles(angular_errors(track, truth, mics.mean(axis=0))[0])
+    return metrics
+
+
+def directions_only(track: PositionTrack) -> bool:
+    """Whether the track holds directions but no position (what far-field methods give)."""
+    return track.azimuth is not None and bool(np.isfinite(track.azimuth).any()) and not np.isfinite(track.xyz).any()
+
+
+def array_beside(truth: Path, mics: Path | None, angular: bool | None) -> np.ndarray | None:
+    """The mic positions (M, 3) of ``mics``, default the mics.csv beside ``truth``; None when there is
+    none, an error only when ``angular`` asks for directions (they are seen from the array's centroid)."""
     from sslkit.recording import read_mics
 
     path = Path(mics) if mics is not None else Path(truth).parent / "mics.csv"
     if not path.is_file():
         if angular:
             raise InputFileError(path, "no such mics.csv: angular errors are measured from the array's centroid")
-        return None, False
-    _, xyz = read_mics(path)
-    if angular is None:
-        angular = far_compared_with_aperture(true_track, xyz)
-    return xyz.mean(axis=0), angular
+        return None
+    return read_mics(path)[1]

@@ -174,3 +174,32 @@ def test_direction_search_takes_a_neighbours_answer_only_where_it_has_more_power
     mended, mended_power = search.with_neighbours_answers(corr, wrong, wrong_power)
     assert angle_between(mended[5].numpy(), found[5].numpy()) < 0.3 and mended_power[5] >= 0.999 * power[5]
     assert torch.equal(mended[:5], found[:5]) and torch.all(mended_power >= wrong_power)
+
+
+def test_far_field_methods_warn_when_the_room_is_the_arrays_near_field():
+    """Directions from plane waves mean little for sources inside a room-sized array: the far-field
+    methods say so when the room is known; a compact array in the same room is left alone."""
+    for spread, warned in ((25.0, True), (1.0, False)):
+        rec = plane_waves(compact_array() * spread + [2.5, 2.5, 1.2], [(40.0, 20.0)], seconds=0.5)
+        rec.scene["room"] = {"dimensions": [5.0, 5.0, 2.5]}
+        for method, options in (("srp-phat", {"far_field": True}), ("music", {})):
+            notes = " ".join(sslkit.locate(rec, method, static=True, **options).warnings)
+            assert ("near field" in notes) == warned, (spread, method, notes)
+    rec = plane_waves(compact_array() * 25.0, [(40.0, 20.0)], seconds=0.5)
+    assert not sslkit.locate(rec, "music", static=True).warnings  # no room known: nothing to judge by
+
+
+def test_locate_scores_directions_of_a_far_field_method_even_for_near_sources(tmp_path, cli):
+    """A far-field track holds no positions: its summary gives the direction error, not a capped
+    3 m position error per hop."""
+    from sslkit.evaluation import evaluate_track
+    from sslkit.recording import save_recording
+
+    rec = plane_waves(compact_array(), [(40.0, 20.0)])
+    rec.sources = SourceTrack(np.zeros(1), np.zeros(1, int), rec.mics.mean(0)[None] + 1.0 * unit_vector(40.0, 20.0)[None])  # 1 m away
+    track = sslkit.locate(rec, "srp-phat", far_field=True)
+    metrics = evaluate_track(track, rec.sources, rec.mics)
+    assert metrics["angular"]["median_deg"] < 1.0 and metrics["mae_m"] == 3.0
+    assert "angular" not in evaluate_track(track, rec.sources, rec.mics, angular=False)
+    result = cli("locate", save_recording(tmp_path / "rec", rec), "--far-field", "--no-plot")
+    assert result.exit_code == 0 and "direction error" in result.output and "MAE" not in result.output, result.output

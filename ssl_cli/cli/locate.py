@@ -136,12 +136,13 @@ def locate(
 
       sslkit locate line-rec --dims 2 --height 0 --bounds 0,-1,-1,3,3,1
     """
+    library = {name: value for name, value in locals().items() if name not in ("ctx", "recording", "mics", "method", "plot", "out", "device")}
+    options = method_options(method, given_options(ctx, library))
     import numpy as np
 
+    from sslkit.evaluation import directions_only
     from sslkit.localization.job import locate_files
 
-    library = {name: value for name, value in locals().items() if name not in ("ctx", "recording", "mics", "method", "plot", "out", "device", "np", "locate_files")}
-    options = method_options(method, given_options(ctx, library))
     with progress_bar() as progress:
         task = progress.add_task(f"locating ({method})", total=None)
         run = locate_files(recording, out, mics, method, plot, lambda done, total: progress.update(task, completed=done, total=total),
@@ -160,14 +161,25 @@ def locate(
         "real-time factor": f"{run.seconds / rec.duration:.3f} ({run.seconds:.1f} s for {rec.duration:.1f} s)",
     }
     if run.metrics is not None:
-        if run.metrics["n"]:
-            rows["MAE vs sources.csv (capped 3 m)"] = f"{run.metrics['mae_m'] * 100:.1f} cm"
-            rows["accuracy @30 cm"] = f"{run.metrics['accuracy'] * 100:.1f} %"
-        else:
-            rows["vs sources.csv"] = "no hop falls in a source's active time"
+        rows.update(metric_rows(run.metrics, directions_only(track)))
     if run.plot:
         rows["plot"] = str(run.plot)
     console.print(summary_table(f"Located ({method}) → {run.positions}", rows))
+
+
+def metric_rows(metrics: dict, directions: bool) -> dict[str, str]:
+    """Summary rows of a located track's metrics against sources.csv: the directions' errors when
+    scored, and the positions' unless the track holds ``directions`` only."""
+    if not metrics["n"]:
+        return {"vs sources.csv": "no hop falls in a source's active time"}
+    rows = {}
+    if not directions:
+        rows["MAE vs sources.csv (capped 3 m)"] = f"{metrics['mae_m'] * 100:.1f} cm"
+        rows["accuracy @30 cm"] = f"{metrics['accuracy'] * 100:.1f} %"
+    if metrics.get("angular", {}).get("n"):
+        a = metrics["angular"]
+        rows["direction error vs sources.csv"] = f"median {a['median_deg']:.1f}°, {a['accuracy_deg'] * 100:.0f} % within {a['threshold_deg']:g}°"
+    return rows
 
 
 @app.command()

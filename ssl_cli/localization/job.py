@@ -25,7 +25,8 @@ ESTIMATED_MICS_FILE = "mics_estimated.csv"
 @dataclass
 class LocateRun:
     """What :func:`locate_files` did: the files written, the recording, the track, its seconds of
-    work, and its metrics against ``sources.csv`` (None without ground truth)."""
+    work, and its metrics against ``sources.csv`` (:func:`sslkit.evaluation.evaluate_track`; None
+    without ground truth)."""
 
     positions: Path
     recording: Recording
@@ -44,7 +45,7 @@ def locate_files(recording: str | os.PathLike, out: str | os.PathLike | None = N
     with ``positions.png`` beside it when ``plot`` and ``mics_estimated.csv`` when wav2pos estimated
     mic positions. ``options`` are those of the method (see :func:`sslkit.locate`). Every output
     place is checked before any work."""
-    from sslkit.evaluation import evaluate_positions
+    from sslkit.evaluation import evaluate_track
 
     path = output_file(out, Path(recording), POSITIONS_FILE)
     png = check_output_file(path.with_suffix(".png")) if plot else None
@@ -63,7 +64,7 @@ def locate_files(recording: str | os.PathLike, out: str | os.PathLike | None = N
         write_mics(estimated, list(track.estimated_mics), np.array(list(track.estimated_mics.values())))
         run.estimated_mics = estimated
     if rec.sources is not None:
-        run.metrics = evaluate_positions(track, rec.sources, n_boot=200)
+        run.metrics = evaluate_track(track, rec.sources, rec.mics, n_boot=200)
     if png is not None:
         from sslkit.plots import plot_track
 

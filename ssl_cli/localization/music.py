@@ -20,6 +20,7 @@ import torch
 
 from sslkit.gcc import frame_audio, frame_times, silent_frames
 from sslkit.localization.directions import fibonacci_directions
+from sslkit.localization.region import near_field_warning
 from sslkit.localization.track import PositionTrack
 from sslkit.options import MusicOptions, at_rate
 from sslkit.recording import Recording
@@ -167,7 +168,7 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
             on_progress(min(start + HOP_BATCH, len(times)), len(times))
     directions[silent] = np.nan
     confidence = np.where(np.isnan(directions).any(-1), 0.0, np.clip(strength, 0, 1) if normalize else 1.0)
-    return PositionTrack.from_directions(times, directions, confidence, np.full(strength.shape, rec.n_mics))
+    return PositionTrack.from_directions(times, directions, confidence, np.full(strength.shape, rec.n_mics), near_field_warning(rec))
 
 
 

@@ -14,9 +14,14 @@ BOUNDS_MARGIN_M = 1.0
 """Without a room in scene.yaml, the search box is the mics' box grown by this much (z ≥ 0)."""
 
 
+def scene_room(rec) -> list[float] | None:
+    """The room's dimensions (m) from the recording's scene.yaml, or None."""
+    return rec.scene.get("room", {}).get("dimensions") if rec.scene else None
+
+
 def default_bounds(rec) -> np.ndarray:
     """Search box (2, 3): the room of scene.yaml when known, else the mics' box grown by 1 m (z ≥ 0)."""
-    room = rec.scene.get("room", {}).get("dimensions") if rec.scene else None
+    room = scene_room(rec)
     if room:
         return np.array([[0.0, 0.0, 0.0], room])
     lo, hi = rec.mics.min(axis=0) - BOUNDS_MARGIN_M, rec.mics.max(axis=0) + BOUNDS_MARGIN_M
@@ -51,4 +56,21 @@ def range_warning(mics: np.ndarray, bounds: np.ndarray) -> str | None:
     if region > FAR_FIELD_RATIO * size:
         return (f"the array ({size:.2f} m across) is small next to the search region ({region:.1f} m across): "
                 "range is poorly determined there; directions are not (--far-field)")
+    return None
+
+
+def near_field_warning(rec, bounds: np.ndarray | Sequence | None = None) -> str | None:
+    """A note for far-field methods when no point of the known search region (``bounds``, else the
+    room of scene.yaml) lies ``FAR_FIELD_RATIO`` apertures from the array's centroid: sources there
+    are in the array's near field, where plane waves misjudge their directions. None without a
+    known region (the mics' grown box is only a guess)."""
+    if bounds is None and not scene_room(rec):
+        return None
+    box = search_bounds(rec, bounds)
+    corners = np.stack(np.meshgrid(*box.T, indexing="ij"), axis=-1).reshape(-1, 3)
+    reach, size = float(np.linalg.norm(corners - rec.mics.mean(axis=0), axis=1).max()), aperture(rec.mics)
+    if reach < FAR_FIELD_RATIO * size:
+        return (f"the search region lies within {reach:.1f} m of the array's centre, but the far field begins "
+                f"{FAR_FIELD_RATIO:g} array sizes away ({FAR_FIELD_RATIO * size:.1f} m): sources there are in the array's near field, "
+                "where directions from plane waves are biased; positions fit them (srp-phat or multilat without --far-field)")
     return None

@@ -51,7 +51,7 @@ from sslkit.gcc import (
 )
 from sslkit.geometry import check_array_geometry, pair_lag_bounds, range_differences
 from sslkit.hum import phat_taper
-from sslkit.localization.region import plane_height, range_warning, search_bounds
+from sslkit.localization.region import near_field_warning, plane_height, range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
 from sslkit.options import BATCH_FRAMES, SrpOptions, at_rate
 from sslkit.recording import Recording, phat_max_freq
@@ -304,7 +304,8 @@ def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTr
     if opts.far_field:
         srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, None, opts, on_progress)
         power = srp["power"]
-        return PositionTrack.from_directions(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)))
+        return PositionTrack.from_directions(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)),
+                                             near_field_warning(rec, opts.bounds))
     bounds = search_bounds(rec, opts.bounds)
     if opts.dims == 2:
         bounds = bounds.copy()

@@ -55,11 +55,12 @@ class PositionTrack:
             self.azimuth, self.elevation = azimuth_elevation(self.xyz - origin)
 
     @classmethod
-    def from_directions(cls, times: np.ndarray, u: np.ndarray, confidence: np.ndarray, n_inliers: np.ndarray) -> PositionTrack:
+    def from_directions(cls, times: np.ndarray, u: np.ndarray, confidence: np.ndarray, n_inliers: np.ndarray,
+                        warning: str | None = None) -> PositionTrack:
         """Rows of a far-field method from per-hop directions of S sources: u (F, S, 3) unit vectors (NaN: none)."""
         from sslkit.localization.directions import azimuth_elevation
 
-        track = cls.from_hops(times, np.full(u.shape, np.nan), confidence, n_inliers)
+        track = cls.from_hops(times, np.full(u.shape, np.nan), confidence, n_inliers, warning)
         track.azimuth, track.elevation = azimuth_elevation(u.reshape(-1, 3))
         return track
 
