@@ -334,8 +334,12 @@ def recording_folders(path: str | os.PathLike) -> list[Path]:
 
 def load_recording(path: str | os.PathLike, mics: str | os.PathLike | None = None) -> Recording:
     """A recording as localization uses it: its room mics, with a near-source channel (scene.yaml
-    ``near_source``) split off into ``source_signal`` (see :func:`read_recording` and :func:`room_channels`)."""
-    return room_channels(read_recording(path, mics))
+    ``near_source``) split off into ``source_signal`` (see :func:`read_recording` and
+    :func:`room_channels`); InputFileError when fewer than two room mics are left, as no pair forms."""
+    rec = room_channels(read_recording(path, mics))
+    if rec.n_mics < 2:
+        raise InputFileError(path, f"{rec.n_mics} room microphone: time differences and localization need at least two")
+    return rec
 
 
 def read_recording(path: str | os.PathLike, mics: str | os.PathLike | None = None) -> Recording:

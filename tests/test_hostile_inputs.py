@@ -257,6 +257,13 @@ def test_collinear_mics_in_3d_are_an_error(cli, tmp_path):
     assert not (rec / "positions.csv").exists()
 
 
+def test_a_single_microphone_is_an_error_naming_the_recording(cli, tmp_path):
+    one = np.array([[1.0, 1.0, 1.2]])
+    rec = user_recording(tmp_path / "mono", mics=one, audio=delayed_noise(one, SOURCE))
+    for command in ("tdoa", "locate"):
+        assert_one_line_error(cli(command, rec), "mono", "at least two")
+
+
 @pytest.mark.parametrize(
     ("args", "found", "needed"),
     [
