@@ -98,11 +98,16 @@ class SourceTrack:
         time: seconds from the start of the recording, shape (n_rows,).
         source_id: integer source identifiers, shape (n_rows,).
         xyz: positions in metres in the frame of ``mics.csv``, shape (n_rows, 3).
+    Rows are kept ordered by source, then time (given in any order), as interpolating a track needs.
     """
 
     time: np.ndarray
     source_id: np.ndarray
     xyz: np.ndarray
+
+    def __post_init__(self) -> None:
+        order = np.lexsort((self.time, self.source_id))
+        self.time, self.source_id, self.xyz = self.time[order], self.source_id[order], self.xyz[order]
 
     def of_source(self, source_id: int) -> SourceTrack:
         keep = self.source_id == source_id
@@ -310,7 +315,12 @@ def read_sources(path: str | os.PathLike) -> SourceTrack:
     if not np.all((ids == np.round(ids)) & (np.abs(ids) < 2**31)):
         raise InputFileError(path, "source_id must be an integer on every row")
     check_metres(np.stack([cols["x"], cols["y"], cols["z"]], axis=1), path)
-    return SourceTrack(cols["time"], cols["source_id"].astype(int), np.stack([cols["x"], cols["y"], cols["z"]], axis=1))
+    track = SourceTrack(cols["time"], cols["source_id"].astype(int), np.stack([cols["x"], cols["y"], cols["z"]], axis=1))
+    repeated = (np.diff(track.time) == 0) & (np.diff(track.source_id) == 0)
+    if repeated.any():
+        k = int(np.argmax(repeated))
+        raise InputFileError(path, f"source {track.source_id[k]} is listed twice at time {track.time[k]:g} s")
+    return track
 
 
 def write_sources(path: str | os.PathLike, track: SourceTrack) -> None:

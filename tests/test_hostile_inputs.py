@@ -257,6 +257,27 @@ def test_collinear_mics_in_3d_are_an_error(cli, tmp_path):
     assert not (rec / "positions.csv").exists()
 
 
+def test_ground_truth_rows_in_any_order_score_the_same(cli, tmp_path):
+    """A moving source's rows need not be sorted by time (a spreadsheet sort by source); a source at
+    one time twice is an error naming the file."""
+    from sslkit.evaluation import evaluate_positions
+    from sslkit.localization.track import PositionTrack
+    from sslkit.recording import read_sources
+
+    rows = [f"{t:g},{sid},{1 + t + sid},{2 - t},1.2" for t in np.arange(0, 2.01, 0.25) for sid in (1, 2)]
+    ordered, shuffled = tmp_path / "ordered.csv", tmp_path / "shuffled.csv"
+    ordered.write_text("time,source_id,x,y,z\n" + "\n".join(rows) + "\n")
+    shuffled.write_text("time,source_id,x,y,z\n" + "\n".join(np.random.default_rng(0).permutation(rows)) + "\n")
+    times = np.repeat(np.arange(0.1, 2.0, 0.3), 2)
+    found = np.stack([1 + times + np.tile([1, 2], 7), 2 - times, np.full(14, 1.2)], 1) + 0.1
+    track = PositionTrack(times, found, np.ones(14), np.zeros(14, int), track=np.tile([0, 1], 7))
+    metrics = [evaluate_positions(track, read_sources(path))["mae_m"] for path in (ordered, shuffled)]
+    assert metrics[0] == metrics[1] and abs(metrics[0] - 0.1 * np.sqrt(3)) < 1e-9
+    shuffled.write_text("time,source_id,x,y,z\n0,1,1,2,1\n1,1,2,2,1\n0,1,1,3,1\n")
+    with pytest.raises(UserError, match="source 1 is listed twice at time 0 s"):
+        read_sources(shuffled)
+
+
 def test_a_single_microphone_is_an_error_naming_the_recording(cli, tmp_path):
     one = np.array([[1.0, 1.0, 1.2]])
     rec = user_recording(tmp_path / "mono", mics=one, audio=delayed_noise(one, SOURCE))
