@@ -23,6 +23,7 @@ from sslkit.files import (
     write_yaml,
 )
 from sslkit.recording import SCENE_FILE, Recording, save_recording
+from sslkit.resources import check_disk, format_bytes
 from sslkit.sims.room import simulate
 from sslkit.sims.scene import Scene, resolve_scene
 
@@ -178,7 +179,10 @@ def simulate_dataset(
     stop at once and :class:`~sslkit.errors.Interrupted` says how many scenes were kept.
     """
     out = Path(out)
-    check_dataset_folder(out, template, seed, audio_dir, count, overwrite)
+    present = check_dataset_folder(out, template, seed, audio_dir, count, overwrite)
+    per_scene = dataset_bytes(template, seed, audio_dir)
+    check_disk(per_scene * (count - present), out, f"{count - present} scenes to simulate, about {format_bytes(per_scene)} each",
+               "simulate fewer (--count) or choose another --out")
     with dask_client(scheduler) if scheduler is not None else contextlib.nullcontext() as client:  # connected before anything is written
         return simulate_scenes(template, count, out, seed, workers, audio_dir, save_rirs, on_progress, overwrite, client)
 
@@ -227,8 +231,20 @@ def dataset_record(template: dict, seed: int, audio_dir: str | None) -> dict:
 
 
 def present_scenes(out: Path, count: int) -> list[int]:
-    """Indices below ``count`` whose scene folder is complete."""
-    return [i for i in range(count) if (scene_folder(out, i) / SCENE_FILE).is_file()]
+    """Indices below ``count`` whose scene folder is complete (sorted; found among the folder's entries,
+    so that a large ``count`` costs nothing)."""
+    if not out.is_dir():
+        return []
+    names = (entry.name.removeprefix("scene_") for entry in os.scandir(out) if entry.name.startswith("scene_"))
+    indices = sorted(int(name) for name in names if name.isdigit() and int(name) < count)
+    return [i for i in indices if (scene_folder(out, i) / SCENE_FILE).is_file()]
+
+
+def dataset_bytes(template: dict, seed: int, audio_dir: str | None, sample: int = 4) -> float:
+    """Bytes of audio one scene of ``template`` writes, on average over its first ``sample`` scenes
+    (float32 samples: channels × duration × rate; RIRs, when saved, come on top)."""
+    scenes = [resolve_scene(template, seed, i, audio_dir) for i in range(sample)]
+    return sum(4 * s.fs * s.duration * (len(s.mics) + (s.near_source is not None)) for s in scenes) / sample
 
 
 def check_dataset_folder(out: Path, template: dict, seed: int, audio_dir: str | None, count: int, overwrite: bool = False) -> int:

@@ -31,6 +31,21 @@ def check_memory(needed_bytes: float, what: str, change: str) -> None:
                             f"of memory available; {change}")
 
 
+def check_disk(needed_bytes: float, folder: os.PathLike, what: str, change: str) -> None:
+    """ResourceError naming ``what``, its estimate and ``change`` when ``needed_bytes`` exceed the
+    free space of the file system that will hold ``folder`` (its nearest existing ancestor)."""
+    import shutil
+    from pathlib import Path
+
+    place = Path(folder).absolute()
+    while not place.exists():
+        place = place.parent
+    free = shutil.disk_usage(place).free
+    if needed_bytes > free:
+        raise ResourceError(f"{what}: about {format_bytes(needed_bytes)} in all, more than the {format_bytes(free)} "
+                            f"free on the disk of {folder}; {change}")
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1024 or unit == "TB":

@@ -139,6 +139,23 @@ def test_dataset_is_indexed_and_resumable(cli, tmp_path):
     np.testing.assert_array_equal(load_recording(redo.parent).audio, first)
 
 
+def test_a_dataset_larger_than_the_disk_is_refused_at_once(cli, tmp_path):
+    """More scenes than the disk holds: one line with the estimate before any work, and no folder."""
+    import shutil
+
+    from sslkit.sims.dataset import dataset_bytes
+    from sslkit.sims.scene import load_template
+
+    cfg = tmp_path / "data.yml"
+    cfg.write_text(yaml.safe_dump(small_scene()))
+    per_scene = dataset_bytes(load_template(cfg), 0, None)
+    assert per_scene == 4 * FS * 0.5 * 4  # float32 × rate × 0.5 s × 4 mics
+    count = int(shutil.disk_usage(tmp_path).free / per_scene) + 10
+    result = cli("simulate", "--config", cfg, "--count", count, "--out", tmp_path / "data")
+    assert_one_line_error(result, f"{count} scenes to simulate", "free on the disk of")
+    assert not (tmp_path / "data").exists()
+
+
 @pytest.mark.parametrize(
     ("change", "fragments"),
     [
