@@ -34,7 +34,8 @@ _HOMES = {
     "locate": "sslkit.localization.methods", "LOCATE_METHODS": "sslkit.localization.methods", "PositionTrack": "sslkit.localization.track",
     "read_positions": "sslkit.localization.track", "write_positions": "sslkit.localization.track", "locate_files": "sslkit.localization.job",
     # evaluation
-    "evaluate_positions": "sslkit.evaluation", "matched_errors": "sslkit.evaluation",
+    "evaluate_positions": "sslkit.evaluation", "evaluate_track": "sslkit.evaluation", "evaluate_files": "sslkit.evaluation",
+    "matched_errors": "sslkit.evaluation",
     # models
     "load_model": "sslkit.models.checkpoint", "shipped_index": "sslkit.models.checkpoint",
     # physics and defaults

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sslkit.errors import InputFileError
+from sslkit.errors import InputFileError, UserError
 from sslkit.geometry import FAR_FIELD_RATIO, aperture, check_same_units
 from sslkit.localization.track import PositionTrack
 from sslkit.recording import SourceTrack
@@ -168,13 +168,16 @@ def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, thres
 
 def evaluate_track(track: PositionTrack, truth: SourceTrack, mics: np.ndarray | None, angular: bool | None = None, threshold: float = THRESHOLD_M,
                    truncate: float | None = TRUNCATE_M, n_boot: int = 1000, seed: int = 0) -> dict:
-    """:func:`evaluate_positions`, and under ``angular`` the errors of the directions seen from the
-    centroid of ``mics`` (M, 3) (:func:`angular_errors`, :func:`summarize_angles`) when ``angular``;
-    None scores them when the track gives directions only (a far-field method) or the sources are
-    far away compared with the array (:func:`far_compared_with_aperture`). Without ``mics``, none."""
+    """:func:`evaluate_positions`, plus, under the key ``angular``, the errors of the directions seen
+    from the centroid of ``mics`` (M, 3) (:func:`angular_errors`, :func:`summarize_angles`) when
+    ``angular`` is True; None scores directions when the track gives directions only (a far-field
+    method) or the sources are far away compared with the array (:func:`far_compared_with_aperture`),
+    and never without ``mics``."""
     metrics = evaluate_positions(track, truth, threshold, truncate, n_boot, seed)
     if angular is None:
         angular = mics is not None and (directions_only(track) or far_compared_with_aperture(truth, mics))
+    elif angular and mics is None:
+        raise UserError("angular errors are seen from the array's centroid: give the mic positions")
     if angular:
         metrics["angular"] = summarize_angles(angular_errors(track, truth, mics.mean(axis=0))[0])
     return metrics
