@@ -98,7 +98,7 @@ class SourceTrack:
         time: seconds from the start of the recording, shape (n_rows,).
         source_id: integer source identifiers, shape (n_rows,).
         xyz: positions in metres in the frame of ``mics.csv``, shape (n_rows, 3).
-    Rows are kept ordered by source, then time (given in any order), as interpolating a track needs.
+    Rows are kept ordered by time, then source (given in any order): interpolating a track needs its times in order.
     """
 
     time: np.ndarray
@@ -106,8 +106,9 @@ class SourceTrack:
     xyz: np.ndarray
 
     def __post_init__(self) -> None:
-        order = np.lexsort((self.time, self.source_id))
-        self.time, self.source_id, self.xyz = self.time[order], self.source_id[order], self.xyz[order]
+        time, source_id, xyz = np.asarray(self.time), np.asarray(self.source_id), np.asarray(self.xyz)
+        order = np.lexsort((source_id, time))
+        self.time, self.source_id, self.xyz = time[order], source_id[order], xyz[order]
 
     def of_source(self, source_id: int) -> SourceTrack:
         keep = self.source_id == source_id
