@@ -10,7 +10,8 @@ for two talkers. Reference: PHAT cross-spectra averaged over all non-silent fram
 sslkit's search). Errors are matched to the active talkers hop by hop (Hungarian), capped at 3 m.
 
     python benchmarks/reverb_sweep.py --rooms 4 --workers 2
-    python benchmarks/reverb_sweep.py --rooms 4 --workers 2 --taper --out benchmarks/results/reverb_sweep_taper.json
+    python benchmarks/reverb_sweep.py --rooms 4 --workers 2 --frames rectangular --out benchmarks/results/reverb_sweep_rectangular.json
+    python benchmarks/reverb_sweep.py --rooms 4 --workers 2 --frames hann --out benchmarks/results/reverb_sweep_taper.json
 """
 
 from __future__ import annotations
@@ -85,7 +86,12 @@ def summary(errors: np.ndarray) -> dict:
     return {"median_m": float(np.median(errors)), "mae_m": float(np.mean(errors)), "acc_30cm": float(np.mean(errors < 0.3)), "n": int(len(errors))}
 
 
-def run_one(job: tuple[str, float, float, int, bool]) -> dict:
+FRAMES = {"default": None, "rectangular": False, "hann": True}
+"""--frames: `locate`'s frames as it cuts them by default (tapered at their edges), rectangular
+(--no-taper) or Hann-windowed (--taper)."""
+
+
+def run_one(job: tuple[str, float, float, int, bool | None]) -> dict:
     kind, rt60, snr, seed, taper = job
     rec = simulate(resolve_scene(scene(kind, rt60, snr), seed))[0]
     runs: dict[str, dict] = {}
@@ -177,7 +183,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--kinds", default="static,moving,two")
     parser.add_argument("--out", type=Path, default=RESULTS / "reverb_sweep.json")
-    parser.add_argument("--taper", action="store_true", help="Hann-windowed frames (locate --taper) for every sslkit method.")
+    parser.add_argument("--frames", choices=FRAMES, default="default", help="Every sslkit method's frames (default: as locate cuts them).")
     parser.add_argument("--tables", action="store_true", help="Print markdown tables of an earlier --out and exit.")
     parser.add_argument("--against", type=Path, help="With --tables: compare --out with this earlier run, means over the cells.")
     args = parser.parse_args()
@@ -191,13 +197,14 @@ def main() -> None:
             for key in ("median_m", "acc_30cm"):
                 print(markdown(rows, kind, methods, key), end="\n\n")
         return
-    jobs = [(kind, t, s, seed, args.taper) for kind in args.kinds.split(",") for t in T60S for s in SNRS for seed in range(args.rooms)]
+    jobs = [(kind, t, s, seed, FRAMES[args.frames]) for kind in args.kinds.split(",") for t in T60S for s in SNRS for seed in range(args.rooms)]
     start, load = time.perf_counter(), os.getloadavg()
     with Pool(args.workers) as pool:
         records = pool.map(run_one, jobs, chunksize=1)
     rows = aggregate(records)
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.workers} workers",
-              "load_average_at_start": load, "seconds": time.perf_counter() - start, "rooms_per_cell": args.rooms, "cells": rows}
+              "load_average_at_start": load, "seconds": time.perf_counter() - start, "rooms_per_cell": args.rooms, "frames": args.frames,
+              "cells": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     heatmap(rows, args.out.with_suffix(".png"))

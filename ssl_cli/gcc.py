@@ -105,7 +105,7 @@ def gcc_fft_length(frame: int, max_lag: int) -> int:
 
 def gcc(
     frames: torch.Tensor, pairs: np.ndarray, max_lag: int, weighting: str = "phat", beta: float = 0.7, upsample: int = 1, band: float = 1.0,
-    taper: bool = False,
+    taper: float = 0.0,
 ) -> torch.Tensor:
     """GCC of every frame and pair at lags −max_lag…max_lag samples (in steps of 1/upsample).
 
@@ -121,21 +121,31 @@ def gcc(
     return correlation(cross, n_fft, max_lag, upsample)
 
 
+def tapered_window(n: int, taper: float, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The periodic Tukey window of ``n`` samples whose raised-cosine ramps cover the share ``taper``
+    of it, half at each end: 1 is the Hann window, 0 the rectangular one. Shape (n,)."""
+    from scipy.signal.windows import tukey
+
+    return torch.as_tensor(tukey(n, taper, sym=False), dtype=dtype, device=device)
+
+
 def cross_spectra(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, weighting: str = "phat", beta: float = 0.7,
-                  band: float = 1.0, taper: bool = False) -> torch.Tensor:
+                  band: float = 1.0, taper: float = 0.0) -> torch.Tensor:
     """Weighted cross-spectra XᵢXⱼ*/|XᵢXⱼ*|^β of every frame and pair, (F, M, L) → (F, P, n_fft//2 + 1),
-    of the frames less their means (:func:`centred`) and, with ``taper``, under a Hann window: zero
-    at 0 Hz, and above the share ``band`` of the spectrum up to the Nyquist frequency (1: all of it).
+    of the frames less their means (:func:`centred`) under the window :func:`tapered_window` with
+    ramps over the share ``taper`` of the frame (0: none); zero at 0 Hz, and above the share
+    ``band`` of the spectrum up to the Nyquist frequency (1: all of it).
 
     A steady tone on every channel (mains hum picked up by the wiring, at delay 0) leaks from a
     rectangular frame over dozens of frequencies around each of its lines, and whitening weighs
-    each of them as much as the speech; under a Hann window it stays within a few. The window also
-    halves what each frame holds, which costs accuracy per frame in reverberant rooms, so
-    rectangular frames are the default (benchmarks/degraded_audio.py measures both).
+    each of them as much as the speech; under a Hann window (``taper`` 1) it stays within a few.
+    A Hann window also halves what each frame holds, which costs accuracy per frame in reverberant
+    rooms; ramps at the edges only (``EDGE_TAPER``, the default) keep most of it and soften the
+    frame's cut (benchmarks/reverb_sweep.py and degraded_audio.py measure the three).
     """
     frames = centred(frames)
-    if taper:
-        frames = frames * torch.hann_window(frames.shape[-1], dtype=frames.dtype, device=frames.device)
+    if taper > 0:
+        frames = frames * tapered_window(frames.shape[-1], taper, frames.dtype, frames.device)
     spec = torch.fft.rfft(frames, n=n_fft)  # (F, M, K)
     exponent = weighting_exponent(weighting, beta)
     if exponent == 1.0:
@@ -226,7 +236,7 @@ def band_share(max_freq: float | None, fs: float) -> float:
 
 
 def frame_correlations(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int,
-                       weighting: str = "phat", beta: float = 0.7, band: float = 1.0, taper: bool = False) -> torch.Tensor:
+                       weighting: str = "phat", beta: float = 0.7, band: float = 1.0, taper: float = 0.0) -> torch.Tensor:
     """Weighted correlations (F, P, 2·max_lag·upsample + 1) of frames (F, M, L), in ``correlation_batch`` frames at a time
     (``band``, ``taper``: see :func:`cross_spectra`)."""
     step = correlation_batch(len(pairs), n_fft, upsample)
@@ -238,7 +248,7 @@ def frame_correlations(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, max_
 
 
 def mean_correlation(frames: torch.Tensor, active: torch.Tensor, pairs: np.ndarray, n_fft: int, max_lag: int, upsample: int,
-                     weighting: str = "phat", beta: float = 0.7, band: float = 1.0, taper: bool = False) -> torch.Tensor:
+                     weighting: str = "phat", beta: float = 0.7, band: float = 1.0, taper: float = 0.0) -> torch.Tensor:
     """The mean over the ``active`` frames of their weighted correlations, as the correlation of the
     mean cross-spectrum (the correlation is linear in it): one inverse transform per pair instead of
     one per frame and pair. frames (F, M, L), active (F,) bool → (1, P, 2·max_lag·upsample + 1)."""

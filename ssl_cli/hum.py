@@ -1,7 +1,8 @@
 """Mains hum: a steady tone at 50 or 60 Hz and its harmonics, picked up by the wiring, the same on
 every channel. Under rectangular frames it leaks over dozens of frequencies around each of its
 lines, which PHAT weighs as much as the sound, and GCC-PHAT and SRP-PHAT then read delay 0; a
-Hann window keeps it within a few (:func:`~sslkit.gcc.cross_spectra`'s ``taper``).
+Hann window keeps it within a few (:func:`~sslkit.gcc.cross_spectra`'s ``taper``), where the
+default window, tapered at its edges only, does not.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import warnings
 import numpy as np
 
 from sslkit.errors import SslkitWarning
+from sslkit.options import EDGE_TAPER
 
 MAINS_HZ = (50.0, 60.0)
 HUM_HARMONICS = 7
@@ -85,16 +87,18 @@ def is_hum_line(spectra: dict[str, np.ndarray], line_hz: float) -> bool:
     return bool(prominence_db.min() >= HUM_LINE_DB and in_phase >= HUM_IN_PHASE)
 
 
-def phat_taper(audio: np.ndarray, fs: int, taper: bool | None, path: object = None) -> bool:
-    """Whether PHAT-weighted methods Hann-window their frames: ``taper`` when given; else when the
-    audio carries mains hum (:func:`mains_hum`), with a warning naming ``path`` and the lines."""
+def phat_taper(audio: np.ndarray, fs: int, taper: float | None, path: object = None) -> float:
+    """The share of each frame PHAT-weighted methods taper (:func:`~sslkit.gcc.cross_spectra`):
+    ``taper`` when given (True: 1, a Hann window; False: 0, rectangular); else ``EDGE_TAPER``, or a
+    Hann window when the audio carries mains hum (:func:`mains_hum`), with a warning naming ``path``
+    and the lines."""
     if taper is not None:
-        return taper
+        return float(taper)
     hum = mains_hum(audio, fs)
     if hum is None:
-        return False
+        return EDGE_TAPER
     mains, lines = hum
     warnings.warn(SslkitWarning(f"{path or 'the recording'}: mains hum at {mains:g} Hz, the same on every channel (lines at {', '.join(f'{f:g}' for f in lines)} Hz, "
                                 f"{HUM_LINE_DB:g} dB or more above their surroundings throughout): PHAT frames are Hann-windowed "
                                 "(taper=False / --no-taper keeps them rectangular)"), stacklevel=3)
-    return True
+    return 1.0

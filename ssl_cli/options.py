@@ -35,6 +35,10 @@ PRECISIONS = ("float32", "bfloat16")
 """Arithmetic of learned models' convolutions (NGCC-PHAT): exact, or bfloat16 where the CPU or GPU has it."""
 BATCH_FRAMES = 32
 """Frames whose cross-spectra are computed at once (bounds the memory of every GCC user)."""
+EDGE_TAPER = 0.25
+"""Share of each frame that PHAT methods taper by default: a Tukey window, cosine ramps over the
+first and last eighth (0 is a rectangular frame, 1 a Hann window). Measured against both on the
+reverberant sweep and on held-out LuViRA-room recordings (benchmarks/README.md)."""
 
 
 def option_names(cls: type) -> list[str]:
@@ -56,6 +60,12 @@ def check_sources_and_window(sources: int, window: float) -> None:
         raise UserError(f"sources = {sources}: up to {MAX_SOURCES} sources are located per hop")
     if not window >= 0:
         raise UserError(f"window = {window}: the integration window is a non-negative number of seconds")
+
+
+def check_taper(taper: float | None) -> None:
+    """UserError for a taper outside [0, 1] (None: chosen per recording, :func:`~sslkit.hum.phat_taper`)."""
+    if taper is not None and not (isinstance(taper, numbers.Real) and 0 <= taper <= 1):
+        raise UserError(f"taper = {taper!r}: the share of each frame under the window's ramps, from 0 (rectangular) to 1 (Hann)")
 
 
 def check_precision(precision: str) -> None:
@@ -80,8 +90,9 @@ class TdoaOptions:
     processed at once; precision: ``float32``, or ``bfloat16`` for NGCC-PHAT's convolutions
     (faster on CPUs with bfloat16 units); max_freq: highest frequency (Hz) GCC-PHAT keeps (None:
     the whole band, or the occupied band of upsampled audio: :func:`~sslkit.recording.phat_max_freq`);
-    taper: Hann-window each frame before GCC-PHAT (against mains hum: :func:`~sslkit.gcc.cross_spectra`;
-    None: when the recording carries mains hum, :func:`~sslkit.hum.phat_taper`).
+    taper: the share of each frame under the window's ramps before GCC-PHAT
+    (:func:`~sslkit.gcc.cross_spectra`): 0 or False rectangular, 1 or True Hann; None: ``EDGE_TAPER``,
+    or Hann where the recording carries mains hum (:func:`~sslkit.hum.phat_taper`).
     """
 
     frame: int | None = None
@@ -102,7 +113,10 @@ class TdoaOptions:
     static: bool = False
     precision: str = "float32"
     max_freq: float | None = None
-    taper: bool | None = None
+    taper: float | None = None
+
+    def __post_init__(self) -> None:
+        check_taper(self.taper)
 
 
 @dataclass
@@ -133,9 +147,10 @@ class ArrayOptions(LocateOptions):
     it (0: the hop alone); static: the whole recording is one window (one estimate per source);
     sources: sources located per hop, strongest first; max_freq: highest frequency (Hz) of the PHAT
     cross-spectra (None: the whole band, or the occupied band of upsampled audio:
-    :func:`~sslkit.recording.phat_max_freq`); taper: Hann-window each frame before the PHAT
-    cross-spectra (against mains hum: :func:`~sslkit.gcc.cross_spectra`; None: when the recording
-    carries mains hum, :func:`~sslkit.hum.phat_taper`).
+    :func:`~sslkit.recording.phat_max_freq`); taper: the share of each frame under the window's
+    ramps before the PHAT cross-spectra (:func:`~sslkit.gcc.cross_spectra`): 0 or False rectangular,
+    1 or True Hann; None: ``EDGE_TAPER``, or Hann where the recording carries mains hum
+    (:func:`~sslkit.hum.phat_taper`).
     """
 
     frame: int | None = None
@@ -145,10 +160,11 @@ class ArrayOptions(LocateOptions):
     static: bool = False
     sources: int = 1
     max_freq: float | None = None
-    taper: bool | None = None
+    taper: float | None = None
 
     def __post_init__(self) -> None:
         check_sources_and_window(self.sources, self.window)
+        check_taper(self.taper)
         if self.dims not in (2, 3):
             raise UserError(f"dims = {self.dims}: localization is in 3 (x, y, z) or 2 (x, y) dimensions")
 

@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 import yaml
 
+import sslkit
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
 from sslkit.errors import UserError
 from sslkit.models.checkpoint import resolve_checkpoint
@@ -655,6 +656,31 @@ def test_mains_hum_is_found_and_windowed_away(cli, tmp_path):
     assert cli("locate", folder, "--no-taper", "--no-plot", "--out", tmp_path / "r2.csv").exit_code == 0
     assert mains_hum(clean.audio, clean.fs) is None
     assert mains_hum(clean.audio + level * hum(len(clean.audio), clean.fs, 60.0, np.zeros(clean.n_mics)), clean.fs)[0] == 60.0
+
+
+def test_frames_are_tapered_at_their_edges_by_default():
+    """Without hum, PHAT frames are under a Tukey window with EDGE_TAPER of them in its ramps (the
+    default both GCC-PHAT and SRP-PHAT use); True is Hann, False rectangular; other values are refused."""
+    from scipy.signal.windows import tukey
+
+    from sslkit import load_recording
+    from sslkit.gcc import tapered_window
+    from sslkit.hum import phat_taper
+    from sslkit.options import EDGE_TAPER
+
+    torch.testing.assert_close(tapered_window(2048, 1.0), torch.hann_window(2048), atol=1e-6, rtol=0)
+    ramp = tapered_window(2048, EDGE_TAPER)
+    assert ramp[0] == 0 and (ramp[256:1793] == 1).all() and (ramp[1:256] < 1).all()
+    np.testing.assert_allclose(ramp.numpy(), tukey(2049, EDGE_TAPER)[:-1], atol=1e-7)  # periodic: the symmetric one less its end
+    demo = load_recording(Path(__file__).parents[1] / "examples" / "luvira-demo")
+    assert phat_taper(demo.audio, demo.fs, None) == EDGE_TAPER and phat_taper(demo.audio, demo.fs, True) == 1.0
+    for method in ("srp-phat", "multilat"):
+        by_default, edges, rectangular = (sslkit.locate(demo, method, **options).xyz for options in ({}, {"taper": EDGE_TAPER}, {"taper": False}))
+        np.testing.assert_array_equal(by_default, edges)
+        assert not np.allclose(by_default, rectangular, equal_nan=True)
+    for bad in (-0.1, 1.5, "hann"):
+        with pytest.raises(UserError, match="taper"):
+            sslkit.locate(demo, "srp-phat", taper=bad)
 
 
 def test_tones_that_are_not_hum_are_left_alone():

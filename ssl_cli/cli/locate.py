@@ -78,8 +78,8 @@ def locate(
     max_freq: Optional[float] = typer.Option(None, "--max-freq", min=0.0, help="multilat (gcc-phat), srp-phat: highest frequency (Hz) of the "
                                              "PHAT cross-spectra (default: the whole band, or the occupied band of upsampled audio)."),
     taper: Optional[bool] = typer.Option(None, "--taper/--no-taper", help="multilat (gcc-phat), srp-phat: Hann-window each frame, against "
-                                         "mains hum on every channel (default: when hum is found; costs accuracy per hop in reverberant rooms: "
-                                         "see docs/methods.md)."),
+                                         "mains hum on every channel, or (--no-taper) keep it rectangular (default: a quarter of each frame "
+                                         "tapered at its edges, Hann where hum is found: see docs/methods.md)."),
     beta: float = typer.Option(MultilatOptions.beta, "--beta", help="multilat: exponent of beta-phat."),
     max_tau: str = typer.Option(MultilatOptions.max_tau, "--max-tau", help="multilat: auto (from mic distances) or a TDOA bound in seconds."),
     frame: Optional[int] = typer.Option(None, "--frame", min=16, help="Frame length in samples (default: 0.128 s, 2048 at 16 kHz)."),

@@ -28,7 +28,8 @@ def tdoa(
     max_freq: Optional[float] = typer.Option(None, "--max-freq", min=0.0, help="gcc-phat: highest frequency (Hz) of the cross-spectra "
                                              "(default: the whole band, or the occupied band of upsampled audio)."),
     taper: Optional[bool] = typer.Option(None, "--taper/--no-taper", help="gcc-phat: Hann-window each frame, against mains hum on every "
-                                         "channel (default: when hum is found)."),
+                                         "channel, or (--no-taper) keep it rectangular (default: a quarter of each frame tapered at its "
+                                         "edges, Hann where hum is found)."),
     upsample: int = typer.Option(1, "--upsample", min=1, help="Correlation interpolation factor (gcc-phat)."),
     silence_db: float = typer.Option(40.0, "--silence-db", help="Frames this far below the loudest are flagged silent."),
     window: float = typer.Option(0.0, "--window", min=0.0, help="Average each frame's cross-spectra (ngcc: lag probabilities) over this "
