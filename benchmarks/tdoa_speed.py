@@ -15,8 +15,10 @@ import time
 
 import numpy as np
 import torch
+from scipy.signal.windows import tukey
 
 from sslkit.gcc import correlation_batch, frame_audio, gcc_fft_length, mic_pairs
+from sslkit.options import EDGE_TAPER
 from sslkit.recording import Recording
 from sslkit.tdoa import estimate_tdoa
 
@@ -34,11 +36,12 @@ rec = Recording(audio, fs, [str(i + 1) for i in range(n_mics)], mics)
 
 def loop_baseline() -> None:
     """Straightforward per-frame, per-pair GCC-PHAT with numpy and argmax peak picking, of the frames
-    less their means (as sslkit's)."""
+    less their means under the default window (as sslkit's)."""
     frames = frame_audio(torch.as_tensor(audio), frame, hop).numpy()
+    window = tukey(frame, EDGE_TAPER, sym=False)
     for f in range(len(frames)):
         for i, j in mic_pairs("all", n_mics):
-            x, y = (frames[f, k] - frames[f, k].mean() for k in (i, j))
+            x, y = ((frames[f, k] - frames[f, k].mean()) * window for k in (i, j))
             cross = np.fft.rfft(x, 2 * frame) * np.conj(np.fft.rfft(y, 2 * frame))
             r = np.fft.irfft(cross / (np.abs(cross) + 1e-12))
             r = np.concatenate([r[-max_lag:], r[: max_lag + 1]])
