@@ -145,7 +145,7 @@ def cross_spectra(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, weighting
     """
     frames = centred(frames)
     if taper > 0:
-        frames = frames * tapered_window(frames.shape[-1], taper, frames.dtype, frames.device)
+        frames.mul_(tapered_window(frames.shape[-1], taper, frames.dtype, frames.device))  # in place: centred made a copy
     spec = torch.fft.rfft(frames, n=n_fft)  # (F, M, K)
     exponent = weighting_exponent(weighting, beta)
     if exponent == 1.0:
