@@ -1,8 +1,8 @@
 """Mains hum: a steady tone at 50 or 60 Hz and its harmonics, picked up by the wiring, the same on
 every channel. Under rectangular frames it leaks over dozens of frequencies around each of its
 lines, which PHAT weighs as much as the sound, and GCC-PHAT and SRP-PHAT then read delay 0; a
-Hann window keeps it within a few (:func:`~sslkit.gcc.cross_spectra`'s ``taper``), where the
-default window, tapered at its edges only, does not.
+Hann window keeps it within a few (:func:`~sslkit.gcc.cross_spectra`'s ``taper``), better than
+the default window, tapered at its edges only.
 """
 
 from __future__ import annotations
