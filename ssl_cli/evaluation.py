@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from sslkit.errors import InputFileError, UserError
-from sslkit.geometry import FAR_FIELD_RATIO, aperture, check_same_units
+from sslkit.geometry import check_same_units, in_far_field
 from sslkit.localization.track import PositionTrack
 from sslkit.recording import SourceTrack
 
@@ -95,11 +95,6 @@ def hungarian_errors(times: np.ndarray, estimates: np.ndarray, truth: SourceTrac
     return np.concatenate(errors), np.concatenate(sources)
 
 
-def far_compared_with_aperture(truth: SourceTrack, mics: np.ndarray) -> bool:
-    """Whether every true position lies more than ``FAR_FIELD_RATIO`` apertures from the array's centroid."""
-    return bool(np.all(np.linalg.norm(truth.xyz - mics.mean(0), axis=1) > FAR_FIELD_RATIO * aperture(mics)))
-
-
 def summarize_angles(errors: np.ndarray, threshold_deg: float = ANGLE_THRESHOLD_DEG) -> dict:
     """Median and mean angular error (degrees) and the share within ``threshold_deg``."""
     if len(errors) == 0:
@@ -171,11 +166,11 @@ def evaluate_track(track: PositionTrack, truth: SourceTrack, mics: np.ndarray | 
     """:func:`evaluate_positions`, plus, under the key ``angular``, the errors of the directions seen
     from the centroid of ``mics`` (M, 3) (:func:`angular_errors`, :func:`summarize_angles`) when
     ``angular`` is True; None scores directions when the track gives directions only (a far-field
-    method) or the sources are far away compared with the array (:func:`far_compared_with_aperture`),
+    method) or every source is in the array's far field (:func:`~sslkit.geometry.in_far_field`),
     and never without ``mics``."""
     metrics = evaluate_positions(track, truth, threshold, truncate, n_boot, seed)
     if angular is None:
-        angular = mics is not None and (directions_only(track) or far_compared_with_aperture(truth, mics))
+        angular = mics is not None and (directions_only(track) or bool(in_far_field(truth.xyz, mics).all()))
     elif angular and mics is None:
         raise UserError("angular errors are seen from the array's centroid: give the mic positions")
     if angular:

@@ -67,6 +67,11 @@ def aperture(mics: np.ndarray) -> float:
     return float(np.linalg.norm(mics.max(axis=0) - mics.min(axis=0)))
 
 
+def in_far_field(points: np.ndarray, mics: np.ndarray) -> np.ndarray:
+    """Which points (N, 3) lie more than ``FAR_FIELD_RATIO`` apertures from the centroid of the mics (M, 3). (N,) bool."""
+    return np.linalg.norm(points - mics.mean(axis=0), axis=1) > FAR_FIELD_RATIO * aperture(mics)
+
+
 def check_sample_rate(fs: int, expected: int, where: object, what: str) -> None:
     """InputFileError naming ``where`` when a recording's rate ``fs`` is not the rate ``what`` (a checkpoint) expects."""
     if fs != expected:

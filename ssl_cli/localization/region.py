@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sslkit.errors import UserError
-from sslkit.geometry import FAR_FIELD_RATIO, aperture
+from sslkit.geometry import FAR_FIELD_RATIO, aperture, in_far_field
 
 BOUNDS_MARGIN_M = 1.0
 """Without a room in scene.yaml, the search box is the mics' box grown by this much (z ≥ 0)."""
@@ -68,8 +68,8 @@ def near_field_warning(rec, bounds: np.ndarray | Sequence | None = None) -> str 
         return None
     box = search_bounds(rec, bounds)
     corners = np.stack(np.meshgrid(*box.T, indexing="ij"), axis=-1).reshape(-1, 3)
-    reach, size = float(np.linalg.norm(corners - rec.mics.mean(axis=0), axis=1).max()), aperture(rec.mics)
-    if reach < FAR_FIELD_RATIO * size:
+    if not in_far_field(corners, rec.mics).any():
+        reach, size = float(np.linalg.norm(corners - rec.mics.mean(axis=0), axis=1).max()), aperture(rec.mics)
         return (f"the search region lies within {reach:.1f} m of the array's centre, but the far field begins "
                 f"{FAR_FIELD_RATIO:g} array sizes away ({FAR_FIELD_RATIO * size:.1f} m): sources there are in the array's near field, "
                 "where directions from plane waves are biased; positions fit them (srp-phat or multilat without --far-field)")
