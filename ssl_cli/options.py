@@ -27,6 +27,13 @@ DEFAULT_HOP_S = 0.064
 DEFAULT_SNAPSHOT_S = 0.032
 """Default frame, hop and MUSIC snapshot (s): 2048, 1024 and 512 samples at 16 kHz, as many
 seconds at any rate (:func:`at_rate`), so that a 48 kHz recording is cut as its 16 kHz version would be."""
+
+
+def duration_help(seconds: float) -> str:
+    """How help texts state a default given as a duration: ``0.128 s, 2048 at 16 kHz``."""
+    return f"{seconds:g} s, {round(seconds * 16000)} at 16 kHz"
+
+
 MAX_SOURCES = 8
 """Most simultaneous sources searched per hop."""
 SILENCE_DB = 40.0

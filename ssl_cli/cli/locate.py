@@ -12,7 +12,10 @@ from sslkit.cli.app import Device, Mics, Seed, SpeedOfSound, app, console, parse
 from sslkit.errors import SslkitWarning, UserError
 from sslkit.evaluation import THRESHOLD_M, TRUNCATE_M
 from sslkit.options import (
+    DEFAULT_FRAME_S,
+    DEFAULT_HOP_S,
     DEFAULT_METHOD,
+    DEFAULT_SNAPSHOT_S,
     DEFAULT_WINDOW_S,
     LOCATE_OPTIONS,
     MAX_SOURCES,
@@ -22,6 +25,7 @@ from sslkit.options import (
     MultilatOptions,
     SrpOptions,
     Wav2PosOptions,
+    duration_help,
 )
 
 LIST_OPTIONS = ("use_mics", "unknown_mics")
@@ -82,8 +86,8 @@ def locate(
                                          "tapered at its edges, Hann where hum is found: see docs/methods.md)."),
     beta: float = typer.Option(MultilatOptions.beta, "--beta", help="multilat: exponent of beta-phat."),
     max_tau: str = typer.Option(MultilatOptions.max_tau, "--max-tau", help="multilat: auto (from mic distances) or a TDOA bound in seconds."),
-    frame: Optional[int] = typer.Option(None, "--frame", min=16, help="Frame length in samples (default: 0.128 s, 2048 at 16 kHz)."),
-    hop: Optional[int] = typer.Option(None, "--hop", min=1, help="Hop in samples, one position per hop (default: 0.064 s, 1024 at 16 kHz)."),
+    frame: Optional[int] = typer.Option(None, "--frame", min=16, help=f"Frame length in samples (default: {duration_help(DEFAULT_FRAME_S)})."),
+    hop: Optional[int] = typer.Option(None, "--hop", min=1, help=f"Hop in samples, one position per hop (default: {duration_help(DEFAULT_HOP_S)})."),
     pool: int = typer.Option(MultilatOptions.pool, "--pool", min=1, help="multilat: pool the TDOAs of N consecutive frames into one estimate."),
     dims: int = typer.Option(ArrayOptions.dims, "--dims", min=2, max=3, help="3 (x, y, z) or 2 (x, y at --height)."),
     height: Optional[float] = typer.Option(None, "--height", help="Source height for --dims 2 (default: mean mic height)."),
@@ -92,7 +96,7 @@ def locate(
     beam: Optional[int] = typer.Option(None, "--beam", min=1, help="srp-phat: cells kept per search level, twice this (default 64, "
                                        "with --far-field 16; wider: closer to an exhaustive search in reverberant rooms, slower in proportion)."),
     snapshot: Optional[int] = typer.Option(None, "--snapshot", min=16, help="music, normmusic: samples per short-time spectrum (default: "
-                                           "0.032 s, 512 at 16 kHz)."),
+                                           f"{duration_help(DEFAULT_SNAPSHOT_S)})."),
     far_field: bool = typer.Option(False, "--far-field", help="srp-phat: directions of arrival (azimuth_deg, elevation_deg from the mics' "
                                    "centroid) for arrays small next to the sources' distance; positions are left empty."),
     threshold: float = typer.Option(MultilatOptions.threshold, "--threshold", min=0.001, help="multilat: RANSAC inlier threshold on range differences (m)."),

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from sslkit.cli.app import Device, Mics, SpeedOfSound, app, console, progress_bar, summary_table, user_errors
+from sslkit.options import DEFAULT_FRAME_S, DEFAULT_HOP_S, duration_help
 
 
 @app.command()
@@ -17,8 +18,8 @@ def tdoa(
     mics: Mics = None,
     method: str = typer.Option("gcc-phat", "--method", help="gcc-phat or ngcc."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="NGCC-PHAT checkpoint (default: the shipped one that covers the array)."),
-    frame: Optional[int] = typer.Option(None, "--frame", min=16, help="Frame length in samples (default: 0.128 s, 2048 at 16 kHz)."),
-    hop: Optional[int] = typer.Option(None, "--hop", min=1, help="Hop between frames in samples (default: 0.064 s, 1024 at 16 kHz)."),
+    frame: Optional[int] = typer.Option(None, "--frame", min=16, help=f"Frame length in samples (default: {duration_help(DEFAULT_FRAME_S)})."),
+    hop: Optional[int] = typer.Option(None, "--hop", min=1, help=f"Hop between frames in samples (default: {duration_help(DEFAULT_HOP_S)})."),
     pairs: str = typer.Option("all", "--pairs", help="all, ref:K, or a list such as 1-2,1-3."),
     peaks: int = typer.Option(1, "--peaks", min=1, help="Peaks (TDOA candidates) per frame and pair."),
     min_separation: float = typer.Option(1e-4, "--min-separation", help="Minimum distance between peaks (s)."),
