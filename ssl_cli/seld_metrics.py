@@ -15,7 +15,7 @@ negatives. Per class c:
 - SELD_c = mean of 1 − F_c, DOAE_c / 180° and RDE_c, over those that are defined.
 
 ER is one error rate over all frames: per frame S = min(FP, FN), D = max(0, FN − FP), I = max(0,
-FP − FN) over classes, ER = Σ(S + D + I) / references.
+FP − FN) over classes, ER = Σ(S + D + I) / references (undefined when no reference is scored).
 
 Two protocols (``PROTOCOLS``):
 
@@ -52,11 +52,12 @@ def directions(events: SeldEvents, index: np.ndarray, official: bool) -> np.ndar
     return vec / np.sqrt((vec**2).sum(-1, keepdims=True) + OFFICIAL_NORM_TERM) if official else vec
 
 
-def scored_frames(pred: SeldEvents, truth: SeldEvents, protocol: str) -> np.ndarray:
-    """The frame indices of one clip that the protocol scores."""
+def scored(events: SeldEvents, truth: SeldEvents, protocol: str) -> np.ndarray:
+    """Which of one clip's ``events`` (n,) the protocol scores: dcase2024 those in the frames before
+    the reference's last one (as the official scorer counts), strict every frame either side has."""
     if protocol == "dcase2024":
-        return np.arange(truth.frame.max()) if len(truth.frame) else np.zeros(0, dtype=int)
-    return np.union1d(pred.frame, truth.frame)
+        return events.frame < (truth.frame.max() if len(truth.frame) else 0)
+    return np.ones(len(events.frame), dtype=bool)
 
 
 class Counts:
@@ -108,8 +109,7 @@ def seld_metrics(pred: list[SeldEvents], truth: list[SeldEvents], n_classes: int
             raise UserError("the DCASE2024 metrics need distances, and some events have none (5-column rows)")
     counts = Counts(n_classes)
     for p, t in zip(pred, truth, strict=True):
-        frames = scored_frames(p, t, protocol)
-        p_keep, t_keep = np.isin(p.frame, frames), np.isin(t.frame, frames)
+        p_keep, t_keep = scored(p, t, protocol), scored(t, t, protocol)
         for frame in np.union1d(p.frame[p_keep], t.frame[t_keep]):
             counts.add_frame(p, t, np.flatnonzero(p_keep & (p.frame == frame)), np.flatnonzero(t_keep & (t.frame == frame)),
                              protocol, doa_threshold, reldist_threshold)
@@ -125,7 +125,8 @@ def summarize(counts: Counts, protocol: str) -> dict:
         lr = counts.matched / (EPS + counts.refs)
         seld = np.nanmean(np.stack([1 - f, doae / 180.0, rde]), axis=0)
     used = np.ones(len(f), bool) if protocol == "dcase2024" else counts.refs > 0
-    er = (counts.substitutions + counts.deletions + counts.insertions) / (counts.refs.sum() + EPS)
+    errors = counts.substitutions + counts.deletions + counts.insertions
+    er = errors / (counts.refs.sum() + EPS) if counts.refs.sum() else np.nan  # no reference scored: no rate
     doae_avg, rde_avg = nan_mean(doae[used]), nan_mean(rde[used])
     if protocol == "strict" and np.isnan(doae_avg):
         doae_avg, rde_avg = 180.0, 1.0

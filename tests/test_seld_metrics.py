@@ -43,6 +43,16 @@ def test_official_protocol_averages_over_all_classes_and_stops_before_the_last_r
     assert strict["per_class"][1]["f"] is None
 
 
+def test_a_reference_in_a_far_frame_allocates_nothing_per_frame():
+    # the official protocol scores frames 0 … last reference frame − 1: a reference at frame 2·10⁹ once
+    # made a list of every such frame (16 GB); the only reference sits in that last frame, so none is scored
+    pred, truth = events([[0, 0, 30, 0, 2.0], [5, 0, 30, 0, 2.0]]), events([[5, 0, 30, 0, 2.0], [2_000_000_000, 0, 30, 0, 2.0]])
+    m = seld_metrics([pred], [truth], n_classes=1)
+    assert m["per_class"][0]["tp"] == 1 and m["per_class"][0]["fp"] == 1 and m["er"] == pytest.approx(1.0)
+    unscored = seld_metrics([events([[0, 0, 30, 0, 2.0]])], [events([[2_000_000_000, 0, 30, 0, 2.0]])], n_classes=1)
+    assert unscored["er"] is None and unscored["per_class"][0]["fp"] == 1  # no reference scored: no error rate, not 1/ε
+
+
 def test_swapped_class_is_all_wrong():
     swapped = events([[0, 1, 30, 0, 2.0], [0, 0, -60, 10, 3.0]])
     truth = events([[0, 0, 30, 0, 2.0], [0, 1, -60, 10, 3.0]])
