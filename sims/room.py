@@ -229,8 +229,7 @@ def simulate(scene: Scene, save_rirs: bool = False) -> tuple[Recording, dict[str
     clean = np.zeros((n, len(mics) + (scene.near_source is not None)))
     rirs_out = {}
     for k, src in enumerate(scene.sources):
-        moving = len(src.waypoints) > 1 and src.speed > 0
-        times = block_times(n, hop, fs, moving)
+        times = block_times(n, hop, fs, src.moving)
         positions = positions_at(np.array(src.waypoints), src.speed, times)
         check_inside(np.vstack([positions, src.waypoints]), dims, f"source {k}")
         check_apart_from_mics(positions, mics, f"source {k}")
@@ -253,15 +252,56 @@ def simulate(scene: Scene, save_rirs: bool = False) -> tuple[Recording, dict[str
 WORKING_COPIES = 6
 """float64 copies of the (samples × channels) signal that one simulation holds at its peak
 (clean sum, one source's convolution, noise, sum, float32 output) and the source signal."""
+RIR_COPIES = 4
+"""float64 copies of one source's (mics × positions × length) RIRs held at once (pyroomacoustics'
+own, the aligned ISM, and the hybrid's fade products)."""
+IMAGE_BYTES = 200
+IMAGE_BYTES_PER_MIC = 24
+IMAGE_BYTES_PER_POSITION = 180
+"""pyroomacoustics' bookkeeping per image source: what it keeps for every source position and
+what it holds while computing one position's RIRs to every mic (fitted to its peak memory)."""
+
+
+def image_count(order: int) -> int:
+    """Image sources of a shoebox up to reflection ``order``: lattice points with |i| + |j| + |k| ≤ order."""
+    return (2 * order + 1) * (2 * order * order + 2 * order + 3) // 3
+
+
+def rir_length(spec: RoomSpec, fs: int, c: float) -> int:
+    """Samples of the RIRs ``compute_rirs`` returns for the room ``spec``, from above: the farthest
+    image source's delay, and with the hybrid's diffuse tail the RT60 it decays over."""
+    import pyroomacoustics as pra
+
+    dims = np.array(spec.dimensions)
+    order = EARLY_ORDER if spec.max_order is None else spec.max_order
+    farthest = (order + 1) * dims.max() + np.linalg.norm(dims)  # metres: order reflections plus the room's diagonal
+    length = int(farthest / c * fs) + int(pra.constants.get("frac_delay_length"))
+    if spec.max_order is not None or spec.ray_tracing:
+        return length
+    n_early = int(EARLY_ORDER * dims.min() / c * fs)
+    return max(length, int(make_room(spec, fs, c).rt60_theory() * fs) + n_early)
+
+
+def source_bytes(spec: RoomSpec, n_mics: int, n_positions: int, length: int) -> float:
+    """Memory one source's RIRs of ``length`` samples take: pyroomacoustics' image sources and the RIRs themselves."""
+    order = EARLY_ORDER if spec.max_order is None else spec.max_order
+    images = image_count(order) * (IMAGE_BYTES + IMAGE_BYTES_PER_MIC * n_mics + IMAGE_BYTES_PER_POSITION * n_positions)
+    return images + n_mics * n_positions * length * 8 * RIR_COPIES
 
 
 def check_scene_size(scene: Scene) -> None:
-    """Refuse, before allocating, a scene whose signals would not fit in memory."""
+    """Refuse, before allocating, a scene whose signals, or one source's RIRs, would not fit in memory."""
     from sslkit.resources import check_memory
 
     n_channels = len(scene.mics) + (scene.near_source is not None)
+    n = int(round(scene.duration * scene.fs))
+    positions = max(len(block_times(n, max(1, int(round(scene.block * scene.fs))), scene.fs, src.moving)) for src in scene.sources)
     needed = scene.duration * scene.fs * (n_channels + 1) * 8 * WORKING_COPIES
     check_memory(needed, f"a {scene.duration:g} s scene at {scene.fs} Hz with {n_channels} channels", "shorten the duration or simulate it in parts")
+    length = rir_length(scene.room, scene.fs, scene.c)
+    check_memory(needed + source_bytes(scene.room, len(scene.mics), positions, length),
+                 f"the room's responses ({length / scene.fs:.3g} s long, to {len(scene.mics)} mics from {positions} source positions) with the signals",
+                 "lower max_order or the RT60, or raise block (the seconds between a moving source's simulated positions)")
 
 
 def check_active_sources(scene: Scene) -> None:

@@ -76,6 +76,11 @@ class SourceSpec:
     gain_db: float = 0.0
     label: str | None = None
 
+    @property
+    def moving(self) -> bool:
+        """Whether the source travels (more than one waypoint, at a speed above zero)."""
+        return len(self.waypoints) > 1 and self.speed > 0
+
 
 @dataclass
 class Scene:
@@ -278,6 +283,8 @@ def check_scene(scene: Scene) -> Scene:
             check_number(src.length, f"sources[{k}].length")
     if scene.near_source is not None:
         check_number(scene.near_source, "mics.near_source")
+    if room.max_order is not None:
+        check_number(room.max_order, "room.max_order", integer=True, include_low=True)
     return scene
 
 

@@ -156,6 +156,20 @@ def test_a_dataset_larger_than_the_disk_is_refused_at_once(cli, tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("room", [RoomSpec([6.0, 5.0, 3.0], rt60=0.8), RoomSpec([6.0, 5.0, 3.0], absorption=0.4, max_order=25),
+                                  RoomSpec([9.0, 3.0, 2.5], materials={"floor": 0.1, "ceiling": 0.6, "east": 0.2, "west": 0.2,
+                                                                       "north": 0.3, "south": 0.3})])
+def test_the_memory_estimate_bounds_the_rirs_length(room):
+    """check_scene_size plans with rir_length: at least what compute_rirs returns, not far above it."""
+    from sslkit.sims.room import image_count, rir_length
+
+    mics, sources = np.array([[0.5, 0.5, 0.5], [5.5, 2.5, 1.5]]), np.array([[2.0, 2.8, 2.4]])
+    rirs = compute_rirs(room, FS, SPEED_OF_SOUND, mics, sources, np.random.default_rng(0))
+    assert rirs.shape[-1] <= rir_length(room, FS, SPEED_OF_SOUND) < 1.3 * rirs.shape[-1]
+    lattice = np.stack(np.meshgrid(*[np.arange(-7, 8)] * 3), -1).reshape(-1, 3)
+    assert image_count(7) == int((np.abs(lattice).sum(1) <= 7).sum())
+
+
 @pytest.mark.parametrize(
     ("change", "fragments"),
     [
@@ -167,6 +181,9 @@ def test_a_dataset_larger_than_the_disk_is_refused_at_once(cli, tmp_path):
         ({"c": 0.343}, ["c must be"]),
         ({"mics": {"positions": [[1.0, 1.0, 1.0], [2.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 2.0]]},
           "sources": [{"signal": "noise", "position": [1.0, 1.0, 1.003]}]}, ["source 0", "from microphone 1"]),
+        ({"room": {"dimensions": [4.0, 3.0, 2.5], "absorption": 0.3, "max_order": -1}}, ["room.max_order must be an integer"]),
+        ({"room": {"dimensions": [4.0, 3.0, 2.5], "absorption": 0.3, "max_order": 2.5}}, ["room.max_order must be an integer"]),
+        ({"room": {"dimensions": [4.0, 3.0, 2.5], "absorption": 0.3, "max_order": 10**6}}, ["the room's responses", "max_order"]),
     ],
 )
 def test_bad_scene_gives_one_line_error_and_no_output(cli, tmp_path, change, fragments):

@@ -77,7 +77,7 @@ def simulate_single(scene, out: Path, seed: int, duration, audio_dir, save_rirs:
         "RT60": f"{room.rt60:.2f} s" if room.rt60 else "from materials",
         "SNR": f"{resolved.snr_db:.1f} dB ({resolved.noise_kind})" if resolved.snr_db is not None else "noise-free",
         "channels": f"{len(resolved.mic_ids)}" + (" (last: near-source)" if resolved.near_source else ""),
-        "sources": ", ".join(f"{s.signal.split(':')[0]} ({'moving' if len(s.waypoints) > 1 else 'static'})" for s in resolved.sources),
+        "sources": ", ".join(f"{s.signal.split(':')[0]} ({'moving' if s.moving else 'static'})" for s in resolved.sources),
         "duration": f"{resolved.duration:g} s",
         "time": f"{elapsed:.1f} s ({elapsed / resolved.duration:.2f} s per simulated second)",
     }))
