@@ -106,6 +106,20 @@ def test_pooling_and_smoothing():
     assert smooth[3].tolist() == [0.0, 0.0, 0.0] and np.isnan(smooth[5]).all()
 
 
+@pytest.mark.filterwarnings("ignore:All-NaN slice")
+@pytest.mark.parametrize("window", [1, 2, 4, 5, 13, 1000])
+def test_running_median_of_any_window_against_brute_force(window):
+    """Even windows (once a shape error) reach one frame further back than forward; windows wider
+    than the track take all of it."""
+    xyz = np.random.default_rng(window).normal(size=(9, 3))
+    xyz[[2, 6]] = np.nan
+    before, after = window // 2, window - 1 - window // 2
+    expected = np.array([np.nanmedian(xyz[max(0, i - before) : i + after + 1], axis=0) for i in range(len(xyz))])
+    expected[np.isnan(xyz)] = np.nan
+    np.testing.assert_array_equal(smooth_track(xyz, window), expected)
+    assert smooth_track(np.zeros((0, 3)), window).shape == (0, 3)
+
+
 def test_metrics_on_hand_made_errors():
     truth = SourceTrack(np.array([0.0, 1.0, 2.0]), np.zeros(3, int), np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0.0]]))
     pred = PositionTrack(np.array([0.5, 1.5, 2.0, 5.0]), np.array([[0.5, 0.1, 0], [1.5, 0, 0.5], [np.nan] * 3, [0, 0, 0]]),

@@ -73,10 +73,14 @@ class PositionTrack:
 
 
 def smooth_track(xyz: np.ndarray, window: int) -> np.ndarray:
-    """Running median over ``window`` frames that ignores NaN; frames without a solution stay NaN."""
-    half = window // 2
-    padded = np.pad(xyz, ((half, half), (0, 0)), constant_values=np.nan)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # (F, 3, window)
+    """Running median over ``window`` frames that ignores NaN; frames without a solution stay NaN.
+    Frame i's window is i − ⌊window/2⌋ … i + ⌈window/2⌉ − 1 (centred when ``window`` is odd), cut
+    to the frames there are. Shape (F, 3) → (F, 3)."""
+    if len(xyz) == 0:
+        return xyz
+    before, after = (min(side, len(xyz) - 1) for side in (window // 2, window - 1 - window // 2))  # wider reaches no further
+    padded = np.pad(xyz, ((before, after), (0, 0)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, before + after + 1, axis=0)  # (F, 3, window)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows: the result is NaN, as wanted
         smoothed = np.nanmedian(windows, axis=-1)
