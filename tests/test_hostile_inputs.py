@@ -222,6 +222,7 @@ def test_jobs_that_cannot_fit_in_memory_are_refused_with_the_estimate(cli, rec):
     assert_one_line_error(cli("tdoa", rec, "--upsample", 100000), "needs about", "upsampling")
     assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--bounds", "0,0,0,5000,4000,3000"), "needs about", "metres")
     assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--beam", 10**9), "needs about", "beam")
+    assert_one_line_error(cli("locate", rec, "--method", "multilat", "--hypotheses", 10**9), "needs about", "--hypotheses")
     from sslkit import load_recording, locate
     from sslkit.errors import UserError
 

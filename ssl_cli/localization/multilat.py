@@ -23,6 +23,7 @@ from sslkit.localization.region import plane_height, range_warning, search_bound
 from sslkit.localization.track import PositionTrack
 from sslkit.options import MultilatOptions
 from sslkit.recording import Recording
+from sslkit.resources import check_memory
 
 MISSING_PEAK = 1e6
 """Stand-in range difference (m) for a missing peak: never within any threshold."""
@@ -30,7 +31,25 @@ PRESCREEN_PAIRS = 12
 PRESCREEN_KEEP = 40
 """Hypotheses are first scored on PRESCREEN_PAIRS pairs; the best PRESCREEN_KEEP get full scoring."""
 RANSAC_CHUNK_FRAMES = 256
-"""Frames whose hypotheses are drawn and scored at once: RANSAC's memory does not grow with the recording."""
+RANSAC_CHUNK_BYTES = 256 * 2**20
+"""At most this many frames, and this much memory, have their hypotheses drawn and scored at once:
+RANSAC's memory does not grow with the recording."""
+
+
+def hypothesis_bytes(n_hyp: int, n_mics: int, n_pairs: int, n_peaks: int) -> int:
+    """Memory ``best_hypotheses`` takes per frame (bytes): the draws that pick each hypothesis's mics,
+    and its two candidate positions scored on up to ``PRESCREEN_PAIRS`` pairs of ``n_peaks`` peaks."""
+    scored_pairs = min(n_pairs, PRESCREEN_PAIRS)
+    return n_hyp * (16 * n_mics + 2 * (48 + 4 * n_mics + 12 * scored_pairs * n_peaks))
+
+
+def ransac_chunk_frames(opts: RansacOptions, n_mics: int, n_pairs: int, n_peaks: int) -> int:
+    """Frames per chunk of ``best_hypotheses`` (``RANSAC_CHUNK_FRAMES`` or fewer); ResourceError when
+    one frame's hypotheses alone would not fit in memory."""
+    per_frame = hypothesis_bytes(opts.hypotheses, n_mics, n_pairs, n_peaks)
+    check_memory(per_frame, f"{opts.hypotheses} RANSAC hypotheses per frame", "lower --hypotheses")
+    return int(max(1, min(RANSAC_CHUNK_FRAMES, RANSAC_CHUNK_BYTES // per_frame)))
+
 
 
 @dataclass
@@ -205,8 +224,9 @@ def ransac_multilaterate(
     dims = opts.dims
     free = np.array([True, True, dims == 3])
     weights = np.where(np.isnan(measured), 0.0, 1.0 if scores is None else np.clip(np.nan_to_num(scores), 1e-6, None))
-    best = np.concatenate([best_hypotheses(mics, pairs, measured[s : s + RANSAC_CHUNK_FRAMES], weights[s : s + RANSAC_CHUNK_FRAMES], opts, free, rng)
-                           for s in range(0, f_count, RANSAC_CHUNK_FRAMES)])
+    chunk = ransac_chunk_frames(opts, len(mics), n_pairs, measured.shape[-1])
+    best = np.concatenate([best_hypotheses(mics, pairs, measured[s : s + chunk], weights[s : s + chunk], opts, free, rng)
+                           for s in range(0, f_count, chunk)])
     best = share_neighbours(best, mics, pairs, measured, opts.threshold, opts.neighbours)
     xyz, rms, n_in = refine(best, mics, pairs, measured, opts, free)
     min_inliers = opts.min_inliers or default_min_inliers(n_pairs, dims)
