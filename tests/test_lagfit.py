@@ -74,6 +74,16 @@ def test_reversed_pairs_with_mirrored_distributions_give_the_same_fit():
     assert np.linalg.norm(forward.numpy() - src) < 0.02
 
 
+def test_a_radius_wider_than_the_region_searches_the_region():
+    """A radius of 10⁹ m (once a 280 GB smoothing kernel) fits as the region's own extent does."""
+    src = np.array([[2.5, 4.0, 1.2]])
+    probs, start, mics = peaked(true_lags(src), width=3.0), torch.tensor([[2.9, 3.7, 1.0]]), torch.tensor(MICS, dtype=torch.float32)
+    extent = float((BOUNDS[1] - BOUNDS[0]).max())
+    fits = [fit_lag_distributions(start, mics, torch.tensor(PAIRS), probs, FS, BOUNDS, LagFitOptions(radius=r, prior=1e3)) for r in (1e9, extent)]
+    assert torch.equal(*fits)
+    assert np.linalg.norm(fits[0].numpy() - src) < 0.02
+
+
 def test_invalid_pairs_are_ignored():
     src = np.array([[2.5, 4.0, 1.2]])
     lags = true_lags(src)

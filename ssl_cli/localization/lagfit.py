@@ -79,7 +79,7 @@ def fit_lag_distributions(start: torch.Tensor, mics: torch.Tensor, pairs: torch.
     valid = pair_weights(probs, valid)
     axis = torch.linspace(-1, 1, opts.points, device=start.device)
     offsets = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)  # (G, 3)
-    best, half_width = start, opts.radius
+    best, half_width = start, min(opts.radius, float((bounds[1] - bounds[0]).max()))  # a wider box holds no more of the region
     frames = torch.arange(len(start), device=start.device)
     while True:
         step = 2 * half_width / (opts.points - 1)
@@ -95,9 +95,7 @@ def fit_lag_distributions(start: torch.Tensor, mics: torch.Tensor, pairs: torch.
 def lag_fit_confidence(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, probs: torch.Tensor, fs: float,
                        opts: LagFitOptions | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
     """How well positions (F, 3) explain the lag distributions: the geometric mean over valid pairs
-    of (p(τ(r)) + floor) / (max p + floor), 1 when every pair's TDOA at r is its most likely lag.
-    → (F,). (On 8 simulated LuViRA validation recordings with 11 mics, fitted positions in the most
-    confident quarter of frames were 1.7 cm off on average, in the least confident 34 cm.)"""
+    of (p(τ(r)) + floor) / (max p + floor), 1 when every pair's TDOA at r is its most likely lag. → (F,)"""
     opts = opts or LagFitOptions()
     valid = pair_weights(probs, valid)
     fit = lag_log_likelihood(points[:, None], mics, pairs, probs, valid, fs, opts)[:, 0]
