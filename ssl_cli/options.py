@@ -47,6 +47,10 @@ EDGE_TAPER = 0.25
 first and last eighth (0 is a rectangular frame, 1 a Hann window). Measured against both on the
 reverberant sweep and on held-out LuViRA-room recordings (benchmarks/README.md)."""
 
+MAX_VIEWS = 64
+"""wav2pos's masked views per frame at most: their spread is the confidence, and each view is another
+pass of the network over the frames."""
+
 
 def option_names(cls: type) -> list[str]:
     """The options an options dataclass declares, in declaration order."""
@@ -253,6 +257,8 @@ class Wav2PosOptions(LocateOptions):
     def __post_init__(self) -> None:
         check_sources_and_window(1, self.window)
         check_precision(self.precision)
+        if not (isinstance(self.views, numbers.Integral) and 0 <= self.views <= MAX_VIEWS):
+            raise UserError(f"views = {self.views!r}: from 0 to {MAX_VIEWS} masked views per frame")
 
 
 @dataclass

@@ -228,6 +228,8 @@ def test_jobs_that_cannot_fit_in_memory_are_refused_with_the_estimate(cli, rec):
 
     with pytest.raises(UserError, match="beam = 0"):
         locate(load_recording(rec), "srp-phat", beam=0)
+    with pytest.raises(UserError, match="views = 100000000"):  # once a 77 GB draw of masks
+        locate(load_recording(rec), "wav2pos", refine_radius=0, views=10**8)
 
 
 @pytest.mark.parametrize("tracks", ["1", "7", "3,8"])

@@ -19,6 +19,7 @@ from sslkit.options import (
     DEFAULT_WINDOW_S,
     LOCATE_OPTIONS,
     MAX_SOURCES,
+    MAX_VIEWS,
     TDOA_METHOD_NAMES,
     ArrayOptions,
     LocateOptions,
@@ -113,7 +114,7 @@ def locate(
                                         "many metres by fitting the model's NGCC-PHAT lag distributions; confidence = the fit's (0: the network's estimate)."),
     start_window: int = typer.Option(Wav2PosOptions.start_window, "--start-window", min=1, help="wav2pos: the fit starts from the median of the "
                                      "network's estimates over N frames around each (1: each frame's own)."),
-    views: int = typer.Option(Wav2PosOptions.views, "--views", min=0, help="wav2pos with --refine-radius 0: N extra passes that each hide 2 mics' audio; "
+    views: int = typer.Option(Wav2PosOptions.views, "--views", min=0, max=MAX_VIEWS, help="wav2pos with --refine-radius 0: N extra passes that each hide 2 mics' audio; "
                               "confidence = exp(-their mean distance from the estimate / 20 cm) (0: confidence 1)."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a PNG of the track beside the CSV."),
     c: SpeedOfSound = None,
