@@ -84,6 +84,8 @@ def weighting_exponent(weighting: str, beta: float = 0.7) -> float:
     exponents = {"phat": 1.0, "beta-phat": beta, "cc": 0.0}
     if weighting not in exponents:
         raise UserError(f"unknown weighting '{weighting}' (choose from {', '.join(WEIGHTINGS)})")
+    if not 0 <= exponents[weighting] <= 1:
+        raise UserError(f"beta = {beta}: β-PHAT's exponent lies from 0 (plain correlation) to 1 (PHAT)")
     return exponents[weighting]
 
 
@@ -330,6 +332,7 @@ def pick_peaks(corr: torch.Tensor, k: int, min_separation: int, limit: torch.Ten
     """
     n = corr.shape[-1]
     centre = (n - 1) // 2
+    min_separation = min(min_separation, n)  # wider blanks no more of the row
     lags = torch.arange(n, device=corr.device) - centre
     is_peak = local_maxima(corr)
     if limit is not None:

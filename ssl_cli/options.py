@@ -128,6 +128,8 @@ class TdoaOptions:
 
     def __post_init__(self) -> None:
         check_taper(self.taper)
+        if not (isinstance(self.min_separation_s, numbers.Real) and np.isfinite(self.min_separation_s) and self.min_separation_s >= 0):
+            raise UserError(f"min_separation = {self.min_separation_s!r}: peaks are a non-negative number of seconds apart")
 
 
 @dataclass

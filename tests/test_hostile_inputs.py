@@ -540,6 +540,20 @@ def test_more_tdoa_peaks_than_lags_and_a_pair_listed_twice_are_refused(cli, rec,
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_peak_separation_and_beta_are_checked(cli, rec, tmp_path):
+    """A negative or NaN separation and a β outside [0, 1] are refused (NaN β once gave a tdoa.csv of
+    NaN); a separation wider than every lag range keeps one peak per pair (it once allocated 256 TB)."""
+    for args, fragment in ((("--min-separation", "-1"), "min_separation = -1.0"), (("--min-separation", "nan"), "min_separation = nan"),
+                           (("--weighting", "beta-phat", "--beta", "nan"), "beta = nan"), (("--weighting", "beta-phat", "--beta", "2"), "beta = 2.0")):
+        assert_one_line_error(cli("tdoa", rec, *args, "--out", tmp_path / "a.csv"), fragment)
+    assert not (tmp_path / "a.csv").exists()
+    from sslkit import estimate_tdoa, load_recording
+
+    result = estimate_tdoa(load_recording(rec), peaks=3, min_separation_s=1e9)
+    active = ~result.silent
+    assert np.isfinite(result.tdoa[active, :, 0]).all() and np.isnan(result.tdoa[active, :, 1:]).all()
+
+
 def test_a_dc_offset_changes_neither_positions_nor_silence(tmp_path):
     """Cheap converters add a constant to each channel. A zero-padded frame spreads it over the low
     frequencies, the same on every mic; whitened, it was a peak at lag 0 (SRP-PHAT 2.5 m off on the
