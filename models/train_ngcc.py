@@ -12,17 +12,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sslkit.errors import UserError
 from sslkit.files import write_yaml
 from sslkit.geometry import lag_classes, pair_lag_bounds, speed_of_sound
-from sslkit.models.adpit import adpit_loss
+from sslkit.models.adpit import MAX_TRACKS, adpit_loss
 from sslkit.models.ngcc import NGCCPHAT, SIZES, lag_targets, multi_lag_targets
-from sslkit.models.training import RunRecord, check_training_config, run_folder, stage_progress, warmup_cosine
+from sslkit.models.training import (
+    VAL_SEED_OFFSET,
+    RunRecord,
+    check_batch_inputs,
+    check_simulated_rooms,
+    check_training_config,
+    run_folder,
+    stage_progress,
+    warmup_cosine,
+)
 from sslkit.sims.tdoa_windows import WindowBank
 
 MODEL_SIZES = SIZES
 
-VAL_SEED_OFFSET = 1_000_000
-"""Validation scenes use indices from here on, disjoint from the training scenes."""
 TOL_ACCURACY_M = 0.1
 
 
@@ -94,9 +102,22 @@ def build_banks(cfg: NgccTrainConfig, template: dict, on_status: Callable[[str, 
 def train_ngcc(cfg: NgccTrainConfig, run_dir: str | Path, resume: bool = False, on_status: Callable[[str, int, int], None] | None = None, overwrite: bool = False) -> dict:
     """Train NGCC-PHAT in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
     ``resume`` and ``overwrite``); returns the final epoch's metrics."""
-    check_training_config(cfg)
+    check_ngcc_config(cfg)
     with run_folder(run_dir, resume, overwrite) as folder:
         return run_train_ngcc(cfg, folder, resume, on_status)
+
+
+def check_ngcc_config(cfg: NgccTrainConfig) -> None:
+    """UserError before any work: numbers (``check_training_config``), the output tracks ADPIT can
+    enumerate, the simulated rooms, which are held whole in memory, and the batch."""
+    from sslkit.sims.dataset import dataset_bytes
+    from sslkit.sims.scene import load_template
+
+    check_training_config(cfg)
+    if not 1 <= cfg.targets <= MAX_TRACKS:
+        raise UserError(f"--targets {cfg.targets}: ADPIT trains 1 to {MAX_TRACKS} output tracks")
+    check_simulated_rooms(cfg.scenes, cfg.val_scenes, dataset_bytes(load_template(cfg.scene), cfg.seed, cfg.audio_dir))
+    check_batch_inputs(cfg.batch_size, 2 * 4 * cfg.window)  # two float32 windows per item
 
 
 def run_train_ngcc(

@@ -23,13 +23,23 @@ from sslkit.errors import InputFileError, UserError
 from sslkit.files import write_yaml
 from sslkit.gcc import pair_index
 from sslkit.models.checkpoint import load_checkpoint
-from sslkit.models.training import RunRecord, check_training_config, distributed, optimizer_step, run_folder, stage_progress, warmup_cosine
+from sslkit.models.training import (
+    VAL_SEED_OFFSET,
+    RunRecord,
+    check_batch_inputs,
+    check_simulated_rooms,
+    check_training_config,
+    distributed,
+    optimizer_step,
+    run_folder,
+    stage_progress,
+    warmup_cosine,
+)
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_frame_batch, wav2pos_loss
 from sslkit.recording import Recording, positions_at_times
 from sslkit.sims.tdoa_windows import active_window_starts
 
 MASKINGS = ("source-only", "random")
-VAL_SEED_OFFSET = 1_000_000
 
 
 @dataclass
@@ -110,6 +120,11 @@ class Wav2PosBank:
 
     def attach_features(self, model: Wav2Pos, device: str, on_progress: Callable[[int], None] | None = None) -> None:
         """Run the frozen NGCC-PHAT over every window once (the model's pair features, float16)."""
+        from sslkit.resources import check_memory
+
+        token_pairs = (self.n_mics + 1) * self.n_mics // 2  # the most either design keeps, in both orders
+        check_memory(len(self) * token_pairs * 2 * model.ngcc.n_lags * 2, f"NGCC-PHAT features of {len(self)} windows",
+                     "lower --scenes, --val-scenes or --windows-per-scene")
         chunks, frame_batch = [], wav2pos_frame_batch(device)
         for s in range(0, len(self), frame_batch):
             chunks.append(model.pair_features(self.audio[s : s + frame_batch].to(device)).half().to(self.audio.device))
@@ -218,8 +233,19 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
     """Train wav2pos in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
     ``resume`` and ``overwrite``); returns the final epoch's metrics."""
     check_training_config(cfg)
+    if not cfg.data:
+        channels = simulated_channels(cfg)
+        check_simulated_rooms(cfg.scenes, cfg.val_scenes, 2 * 4 * cfg.n_samples * cfg.windows_per_scene * channels)  # windows listed, then stacked
+        check_batch_inputs(cfg.batch_size, 4 * cfg.n_samples * channels)
     with run_folder(run_dir, resume, overwrite) as folder:
         return run_train_wav2pos(cfg, folder, resume, on_status)
+
+
+def simulated_channels(cfg: Wav2PosTrainConfig) -> int:
+    """Audio tokens of a window of ``cfg.scene``'s rooms: the source's and one per mic."""
+    from sslkit.sims.scene import load_template, resolve_scene
+
+    return len(resolve_scene(load_template(cfg.scene), cfg.seed, 0).mics) + 1
 
 
 def run_train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = False,

@@ -17,6 +17,25 @@ import torch
 from sslkit.errors import InputFileError, Interrupted, OutputError, UserError, describe
 from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, check_only_ours, remove_sslkit_folder
 from sslkit.models.checkpoint import save_checkpoint
+from sslkit.resources import check_memory
+
+VAL_SEED_OFFSET = 1_000_000
+"""Simulated validation rooms use scene indices from here on, disjoint from the training rooms'."""
+
+
+def check_simulated_rooms(scenes: int, val_scenes: int, bytes_per_scene: float) -> None:
+    """Before simulating: training rooms must stay below ``VAL_SEED_OFFSET`` (else they would be
+    validation rooms too), and what is kept of the rooms (``bytes_per_scene`` each) must fit in
+    memory. UserError (ResourceError) otherwise."""
+    if scenes > VAL_SEED_OFFSET:
+        raise UserError(f"--scenes {scenes}: at most {VAL_SEED_OFFSET} training rooms (validation rooms are numbered from there)")
+    check_memory((scenes + val_scenes) * bytes_per_scene, f"{scenes + val_scenes} simulated rooms held in memory",
+                 "lower --scenes, --val-scenes or --windows-per-scene")
+
+
+def check_batch_inputs(batch_size: int, bytes_per_item: float) -> None:
+    """ResourceError before any work when a batch's input windows alone (``bytes_per_item`` each) would not fit in memory."""
+    check_memory(batch_size * bytes_per_item, f"a batch of {batch_size} windows", "lower --batch-size")
 
 
 def check_training_config(cfg: object) -> None:

@@ -521,6 +521,21 @@ def test_a_learning_rate_that_cannot_train_is_refused_before_the_run_folder(cli,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("command", "args", "fragments"), [
+    ("train-ngcc", ("--scenes", 10**9), ["--scenes 1000000000", "validation rooms"]),  # its task list once took 24 GB, then the OOM killer
+    ("train-ngcc", ("--scenes", 900_000), ["simulated rooms held in memory", "needs about"]),
+    ("train-ngcc", ("--batch-size", 10**9), ["a batch of 1000000000 windows", "--batch-size"]),  # a MemoryError after simulating
+    ("train-ngcc", ("--targets", 1000), ["--targets 1000", "1 to 6"]),  # a ValueError after simulating
+    ("train-wav2pos", ("--scenes", 10**9), ["--scenes 1000000000"]),
+    ("train-wav2pos", ("--scenes", 100_000, "--windows-per-scene", 1000), ["simulated rooms held in memory"]),
+    ("train-wav2pos", ("--batch-size", 10**9), ["a batch of 1000000000 windows"]),
+])
+def test_training_sizes_that_cannot_fit_are_refused_before_simulating(cli, tmp_path, monkeypatch, command, args, fragments):
+    monkeypatch.setattr("sslkit.resources.available_memory", lambda: 16 * 2**30)  # refused on any machine, not only on small ones
+    assert_one_line_error(cli(command, *args, "--epochs", 1, "--out", tmp_path / "run"), *fragments)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_speed_of_sound_in_other_units_and_a_too_short_recording_are_named(cli, rec, tmp_path):
     assert_one_line_error(cli("locate", rec, "--c", "0.343", "--out", tmp_path / "a"), "speed of sound", "0.343")
     assert_one_line_error(cli("tdoa", rec, "--c", "34300", "--out", tmp_path / "b"), "speed of sound", "34300")
