@@ -26,7 +26,18 @@ from sslkit.models.adpit import ADPITLoss, events_to_target
 from sslkit.models.channel_swap import channel_swaps, swap_targets
 from sslkit.models.seld_features import NgccSeldFeatures, SeldFeatures, swap_channel_features, swap_pair_features
 from sslkit.models.seldnet import SeldNet
-from sslkit.models.training import RunRecord, check_training_config, distributed, optimizer_step, run_folder, stage_progress, warmup_cosine
+from sslkit.models.training import (
+    RunRecord,
+    check_batch_inputs,
+    check_model_fits,
+    check_training_config,
+    distributed,
+    optimizer_step,
+    parameter_count,
+    run_folder,
+    stage_progress,
+    warmup_cosine,
+)
 from sslkit.recording import recording_folders, resample_audio
 from sslkit.seld import SeldEvents, load_seld_model, predict_clip
 from sslkit.seld_metrics import seld_metrics
@@ -182,8 +193,15 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
     val_extra = clip_ngcc_features(ngcc, val, cfg.device, status("NGCC-PHAT features, validation", len(val)))
     n_mics = clips[0].audio.shape[1]
     extra_channels = ngcc.n_channels * n_mics * (n_mics - 1) // 2 if ngcc is not None else 0
-    model = SeldNet(features.channels(n_mics), len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size, extra_channels=extra_channels,
-                    extra_lags=ngcc.ngcc.n_lags if ngcc is not None else 0).to(cfg.device)
+    def build() -> SeldNet:
+        return SeldNet(features.channels(n_mics), len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size, extra_channels=extra_channels,
+                       extra_lags=ngcc.ngcc.n_lags if ngcc is not None else 0)
+
+    check_model_fits(parameter_count(build), "SELDnet", "lower --filters or --rnn-size")
+    item_bytes = 4 * chunk_frames * 5 * (sum(f.shape[0] * f.shape[-1] for f in train_feats[0] if f is not None)
+                                         + (train_extra[0].shape[-1] if train_extra is not None else 0))
+    check_batch_inputs(cfg.batch_size * world, item_bytes)
+    model = build().to(cfg.device)
     loss_fn = ADPITLoss(cfg.loss, DISTANCE_WEIGHTS[cfg.distance_weight])
     targets = [torch.as_tensor(clip_targets(c, len(cfg.classes))) for c in train]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)

@@ -27,10 +27,12 @@ from sslkit.models.training import (
     VAL_SEED_OFFSET,
     RunRecord,
     check_batch_inputs,
+    check_model_fits,
     check_simulated_rooms,
     check_training_config,
     distributed,
     optimizer_step,
+    parameter_count,
     run_folder,
     stage_progress,
     warmup_cosine,
@@ -338,7 +340,13 @@ def training_geometry(mics: np.ndarray, rotated: bool) -> dict:
 def new_wav2pos(cfg: Wav2PosTrainConfig, fs: int, centre: tuple[float, float, float], scale: float) -> Wav2Pos:
     """A freshly initialised wav2pos of ``cfg``'s size, with the frozen NGCC-PHAT of ``cfg.ngcc`` (if any)."""
     ngcc = load_checkpoint(cfg.ngcc, kind="ngcc-phat")[0] if cfg.ngcc else None
-    model = Wav2Pos(cfg.n_samples, fs, cfg.dim, cfg.depth, cfg.heads, centre, scale, ngcc.config if ngcc else None, cfg.design)
+
+    def build(depth: int = cfg.depth) -> Wav2Pos:
+        return Wav2Pos(cfg.n_samples, fs, cfg.dim, depth, cfg.heads, centre, scale, ngcc.config if ngcc else None, cfg.design)
+
+    one, two = (parameter_count(lambda depth=depth: build(depth)) for depth in (1, 2))  # a deep model takes long to build even on meta
+    check_model_fits(one + (cfg.depth - 1) * (two - one), "wav2pos", "lower --dim or --depth")
+    model = build()
     if ngcc is not None:
         model.ngcc.load_state_dict(ngcc.state_dict())
     return model

@@ -38,6 +38,18 @@ def check_batch_inputs(batch_size: int, bytes_per_item: float) -> None:
     check_memory(batch_size * bytes_per_item, f"a batch of {batch_size} windows", "lower --batch-size")
 
 
+def parameter_count(build: Callable[[], torch.nn.Module]) -> int:
+    """Parameters of the model ``build`` makes, built on the meta device (which allocates nothing)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build().parameters())
+
+
+def check_model_fits(n_parameters: int, what: str, change: str) -> None:
+    """ResourceError before allocating when a model of ``n_parameters`` would not fit in memory with
+    its gradients and Adam's two moments (four float32 copies)."""
+    check_memory(16 * n_parameters, f"{what} of {n_parameters} parameters, with gradients and optimizer state", change)
+
+
 def check_training_config(cfg: object) -> None:
     """UserError, before any work, for a training config (a dataclass with ``lr``) whose learning
     rate is not positive or any of whose numbers is NaN or infinite."""

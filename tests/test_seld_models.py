@@ -85,6 +85,12 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
     resumed = cli("train-seld", "--data", tmp_path / "data", "--classes", tmp_path / "classes.yaml", "--epochs", 3,
                   "--batch-size", 2, "--loss", "adpit", "--device", "cpu", "--out", tmp_path / "adpit", "--resume")
     assert resumed.exit_code == 0 and len((tmp_path / "adpit" / "metrics.csv").read_text().splitlines()) == 4
+    from conftest import assert_one_line_error
+
+    for size, fragment in ((("--filters", 100_000), "SELDnet of"), (("--batch-size", 10**9), "a batch of 1000000000")):  # once allocation tracebacks
+        assert_one_line_error(cli("train-seld", "--data", tmp_path / "data", "--classes", tmp_path / "classes.yaml", *size, "--out", tmp_path / "big"),
+                              fragment, "needs about")
+    assert not (tmp_path / "big").exists()
     from sslkit.seld import write_dcase_csv
     from sslkit.sims.seld_labels import dcase_labels
 
