@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import datetime
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from sslkit.errors import InputFileError
+from sslkit.errors import InputFileError, SslkitWarning
 from sslkit.geometry import check_geometry
 from sslkit.recording import Recording, SourceTrack, read_audio
 
@@ -51,12 +52,22 @@ def read_locata_table(path: Path) -> tuple[list[str], np.ndarray]:
     return names, values
 
 
-def seconds(names: list[str], values: np.ndarray, day0: int) -> np.ndarray:
-    """Times (s) of the rows of a LOCATA table since the start of day ``day0`` (a date ordinal), from
-    its year … second columns (counted from a nearby day, so that float64 keeps microseconds)."""
+def date_ordinal(year: float, month: float, day: float, path: Path, line: int) -> int:
+    """The ordinal of a date read from ``line`` of ``path``; an error naming them when it is no calendar date."""
+    try:
+        return datetime.date(int(year), int(month), int(day)).toordinal()
+    except (ValueError, OverflowError):
+        raise InputFileError(path, f"line {line}: year {year:g}, month {month:g}, day {day:g} is not a date") from None
+
+
+def seconds(names: list[str], values: np.ndarray, day0: int, path: Path) -> np.ndarray:
+    """Times (s) of the rows of the LOCATA table ``path`` since the start of day ``day0`` (a date
+    ordinal), from its year … second columns (counted from a nearby day, so that float64 keeps
+    microseconds)."""
     year, month, day, hour, minute, second = (values[:, names.index(c)] for c in TIME_COLUMNS)
-    days = np.array([datetime.date(int(y), int(m), int(d)).toordinal() - day0 for y, m, d in zip(year, month, day)], dtype=float)
-    return days * 86400 + hour * 3600 + minute * 60 + second
+    unique, first, inverse = np.unique(np.stack([year, month, day], axis=1), axis=0, return_index=True, return_inverse=True)
+    days = np.array([date_ordinal(*date, path, line=row + 2) - day0 for date, row in zip(unique, first)], dtype=float)  # line 1 is the header
+    return days[inverse.ravel()] * 86400 + hour * 3600 + minute * 60 + second
 
 
 def audio_start(path: Path) -> tuple[int, float]:
@@ -72,8 +83,8 @@ def audio_start(path: Path) -> tuple[int, float]:
         raise InputFileError(path, "the first data row is not numeric") from None
     if values.shape[1] != len(names) or any(c not in names for c in TIME_COLUMNS):
         raise InputFileError(path, "expected a year month day hour minute second header and one row per sample")
-    day0 = datetime.date(*(int(values[0, names.index(c)]) for c in TIME_COLUMNS[:3])).toordinal()
-    return day0, float(seconds(names, values, day0)[0])
+    day0 = date_ordinal(*(values[0, names.index(c)] for c in TIME_COLUMNS[:3]), path, line=2)
+    return day0, float(seconds(names, values, day0, path)[0])
 
 
 def array_mics(path: Path) -> np.ndarray:
@@ -89,17 +100,26 @@ def array_mics(path: Path) -> np.ndarray:
     return np.median(xyz, axis=0)
 
 
-def source_track(paths: list[Path], start: tuple[int, float]) -> SourceTrack | None:
+def source_track(paths: list[Path], start: tuple[int, float], duration: float) -> SourceTrack | None:
     """Ground truth from ``position_source_<name>.txt`` files (ids in their name order), times from
-    ``start`` (the audio's date ordinal and time of day)."""
+    ``start`` (the audio's date ordinal and time of day). Rows without a position (a tracking
+    dropout: NaN) are left out with a warning; a file none of whose times falls within the
+    ``duration`` seconds of audio is an error."""
     times, ids, xyz = [], [], []
     for sid, path in enumerate(paths):
         names, values = read_locata_table(path)
         if any(c not in names for c in "xyz"):
             raise InputFileError(path, "no x, y, z columns")
-        times.append(seconds(names, values, start[0]) - start[1])
-        ids.append(np.full(len(values), sid))
-        xyz.append(values[:, [names.index(c) for c in "xyz"]])
+        t, position = seconds(names, values, start[0], path) - start[1], values[:, [names.index(c) for c in "xyz"]]
+        known = np.isfinite(position).all(axis=1) & np.isfinite(t)
+        if not known.all():
+            warnings.warn(SslkitWarning(f"{path}: {int((~known).sum())} of {len(t)} rows have no position and are left out"), stacklevel=2)
+        if not np.any((t[known] >= 0) & (t[known] <= duration)):
+            raise InputFileError(path, f"none of its times falls within the {duration:.3g} s of audio (they run from {np.nanmin(t):.6g} "
+                                       f"to {np.nanmax(t):.6g} s after its first sample)")
+        times.append(t[known])
+        ids.append(np.full(int(known.sum()), sid))
+        xyz.append(position[known])
     if not paths:
         return None
     return SourceTrack(np.concatenate(times), np.concatenate(ids), np.concatenate(xyz))
@@ -118,7 +138,7 @@ def import_locata(folder: str | Path, fs: int | None = None) -> Recording:
     source_files = sorted(folder.glob("position_source_*.txt"))
     names = [p.stem.removeprefix("position_source_") for p in source_files]
     scene = {"imported_from": str(folder.resolve()), "dataset": "LOCATA", "array": array, "source_names": names, "source_fs": rate, "fs": fs or rate}
-    rec = Recording(audio, rate, [str(k + 1) for k in range(len(mics))], mics, source_track(source_files, start), scene, folder)
+    rec = Recording(audio, rate, [str(k + 1) for k in range(len(mics))], mics, source_track(source_files, start, len(audio) / rate), scene, folder)
     return rec.resampled(fs) if fs else rec
 
 

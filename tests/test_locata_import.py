@@ -66,3 +66,36 @@ def test_import_locata_refuses_mics_at_one_position(cli, tmp_path):
     folder = locata_fixture(tmp_path / "LOCATA", np.vstack([MICS[:1], MICS[:1], MICS[2:]]))
     assert_one_line_error(cli("import-locata", folder, "--out", tmp_path / "out"), "position_array_dummy5.txt", "1 and 2 have the same position")
     assert not (tmp_path / "out").exists()
+
+
+def edit_line(path: Path, line: int, edit) -> None:
+    """Replace line ``line`` (1 = the header) of a LOCATA table by ``edit`` of its cells."""
+    lines = path.read_text().splitlines()
+    lines[line - 1] = "\t".join(edit(lines[line - 1].split("\t")))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_import_locata_names_bad_dates_and_truth_outside_the_audio(cli, tmp_path):
+    """Once a ValueError traceback (month 13, a NaN date) or silently kept (positions centuries after the audio)."""
+    folder = locata_fixture(tmp_path / "a")
+    edit_line(folder / "audio_array_timestamps_dummy5.txt", 2, lambda cells: cells[:1] + ["13"] + cells[2:])
+    assert_one_line_error(cli("import-locata", folder, "--out", tmp_path / "out"), "audio_array_timestamps_dummy5.txt", "line 2", "not a date")
+    folder = locata_fixture(tmp_path / "b")
+    edit_line(folder / "position_source_talker1.txt", 4, lambda cells: ["nan"] + cells[1:])
+    assert_one_line_error(cli("import-locata", folder, "--out", tmp_path / "out"), "position_source_talker1.txt", "line 4", "not a date")
+    folder = locata_fixture(tmp_path / "c")
+    source = folder / "position_source_talker1.txt"
+    source.write_text(source.read_text().replace("2017\t1\t25", "2999\t1\t25"))
+    assert_one_line_error(cli("import-locata", folder, "--out", tmp_path / "out"), "position_source_talker1.txt", "none of its times")
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_locata_leaves_out_rows_without_a_position(cli, tmp_path):
+    import sslkit
+
+    folder = locata_fixture(tmp_path / "LOCATA")
+    edit_line(folder / "position_source_talker1.txt", 4, lambda cells: cells[:6] + ["nan"] * 3)
+    result = cli("import-locata", folder, "--out", tmp_path / "out")
+    assert result.exit_code == 0 and "1 of 100 rows have no position" in result.output
+    truth = sslkit.load_recording(tmp_path / "out" / "task1-recording1-dummy5").sources
+    assert len(truth.time) == 99 and np.isfinite(truth.xyz).all()
