@@ -32,6 +32,9 @@ NAMED_LINE = re.compile(r"^\s*mic\s*\d+\s*=", re.IGNORECASE)
 NAMED_POSITION = re.compile(r"^\s*mic\s*(\d+)\s*=\s*\[\s*([^,\]]+),\s*([^,\]]+),\s*([^,\]]+)\]\s*$", re.IGNORECASE)
 """A line of LuViRA's published ``microphone_locations.txt``: ``mic1 =  [2446.54, 1739.80, 1153.66]`` (mm)."""
 MM_PER_M = 1000.0
+MAX_TRUTH_GAP_S = 0.1
+"""Ground truth is interpolated between motion-capture rows at most this far apart; within a longer
+dropout the speaker's path is unknown and those times get no truth."""
 
 
 @dataclass
@@ -157,7 +160,16 @@ def truth_mm(path: Path, columns: LuviraColumns, rate: float) -> tuple[np.ndarra
     keep = np.all(np.isfinite(pos), axis=1) & np.isfinite(times)
     if not keep.any():
         raise InputFileError(path, "no complete ground-truth rows")
-    return times[keep], pos[keep]
+    order = np.argsort(times[keep], kind="stable")  # rows in any order: interpolation needs them in time
+    return times[keep][order], pos[keep][order]
+
+
+def tracked(grid: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Which ``grid`` times (s) lie on a motion-capture row's time or between two rows at most
+    ``MAX_TRUTH_GAP_S`` apart (``times`` sorted). (G,) → (G,) bool."""
+    after = np.clip(np.searchsorted(times, grid, side="right"), 1, len(times) - 1)
+    on_row = np.isclose(grid, times[after - 1], rtol=0, atol=1e-9) | np.isclose(grid, times[after], rtol=0, atol=1e-9)
+    return on_row | (times[after] - times[after - 1] <= MAX_TRUTH_GAP_S)
 
 
 def import_luvira(folder: str | Path, mics_file: str | Path, truth_file: str | Path, fs: int = 16000,
@@ -167,6 +179,8 @@ def import_luvira(folder: str | Path, mics_file: str | Path, truth_file: str | P
     from sslkit.recording import read_audio, resample_audio
 
     folder = Path(folder)
+    if not (np.isfinite(rate) and rate > 0):
+        raise UserError(f"rate = {rate}: the motion capture's frame rate is a positive number of Hz")
     tracks = find_tracks(folder)
     shift = np.zeros(3) if shift is None else shift
     n_room = len(tracks)
@@ -188,6 +202,9 @@ def import_luvira(folder: str | Path, mics_file: str | Path, truth_file: str | P
     stacked = np.stack([a[:length, 0] for a, _ in audio_in], axis=1)
     audio = resample_audio(stacked, src_fs, fs)
     grid = np.arange(max(0.0, times.min()), min(times.max(), length / src_fs), truth_hop)
+    grid = grid[tracked(grid, times)]
+    if not len(grid):
+        raise InputFileError(truth_file, f"its times run from {times.min():.6g} to {times.max():.6g} s, outside the {length / src_fs:.6g} s of audio")
     track_xyz = np.stack([np.interp(grid, times, pos[:, k]) for k in range(3)], axis=1)
     truth = SourceTrack(grid, np.zeros(len(grid), int), track_xyz)
     if near:

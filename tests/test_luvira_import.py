@@ -106,3 +106,26 @@ def test_mic_position_files_that_cannot_be_right_are_refused_before_reading_audi
     assert_one_line_error(cli("import-luvira", folder, "--mic-positions", folder / "same.txt", "--truth", folder / "mocap.csv",
                               "--out", tmp_path / "bad"), "same.txt", "1 and 2 have the same position")
     assert not (tmp_path / "bad").exists()
+
+
+def test_ground_truth_in_any_row_order_with_dropouts_and_outside_the_audio(cli, tmp_path):
+    """Shuffled rows were interpolated out of order (1.0 m read as 0.97), dropouts bridged by straight
+    lines, and truth outside the audio written as an empty sources.csv; all silently."""
+    def imported(name: str, edit):
+        folder = tmp_path / name
+        fake_luvira(folder)
+        lines = (folder / "mocap.csv").read_text().splitlines()
+        (folder / "mocap.csv").write_text("\n".join(edit(lines)) + "\n")
+        result = cli("import-luvira", folder, "--mic-positions", folder / "mics.csv", "--truth", folder / "mocap.csv", "--out", tmp_path / f"{name}-rec")
+        return result
+
+    assert imported("ordered", lambda lines: lines).exit_code == 0
+    assert imported("shuffled", lambda lines: lines[:1] + lines[1:][::-1]).exit_code == 0
+    ordered, shuffled = (load_recording(tmp_path / f"{name}-rec").sources for name in ("ordered", "shuffled"))
+    np.testing.assert_array_equal(shuffled.xyz, ordered.xyz)
+    assert imported("dropout", lambda lines: lines[:21] + lines[51:]).exit_code == 0  # rows 0.20–0.49 s missing
+    times = load_recording(tmp_path / "dropout-rec").sources.time
+    assert not np.any((times > 0.195) & (times < 0.495)) and np.any(np.isclose(times, 0.19)) and np.any(np.isclose(times, 0.5))
+    later = imported("later", lambda lines: lines[:1] + [",".join([c[0], f"{float(c[1]) + 1000:.2f}", *c[2:]]) for c in (ln.split(",") for ln in lines[1:])])
+    assert_one_line_error(later, "mocap.csv", "outside the 1 s of audio")
+    assert not (tmp_path / "later-rec").exists()
