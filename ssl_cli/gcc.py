@@ -337,7 +337,7 @@ def pick_peaks(corr: torch.Tensor, k: int, min_separation: int, limit: torch.Ten
     is_peak = local_maxima(corr)
     if limit is not None:
         is_peak &= lags.abs() <= limit[..., None]
-    candidates = corr.masked_fill(~is_peak, -torch.inf)
+    candidates = torch.where(is_peak, corr, -torch.inf)
     window = torch.arange(-min_separation, min_separation + 1, device=corr.device)
     chosen_val, chosen_idx = [], []
     for _ in range(k):  # greedy: the strongest remaining peak, then its neighbourhood is out
@@ -362,10 +362,11 @@ def row_max(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def local_maxima(corr: torch.Tensor) -> torch.Tensor:
     """Bins (..., n) that are at least both neighbours and above one of them (a maximum, not a flat
-    run); an end bin above its one neighbour counts."""
-    left, mid, right = corr[..., :-2], corr[..., 1:-1], corr[..., 2:]
+    run); an end bin above its one neighbour counts. With s the signs of the steps into and out of
+    a bin, that is s_in − s_out ≥ 1 (rising or flat in, falling or flat out, not flat both ways)."""
+    steps = torch.sign(torch.diff(corr))
     peaks = torch.empty(corr.shape, dtype=torch.bool, device=corr.device)
-    torch.logical_and((mid >= left) & (mid >= right), (mid > left) | (mid > right), out=peaks[..., 1:-1])
+    torch.ge(steps[..., :-1] - steps[..., 1:], 1, out=peaks[..., 1:-1])
     torch.gt(corr[..., :1], corr[..., 1:2], out=peaks[..., :1])
     torch.gt(corr[..., -1:], corr[..., -2:-1], out=peaks[..., -1:])
     return peaks
