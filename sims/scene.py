@@ -297,6 +297,8 @@ def resolve_scene(template: dict, seed: int = 0, index: int = 0, audio_dir: str 
     A template that is already a resolved scene is checked and returned as it is. A value of the
     wrong type anywhere is a ConfigError.
     """
+    if audio_dir is not None and not Path(audio_dir).is_dir():
+        raise ConfigError(f"{audio_dir}: --audio-dir is not a folder")
     try:
         if "mic_ids" in template:
             return check_scene(Scene.from_dict(template))

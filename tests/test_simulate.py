@@ -243,6 +243,15 @@ def test_audio_dir_class_folders_give_labelled_seld_events(cli, tmp_path):
     scene["sources"][0]["signal"] = "cat"
     (tmp_path / "scene.yml").write_text(yaml.safe_dump(scene))
     assert_one_line_error(cli("simulate", "--config", tmp_path / "scene.yml", "--audio-dir", clips, "--out", tmp_path / "rec2"), "cat")
+    # an --audio-dir that is not there, or that the scene never draws from, was ignored without a word
+    assert_one_line_error(cli("simulate", "--config", tmp_path / "scene.yml", "--audio-dir", tmp_path / "nowhere", "--out", tmp_path / "rec2"),
+                          "nowhere", "not a folder")
+    result = cli("simulate", "--config", tmp_path / "rec" / "scene.yaml", "--audio-dir", clips, "--out", tmp_path / "rec3")
+    assert result.exit_code == 0 and "no source of this scene takes its signal from --audio-dir" not in result.output
+    scene["sources"] = [{"signal": "noise", "position": [3.5, 3.0, 1.5]}]
+    (tmp_path / "scene.yml").write_text(yaml.safe_dump(scene))
+    result = cli("simulate", "--config", tmp_path / "scene.yml", "--audio-dir", clips, "--out", tmp_path / "rec4")
+    assert result.exit_code == 0 and "no source of this scene takes its signal from --audio-dir (they play noise" in result.output
 
 
 def test_every_command_is_listed_and_has_help_with_an_example(cli):
