@@ -87,7 +87,7 @@ def interleaved_times(variants: Sequence[str], output: torch.Tensor, target: tor
         for variant in variants:
             forward_backward(variant, output, target)
     times: dict[str, list[float]] = {v: [] for v in variants}
-    for r in range(repeats):
+    for r in range(repeats if variants else 0):  # every variant skipped: nothing to time
         shift = r % len(variants)
         for variant in [*variants[shift:], *variants[:shift]]:
             times[variant].append(forward_backward(variant, output, target))
@@ -133,8 +133,11 @@ def benchmark_adpit(
     exceed ``max_memory_gb`` is skipped and reported as such (the baseline's row count explodes with
     N: 4683 rows for N = 6).
     """
+    from sslkit.errors import UserError
     from sslkit.resources import check_memory
 
+    if not max_memory_gb > 0 or max_memory_gb == float("inf"):
+        raise UserError(f"max_memory_gb = {max_memory_gb}: the largest tensor a variant may build, a positive number of GB")
     results = []
     for n in tracks:
         check_memory(4 * batch * frames * classes * (n * axes + n_dummy_tracks(n) * (1 + axes)),

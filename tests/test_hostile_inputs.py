@@ -237,6 +237,16 @@ def test_bench_adpit_refuses_track_counts_it_cannot_enumerate(cli, tmp_path, tra
     assert_one_line_error(cli("bench-adpit", "--tracks", tracks, "--device", "cpu", "--out", tmp_path / "b.json"), "--tracks")
 
 
+def test_bench_adpit_memory_cap_must_be_positive_and_may_skip_every_variant(cli, tmp_path):
+    for cap in ("-1", "nan"):  # once a ZeroDivisionError, and no cap at all
+        assert_one_line_error(cli("bench-adpit", "--tracks", "3", "--device", "cpu", "--max-memory-gb", cap, "--out", tmp_path / "b.json"), "max_memory_gb")
+    result = cli("bench-adpit", "--tracks", "3", "--device", "cpu", "--repeats", 1, "--warmup", 0, "--max-memory-gb", "1e-7", "--out", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    assert all("skipped" in row for row in json.loads((tmp_path / "b.json").read_text())["results"])
+
+
 def test_adpit_loss_refuses_more_tracks_than_it_can_enumerate():
     from sslkit.models.adpit import adpit_loss
 
