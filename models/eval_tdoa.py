@@ -83,9 +83,11 @@ def evaluate_tdoa_protocol(
     ``ngcc-test``) under its T60 and SNR; each 2 s snippet gives its non-silent 2048-sample windows.
     Returns one row per (method, T60, SNR) with n, mae_cm, acc_10cm.
     """
-    from sslkit.sims.dataset import simulate_many
+    from sslkit.resources import check_memory
+    from sslkit.sims.dataset import dataset_bytes, simulate_many
 
     template = load_template(scene)
+    check_memory(snippets * dataset_bytes(template, seed, None), f"{snippets} snippets of {scene} held in memory per grid cell", "lower --snippets")
     rt60s, snrs = protocol_grid(template)
     cells = [GridCell(r, s) for r, s in itertools.product(rt60s, snrs)]
     indices = list(range(TEST_SEED_OFFSET, TEST_SEED_OFFSET + snippets))
