@@ -353,6 +353,16 @@ def load_recording(path: str | os.PathLike, mics: str | os.PathLike | None = Non
     return rec
 
 
+def check_seconds(sources: SourceTrack, duration: float, path: Path) -> None:
+    """Warn when the ground truth runs far past the audio's ``duration`` (s): times in milliseconds,
+    or another recording's truth, would be matched to the estimates by time all the same."""
+    last = float(sources.time.max()) if len(sources.time) else 0.0
+    if last > 2 * duration + 1.0:
+        within = float(np.mean(sources.time <= duration))
+        warnings.warn(SslkitWarning(f"{path}: its times run to {last:.6g} s but the audio lasts {duration:.3g} s ({within:.1%} of its rows "
+                                    f"fall within it); sslkit reads seconds, and in milliseconds they would run to {last / 1000:.3g} s"), stacklevel=3)
+
+
 def read_recording(path: str | os.PathLike, mics: str | os.PathLike | None = None) -> Recording:
     """Read a recording folder, or a wav file plus a ``mics.csv``, with all its channels.
 
@@ -380,6 +390,7 @@ def read_recording(path: str | os.PathLike, mics: str | os.PathLike | None = Non
     sources = read_sources(folder / SOURCES_FILE) if (folder / SOURCES_FILE).is_file() else None
     if sources is not None:
         check_metres(np.vstack([xyz, sources.xyz]), f"{mics_path} and {folder / SOURCES_FILE}")
+        check_seconds(sources, len(audio) / fs, folder / SOURCES_FILE)
     scene = read_yaml(folder / SCENE_FILE) if (folder / SCENE_FILE).is_file() else {}
     if not isinstance(scene, (dict, type(None))):
         raise InputFileError(folder / SCENE_FILE, "expected a mapping of scene keys")

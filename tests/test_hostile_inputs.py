@@ -4,6 +4,7 @@ and a result), nothing is half written, and no file sslkit did not write is repl
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -290,6 +291,19 @@ def test_ground_truth_rows_in_any_order_score_the_same(cli, tmp_path):
     shuffled.write_text("time,source_id,x,y,z\n0,1,1,2,1\n1,1,2,2,1\n0,1,1,3,1\n")
     with pytest.raises(UserError, match="source 1 is listed twice at time 0 s"):
         read_sources(shuffled)
+
+
+def test_ground_truth_in_milliseconds_is_named(cli, tmp_path):
+    """Times in ms ran the truth to 3900 "s" beside 4 s of audio and scored 129 cm without a word."""
+    demo = Path(__file__).parents[1] / "examples" / "luvira-demo"
+    shutil.copytree(demo, tmp_path / "rec")
+    lines = (demo / "sources.csv").read_text().splitlines()
+    (tmp_path / "rec" / "sources.csv").write_text("\n".join(lines[:1] + [f"{float(ln.split(',')[0]) * 1000:g}," + ln.split(",", 1)[1] for ln in lines[1:]]) + "\n")
+    result = cli("locate", tmp_path / "rec", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0 and "sources.csv: its times run to 3900 s but the audio lasts 4 s" in result.output
+    assert "in milliseconds they would run to 3.9 s" in result.output
+    result = cli("locate", demo, "--out", tmp_path / "q.csv")
+    assert result.exit_code == 0 and "its times run to" not in result.output
 
 
 def test_a_single_microphone_is_an_error_naming_the_recording(cli, tmp_path):
