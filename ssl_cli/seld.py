@@ -199,7 +199,7 @@ def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathL
 
     from sslkit.files import check_folder_to_fill
     from sslkit.models.checkpoint import resampled_for_model
-    from sslkit.recording import read_recording, recording_folders
+    from sslkit.recording import MICS_FILE, read_mics, read_recording, recording_folders
     from sslkit.resources import resolve_device
 
     if fmt not in DCASE_FORMATS:
@@ -208,11 +208,13 @@ def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathL
     out = check_folder_to_fill(Path(out) if out else Path(recordings) / "seld-output", [f"{folder.name}.csv" for folder in folders])
     device = resolve_device(device)
     model, meta, features, ngcc = load_seld_model(checkpoint, device)
+    for folder in folders:  # every folder before any work: nothing is half written
+        n_mics = len(read_mics(folder / MICS_FILE)[0])
+        if features.channels(n_mics) != model.config["in_channels"]:
+            raise InputFileError(folder, f"{n_mics} microphones, but {checkpoint} was trained on {meta.get('n_mics', 'another number')}")
     written = []
     for done, folder in enumerate(folders, 1):
         rec = resampled_for_model(read_recording(folder), meta["fs"], "SELD")
-        if features.channels(rec.n_mics) != model.config["in_channels"]:
-            raise InputFileError(folder, f"{rec.n_mics} microphones, but {checkpoint} was trained on {meta.get('n_mics', 'another number')}")
         extra = ngcc(torch.as_tensor(rec.audio.T[None], device=device))[0] if ngcc is not None else None
         written.append(out / f"{folder.name}.csv")
         write_dcase_csv(written[-1], predict_clip(model, features, rec.audio, device, extra), fmt)

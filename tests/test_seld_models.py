@@ -91,6 +91,13 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
         assert_one_line_error(cli("train-seld", "--data", tmp_path / "data", "--classes", tmp_path / "classes.yaml", *size, "--out", tmp_path / "big"),
                               fragment, "needs about")
     assert not (tmp_path / "big").exists()
+    from pathlib import Path
+
+    shutil.copytree(tmp_path / "data" / "scene_00000", tmp_path / "mixed" / "a")
+    shutil.copytree(Path(__file__).parents[1] / "examples" / "luvira-demo", tmp_path / "mixed" / "b")  # 12 mics: another array
+    assert_one_line_error(cli("predict-seld", "--checkpoint", tmp_path / "adpit" / "best.pt", tmp_path / "mixed", "--out", tmp_path / "pred"),
+                          "mixed/b", "12 microphones")
+    assert not (tmp_path / "pred").exists()  # a.csv was written before b was refused
     from sslkit.seld import write_dcase_csv
     from sslkit.sims.seld_labels import dcase_labels
 
