@@ -153,16 +153,24 @@ def locata_folders(root: str | Path) -> list[Path]:
 
 def import_locata_folders(root: str | Path, out: str | Path, fs: int | None = None, overwrite: bool = False, on_progress=None) -> list[Path]:
     """Every LOCATA ``<array>`` folder under ``root`` as a recording folder ``out/<task>-<recording>-<array>``;
-    all places are checked before any is written. Returns the folders written."""
-    from sslkit.files import check_new_folder
+    all places are checked before any is written, and a failure removes the folders already
+    written. Returns the folders written."""
+    from sslkit.files import check_new_folder, remove_sslkit_folder
     from sslkit.recording import save_recording
 
     folders = locata_folders(root)
     targets = [Path(out) / "-".join(folder.parts[-3:]) for folder in folders]
     for target in targets:
         check_new_folder(target, overwrite, [Path(root)])
-    for done, (folder, target) in enumerate(zip(folders, targets), 1):
-        save_recording(target, import_locata(folder, fs), overwrite=overwrite)
-        if on_progress:
-            on_progress(done, len(folders))
+    written, out_existed = [], Path(out).exists()
+    try:
+        for done, (folder, target) in enumerate(zip(folders, targets), 1):
+            save_recording(target, import_locata(folder, fs), overwrite=overwrite)
+            written.append(target)
+            if on_progress:
+                on_progress(done, len(folders))
+    except BaseException:  # a later folder failed (or Ctrl-C): take back what this run wrote, so that nothing is half imported
+        for target in [Path(out)] if not out_existed and Path(out).is_dir() else written:  # a folder this run made is all its own
+            remove_sslkit_folder(target)
+        raise
     return targets

@@ -99,3 +99,15 @@ def test_import_locata_leaves_out_rows_without_a_position(cli, tmp_path):
     assert result.exit_code == 0 and "1 of 100 rows have no position" in result.output
     truth = sslkit.load_recording(tmp_path / "out" / "task1-recording1-dummy5").sources
     assert len(truth.time) == 99 and np.isfinite(truth.xyz).all()
+
+
+def test_a_failing_recording_leaves_no_folder_of_the_import(cli, tmp_path):
+    """task1/recording1 imported, then recording2's month 13: the first folder was left behind."""
+    import shutil
+
+    first = locata_fixture(tmp_path / "LOCATA")
+    second = first.parents[1] / "recording2" / first.name
+    shutil.copytree(first, second)
+    edit_line(second / "audio_array_timestamps_dummy5.txt", 2, lambda cells: cells[:1] + ["13"] + cells[2:])
+    assert_one_line_error(cli("import-locata", tmp_path / "LOCATA", "--out", tmp_path / "out"), "recording2", "not a date")
+    assert not (tmp_path / "out").exists()
