@@ -212,11 +212,17 @@ def true_tdoa(positions: np.ndarray, mics: np.ndarray, pairs: np.ndarray, c: flo
 
 CSV_ROWS = 250_000
 """tdoa.csv rows formatted at once, in whole frames (long recordings: memory stays flat)."""
+TDOA_ROW_BYTES = 64
+"""A tdoa.csv row's length in bytes, from above (frame, time, ids, rank and three numbers)."""
 
 
 def write_tdoa_csv(path: str | os.PathLike, result: TdoaResult, c: float = SPEED_OF_SOUND) -> None:
     """Write ``tdoa.csv``: one row per frame, pair and peak rank (rank 1 = strongest), about ``CSV_ROWS`` rows at a time."""
+    from sslkit.resources import check_disk
+
     f, p, k = result.tdoa.shape
+    check_disk(f * p * k * TDOA_ROW_BYTES, Path(path).parent, f"{Path(path).name}: {f * p * k} rows ({f} frames × {p} pairs × {k} peaks)",
+               "choose fewer pairs (--pairs ref:1), fewer peaks or a longer --hop")
     ids = np.array(result.mic_ids)
     frames = max(1, CSV_ROWS // (p * k))
     with atomic_file(path) as tmp, open(tmp, "w") as out:

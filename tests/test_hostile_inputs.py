@@ -582,6 +582,15 @@ def test_more_tdoa_peaks_than_lags_and_a_pair_listed_twice_are_refused(cli, rec,
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_a_tdoa_csv_larger_than_the_free_disk_is_refused(cli, rec, tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))  # 1 kB free
+    assert_one_line_error(cli("tdoa", rec, "--out", tmp_path / "t.csv"), "t.csv", "rows", "free on the disk")
+    assert not (tmp_path / "t.csv").exists()
+
+
 def test_peak_separation_and_beta_are_checked(cli, rec, tmp_path):
     """A negative or NaN separation and a β outside [0, 1] are refused (NaN β once gave a tdoa.csv of
     NaN); a separation wider than every lag range keeps one peak per pair (it once allocated 256 TB)."""
