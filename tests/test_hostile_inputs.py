@@ -591,6 +591,16 @@ def test_a_tdoa_csv_larger_than_the_free_disk_is_refused(cli, rec, tmp_path, mon
     assert not (tmp_path / "t.csv").exists()
 
 
+def test_a_disk_that_fills_while_writing_is_one_line(cli, rec, tmp_path, monkeypatch):
+    import errno
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("sslkit.tdoa.write_tdoa_csv", full)
+    assert_one_line_error(cli("tdoa", rec, "--out", tmp_path / "t.csv"), "t.csv: No space left on device")
+
+
 def test_peak_separation_and_beta_are_checked(cli, rec, tmp_path):
     """A negative or NaN separation and a β outside [0, 1] are refused (NaN β once gave a tdoa.csv of
     NaN); a separation wider than every lag range keeps one peak per pair (it once allocated 256 TB)."""

@@ -8,6 +8,7 @@ imports (torch, pyroomacoustics) happen inside the commands so that ``sslkit --h
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import sys
 import warnings
@@ -58,12 +59,16 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE}
+"""Operating-system errors that are the machine's state, not a bug: a full disk or quota, a read-only
+or forbidden place, too many open files. They end in one line, as user errors do."""
 
 
 def user_errors(fn):
-    """Run a command the way users see it: a UserError becomes one line on stderr and exit code 2,
-    Ctrl-C one line saying what was kept and exit code 130, an sslkit warning one line, and
-    other warnings (numpy's NaN arithmetic the library handles, libraries' notes) nothing."""
+    """Run a command the way users see it: a UserError, or an OSError of ``MACHINE_ERRNOS`` (a full
+    disk), becomes one line on stderr and exit code 2, Ctrl-C one line saying what was kept and
+    exit code 130, an sslkit warning one line, and other warnings (numpy's NaN arithmetic the
+    library handles, libraries' notes) nothing."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -75,6 +80,11 @@ def user_errors(fn):
                 return fn(*args, **kwargs)
             except UserError as err:
                 err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            except OSError as err:
+                if err.errno not in MACHINE_ERRNOS:
+                    raise
+                err_console.print(f"[bold red]error:[/] {escape(str(err.filename or ''))}: {escape(err.strerror or str(err))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt as err:
                 kept = str(err) or "nothing half written: every file is complete or absent"
