@@ -8,10 +8,11 @@ import logging
 import multiprocessing
 import os
 import signal
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sslkit.errors import ConfigError, Interrupted, OutputError
+from sslkit.errors import ConfigError, Interrupted, OutputError, SslkitWarning
 from sslkit.files import (
     check_folder_to_fill,
     check_only_ours,
@@ -58,8 +59,13 @@ def parallel_map(fn: Callable, jobs: list[tuple], workers: int | None, ordered: 
     """``fn(*job)`` for every job on ``workers`` processes (all cores by default; 1 runs inline), in
     order, or as each finishes (``ordered=False``).
 
-    Workers ignore Ctrl-C; the caller's KeyboardInterrupt terminates them at once."""
-    workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
+    Workers ignore Ctrl-C; the caller's KeyboardInterrupt terminates them at once. More workers than
+    cores are not started (each holds its own copy of the libraries and a room's RIRs): a warning says so."""
+    cores = os.cpu_count() or 1
+    if workers is not None and workers > cores:
+        warnings.warn(SslkitWarning(f"workers = {workers}: this machine has {cores} cores, so {cores} processes run "
+                                    "(a Dask cluster, simulate --scheduler, scales further)"), stacklevel=2)
+    workers = min(workers or cores, cores, max(1, len(jobs)))
     if workers == 1:
         yield from (fn(*job) for job in jobs)
         return

@@ -318,3 +318,13 @@ def test_the_geometry_check_takes_many_mics_without_a_table_of_all_pairs():
     mics[29999] = mics[17]
     with pytest.raises(GeometryError, match="microphones 18 and 30000 have the same position"):
         check_geometry(mics)
+
+
+def test_more_workers_than_cores_are_not_started(monkeypatch):
+    """--workers 1000 started 1000 processes, each with its own libraries and RIRs."""
+    from sslkit.errors import SslkitWarning
+    from sslkit.sims.dataset import parallel_map
+
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    with pytest.warns(SslkitWarning, match="workers = 1000: this machine has 1 cores"):
+        assert list(parallel_map(pow, [(2, 3), (3, 2)], 1000)) == [8, 9]  # one core: run inline, in order
