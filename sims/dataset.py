@@ -63,7 +63,7 @@ def parallel_map(fn: Callable, jobs: list[tuple], workers: int | None, ordered: 
     cores are not started (each holds its own copy of the libraries and a room's RIRs): a warning says so."""
     cores = os.cpu_count() or 1
     if workers is not None and workers > cores:
-        warnings.warn(SslkitWarning(f"workers = {workers}: this machine has {cores} cores, so {cores} processes run "
+        warnings.warn(SslkitWarning(f"workers = {workers}: this machine has {cores} core{'s' * (cores != 1)}, so {cores} process{'es' * (cores != 1)} run "
                                     "(a Dask cluster, simulate --scheduler, scales further)"), stacklevel=2)
     workers = min(workers or cores, cores, max(1, len(jobs)))
     if workers == 1:

@@ -326,5 +326,5 @@ def test_more_workers_than_cores_are_not_started(monkeypatch):
     from sslkit.sims.dataset import parallel_map
 
     monkeypatch.setattr("os.cpu_count", lambda: 1)
-    with pytest.warns(SslkitWarning, match="workers = 1000: this machine has 1 cores"):
+    with pytest.warns(SslkitWarning, match="workers = 1000: this machine has 1 core, so 1 process run"):
         assert list(parallel_map(pow, [(2, 3), (3, 2)], 1000)) == [8, 9]  # one core: run inline, in order
