@@ -35,13 +35,17 @@ from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, p
 from sslkit.hum import phat_taper
 from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, at_rate, build_options, check_precision
 from sslkit.recording import Recording, phat_max_freq, room_channels
-from sslkit.resources import check_memory, resolve_device
+from sslkit.resources import available_memory, check_memory, resolve_device
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
 MAX_PEAKS = 64
 """Most TDOA peaks per frame and pair a tdoa.csv may list."""
 CORRELATION_COPIES = 4
-"""Complex spectra and correlations of one batch of frames × pairs alive at once in ``gcc``."""
+"""Copies of one frame's correlations (float32, frames × pairs × lag bins) alive at once while they
+are computed, averaged and searched for peaks."""
+TDOA_BATCH_BYTES = 2**30
+"""Memory the frames scored at once may take: with many pairs, batches hold fewer frames than
+``TdoaOptions.batch_frames``."""
 
 
 @dataclass
@@ -87,6 +91,11 @@ class GccScorer:
         self.per_sample = opts.upsample
         self.band = band_share(opts.max_freq, fs)
 
+    def frame_bytes(self, n_mics: int, n_pairs: int) -> int:
+        """Memory one frame takes while it is scored: its correlations and its pairs' cross-spectra."""
+        n_bins = 2 * self.max_lag * self.opts.upsample + 1
+        return n_pairs * (CORRELATION_COPIES * n_bins * 4 + 3 * (self.n_fft * self.opts.upsample // 2 + 1) * 8)
+
     def per_frame(self, frames: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
         """What is averaged over a window: the correlation per lag bin (1/per_sample samples), (F, P, 2·max_lag·per_sample + 1)."""
         return frame_correlations(frames, pairs, self.n_fft, self.max_lag, self.opts.upsample, self.opts.weighting, self.opts.beta, self.band,
@@ -109,6 +118,13 @@ class NgccScorer:
 
         self.model, self.meta, self.path = load_model(opts.checkpoint, "ngcc-phat", opts.device, fs=fs, max_lag=needed_lag)
         self.reduced = opts.precision == "bfloat16"
+        self.frame = frame
+
+    def frame_bytes(self, n_mics: int, n_pairs: int) -> int:
+        """Memory one frame takes while it is scored: each mic's filtered channels (a few layers'
+        worth), each pair's correlations and the head's activations over the lags."""
+        channels, head = self.model.config["channels"], self.model.config["head_channels"]
+        return 4 * (3 * n_mics * channels * self.frame + n_pairs * self.model.n_lags * (channels + 3 * head))
 
     def per_frame(self, frames: torch.Tensor, pairs: np.ndarray) -> torch.Tensor:
         """What is averaged over a window: the lag probabilities, (F, P, 2·max_tau + 1); with
@@ -168,17 +184,16 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
     needed_lag = lag_classes(bounds.max() - (LAG_MARGIN if opts.max_tau == "auto" else 0))  # lag classes the geometry needs
     if max_lag >= opts.frame // 2:
         raise UserError(f"frames of {opts.frame} samples are too short for lags up to {max_lag} samples; use at least {4 * max_lag}")
-    check_memory(CORRELATION_COPIES * opts.batch_frames * len(pairs) * opts.frame * opts.upsample * 8,
-                 f"correlations of {len(pairs)} pairs over {opts.frame}-sample frames upsampled {opts.upsample}×",
-                 "lower the upsampling factor or the frame length")
     scorer = TDOA_METHODS[method](opts, needed_lag, rec.fs, max_lag, opts.frame)
+    window = None if opts.static else window_frames(opts.window, opts.hop, rec.fs)
+    batch = tdoa_batch(scorer.frame_bytes(rec.n_mics, len(pairs)), opts, 0 if window is None else window - 1,
+                       f"{method} scores of {len(pairs)} pairs over {opts.frame}-sample frames upsampled {opts.upsample}×")
     audio = torch.as_tensor(rec.audio, device=opts.device)
     frames_all = frame_audio(audio, opts.frame, opts.hop)
     silent = silent_frames(frames_all, opts.silence_db)
     if silent.all():
         warnings.warn(SslkitWarning(f"{rec.path}: every frame is more than {opts.silence_db:g} dB below the loudest, so all are "
                                     "flagged silent and have no TDOA"), stacklevel=2)
-    window = None if opts.static else window_frames(opts.window, opts.hop, rec.fs)
     per_sample = scorer.per_sample
     n_lags = 2 * int(np.ceil(bounds.max() * per_sample)) + 1
     if opts.peaks > n_lags:
@@ -188,7 +203,7 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
     n_out = 1 if window is None else len(frames_all)
     check_memory(2 * n_out * len(pairs) * opts.peaks * 8, f"TDOAs of {n_out} frames × {len(pairs)} pairs × {opts.peaks} peaks", "lower --peaks")
     tdoa, score = np.empty((n_out, len(pairs), opts.peaks)), np.empty((n_out, len(pairs), opts.peaks))  # filled in place
-    averages = window_average(lambda lo, hi: scorer.per_frame(frames_all[lo:hi], pairs), len(frames_all), ~silent, window, opts.batch_frames)
+    averages = window_average(lambda lo, hi: scorer.per_frame(frames_all[lo:hi], pairs), len(frames_all), ~silent, window, batch)
     for covered, averaged in averages:
         scored = scorer.scores(averaged)
         lag, value = pick_peaks(scored, opts.peaks, min_sep, limit.to(scored.dtype).expand(scored.shape[:-1]))
@@ -203,6 +218,17 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
     tdoa[silent] = np.nan
     score[silent] = 0.0
     return TdoaResult(times, pairs, rec.mic_ids, tdoa, score, silent)
+
+
+def tdoa_batch(frame_bytes: int, opts: TdoaOptions, halo: int, what: str) -> int:
+    """Frames scored at once: ``opts.batch_frames``, or fewer so that they and the integration
+    window's ``halo`` frames fit ``TDOA_BATCH_BYTES`` and a quarter of the available memory;
+    ResourceError (naming ``what``) when even one frame and its halo would not fit in memory."""
+    budget = min(TDOA_BATCH_BYTES, available_memory() // 4)
+    batch = int(max(1, min(opts.batch_frames, budget // frame_bytes - halo)))
+    check_memory((batch + halo) * frame_bytes, f"{what}, {batch + halo} frames at once",
+                 "choose fewer pairs (pairs ref:K), a lower upsampling factor, shorter frames or a shorter window")
+    return batch
 
 
 def true_tdoa(positions: np.ndarray, mics: np.ndarray, pairs: np.ndarray, c: float = SPEED_OF_SOUND) -> np.ndarray:

@@ -377,3 +377,24 @@ def test_lag_classes_fit_every_rounded_delay():
         delays = rng.uniform(-bound, bound, 100)
         assert np.abs(np.round(delays)).max() <= lag_classes(bound)
         assert lag_classes(bound) <= np.ceil(bound)
+
+
+def test_many_pairs_stream_in_smaller_batches_instead_of_being_refused(monkeypatch):
+    """60 mics (1770 pairs) on a machine with 1 GB free: the memory check once counted 32 frames of
+    8-byte values over the whole frame length (3.7 GB) and refused; batches now shrink to fit."""
+    import sslkit.resources
+    import sslkit.tdoa
+    from sslkit.recording import Recording
+    from sslkit.tdoa import estimate_tdoa
+
+    rng = np.random.default_rng(0)
+    mics = rng.uniform([0, 0, 0], [4, 4, 2.5], (60, 3))
+    source, fs = np.array([2.0, 2.5, 1.2]), 16000
+    signal = rng.standard_normal(fs)
+    delays = np.linalg.norm(mics - source, axis=1) / SPEED_OF_SOUND * fs
+    audio = np.stack([np.interp(np.arange(fs // 2) + 400 - d, np.arange(fs), signal) for d in delays], 1).astype(np.float32)
+    for module in (sslkit.resources, sslkit.tdoa):
+        monkeypatch.setattr(module, "available_memory", lambda: 2**30)
+    result = estimate_tdoa(Recording(audio, fs, [str(k) for k in range(60)], mics), frame=2048, hop=1024)
+    expected = (delays[result.pairs[:, 0]] - delays[result.pairs[:, 1]]) / fs  # τᵢⱼ = tᵢ − tⱼ
+    assert np.nanmedian(np.abs(result.tdoa[:, :, 0] - expected)) < 1 / fs
