@@ -38,9 +38,11 @@ RANSAC's memory does not grow with the recording."""
 
 def hypothesis_bytes(n_hyp: int, n_mics: int, n_pairs: int, n_peaks: int) -> int:
     """Memory ``best_hypotheses`` takes per frame (bytes): the draws that pick each hypothesis's mics,
-    and its two candidate positions scored on up to ``PRESCREEN_PAIRS`` pairs of ``n_peaks`` peaks."""
-    scored_pairs = min(n_pairs, PRESCREEN_PAIRS)
-    return n_hyp * (16 * n_mics + 2 * (48 + 4 * n_mics + 12 * scored_pairs * n_peaks))
+    its two candidate positions scored on up to ``PRESCREEN_PAIRS`` pairs of ``n_peaks`` peaks, and
+    the ``PRESCREEN_KEEP`` best scored on every pair."""
+    candidates = 2 * n_hyp
+    fully_scored = min(candidates, PRESCREEN_KEEP) if n_pairs > PRESCREEN_PAIRS else 0
+    return n_hyp * 16 * n_mics + candidates * (48 + 4 * n_mics + 12 * min(n_pairs, PRESCREEN_PAIRS) * n_peaks) + fully_scored * 8 * n_pairs * n_peaks
 
 
 def ransac_chunk_frames(opts: RansacOptions, n_mics: int, n_pairs: int, n_peaks: int) -> int:
@@ -49,7 +51,6 @@ def ransac_chunk_frames(opts: RansacOptions, n_mics: int, n_pairs: int, n_peaks:
     per_frame = hypothesis_bytes(opts.hypotheses, n_mics, n_pairs, n_peaks)
     check_memory(per_frame, f"{opts.hypotheses} RANSAC hypotheses per frame", "lower --hypotheses")
     return int(max(1, min(RANSAC_CHUNK_FRAMES, RANSAC_CHUNK_BYTES // per_frame)))
-
 
 
 @dataclass
