@@ -522,6 +522,9 @@ def test_two_estimates_for_one_track_at_one_time_are_refused(cli, tmp_path):
     pred.write_text("time,x,y,z,track\n0.5,1,2,1,0\n0.5,1,2,1,1\n0.5,2,2,1,0\n")
     assert_one_line_error(cli("evaluate", "--pred", pred, "--truth", truth, "--out", tmp_path / "ev"), "pred.csv", "line 2", "more than one row")
     assert not (tmp_path / "ev").exists()
+    # a row with x empty but y, z and a direction given was scored as missing and counted as located
+    pred.write_text("time,x,y,z,track,azimuth_deg,elevation_deg\n0.5,1,2,1,0,10,5\n1.0,,2,1,0,10,5\n")
+    assert_one_line_error(cli("evaluate", "--pred", pred, "--truth", truth, "--out", tmp_path / "ev"), "pred.csv", "line 3", "all empty")
 
 
 @pytest.mark.parametrize("method", ["multilat", "srp-phat"])

@@ -104,7 +104,11 @@ def read_positions(path: str | os.PathLike) -> PositionTrack:
         raise InputFileError(path, "no rows")
     if not np.all(np.isfinite(cols["time"])):
         raise InputFileError(path, "time must be a number on every row")
-    check_metres(np.stack([cols["x"], cols["y"], cols["z"]], 1), path)
+    xyz = np.stack([cols["x"], cols["y"], cols["z"]], 1)
+    check_metres(xyz, path)
+    partial = np.flatnonzero(np.isnan(xyz).any(1) & ~np.isnan(xyz).all(1))  # a position is all three or none
+    if len(partial):
+        raise InputFileError(path, f"line {partial[0] + 2}: x, y and z are either all given or all empty (no position)")
     conf = cols.get("confidence", np.ones(n))
     n_in = cols.get("n_inliers", np.zeros(n))
     n_in = np.where(np.isfinite(n_in) & (np.abs(n_in) < 2**31), n_in, 0).astype(int)  # informative only: unreadable counts are 0
@@ -119,5 +123,5 @@ def read_positions(path: str | os.PathLike) -> PositionTrack:
     if np.any(counts > 1):
         row = int(first[counts > 1].min())
         raise InputFileError(path, f"line {row + 2}: time {cols['time'][row]:g}, track {int(track[row])} has more than one row")
-    return PositionTrack(cols["time"], np.stack([cols["x"], cols["y"], cols["z"]], 1), conf, n_in, track=track.astype(int),
+    return PositionTrack(cols["time"], xyz, conf, n_in, track=track.astype(int),
                          azimuth=cols.get("azimuth_deg"), elevation=cols.get("elevation_deg"))
