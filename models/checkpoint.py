@@ -85,7 +85,8 @@ def resampled_for_model(rec, fs: int, kind: str):
     from sslkit.errors import SslkitWarning
 
     if fs != rec.fs:
-        warnings.warn(SslkitWarning(f"{rec.path}: resampled from {rec.fs} to {fs} Hz, the rate of the {kind} model"), stacklevel=3)
+        empty = f"; nothing above {rec.fs / 2:g} Hz reaches the model, which was trained on the whole band" if fs > rec.fs else ""
+        warnings.warn(SslkitWarning(f"{rec.path}: resampled from {rec.fs} to {fs} Hz, the rate of the {kind} model{empty}"), stacklevel=3)
     return rec.resampled(fs)
 
 

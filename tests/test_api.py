@@ -86,6 +86,9 @@ def test_a_48_khz_recording_meets_16_khz_models_resampled_with_a_note(demo):
     with pytest.warns(sslkit.SslkitWarning, match="resampled from 48000 to 16000 Hz, the rate of the ngcc-phat model"):
         result = sslkit.estimate_tdoa(fast, "ngcc", device="cpu", frame=2048)
     assert np.isfinite(result.tdoa).any()
+    slow = demo.resampled(8000)  # upsampled for the model: the note says what it lacks
+    with pytest.warns(sslkit.SslkitWarning, match="resampled from 8000 to 16000 Hz.*nothing above 4000 Hz reaches the model"):
+        sslkit.estimate_tdoa(slow, "ngcc", device="cpu")
 
 
 def test_wav2pos_with_ngcc_in_bfloat16_gives_nearly_the_same_positions(demo):
