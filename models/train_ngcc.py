@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from sslkit.errors import UserError
 from sslkit.files import write_yaml
 from sslkit.geometry import lag_classes, pair_lag_bounds, speed_of_sound
-from sslkit.models.adpit import MAX_TRACKS, adpit_loss
+from sslkit.models.adpit import adpit_loss, check_track_count
 from sslkit.models.ngcc import NGCCPHAT, SIZES, lag_targets, multi_lag_targets
 from sslkit.models.training import (
     VAL_SEED_OFFSET,
@@ -114,8 +114,10 @@ def check_ngcc_config(cfg: NgccTrainConfig) -> None:
     from sslkit.sims.scene import load_template
 
     check_training_config(cfg)
-    if not 1 <= cfg.targets <= MAX_TRACKS:
-        raise UserError(f"--targets {cfg.targets}: ADPIT trains 1 to {MAX_TRACKS} output tracks")
+    try:
+        check_track_count(cfg.targets)
+    except ValueError as err:
+        raise UserError(f"--targets {cfg.targets}: {err}") from None
     check_simulated_rooms(cfg.scenes, cfg.val_scenes, dataset_bytes(load_template(cfg.scene), cfg.seed, cfg.audio_dir))
     check_batch_inputs(cfg.batch_size, 2 * 4 * cfg.window)  # two float32 windows per item
 
