@@ -26,7 +26,7 @@ import yaml
 from sslkit.errors import ConfigError, GeometryError, ResourceError, describe
 from sslkit.files import read_yaml
 from sslkit.geometry import SPEED_OF_SOUND, SPEED_OF_SOUND_RANGE, check_geometry
-from sslkit.sims.signals import draw_signal
+from sslkit.sims.signals import audio_folder, draw_signal
 
 TOP_KEYS = {"name", "description", "fs", "duration", "c", "seed", "room", "mics", "sources", "noise", "truth_hop", "block"}
 ROOM_KEYS = {"dimensions", "rt60", "absorption", "materials", "max_order", "ray_tracing", "air_absorption"}
@@ -297,8 +297,8 @@ def resolve_scene(template: dict, seed: int = 0, index: int = 0, audio_dir: str 
     A template that is already a resolved scene is checked and returned as it is. A value of the
     wrong type anywhere is a ConfigError.
     """
-    if audio_dir is not None and not Path(audio_dir).is_dir():
-        raise ConfigError(f"{audio_dir}: --audio-dir is not a folder")
+    if audio_dir is not None:
+        audio_folder(audio_dir)
     try:
         if "mic_ids" in template:
             return check_scene(Scene.from_dict(template))

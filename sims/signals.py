@@ -39,15 +39,26 @@ def bundled_speech(split: str) -> list[Path]:
     return sorted((bundled_dir() / split).glob("*.flac"))
 
 
+def audio_folder(audio_dir: str | Path) -> Path:
+    """``audio_dir`` as a Path; ConfigError when it is not a folder."""
+    root = Path(audio_dir)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: --audio-dir is not a folder")
+    return root
+
+
+def drawn_from(ref: str, audio_dir: str | Path) -> bool:
+    """Whether the signal reference ``ref`` (:func:`draw_signal`'s) plays a file of ``audio_dir``."""
+    return str(Path(audio_dir).resolve()) in ref
+
+
 def user_audio(audio_dir: str | Path, split: str) -> list[Path]:
     """Audio files under ``audio_dir`` in the given split, split by speaker (first sub-folder;
     for a class folder: by recording or by file).
 
     Files directly in ``audio_dir`` count as their own speaker, so a flat folder is split by file.
     """
-    root = Path(audio_dir)
-    if not root.is_dir():
-        raise ConfigError(f"{root}: --audio-dir is not a folder")
+    root = audio_folder(audio_dir)
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise ConfigError(f"{root}: no wav/flac/ogg files in --audio-dir")

@@ -10,6 +10,7 @@ from sslkit.errors import SslkitWarning
 from sslkit.recording import Recording, save_recording
 from sslkit.sims.room import simulate as simulate_scene
 from sslkit.sims.scene import Scene, errors_naming, load_template, resolve_scene
+from sslkit.sims.signals import drawn_from
 
 
 def scene_template(scene: str | os.PathLike | dict, duration: float | None = None) -> dict:
@@ -34,7 +35,7 @@ def simulate(scene: str | os.PathLike | dict, out: str | os.PathLike | None = No
         check_new_folder(Path(out), overwrite, inputs)
     with errors_naming(source):
         resolved = resolve_scene(scene_template(scene, duration), seed, audio_dir=str(audio_dir) if audio_dir else None)
-        if audio_dir is not None and not any(str(Path(audio_dir).resolve()) in src.signal for src in resolved.sources):
+        if audio_dir is not None and not any(drawn_from(src.signal, audio_dir) for src in resolved.sources):
             played = ", ".join(src.signal.split(":")[0] for src in resolved.sources)
             warnings.warn(SslkitWarning(f"{audio_dir}: no source of this scene takes its signal from --audio-dir (they play {played}; "
                                         "only 'speech' and class names drawn by a template come from it)"), stacklevel=2)
