@@ -193,6 +193,7 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
     val_extra = clip_ngcc_features(ngcc, val, cfg.device, status("NGCC-PHAT features, validation", len(val)))
     n_mics = clips[0].audio.shape[1]
     extra_channels = ngcc.n_channels * n_mics * (n_mics - 1) // 2 if ngcc is not None else 0
+
     def build() -> SeldNet:
         return SeldNet(features.channels(n_mics), len(cfg.classes), filters=cfg.filters, rnn_size=cfg.rnn_size, extra_channels=extra_channels,
                        extra_lags=ngcc.ngcc.n_lags if ngcc is not None else 0)
