@@ -78,28 +78,96 @@ def check_sample_rate(fs: int, expected: int, where: object, what: str) -> None:
         raise InputFileError(where, f"sample rate {fs} Hz, but {what} expects {expected} Hz")
 
 
-def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None = None, where: object = "mics") -> str | None:
-    """Raise for too few mics, and for collinear mics unless they localize in a plane (``dims`` 2)
-    within given ``bounds`` that leave one side of the array's line (the mirror image of a position
-    about the line sounds the same); return a warning when 3D localization is ambiguous (coplanar
-    mics). Errors name ``where`` (the recording)."""
-    needed = dims + 1
+def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None = None, where: object = "mics",
+                         far_field: bool = False) -> str | None:
+    """Raise for too few mics, and for arrays that cannot tell apart the answers of the search:
+    collinear mics in 3D (positions, or ``far_field`` directions, turned about their line), mics on
+    a vertical line in a horizontal plane (``dims`` 2), and in that plane an answer and its mirror
+    image (:func:`mirror_normal`) unless ``bounds`` (2, 3) cover one side of the mirror only.
+    Return a warning when 3D answers are mirror-ambiguous (coplanar mics) and no bounds pick a side.
+    Errors name ``where`` (the recording)."""
+    what, answers = ("a direction", "directions") if far_field else ("a position", "positions")
+    needed = 2 if far_field else dims + 1
     if len(mics) < needed:
         hint = "; with 3, localize in a plane (--dims 2 --height H)" if dims == 3 and len(mics) == 3 else ""
         raise GeometryError(f"{where}: {dims}D localization needs at least {needed} microphones, got {len(mics)}{hint}")
-    sv = np.linalg.svd(mics - mics.mean(axis=0), compute_uv=False)
-    if sv[1] < COPLANAR_RATIO * sv[0]:
-        if dims == 3:
-            raise GeometryError(f"{where}: the microphones are collinear: positions around their line are ambiguous; localize in a "
-                                "plane (--dims 2 --height H) with --bounds on one side of the array, or use --far-field")
-        if bounds is None or not one_side_of_line(mics, bounds):
-            raise GeometryError(f"{where}: the microphones are collinear: a position and its mirror image about their line sound the "
-                                "same; give --bounds that cover one side of the array only (e.g. x from 0 for an array along y)")
+    spread, axes = principal_axes(mics)
+    line = spread[1] < COPLANAR_RATIO * spread[0]
+    if line and dims == 3:
+        if far_field:
+            raise GeometryError(f"{where}: the microphones are collinear: they hear only the angle between a direction and their line; "
+                                "give directions in the horizontal plane (--dims 2) with --bounds on one side of the line")
+        raise GeometryError(f"{where}: the microphones are collinear: positions around their line are ambiguous; localize in a "
+                            "plane (--dims 2 --height H) with --bounds on one side of the array, or use --far-field --dims 2")
+    if line and np.hypot(*axes[0][:2]) < COPLANAR_RATIO:
+        raise GeometryError(f"{where}: the microphones lie on a vertical line: in a horizontal plane they hear only the distance from it, "
+                            f"not {answers} around it")
+    normal = mirror_normal(mics, dims)
+    if normal is None or (bounds is not None and bounds_side(mics, bounds, normal) != 0):
         return None
-    if dims == 3 and sv[-1] < COPLANAR_RATIO * sv[0] and (bounds is None or not one_side_of_plane(mics, bounds)):
-        return ("the microphones are coplanar: a position and its mirror image about their plane sound the same; "
-                "give --bounds on one side of the plane, or --dims 2")
-    return None
+    if dims == 2:
+        shape = "collinear" if line else "in a vertical plane"
+        raise GeometryError(f"{where}: the microphones are {shape}: {what} and its mirror image about their {'line' if line else 'plane'} "
+                            "sound the same; give --bounds that cover one side of it only (e.g. x from 0 for an array along y)")
+    if far_field:
+        axis = int(np.abs(normal).argmax())
+        return (f"the microphones are coplanar: a direction and its mirror image about their plane sound the same; directions are "
+                f"given on the side toward +{'xyz'[axis]}; give --bounds on one side of the plane")
+    return ("the microphones are coplanar: a position and its mirror image about their plane sound the same; "
+            "give --bounds on one side of the plane, or --dims 2")
+
+
+def principal_axes(mics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mics' spread about their centroid along each principal axis (3,) (the singular values,
+    largest first) and those axes (3, 3), one per row; any number of mics."""
+    centred = mics - mics.mean(axis=0)
+    variance, axes = np.linalg.eigh(centred.T @ centred)
+    order = np.argsort(variance)[::-1]
+    return np.sqrt(np.clip(variance[order], 0.0, None)), axes[:, order].T
+
+
+def mirror_normal(mics: np.ndarray, dims: int) -> np.ndarray | None:
+    """The unit normal (3,) of a mirror the array does not hear, oriented along its largest
+    component: reflecting a position across the plane through the mics' centroid normal to it (a
+    direction: across the plane through the origin) changes no distance to a mic, hence no TDOA,
+    and in 2D keeps a position in the horizontal search plane. That is the plane of coplanar mics
+    in 3D; in 2D, the vertical plane through collinear mics or of mics in a vertical plane. None
+    when every mirror is heard."""
+    spread, axes = principal_axes(mics)
+    flat = spread < COPLANAR_RATIO * spread[0]
+    if dims == 3:
+        normal = axes[2] if flat[2] else None
+    elif flat[1]:  # the horizontal normal of the line (None for a vertical line: check_array_geometry refuses it)
+        across = np.cross([0.0, 0.0, 1.0], axes[0])
+        normal = across / np.linalg.norm(across) if np.linalg.norm(across) >= COPLANAR_RATIO else None
+    else:
+        normal = axes[2] if flat[2] and abs(axes[2][2]) < COPLANAR_RATIO else None
+    if normal is None:
+        return None
+    return normal if normal[np.abs(normal).argmax()] > 0 else -normal
+
+
+def bounds_side(mics: np.ndarray, bounds: np.ndarray, normal: np.ndarray) -> int:
+    """+1 when the box ``bounds`` (2, 3) lies on the side of the plane through the mics' centroid
+    that ``normal`` points to, −1 on the other side (corners in the plane count on either), 0 when
+    it reaches both sides."""
+    corners = np.array(np.meshgrid(*bounds.T, indexing="ij")).reshape(3, -1).T - mics.mean(axis=0)
+    side = corners @ normal
+    tolerance = 1e-9 * max(1.0, float(np.abs(corners).max()))
+    return 1 if side.min() >= -tolerance else -1 if side.max() <= tolerance else 0
+
+
+def on_known_side(u: np.ndarray, mics: np.ndarray, dims: int, bounds: np.ndarray | None) -> np.ndarray:
+    """Directions u (..., 3) reflected across the mirror the array does not hear
+    (:func:`mirror_normal`) onto the side of it that ``bounds`` (2, 3) cover, or
+    without bounds on one side, the side its normal points to; unchanged where the array hears
+    every mirror. Reflection changes no TDOA, so the power is the same. NaN stays NaN."""
+    normal = mirror_normal(mics, dims)
+    if normal is None:
+        return u
+    side = (bounds_side(mics, bounds, normal) if bounds is not None else 0) or 1
+    along = u @ normal
+    return np.where((along * side < 0)[..., None], u - 2 * along[..., None] * normal, u)
 
 
 def check_metres(xyz: np.ndarray, where: object) -> None:
@@ -147,32 +215,3 @@ def check_same_units(estimates: np.ndarray, truth: np.ndarray, where: object) ->
         typical = float(np.median(np.linalg.norm(finite - centre, axis=1)))
         raise GeometryError(f"{where}: the estimates lie about {typical:.3g} m from the truth and are about {ratio:.3g}× its scale: "
                             "are they in millimetres or centimetres? sslkit reads metres")
-
-
-def one_side_of_plane(mics: np.ndarray, bounds: np.ndarray) -> bool:
-    """Whether the box ``bounds`` (2, 3) lies on one side of the plane through coplanar ``mics``
-    (corners in the plane count on either side)."""
-    centre = mics.mean(axis=0)
-    normal = np.linalg.svd(mics - centre)[2][-1]
-    corners = np.array(np.meshgrid(*bounds.T, indexing="ij")).reshape(3, -1).T - centre
-    side = corners @ normal
-    tolerance = 1e-9 * max(1.0, float(np.abs(corners).max()))
-    return bool(side.min() >= -tolerance or side.max() <= tolerance)
-
-
-def one_side_of_line(mics: np.ndarray, bounds: np.ndarray) -> bool:
-    """Whether the box ``bounds`` (2, 3) lies on one side of the line through collinear ``mics``:
-    seen along the line, its corners fit in a half-turn (corners on the line count on either side),
-    so a position in the box and its rotation about the line by half a turn are never both in it."""
-    centre = mics.mean(axis=0)
-    direction = np.linalg.svd(mics - centre)[2][0]
-    e1 = np.linalg.svd(np.eye(3) - np.outer(direction, direction))[0][:, 0]
-    e2 = np.cross(direction, e1)
-    corners = np.array(np.meshgrid(*bounds.T, indexing="ij")).reshape(3, -1).T - centre
-    across = np.stack([corners @ e1, corners @ e2], axis=1)
-    across = across[np.linalg.norm(across, axis=1) > 1e-9 * max(1.0, float(np.abs(corners).max()))]
-    if len(across) == 0:
-        return False
-    angles = np.sort(np.arctan2(across[:, 1], across[:, 0]))
-    gaps = np.diff(np.concatenate([angles, angles[:1] + 2 * np.pi]))
-    return bool(gaps.max() > np.pi + 1e-9)

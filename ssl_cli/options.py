@@ -73,6 +73,12 @@ def check_sources_and_window(sources: int, window: float) -> None:
         raise UserError(f"window = {window}: the integration window is a non-negative number of seconds")
 
 
+def check_dims(dims: int) -> None:
+    """UserError unless localization is in 3 (x, y, z) or 2 (x, y) dimensions."""
+    if dims not in (2, 3):
+        raise UserError(f"dims = {dims}: localization is in 3 (x, y, z) or 2 (x, y) dimensions")
+
+
 def check_taper(taper: float | None) -> None:
     """UserError for a taper outside [0, 1] (None: chosen per recording, :func:`~sslkit.hum.phat_taper`)."""
     if taper is not None and not (isinstance(taper, numbers.Real) and 0 <= taper <= 1):
@@ -178,8 +184,7 @@ class ArrayOptions(LocateOptions):
     def __post_init__(self) -> None:
         check_sources_and_window(self.sources, self.window)
         check_taper(self.taper)
-        if self.dims not in (2, 3):
-            raise UserError(f"dims = {self.dims}: localization is in 3 (x, y, z) or 2 (x, y) dimensions")
+        check_dims(self.dims)
 
 
 @dataclass
@@ -225,6 +230,8 @@ class SrpOptions(ArrayOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.far_field and self.height is not None:
+            raise UserError(f"height = {self.height}: far-field directions have no height (dims 2 gives horizontal directions)")
         if self.beam is not None and not (isinstance(self.beam, numbers.Integral) and self.beam >= 1):
             raise UserError(f"beam = {self.beam!r}: the cells kept per search level must be a positive integer (None: the default)")
 
@@ -269,7 +276,8 @@ class MusicOptions(LocateOptions):
 
     frame: samples per hop's frame (None: ``DEFAULT_FRAME_S``, :func:`at_rate`; hop times and silence as the other methods); snapshot: samples
     per short-time spectrum (None: ``DEFAULT_SNAPSHOT_S``); window: seconds of snapshots averaged into each hop's covariance
-    (at least the frame); static: the whole recording is one window; sources: directions per hop.
+    (at least the frame); static: the whole recording is one window; sources: directions per hop;
+    dims: 3 (azimuth and elevation) or 2 (horizontal directions: azimuth only).
     """
 
     frame: int | None = None
@@ -277,9 +285,11 @@ class MusicOptions(LocateOptions):
     window: float = DEFAULT_WINDOW_S
     static: bool = False
     sources: int = 1
+    dims: int = 3
 
     def __post_init__(self) -> None:
         check_sources_and_window(self.sources, self.window)
+        check_dims(self.dims)
 
 
 LOCATE_OPTIONS: dict[str, type[LocateOptions]] = {"srp-phat": SrpOptions, "multilat": MultilatOptions, "wav2pos": Wav2PosOptions,

@@ -12,8 +12,10 @@ import pytest
 import torch
 
 import sslkit
+from conftest import assert_one_line_error
 from sslkit.errors import GeometryError
 from sslkit.localization.directions import angle_between, azimuth_elevation, unit_vector
+from sslkit.localization.track import read_positions
 from sslkit.recording import Recording, SourceTrack
 
 FS = 16000
@@ -110,6 +112,52 @@ def test_a_linear_array_localizes_in_its_plane_on_the_side_the_bounds_give():
     for side, expected_x in (([[0.0, -1.0, -1.0], [2.0, 2.0, 1.0]], 0.6), ([[-2.0, -1.0, -1.0], [0.0, 2.0, 1.0]], -0.6)):
         track = sslkit.locate(rec, "srp-phat", dims=2, height=0.0, bounds=side, static=True)
         np.testing.assert_allclose(track.xyz[0], [expected_x, 0.3, 0.0], atol=0.02)
+
+
+FAR_FIELD = {"srp-phat": {"far_field": True}, "music": {}, "normmusic": {}}
+
+
+@pytest.mark.parametrize("method", FAR_FIELD)
+def test_a_linear_array_gives_horizontal_directions_on_the_side_the_bounds_give(method):
+    """A line of mics hears only a direction's angle from it: directions in 3D are refused, and in
+    the horizontal plane the bounds pick one of the two mirror images about the line."""
+    line = np.stack([np.zeros(16), 0.03 * np.arange(16), np.zeros(16)], 1)
+    rec = plane_waves(line, [(30.0, 0.0)], seconds=0.5)
+    with pytest.raises(GeometryError, match="angle between a direction and their line"):
+        sslkit.locate(rec, method, static=True, **FAR_FIELD[method])
+    with pytest.raises(GeometryError, match="mirror image about their line"):
+        sslkit.locate(rec, method, static=True, dims=2, **FAR_FIELD[method])
+    for x_range, expected in (((0.0, 5.0), 30.0), ((-5.0, 0.0), 150.0)):
+        bounds = [[x_range[0], -5.0, -1.0], [x_range[1], 5.0, 1.0]]
+        track = sslkit.locate(rec, method, static=True, dims=2, bounds=bounds, **FAR_FIELD[method])
+        assert abs(track.azimuth[0] - expected) < 1.0 and track.elevation[0] == 0.0, (x_range, track.azimuth, track.elevation)
+
+
+def test_locate_gives_a_linear_arrays_directions_from_the_cli(tmp_path, cli):
+    from sslkit.recording import save_recording
+
+    line = np.stack([np.zeros(16), 0.03 * np.arange(16), np.zeros(16)], 1)
+    folder = save_recording(tmp_path / "line", plane_waves(line, [(30.0, 0.0)], seconds=0.5))
+    assert_one_line_error(cli("locate", folder, "--far-field", "--no-plot"), "collinear")
+    result = cli("locate", folder, "--method", "music", "--dims", "2", "--bounds", "0,-5,-1,5,5,1", "--static", "--no-plot")
+    assert result.exit_code == 0, result.output
+    track = read_positions(folder / "positions.csv")
+    assert abs(track.azimuth[0] - 30.0) < 1.0 and track.elevation[0] == 0.0
+
+
+@pytest.mark.parametrize("method", FAR_FIELD)
+def test_a_planar_array_reports_the_mirror_side_the_bounds_give(method):
+    """A horizontal ring hears (az, el) and (az, −el) alike: without bounds the answer is above its
+    plane, with a warning that says so; bounds below the plane give the direction below it."""
+    phi = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    ring = np.stack([0.1 * np.cos(phi), 0.1 * np.sin(phi), np.full(8, 1.0)], 1)
+    rec = plane_waves(ring, [(40.0, -25.0)], seconds=0.5)
+    track = sslkit.locate(rec, method, static=True, **FAR_FIELD[method])
+    assert any("toward +z" in note for note in track.warnings), track.warnings
+    assert angle_between(unit_vector(track.azimuth, track.elevation), unit_vector(40.0, 25.0))[0] < 2.0
+    below = sslkit.locate(rec, method, static=True, bounds=[[-9.0, -9.0, -9.0], [9.0, 9.0, 0.5]], **FAR_FIELD[method])
+    assert not any("coplanar" in note for note in below.warnings)
+    assert angle_between(unit_vector(below.azimuth, below.elevation), unit_vector(40.0, -25.0))[0] < 2.0
 
 
 def real_recording(tmp_path: Path, array: str, sources: str, seconds: float = 1.0, fitted: bool = False) -> Path:

@@ -10,7 +10,8 @@ import pytest
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error
 from sslkit.errors import GeometryError
 from sslkit.evaluation import matched_errors, summarize_errors
-from sslkit.geometry import check_array_geometry, range_differences
+from sslkit.geometry import bounds_side, check_array_geometry, mirror_normal, on_known_side, range_differences
+from sslkit.localization.directions import unit_vector
 from sslkit.localization.multilat import RansacOptions, pool_frames, ransac_multilaterate, refine, star_solutions
 from sslkit.localization.track import PositionTrack, read_positions, smooth_track
 from sslkit.recording import SourceTrack, load_recording, write_mics
@@ -91,6 +92,43 @@ def test_degenerate_geometry():
     line = np.outer(np.arange(5), [1.0, 0.5, 0.0])
     with pytest.raises(GeometryError, match="collinear"):
         check_array_geometry(line, 2)
+
+
+def test_the_unheard_mirror_of_lines_and_planes():
+    """The mirror a degenerate array cannot hear, and the sides of it a search box covers: in 2D a
+    box that spans both sides of a line's vertical plane is refused at any search height (it was
+    accepted when the plane lay above or below the line), as is a vertical plane's mirror."""
+    line = np.stack([np.zeros(5), 0.1 * np.arange(5), np.zeros(5)], 1)  # along y at z = 0
+    np.testing.assert_allclose(mirror_normal(line, 2), [1.0, 0.0, 0.0], atol=1e-12)
+    both_sides = np.array([[-1.0, -1.0, 0.3], [3.0, 2.0, 0.3]])  # the 2D search plane at z = 0.3
+    with pytest.raises(GeometryError, match="mirror image about their line"):
+        check_array_geometry(line, 2, both_sides)
+    assert check_array_geometry(line, 2, np.array([[0.0, -1.0, 0.3], [3.0, 2.0, 0.3]])) is None
+    with pytest.raises(GeometryError, match="vertical line"):
+        check_array_geometry(line[:, [2, 0, 1]], 2)  # along z
+    wall = MICS.copy()
+    wall[:, 0] = 0.5  # a vertical plane x = 0.5
+    np.testing.assert_allclose(mirror_normal(wall, 2), [1.0, 0.0, 0.0], atol=1e-12)
+    with pytest.raises(GeometryError, match="in a vertical plane"):
+        check_array_geometry(wall, 2, np.array([[0.0, 0.0, 1.0], [5.0, 5.0, 1.0]]))
+    assert bounds_side(wall, np.array([[-3.0, 0.0, 0.0], [0.5, 5.0, 2.0]]), mirror_normal(wall, 2)) == -1
+    table = MICS.copy()
+    table[:, 2] = 1.0
+    assert mirror_normal(table, 2) is None  # horizontal directions and positions are their own mirror images
+    np.testing.assert_allclose(mirror_normal(table, 3), [0.0, 0.0, 1.0], atol=1e-12)
+    assert mirror_normal(MICS, 3) is None
+
+
+def test_directions_reflected_to_the_known_side_keep_their_tdoas():
+    table = MICS.copy()
+    table[:, 2] = 1.0
+    u = unit_vector(np.array([10.0, 120.0, -60.0]), np.array([30.0, -40.0, -5.0]))
+    below = np.array([[-9.0, -9.0, -9.0], [9.0, 9.0, 1.0]])
+    for bounds, sign in ((None, 1), (below, -1)):
+        side = on_known_side(u, table, 3, bounds)
+        assert np.all(np.sign(side[:, 2]) == sign)
+        np.testing.assert_allclose((table - table.mean(0)) @ side.T, (table - table.mean(0)) @ u.T, atol=1e-12)
+    np.testing.assert_array_equal(on_known_side(u, MICS, 3, None), u)
 
 
 def test_pooling_and_smoothing():

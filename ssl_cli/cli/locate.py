@@ -90,7 +90,7 @@ def locate(
     frame: Optional[int] = typer.Option(None, "--frame", min=16, help=f"Frame length in samples (default: {duration_help(DEFAULT_FRAME_S)})."),
     hop: Optional[int] = typer.Option(None, "--hop", min=1, help=f"Hop in samples, one position per hop (default: {duration_help(DEFAULT_HOP_S)})."),
     pool: int = typer.Option(MultilatOptions.pool, "--pool", min=1, help="multilat: pool the TDOAs of N consecutive frames into one estimate."),
-    dims: int = typer.Option(ArrayOptions.dims, "--dims", min=2, max=3, help="3 (x, y, z) or 2 (x, y at --height)."),
+    dims: int = typer.Option(ArrayOptions.dims, "--dims", min=2, max=3, help="3 (x, y, z) or 2 (x, y at --height; directions: horizontal ones)."),
     height: Optional[float] = typer.Option(None, "--height", help="Source height for --dims 2 (default: mean mic height)."),
     bounds: Optional[str] = typer.Option(None, "--bounds", help="Search box xmin,ymin,zmin,xmax,ymax,zmax (default: the room)."),
     final_step: float = typer.Option(SrpOptions.final_step, "--resolution", min=0.0005, help="srp-phat: side (m) of the search's finest cells."),
@@ -140,6 +140,8 @@ def locate(
       sslkit locate sphere-rec --far-field --sources 4
 
       sslkit locate line-rec --dims 2 --height 0 --bounds 0,-1,-1,3,3,1
+
+      sslkit locate line-rec --far-field --dims 2 --bounds 0,-1,-1,3,3,1
     """
     library = {name: value for name, value in locals().items() if name not in ("ctx", "recording", "mics", "method", "plot", "out", "device")}
     options = method_options(method, given_options(ctx, library))

@@ -13,7 +13,12 @@ by at most ‖rᵢ − rⱼ‖·ρ, so the correlations max-pooled over that man
 cell from above; each level keeps 2 × ``BEAM`` distinct cells, those with the highest bounds and
 those with the highest centre power taken in turn, splits each into 4 children of half the radius,
 down to ``FINAL_DEG``. As there, each frame also scores the answers of the frames within
-``srp.SEED_SPAN_S`` of it, with the leaves next to them, and keeps one that beats its own.
+``srp.SEED_SPAN_S`` of it, with the leaves next to them, and keeps one that beats its own. In 2D
+(``horizontal``) the cells are arcs of the horizontal circle, ``COARSE_DIRECTIONS`` of them, each
+split into 2.
+
+An array that lies in a plane (or, in 2D, on a line or in a vertical plane) hears a direction and
+its mirror image about that plane alike: :func:`~sslkit.geometry.on_known_side` reports the side the bounds give.
 """
 
 from __future__ import annotations
@@ -64,6 +69,18 @@ def angle_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip((u * v).sum(-1), -1.0, 1.0)))
 
 
+def circle_directions(n: int) -> np.ndarray:
+    """``n`` unit vectors (n, 3) evenly spaced around the horizontal (x-y) plane, from +x."""
+    phi = 2 * math.pi * np.arange(n) / n
+    return np.stack([np.cos(phi), np.sin(phi), np.zeros(n)], axis=1)
+
+
+def turned(u: torch.Tensor, angle: float) -> torch.Tensor:
+    """Directions u (..., 3) turned about the z axis by ``angle`` radians (counter-clockwise seen from +z)."""
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.stack([c * u[..., 0] - s * u[..., 1], s * u[..., 0] + c * u[..., 1], u[..., 2]], dim=-1)
+
+
 def direction_bins(u: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, bins_per_m: float, n_lags: int) -> torch.Tensor:
     """Lag bin (fractional, lag 0 at the centre) of each pair's far-field range difference: u (..., 3) → (..., P)."""
     baseline = mics[pairs[:, 0]] - mics[pairs[:, 1]]  # (P, 3)
@@ -85,16 +102,18 @@ class DirectionSearch:
     """Coarse-to-fine far-field SRP over direction cells for one array (see module docstring)."""
 
     def __init__(self, mics: np.ndarray, pairs: np.ndarray, n_lags: int, bins_per_m: float, bins_per_sample: float, device: str,
-                 beam: int | None = None, seed_frames: int = 0):
-        self.bins_per_sample, self.beam = bins_per_sample, beam or BEAM
+                 beam: int | None = None, seed_frames: int = 0, horizontal: bool = False):
+        self.bins_per_sample, self.beam, self.horizontal = bins_per_sample, beam or BEAM, horizontal
         self.candidates = max(COARSE_DIRECTIONS, 8 * self.beam)  # the most directions scored at once per frame: 4 children of 2 × beam cells
         self.seed_frames = min(seed_frames, self.candidates // (2 * 5))  # 5 candidates per lent answer: within one level's memory
         self.mics = torch.as_tensor(mics, dtype=torch.float32, device=device)
         self.pairs = torch.as_tensor(pairs, device=device)
         self.bins_per_m, self.n_lags = bins_per_m, n_lags
         self.longest = float(np.linalg.norm(mics[pairs[:, 0]] - mics[pairs[:, 1]], axis=1).max())
-        self.grid = torch.as_tensor(fibonacci_directions(COARSE_DIRECTIONS), dtype=torch.float32, device=device)
-        self.coarse_radius = math.sqrt(4 * math.pi / COARSE_DIRECTIONS)  # a cell's angular radius, generously
+        grid = circle_directions(COARSE_DIRECTIONS) if horizontal else fibonacci_directions(COARSE_DIRECTIONS)
+        self.grid = torch.as_tensor(grid, dtype=torch.float32, device=device)
+        # a cell's angular radius: half the spacing on the circle; on the sphere, generously
+        self.coarse_radius = math.pi / COARSE_DIRECTIONS if horizontal else math.sqrt(4 * math.pi / COARSE_DIRECTIONS)
         coarse_bins = direction_bins(self.grid, self.mics, self.pairs, bins_per_m, n_lags)  # the same for every frame
         self.coarse_value, self.coarse_bound = lag_steering(coarse_bins, n_lags, interpolate=True), lag_steering(coarse_bins, n_lags)
 
@@ -114,7 +133,7 @@ class DirectionSearch:
             u = u.gather(1, chosen[..., None].expand(-1, -1, 3))
             if radius <= final:
                 break
-            u, radius = tangent_children(u, radius), radius / 2
+            u, radius = self.children(u, radius), radius / 2
             tau = direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags)
             bound = cell_bounds(max_pooled(corr, self.bound_width(radius)), tau)
             value = power_at_bins(corr, tau)
@@ -126,8 +145,15 @@ class DirectionSearch:
     def with_neighbours_answers(self, corr: torch.Tensor, u: torch.Tensor, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each frame's answer (F, 3) and power (F,), replaced where one of the answers of the frames
         within ``seed_frames`` of it, or a leaf next to one, has a higher power in that frame."""
-        leaf_neighbours = lambda lent: torch.cat([lent, tangent_children(lent, 2 * math.radians(FINAL_DEG))], dim=1)  # noqa: E731
+        leaf_neighbours = lambda lent: torch.cat([lent, self.children(lent, 2 * math.radians(FINAL_DEG))], dim=1)  # noqa: E731
         return with_lent_answers(u, power, self.seed_frames, leaf_neighbours, lambda candidates: self.power(corr, candidates))
+
+    def children(self, u: torch.Tensor, radius: float) -> torch.Tensor:
+        """The centres of the children (radius / 2) of the cells centred at u (F, K, 3): 4 each on the
+        sphere (:func:`tangent_children`), 2 on the horizontal circle → (F, 4K or 2K, 3)."""
+        if not self.horizontal:
+            return tangent_children(u, radius)
+        return torch.stack([turned(u, -radius / 2), turned(u, radius / 2)], dim=2).flatten(1, 2)
 
     def power(self, corr: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """The steered power (F, K) of directions u (F, K, 3) in each frame of corr (F, P, L)."""

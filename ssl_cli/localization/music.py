@@ -7,7 +7,8 @@ eigenvectors span the signal subspace Eₛ. A direction u has steering vector a�
 exp(−iωₖτₘ(u)), τₘ(u) = −(rₘ − r̄)·u / c (a plane wave from u reaches mics farther along u first),
 and pseudo-spectrum 1 / (M − ‖Eₛᴴaₖ(u)‖²) (the noise-subspace projection, as ‖aₖ‖² = M). MUSIC sums
 the bins' pseudo-spectra; NormMUSIC first divides each bin's by its maximum over directions, so
-that no bin dominates. Peaks are found on a Fibonacci grid and refined on a finer local grid.
+that no bin dominates. Peaks are found on a Fibonacci grid (in 2D, around the horizontal circle)
+and refined on a finer local grid.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ import numpy as np
 import torch
 
 from sslkit.gcc import frame_audio, frame_times, silent_frames
-from sslkit.localization.directions import fibonacci_directions
-from sslkit.localization.region import near_field_warning
+from sslkit.geometry import check_array_geometry, on_known_side
+from sslkit.localization.directions import circle_directions, fibonacci_directions, turned
+from sslkit.localization.region import near_field_warning, search_bounds
 from sslkit.localization.track import PositionTrack
 from sslkit.options import MusicOptions, at_rate
 from sslkit.recording import Recording
 
 GRID_DIRECTIONS = 2562
 """Directions of the first grid (about 4° apart)."""
+CIRCLE_DIRECTIONS = 360
+"""Directions of the first grid in 2D (1° apart around the horizontal circle)."""
 REFINE_POINTS = 9
 """The local grid around each peak has REFINE_POINTS² directions, in two rounds."""
 BAND_HZ = (500.0, 8000.0)
@@ -113,8 +117,18 @@ def find_peaks(power: torch.Tensor, grid: torch.Tensor, count: int) -> torch.Ten
     return torch.stack(peaks, dim=1)
 
 
-def local_grid(u: torch.Tensor, radius: float) -> torch.Tensor:
-    """REFINE_POINTS² unit vectors (..., R, 3) on a square tangent-plane grid of half-width ``radius`` (rad) around u (..., 3)."""
+def first_grid(dims: int) -> tuple[torch.Tensor, float]:
+    """The directions (G, 3) of the first grid and their spacing (rad): over the sphere, or in 2D around the horizontal circle."""
+    if dims == 2:
+        return torch.as_tensor(circle_directions(CIRCLE_DIRECTIONS), dtype=torch.float32), 2 * math.pi / CIRCLE_DIRECTIONS
+    return torch.as_tensor(fibonacci_directions(GRID_DIRECTIONS), dtype=torch.float32), math.sqrt(4 * math.pi / GRID_DIRECTIONS)
+
+
+def local_grid(u: torch.Tensor, radius: float, dims: int = 3) -> torch.Tensor:
+    """REFINE_POINTS² unit vectors (..., R, 3) on a square tangent-plane grid of half-width ``radius`` (rad) around u (..., 3);
+    in 2D, REFINE_POINTS turns of u about the z axis within ``radius``."""
+    if dims == 2:
+        return torch.stack([turned(u, float(a)) for a in np.linspace(-radius, radius, REFINE_POINTS)], dim=-2)
     helper = torch.where(u[..., 2:].abs() < 0.9, torch.tensor([0.0, 0.0, 1.0], dtype=u.dtype), torch.tensor([1.0, 0.0, 0.0], dtype=u.dtype))
     e1 = torch.nn.functional.normalize(torch.cross(u, helper.expand_as(u), dim=-1), dim=-1)
     e2 = torch.cross(u, e1, dim=-1)
@@ -126,8 +140,11 @@ def local_grid(u: torch.Tensor, radius: float) -> torch.Tensor:
 
 def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize: bool = False) -> PositionTrack:
     """Directions per hop (per recording with ``static``) of up to ``sources`` sources by broadband
-    MUSIC (``normalize``: NormMUSIC); positions are left NaN."""
+    MUSIC (``normalize``: NormMUSIC), with ``dims`` 2 horizontal ones, on the side of the array's
+    unheard mirror that ``bounds`` give (:func:`~sslkit.geometry.on_known_side`); positions are left NaN."""
     opts = at_rate(opts, rec.fs)
+    bounds = None if opts.bounds is None else search_bounds(rec, opts.bounds)
+    warning = check_array_geometry(rec.mics, opts.dims, bounds, rec.path, far_field=True)
     mics = torch.as_tensor(rec.mics - rec.mics.mean(axis=0), dtype=torch.float32)
     bins = analysed_bins(opts.snapshot, rec.fs)
     omega = torch.as_tensor(2 * np.pi * bins * rec.fs / opts.snapshot, dtype=torch.float32)
@@ -147,8 +164,7 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
         half_window = np.inf
     else:
         half_window = max(opts.window, opts.frame / rec.fs) / 2
-    grid = torch.as_tensor(fibonacci_directions(GRID_DIRECTIONS), dtype=torch.float32)
-    spacing = math.sqrt(4 * math.pi / GRID_DIRECTIONS)
+    grid, spacing = first_grid(opts.dims)
     directions, strength = np.empty((len(times), opts.sources, 3)), np.empty((len(times), opts.sources))  # filled in place
     for start in range(0, len(times), HOP_BATCH):
         block = slice(start, start + HOP_BATCH)
@@ -157,7 +173,7 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
         subspace = vectors[..., -opts.sources :].to(torch.complex64)  # (H, K, M, S)
         peaks = find_peaks(pseudo_spectrum(subspace, grid, mics, omega, opts.c, normalize), grid, opts.sources)
         for radius in (spacing, spacing / (REFINE_POINTS - 1)):  # two rounds of local refinement
-            candidates = local_grid(torch.nan_to_num(peaks), radius)  # (H, S, R, 3)
+            candidates = local_grid(torch.nan_to_num(peaks), radius, opts.dims)  # (H, S, R, 3)
             h, s, r, _ = candidates.shape
             power = pseudo_spectrum(subspace, candidates.reshape(h, s * r, 3), mics, omega, opts.c, normalize).reshape(h, s, r)
             best = power.argmax(-1)
@@ -168,7 +184,9 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
             on_progress(min(start + HOP_BATCH, len(times)), len(times))
     directions[silent] = np.nan
     confidence = np.where(np.isnan(directions).any(-1), 0.0, np.clip(strength, 0, 1) if normalize else 1.0)
-    return PositionTrack.from_directions(times, directions, confidence, np.full(strength.shape, rec.n_mics), near_field_warning(rec))
+    notes = [n for n in (warning, near_field_warning(rec, opts.bounds)) if n]
+    return PositionTrack.from_directions(times, on_known_side(directions, rec.mics, opts.dims, bounds), confidence,
+                                         np.full(strength.shape, rec.n_mics), "; ".join(notes) or None)
 
 
 

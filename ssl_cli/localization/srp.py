@@ -49,7 +49,7 @@ from sslkit.gcc import (
     window_average,
     window_frames,
 )
-from sslkit.geometry import check_array_geometry, pair_lag_bounds, range_differences
+from sslkit.geometry import check_array_geometry, on_known_side, pair_lag_bounds, range_differences
 from sslkit.hum import phat_taper
 from sslkit.localization.region import near_field_warning, plane_height, range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
@@ -261,7 +261,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
     n_lags = 2 * max_lag * UPSAMPLE + 1
     seed_frames = round(SEED_SPAN_S * fs / opts.hop)
     if opts.far_field:
-        search = DirectionSearch(mics, pairs, n_lags, fs * UPSAMPLE / opts.c, UPSAMPLE, dev, opts.beam, seed_frames)
+        search = DirectionSearch(mics, pairs, n_lags, fs * UPSAMPLE / opts.c, UPSAMPLE, dev, opts.beam, seed_frames, horizontal=opts.dims == 2)
     else:
         n_cells = int(np.prod(cell_counts(bounds, opts.coarse_step)))
         check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
@@ -298,14 +298,18 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
 
 def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTrack:
     """Positions per hop by SRP-PHAT over all mic pairs; with ``dims`` 2 the search is the plane at
-    ``height``; with ``far_field`` directions seen from the mics' centroid (positions NaN)."""
+    ``height``; with ``far_field`` directions seen from the mics' centroid (positions NaN), with
+    ``dims`` 2 horizontal ones, on the side of the array's unheard mirror that ``bounds`` give."""
     opts = replace(at_rate(opts, rec.fs), max_freq=phat_max_freq(rec, opts.max_freq), taper=phat_taper(rec.audio, rec.fs, opts.taper, rec.path))
     pairs = mic_pairs("all", rec.n_mics)
     if opts.far_field:
+        bounds = None if opts.bounds is None else search_bounds(rec, opts.bounds)
+        warning = check_array_geometry(rec.mics, opts.dims, bounds, rec.path, far_field=True)
         srp = srp_phat(rec.audio, rec.fs, rec.mics, pairs, None, opts, on_progress)
         power = srp["power"]
-        return PositionTrack.from_directions(srp["times"], srp["xyz"], np.clip(power, 0, 1), np.full(power.shape, len(pairs)),
-                                             near_field_warning(rec, opts.bounds))
+        notes = [n for n in (warning, near_field_warning(rec, opts.bounds)) if n]
+        return PositionTrack.from_directions(srp["times"], on_known_side(srp["xyz"], rec.mics, opts.dims, bounds), np.clip(power, 0, 1),
+                                             np.full(power.shape, len(pairs)), "; ".join(notes) or None)
     bounds = search_bounds(rec, opts.bounds)
     if opts.dims == 2:
         bounds = bounds.copy()
