@@ -12,7 +12,7 @@ import torch
 
 from sslkit.gcc import gcc, pick_peaks
 from sslkit.geometry import SPEED_OF_SOUND, lag_classes, pair_lag_bounds, range_differences
-from sslkit.recording import Recording, positions_at_times
+from sslkit.recording import Recording
 from sslkit.sims.scene import load_template
 from sslkit.sims.tdoa_windows import active_window_starts
 
@@ -51,7 +51,7 @@ def snippet_windows(rec: Recording, window: int, c: float) -> tuple[np.ndarray, 
     """Non-overlapping non-silent windows of mics 1–2 (W, 2, window) and true τ₁₂ in samples (W,)."""
     starts = active_window_starts(rec.audio, window, window)
     frames = np.stack([rec.audio[s : s + window, :2].T for s in starts])
-    pos = positions_at_times(rec.sources, (starts + window / 2) / rec.fs)
+    pos = rec.sources.positions_at((starts + window / 2) / rec.fs)[:, 0]  # the protocol's scenes have one source throughout
     return frames, range_differences(pos, rec.mics, FIRST_PAIR)[:, 0] / c * rec.fs
 
 

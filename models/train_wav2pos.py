@@ -38,7 +38,7 @@ from sslkit.models.training import (
     warmup_cosine,
 )
 from sslkit.models.wav2pos import Wav2Pos, random_masks, wav2pos_frame_batch, wav2pos_loss
-from sslkit.recording import Recording, positions_at_times
+from sslkit.recording import Recording
 from sslkit.sims.tdoa_windows import active_window_starts
 
 MASKINGS = ("source-only", "random")
@@ -84,6 +84,9 @@ class Wav2PosBank:
     def __init__(self, recordings: Iterable[Recording], n_samples: int, windows_per_scene: int, rng: np.random.Generator):
         audio, coords, source, has_source, rates, lengths = [], [], [], [], set(), []
         for rec in recordings:  # may be a stream: only the windows are kept
+            if rec.sources is None or len(rec.sources.ids) != 1:
+                found = "no sources.csv" if rec.sources is None else f"{len(rec.sources.ids)} sources in sources.csv"
+                raise UserError(f"{rec.path or 'a training recording'}: wav2pos trains on recordings of one source with its position; this has {found}")
             rates.add(rec.fs)
             lengths.append(len(rec.audio))
             near = bool(rec.scene.get("near_source"))
@@ -92,12 +95,14 @@ class Wav2PosBank:
             starts = active_window_starts(room, n_samples, n_samples // 4)
             if not len(starts):
                 continue
-            for s in rng.choice(starts, min(windows_per_scene, len(starts)), replace=False):
+            centres = rec.sources.positions_at((starts + n_samples / 2) / rec.fs)[:, 0]  # the source at each window's centre
+            known = np.flatnonzero(np.isfinite(centres).all(-1))  # NaN where it is not active
+            for k in rng.choice(known, min(windows_per_scene, len(known)), replace=False):
+                s, position = starts[k], centres[k]
                 window = np.zeros((1 + room.shape[1], n_samples), dtype=np.float32)
                 window[1:] = normalise(room[s : s + n_samples].T)
                 if near:
                     window[0] = normalise(rec.audio[s : s + n_samples, -1][None])[0]
-                position = positions_at_times(rec.sources, np.array([(s + n_samples / 2) / rec.fs]))[0]
                 audio.append(window)
                 coords.append(np.vstack([position, mics]).astype(np.float32))
                 source.append(position)

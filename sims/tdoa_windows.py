@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sslkit.geometry import range_differences, speed_of_sound
-from sslkit.recording import Recording, positions_at_times
+from sslkit.recording import Recording
 
 ACTIVE_DB = 30.0
 """A window is used when its power is within this many dB of the recording's loudest window."""
@@ -71,11 +71,6 @@ def window_tdoas(rec: Recording, start: int, window: int, i: int, j: int, c: flo
     """True τᵢⱼ in samples at the window centre of every source active then, in source order, at the
     speed of sound ``c`` (None: the recording's, from its scene)."""
     c = speed_of_sound(rec.scene, c)
-    t = (start + window / 2) / rec.fs
-    out = []
-    for sid in np.unique(rec.sources.source_id):
-        own = rec.sources.of_source(sid)
-        if own.time.min() - 1e-9 <= t <= own.time.max() + 1e-9:
-            pos = positions_at_times(own, np.array([t]), sid)[0]
-            out.append(range_differences(pos, rec.mics, np.array([[i, j]]))[0] / c * rec.fs)
-    return np.array(out)
+    positions = rec.sources.positions_at(np.array([(start + window / 2) / rec.fs]))[0]  # (S, 3), NaN where inactive
+    active = positions[np.isfinite(positions).all(-1)]
+    return range_differences(active, rec.mics, np.array([[i, j]]))[:, 0] / c * rec.fs

@@ -73,11 +73,9 @@ def hungarian_errors(times: np.ndarray, estimates: np.ndarray, truth: SourceTrac
     from scipy.optimize import linear_sum_assignment
 
     hops, row_hop = np.unique(times, return_inverse=True)
-    ids = np.unique(truth.source_id)
-    spans = np.array([truth.active_span(sid) for sid in ids])  # (S, 2)
-    active = (hops[:, None] >= spans[:, 0] - 1e-9) & (hops[:, None] <= spans[:, 1] + 1e-9)  # (H, S)
-    true_xyz = np.stack([np.stack([np.interp(hops, own.time, own.xyz[:, k]) for k in range(3)], 1)
-                         for own in (truth.of_source(sid) for sid in ids)], 1)  # (H, S, 3)
+    ids = truth.ids
+    true_xyz = truth.positions_at(hops)  # (H, S, 3), NaN where inactive
+    active = np.isfinite(true_xyz).all(-1)  # (H, S)
     errors, sources = [], []
     for h in np.flatnonzero(active.any(1)):
         here = np.flatnonzero(active[h])

@@ -120,6 +120,22 @@ class SourceTrack:
         times = self.time[self.source_id == source_id]
         return (-np.inf, np.inf) if len(times) == 1 else (float(times.min()), float(times.max()))
 
+    @property
+    def ids(self) -> np.ndarray:
+        """The source ids, ascending (S,)."""
+        return np.unique(self.source_id)
+
+    def positions_at(self, times: np.ndarray) -> np.ndarray:
+        """Every source's position at ``times`` (T,) s, interpolated linearly in time, NaN where it is
+        not active (:meth:`active_span`): (T, S, 3) metres, sources in the order of :attr:`ids`."""
+        times = np.asarray(times, dtype=float)
+        out = np.full((len(times), len(self.ids), 3), np.nan)
+        for s, sid in enumerate(self.ids):
+            own, (first, last) = self.of_source(sid), self.active_span(sid)
+            active = (times >= first - 1e-9) & (times <= last + 1e-9)
+            out[active, s] = np.stack([np.interp(times[active], own.time, own.xyz[:, k]) for k in range(3)], axis=1)
+        return out
+
 
 # ---------------------------------------------------------------------------------------------
 # Audio
@@ -426,9 +442,3 @@ def room_channels(rec: Recording) -> Recording:
     keep = slice(0, rec.n_mics - 1)
     scene = {**rec.scene, "near_source": None}  # split once: the result has no near-source channel
     return Recording(rec.audio[:, keep], rec.fs, rec.mic_ids[keep], rec.mics[keep], rec.sources, scene, rec.path, rec.audio[:, -1])
-
-
-def positions_at_times(track: SourceTrack, times: np.ndarray, source_id: int = 0) -> np.ndarray:
-    """Ground-truth position of one source at ``times`` by linear interpolation, shape (len(times), 3)."""
-    own = track.of_source(source_id)
-    return np.stack([np.interp(times, own.time, own.xyz[:, k]) for k in range(3)], axis=1)

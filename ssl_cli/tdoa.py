@@ -34,7 +34,7 @@ from sslkit.gcc import (
 from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, pair_lag_bounds, range_differences, speed_of_sound
 from sslkit.hum import phat_taper
 from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, at_rate, build_options, check_precision
-from sslkit.recording import Recording, phat_max_freq, room_channels
+from sslkit.recording import Recording, SourceTrack, phat_max_freq, room_channels
 from sslkit.resources import available_memory, check_memory, resolve_device
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
@@ -299,8 +299,8 @@ TDOA_FILE = "tdoa.csv"
 @dataclass
 class TdoaRun:
     """What :func:`tdoa_files` did: the CSV written, the recording (room mics), the TDOAs, the speed
-    of sound used, and the errors (m) of the strongest peaks of non-silent frames against
-    ``sources.csv`` (None without ground truth)."""
+    of sound used, and the errors (m) of the strongest peaks against ``sources.csv``
+    (:func:`strongest_peak_errors`; None without ground truth)."""
 
     csv: Path
     recording: Recording
@@ -314,7 +314,7 @@ def tdoa_files(recording: str | os.PathLike, out: str | os.PathLike | None = Non
     """TDOAs of a recording folder (or audio file with ``mics``) written to ``tdoa.csv`` at ``out``
     (a file, or a folder to write inside; default: beside the input); ``options`` as for :func:`estimate_tdoa`."""
     from sslkit.files import output_file
-    from sslkit.recording import load_recording, positions_at_times
+    from sslkit.recording import load_recording
 
     path = output_file(out, Path(recording), TDOA_FILE)
     rec = load_recording(recording, mics)
@@ -322,7 +322,17 @@ def tdoa_files(recording: str | os.PathLike, out: str | os.PathLike | None = Non
     result = estimate_tdoa(rec, method, on_progress=on_progress, c=c, **options)
     write_tdoa_csv(path, result, c)
     run = TdoaRun(path, rec, result, c)
-    if rec.sources is not None and not result.silent.all():
-        truth = true_tdoa(positions_at_times(rec.sources, result.times), rec.mics, result.pairs, c)
-        run.errors_m = np.abs(result.tdoa[~result.silent, :, 0] - truth[~result.silent]) * c
+    if rec.sources is not None:
+        run.errors_m = strongest_peak_errors(result, rec.sources, rec.mics, c)
     return run
+
+
+def strongest_peak_errors(result: TdoaResult, truth: SourceTrack, mics: np.ndarray, c: float) -> np.ndarray | None:
+    """|error| (m) of each pair's strongest peak against the nearest TDOA of the sources active then,
+    over the non-silent frames where a source is active: (N, P); None when there are none."""
+    positions = truth.positions_at(result.times)  # (F, S, 3)
+    frames = ~result.silent & np.isfinite(positions).all(-1).any(-1)
+    if not frames.any():
+        return None
+    delta = range_differences(positions[frames], mics, result.pairs)  # (N, S, P), NaN for inactive sources
+    return np.nanmin(np.abs(result.tdoa[frames, None, :, 0] * c - delta), axis=1)

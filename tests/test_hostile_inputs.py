@@ -548,6 +548,19 @@ def test_a_learning_rate_that_cannot_train_is_refused_before_the_run_folder(cli,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("sources", "fragment"), [(None, "no sources.csv"), ("0,1,1,1,1\n0,2,2,2,1\n", "2 sources in sources.csv")])
+def test_wav2pos_trains_only_on_recordings_of_one_known_source(cli, tmp_path, sources, fragment):
+    """A recording without sources.csv was an AttributeError traceback, and one whose source is not
+    numbered 0 a ValueError; of several sources, only source 0 was used, without a word."""
+    for name in ("a", "b"):
+        user_recording(tmp_path / "data" / name)
+    (tmp_path / "data" / "b" / "sources.csv").unlink()
+    if sources:
+        (tmp_path / "data" / "b" / "sources.csv").write_text("time,source_id,x,y,z\n" + sources)
+    assert_one_line_error(cli("train-wav2pos", "--data", tmp_path / "data", "--epochs", 1, "--out", tmp_path / "run"), "data/b", fragment)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(("command", "args", "fragments"), [
     ("train-ngcc", ("--scenes", 10**9), ["--scenes 1000000000", "validation rooms"]),  # its task list once took 24 GB, then the OOM killer
     ("train-ngcc", ("--scenes", 900_000), ["simulated rooms held in memory", "needs about"]),

@@ -9,7 +9,7 @@ import torch
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
 from sslkit.gcc import gcc, gcc_fft_length, mic_pairs, pick_peaks, row_max
 from sslkit.models.ngcc import NGCCPHAT, lag_targets
-from sslkit.recording import Recording, load_recording, write_audio, write_mics
+from sslkit.recording import Recording, SourceTrack, load_recording, write_audio, write_mics
 from sslkit.tdoa import estimate_tdoa, read_tdoa_csv, true_tdoa, write_tdoa_csv
 
 TOL_TDOA_S = 0.25 / FS
@@ -190,6 +190,38 @@ def test_tdoa_cli_writes_csv_that_reads_back(cli, small_recording, tmp_path):
     again = tmp_path / "again.csv"
     write_tdoa_csv(again, back)
     np.testing.assert_allclose(read_tdoa_csv(again, rec.mic_ids).tdoa, back.tdoa, atol=1e-9)
+
+
+def test_tdoa_errors_are_against_the_nearest_active_source_of_any_id(cli, small_recording, tmp_path):
+    """Truth whose source is not numbered 0, and truth of several sources (measured arrays number
+    their loudspeakers from 1), are scored: each pair's strongest peak against the nearest TDOA of
+    the sources active then. Both ended in a traceback after tdoa.csv was written."""
+    import shutil
+
+    from sslkit.recording import write_sources
+    from sslkit.tdoa import tdoa_files
+
+    folder = shutil.copytree(small_recording, tmp_path / "rec")
+    truth = load_recording(folder).sources
+    before = tdoa_files(folder, tmp_path / "t0.csv").errors_m
+    renumbered = SourceTrack(truth.time, truth.source_id + 5, truth.xyz)
+    write_sources(folder / "sources.csv", renumbered)
+    np.testing.assert_array_equal(tdoa_files(folder, tmp_path / "t5.csv").errors_m, before)
+    decoy = SourceTrack(np.r_[renumbered.time, 0.0], np.r_[renumbered.source_id, 9], np.vstack([renumbered.xyz, [[0.5, 2.5, 0.5]]]))
+    write_sources(folder / "sources.csv", decoy)
+    both = tdoa_files(folder, tmp_path / "t59.csv").errors_m
+    assert both.shape == before.shape and np.all(both <= before) and np.any(both < before)
+    result = cli("tdoa", folder, "--out", tmp_path / "cli.csv")
+    assert result.exit_code == 0 and "median |error|" in result.output, result.output
+
+
+def test_source_positions_are_known_between_their_first_and_last_rows():
+    track = SourceTrack(np.array([0.0, 1.0, 2.0, 0.5]), np.array([1, 1, 1, 4]), np.array([[0.0, 0, 0], [1, 0, 0], [1, 2, 0], [7, 7, 7]]))
+    at = track.positions_at(np.array([-0.5, 0.5, 1.5, 2.5]))
+    assert at.shape == (4, 2, 3) and track.ids.tolist() == [1, 4]
+    np.testing.assert_allclose(at[1:3, 0], [[0.5, 0, 0], [1, 1, 0]])
+    assert np.isnan(at[[0, 3], 0]).all()  # a moving source: unknown outside its rows
+    np.testing.assert_allclose(at[:, 1], np.full((4, 3), 7.0))  # listed once: static throughout
 
 
 def test_silent_frames_are_flagged_not_estimated(tmp_path):

@@ -92,7 +92,7 @@ def test_bank_subsets_carry_the_matching_pair_features(design):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     model = Wav2Pos(**TINY, design=design).eval()
-    track = SourceTrack(np.array([0.0, 1.0]), np.zeros(2, dtype=int), np.array([[1.0, 2.0, 1.0], [2.0, 2.0, 1.0]]))
+    track = SourceTrack(np.array([0.0, 1.0]), np.full(2, 3), np.array([[1.0, 2.0, 1.0], [2.0, 2.0, 1.0]]))  # any source id
     recs = [Recording(rng.standard_normal((1000, 7)).astype(np.float32), 1000, [str(i) for i in range(7)],
                       rng.random((7, 3)) * 5, track, {"near_source": 0.1}) for _ in range(3)]
     bank = Wav2PosBank(recs, TINY["n_samples"], 2, rng)
