@@ -30,7 +30,7 @@ from sslkit.gcc import centred, pair_products
 from sslkit.models.sincnet import SincConv
 
 PAIR_CHUNK_ELEMENTS = 2**23
-"""Complex elements of pair cross-spectra processed at once in ``pair_logits`` (64 MB)."""
+"""Complex elements of pair cross-spectra processed at once in ``pair_correlations`` (64 MB): frames × pairs."""
 
 
 DESIGNS = ("circular", "reference")
@@ -162,16 +162,22 @@ class NGCCPHAT(nn.Module):
 
     def pair_correlations(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """The L GCC-PHATs of many pairs of one frame batch: each mic is filtered and transformed
-        once, and frames go through the pair cross-spectra in chunks that bound memory.
+        once, and frames (with many mics, also pairs) go through the pair cross-spectra in chunks
+        that bound memory.
 
         Shape: frames (F, M, N), pairs (P, 2) → (F, P, L, 2·τmax+1).
         """
         f, m, n = frames.shape
         spectra = self.spectra(self.features(frames.reshape(f * m, n)))
         spectra = spectra.reshape(f, m, -1, spectra.shape[-1])
-        chunk = max(1, PAIR_CHUNK_ELEMENTS // (len(pairs) * spectra.shape[2] * spectra.shape[3]))
+        per_pair = spectra.shape[2] * spectra.shape[3]
+        pair_step = max(1, min(len(pairs), PAIR_CHUNK_ELEMENTS // per_pair))  # many mics: a frame's pairs in parts too
+        frame_step = max(1, PAIR_CHUNK_ELEMENTS // (pair_step * per_pair))
         pairs = pairs.cpu().numpy()
-        return torch.cat([self.correlate(pair_products(block, pairs), n) for block in spectra.split(chunk)])
+        return torch.cat([
+            torch.cat([self.correlate(pair_products(block, pairs[p : p + pair_step]), n) for p in range(0, len(pairs), pair_step)], dim=1)
+            for block in spectra.split(frame_step)
+        ])
 
     def logits_from_correlations(self, corr: torch.Tensor) -> torch.Tensor:
         """g over correlations (F, P, L, lags) → logits (F, P, K, lags)."""

@@ -224,6 +224,25 @@ def test_source_positions_are_known_between_their_first_and_last_rows():
     np.testing.assert_allclose(at[:, 1], np.full((4, 3), 7.0))  # listed once: static throughout
 
 
+def test_ngcc_pair_correlations_of_many_mics_come_in_bounded_parts(monkeypatch):
+    """With many mics one frame's pair cross-spectra outgrow the chunk (110 mics took 8 GB): pairs
+    go in parts too, every part within PAIR_CHUNK_ELEMENTS, with the same correlations."""
+    import sslkit.models.ngcc as ngcc
+
+    model = NGCCPHAT(max_tau=6, n_sinc=4, sinc_len=31, channels=4, feature_kernels=(3,), head_channels=4, head_kernels=(3, 3)).eval()
+    frames, pairs = torch.randn(3, 9, 256, generator=torch.Generator().manual_seed(0)), torch.as_tensor(mic_pairs("all", 9))
+    with torch.no_grad():
+        whole = model.pair_correlations(frames, pairs)
+        per_pair = 4 * 129  # channels × bins
+        monkeypatch.setattr(ngcc, "PAIR_CHUNK_ELEMENTS", 7 * per_pair)
+        sizes = []
+        products = ngcc.pair_products
+        monkeypatch.setattr(ngcc, "pair_products", lambda spec, part: sizes.append(spec.shape[0] * len(part) * per_pair) or products(spec, part))
+        parts = model.pair_correlations(frames, pairs)
+    assert max(sizes) <= 7 * per_pair and len(sizes) == 3 * 6  # 36 pairs in parts of 7, frame by frame
+    torch.testing.assert_close(parts, whole, rtol=0, atol=0)
+
+
 def test_silent_frames_are_flagged_not_estimated(tmp_path):
     audio = fractional_delays(16000, [0.0, 2.0]).astype(np.float32)
     audio[4000:12000] = 0
