@@ -91,15 +91,15 @@ def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None 
     if len(mics) < needed:
         hint = "; with 3, localize in a plane (--dims 2 --height H)" if dims == 3 and len(mics) == 3 else ""
         raise GeometryError(f"{where}: {dims}D localization needs at least {needed} microphones, got {len(mics)}{hint}")
-    spread, axes = principal_axes(mics)
-    line = spread[1] < COPLANAR_RATIO * spread[0]
+    axis = line_axis(mics)
+    line = axis is not None
     if line and dims == 3:
         if far_field:
             raise GeometryError(f"{where}: the microphones are collinear: they hear only the angle between a direction and their line; "
                                 "give directions in the horizontal plane (--dims 2) with --bounds on one side of the line")
         raise GeometryError(f"{where}: the microphones are collinear: positions around their line are ambiguous; localize in a "
                             "plane (--dims 2 --height H) with --bounds on one side of the array, or use --far-field --dims 2")
-    if line and np.hypot(*axes[0][:2]) < COPLANAR_RATIO:
+    if line and np.hypot(*axis[:2]) < COPLANAR_RATIO:
         raise GeometryError(f"{where}: the microphones lie on a vertical line: in a horizontal plane they hear only the distance from it, "
                             f"not {answers} around it")
     normal = mirror_normal(mics, dims)
@@ -126,6 +126,12 @@ def principal_axes(mics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.clip(variance[order], 0.0, None)), axes[:, order].T
 
 
+def line_axis(mics: np.ndarray) -> np.ndarray | None:
+    """The unit direction (3,) of the line through collinear mics; None when they are not collinear."""
+    spread, axes = principal_axes(mics)
+    return axes[0] if spread[1] < COPLANAR_RATIO * spread[0] else None
+
+
 def mirror_normal(mics: np.ndarray, dims: int) -> np.ndarray | None:
     """The unit normal (3,) of a mirror the array does not hear, oriented along its largest
     component: reflecting a position across the plane through the mics' centroid normal to it (a
@@ -137,14 +143,19 @@ def mirror_normal(mics: np.ndarray, dims: int) -> np.ndarray | None:
     flat = spread < COPLANAR_RATIO * spread[0]
     if dims == 3:
         normal = axes[2] if flat[2] else None
-    elif flat[1]:  # the horizontal normal of the line (None for a vertical line: check_array_geometry refuses it)
-        across = np.cross([0.0, 0.0, 1.0], axes[0])
-        normal = across / np.linalg.norm(across) if np.linalg.norm(across) >= COPLANAR_RATIO else None
+    elif flat[1]:
+        normal = line_normal(axes[0])
     else:
         normal = axes[2] if flat[2] and abs(axes[2][2]) < COPLANAR_RATIO else None
     if normal is None:
         return None
     return normal if normal[np.abs(normal).argmax()] > 0 else -normal
+
+
+def line_normal(axis: np.ndarray) -> np.ndarray | None:
+    """The horizontal unit normal (3,) of a line along ``axis`` (3,); None for a vertical line."""
+    across = np.cross([0.0, 0.0, 1.0], axis)
+    return across / np.linalg.norm(across) if np.linalg.norm(across) >= COPLANAR_RATIO else None
 
 
 def bounds_side(mics: np.ndarray, bounds: np.ndarray, normal: np.ndarray) -> int:

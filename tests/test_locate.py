@@ -10,9 +10,9 @@ import pytest
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error
 from sslkit.errors import GeometryError
 from sslkit.evaluation import matched_errors, summarize_errors
-from sslkit.geometry import bounds_side, check_array_geometry, mirror_normal, on_known_side, range_differences
+from sslkit.geometry import bounds_side, check_array_geometry, line_normal, mirror_normal, on_known_side, range_differences
 from sslkit.localization.directions import unit_vector
-from sslkit.localization.multilat import RansacOptions, pool_frames, ransac_multilaterate, refine, star_solutions
+from sslkit.localization.multilat import RansacOptions, line_star_solutions, pool_frames, ransac_multilaterate, refine, star_solutions
 from sslkit.localization.track import PositionTrack, read_positions, smooth_track
 from sslkit.recording import SourceTrack, load_recording, write_mics
 
@@ -36,6 +36,21 @@ def test_minimal_solver_recovers_exact_position():
     roots = star_solutions(np.repeat(ref[None], 50, 0), np.repeat(others[None], 50, 0), delta, np.ones(3, bool), np.zeros(3))
     err = np.nanmin(np.linalg.norm(roots - src[:, None], axis=-1), axis=1)
     assert np.all(err < 1e-8)
+
+
+def test_minimal_solver_of_collinear_mics_recovers_exact_positions_and_their_mirror_images():
+    """Mics on a tilted line (in x-y and in height) and a search plane at another height: the two
+    roots are the source and its mirror image about the line's vertical plane."""
+    axis = np.array([0.6, 0.7, 0.1]) / np.linalg.norm([0.6, 0.7, 0.1])
+    line = np.array([1.0, 2.0, 1.3]) + np.outer([0.0, 0.3, 0.5, 1.1], axis)
+    src = sources(40, seed=3)
+    src[:, 2] = 0.8
+    delta = np.linalg.norm(src[:, None] - line[1:3], axis=-1) - np.linalg.norm(src - line[0], axis=-1)[:, None]
+    roots = line_star_solutions(np.repeat(line[:1], 40, 0), np.repeat(line[None, 1:3], 40, 0), delta, 0.8, axis)
+    np.testing.assert_allclose(roots[..., 2], 0.8, atol=1e-9)
+    mirror = src - 2 * ((src - line[0]) @ line_normal(axis))[:, None] * line_normal(axis)
+    for root in (src, mirror):
+        assert np.all(np.nanmin(np.linalg.norm(roots - root[:, None], axis=-1), axis=1) < 1e-8)
 
 
 def test_exact_tdoas_give_exact_positions():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sslkit.errors import UserError
-from sslkit.geometry import SPEED_OF_SOUND, check_array_geometry, range_differences
+from sslkit.geometry import SPEED_OF_SOUND, check_array_geometry, line_axis, line_normal, range_differences
 from sslkit.localization.region import plane_height, range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
 from sslkit.options import MultilatOptions
@@ -113,6 +113,34 @@ def star_solutions(ref: np.ndarray, others: np.ndarray, deltas: np.ndarray, free
     return np.where(valid[..., None], out, np.nan)
 
 
+def line_star_solutions(ref: np.ndarray, others: np.ndarray, deltas: np.ndarray, height: float, axis: np.ndarray) -> np.ndarray:
+    """Minimal-case positions in the horizontal plane at ``height`` from a reference mic and 2 others
+    on one line along ``axis`` (3,) (unit, not vertical), where :func:`star_solutions`' system is
+    singular: the two mirror images about the line's vertical plane.
+
+    With tᵢ = (rᵢ − r₀)·a and p = (s − r₀)·a, ‖s − rᵢ‖² = ‖s − r₀‖² − 2tᵢp + tᵢ², so ρᵢ = ρ₀ + δᵢ
+    gives 2δᵢρ₀ + 2tᵢp = tᵢ² − δᵢ², linear in (ρ₀, p). Then s = r₀ + p·a + β·n₂ ± α·n₁, with n₁ the
+    line's horizontal normal, n₂ = a × n₁, β from the height and α² = ρ₀² − p² − β².
+
+    Shapes: ref (H, 3), others (H, 2, 3), deltas (H, 2) m → (H, 2, 3) (NaN where complex,
+    degenerate, or a range < 0).
+    """
+    t = (others - ref[:, None]) @ axis  # (H, 2)
+    a_mat = 2 * np.stack([deltas, t], axis=-1)  # rows (2δᵢ, 2tᵢ)
+    ok = np.abs(np.linalg.det(a_mat)) > 1e-9
+    sol = np.linalg.solve(np.where(ok[:, None, None], a_mat, np.eye(2)), (t**2 - deltas**2)[..., None])[..., 0]
+    rho, p = sol[:, 0], sol[:, 1]
+    across = line_normal(axis)
+    up = np.cross(axis, across)
+    beta = (height - ref[:, 2] - p * axis[2]) / up[2]
+    alpha2 = rho**2 - p**2 - beta**2
+    alpha = np.sqrt(np.where(alpha2 >= 0, alpha2, np.nan))
+    base = ref + p[:, None] * axis + beta[:, None] * up
+    roots = np.stack([base + alpha[:, None] * across, base - alpha[:, None] * across], axis=1)
+    valid = ok & (rho >= 0) & np.all(rho[:, None] + deltas >= 0, axis=-1) & np.isfinite(alpha)
+    return np.where(valid[:, None, None], roots, np.nan)
+
+
 def inlier_residuals(points: np.ndarray, mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray) -> np.ndarray:
     """Distance (m) from each pair's predicted range difference to its nearest peak, float32.
 
@@ -194,7 +222,11 @@ def best_hypotheses(mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, w
     mic_idx, delta = draw_minimal_sets(rng, measured, weights, pairs, len(mics), dims, opts.hypotheses)
     flat_ref = mics[mic_idx[..., 0]].reshape(-1, 3)
     flat_oth = mics[mic_idx[..., 1:]].reshape(-1, dims, 3)
-    cand = star_solutions(flat_ref, flat_oth, np.nan_to_num(delta.reshape(-1, dims)), free, fixed)
+    axis = line_axis(mics) if dims == 2 else None
+    if axis is None:
+        cand = star_solutions(flat_ref, flat_oth, np.nan_to_num(delta.reshape(-1, dims)), free, fixed)
+    else:  # collinear mics: star_solutions' system is singular
+        cand = line_star_solutions(flat_ref, flat_oth, np.nan_to_num(delta.reshape(-1, dims)), fixed[2], axis)
     cand = cand.reshape(f_count, opts.hypotheses * 2, 3)
     cand[np.repeat(np.isnan(delta).any(-1), 2, axis=1)] = np.nan
     if opts.bounds is not None:
