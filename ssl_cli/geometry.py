@@ -91,15 +91,15 @@ def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None 
     if len(mics) < needed:
         hint = "; with 3, localize in a plane (--dims 2 --height H)" if dims == 3 and len(mics) == 3 else ""
         raise GeometryError(f"{where}: {dims}D localization needs at least {needed} microphones, got {len(mics)}{hint}")
-    axis = line_axis(mics)
-    line = axis is not None
+    span = array_span(mics)
+    line = len(span) == 1
     if line and dims == 3:
         if far_field:
             raise GeometryError(f"{where}: the microphones are collinear: they hear only the angle between a direction and their line; "
                                 "give directions in the horizontal plane (--dims 2) with --bounds on one side of the line")
         raise GeometryError(f"{where}: the microphones are collinear: positions around their line are ambiguous; localize in a "
                             "plane (--dims 2 --height H) with --bounds on one side of the array, or use --far-field --dims 2")
-    if line and np.hypot(*axis[:2]) < COPLANAR_RATIO:
+    if line and line_normal(span[0]) is None:
         raise GeometryError(f"{where}: the microphones lie on a vertical line: in a horizontal plane they hear only the distance from it, "
                             f"not {answers} around it")
     normal = mirror_normal(mics, dims)
@@ -126,10 +126,12 @@ def principal_axes(mics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.clip(variance[order], 0.0, None)), axes[:, order].T
 
 
-def line_axis(mics: np.ndarray) -> np.ndarray | None:
-    """The unit direction (3,) of the line through collinear mics; None when they are not collinear."""
+def array_span(mics: np.ndarray) -> np.ndarray:
+    """Orthonormal rows (k, 3) spanning the mics' positions about their centroid: k = 1 for
+    collinear mics, 2 for coplanar ones, else 3 (a spread below ``COPLANAR_RATIO`` of the largest
+    counts as none)."""
     spread, axes = principal_axes(mics)
-    return axes[0] if spread[1] < COPLANAR_RATIO * spread[0] else None
+    return axes[spread >= COPLANAR_RATIO * spread[0]]
 
 
 def mirror_normal(mics: np.ndarray, dims: int) -> np.ndarray | None:
@@ -139,14 +141,11 @@ def mirror_normal(mics: np.ndarray, dims: int) -> np.ndarray | None:
     and in 2D keeps a position in the horizontal search plane. That is the plane of coplanar mics
     in 3D; in 2D, the vertical plane through collinear mics or of mics in a vertical plane. None
     when every mirror is heard."""
-    spread, axes = principal_axes(mics)
-    flat = spread < COPLANAR_RATIO * spread[0]
-    if dims == 3:
-        normal = axes[2] if flat[2] else None
-    elif flat[1]:
-        normal = line_normal(axes[0])
-    else:
-        normal = axes[2] if flat[2] and abs(axes[2][2]) < COPLANAR_RATIO else None
+    span, normal = array_span(mics), principal_axes(mics)[1][2]
+    if len(span) == 1:
+        normal = line_normal(span[0]) if dims == 2 else None  # in 3D a turn about the line: check_array_geometry refuses it
+    elif len(span) == 3 or (dims == 2 and abs(normal[2]) >= COPLANAR_RATIO):
+        normal = None
     if normal is None:
         return None
     return normal if normal[np.abs(normal).argmax()] > 0 else -normal

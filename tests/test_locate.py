@@ -10,9 +10,9 @@ import pytest
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error
 from sslkit.errors import GeometryError
 from sslkit.evaluation import matched_errors, summarize_errors
-from sslkit.geometry import bounds_side, check_array_geometry, line_normal, mirror_normal, on_known_side, range_differences
+from sslkit.geometry import array_span, bounds_side, check_array_geometry, mirror_normal, on_known_side, range_differences
 from sslkit.localization.directions import unit_vector
-from sslkit.localization.multilat import RansacOptions, line_star_solutions, pool_frames, ransac_multilaterate, refine, star_solutions
+from sslkit.localization.multilat import RansacOptions, mirror_star_solutions, pool_frames, ransac_multilaterate, refine, star_solutions
 from sslkit.localization.track import PositionTrack, read_positions, smooth_track
 from sslkit.recording import SourceTrack, load_recording, write_mics
 
@@ -38,19 +38,41 @@ def test_minimal_solver_recovers_exact_position():
     assert np.all(err < 1e-8)
 
 
-def test_minimal_solver_of_collinear_mics_recovers_exact_positions_and_their_mirror_images():
-    """Mics on a tilted line (in x-y and in height) and a search plane at another height: the two
-    roots are the source and its mirror image about the line's vertical plane."""
-    axis = np.array([0.6, 0.7, 0.1]) / np.linalg.norm([0.6, 0.7, 0.1])
-    line = np.array([1.0, 2.0, 1.3]) + np.outer([0.0, 0.3, 0.5, 1.1], axis)
+def unit(v) -> np.ndarray:
+    return np.asarray(v, float) / np.linalg.norm(v)
+
+
+@pytest.mark.parametrize(("shape", "dims"), [("plane", 3), ("line", 2), ("wall", 2)])
+def test_minimal_solver_of_lines_and_planes_recovers_positions_and_their_mirror_images(shape, dims):
+    """Where the mics lie on a line or in a plane (star_solutions' system is singular): a tilted
+    plane in 3D, a tilted line with the search plane at another height, a vertical plane in 2D.
+    The two roots are the source and its mirror image."""
+    rng = np.random.default_rng(5)
+    directions = {"plane": [unit([1.0, 0.2, 0.3]), unit([-0.1, 1.0, 0.4])], "line": [unit([0.6, 0.7, 0.1])],
+                  "wall": [unit([1.0, 0.3, 0.0]), [0.0, 0.0, 1.0]]}[shape]
+    mics = np.array([3.0, 4.0, 1.0]) + rng.uniform(-1, 1, (6, len(directions))) @ np.array(directions)
     src = sources(40, seed=3)
-    src[:, 2] = 0.8
-    delta = np.linalg.norm(src[:, None] - line[1:3], axis=-1) - np.linalg.norm(src - line[0], axis=-1)[:, None]
-    roots = line_star_solutions(np.repeat(line[:1], 40, 0), np.repeat(line[None, 1:3], 40, 0), delta, 0.8, axis)
-    np.testing.assert_allclose(roots[..., 2], 0.8, atol=1e-9)
-    mirror = src - 2 * ((src - line[0]) @ line_normal(axis))[:, None] * line_normal(axis)
+    if dims == 2:
+        src[:, 2] = 0.8
+    ref, others = mics[0], mics[1 : dims + 1]
+    delta = np.linalg.norm(src[:, None] - others, axis=-1) - np.linalg.norm(src - ref, axis=-1)[:, None]
+    across = mirror_normal(mics, dims)
+    roots = mirror_star_solutions(np.repeat(ref[None], 40, 0), np.repeat(others[None], 40, 0), delta, array_span(mics), across,
+                                  0.8 if dims == 2 else None)
+    mirror = src - 2 * ((src - mics.mean(0)) @ across)[:, None] * across
     for root in (src, mirror):
-        assert np.all(np.nanmin(np.linalg.norm(roots - root[:, None], axis=-1), axis=1) < 1e-8)
+        assert np.all(np.nanmin(np.linalg.norm(roots - root[:, None], axis=-1), axis=1) < 1e-7), shape
+
+
+def test_coplanar_mics_multilaterate_on_the_side_the_bounds_give():
+    """A table of mics (z = 1): the minimal solutions used to be singular and every frame empty."""
+    table = MICS.copy()
+    table[:, 2] = 1.0
+    src = sources(10, seed=2)
+    src[:, 2] = np.abs(src[:, 2] - 1.0) + 1.1  # above the table
+    tdoa = range_differences(src, table, PAIRS)[..., None] / SPEED_OF_SOUND
+    above = np.array([[0.0, 0.0, 1.0], [7.0, 8.0, 3.0]])
+    np.testing.assert_allclose(ransac_multilaterate(table, PAIRS, tdoa, RansacOptions(bounds=above))["xyz"], src, atol=1e-6)
 
 
 def test_exact_tdoas_give_exact_positions():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sslkit.errors import UserError
-from sslkit.geometry import SPEED_OF_SOUND, check_array_geometry, line_axis, line_normal, range_differences
+from sslkit.geometry import SPEED_OF_SOUND, array_span, check_array_geometry, mirror_normal, range_differences
 from sslkit.localization.region import plane_height, range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
 from sslkit.options import MultilatOptions
@@ -113,29 +113,39 @@ def star_solutions(ref: np.ndarray, others: np.ndarray, deltas: np.ndarray, free
     return np.where(valid[..., None], out, np.nan)
 
 
-def line_star_solutions(ref: np.ndarray, others: np.ndarray, deltas: np.ndarray, height: float, axis: np.ndarray) -> np.ndarray:
-    """Minimal-case positions in the horizontal plane at ``height`` from a reference mic and 2 others
-    on one line along ``axis`` (3,) (unit, not vertical), where :func:`star_solutions`' system is
-    singular: the two mirror images about the line's vertical plane.
+def mirror_star_solutions(ref: np.ndarray, others: np.ndarray, deltas: np.ndarray, span: np.ndarray, across: np.ndarray,
+                          height: float | None = None) -> np.ndarray:
+    """Minimal-case positions where the mics lie on a line or in a plane whose mirror the array does
+    not hear (:func:`~sslkit.geometry.mirror_normal`, ``across``), which makes :func:`star_solutions`'
+    system singular: coplanar mics in 3D, and in the horizontal plane at ``height`` collinear mics
+    or mics in a vertical plane. The two roots are mirror images.
 
-    With tᵢ = (rᵢ − r₀)·a and p = (s − r₀)·a, ‖s − rᵢ‖² = ‖s − r₀‖² − 2tᵢp + tᵢ², so ρᵢ = ρ₀ + δᵢ
-    gives 2δᵢρ₀ + 2tᵢp = tᵢ² − δᵢ², linear in (ρ₀, p). Then s = r₀ + p·a + β·n₂ ± α·n₁, with n₁ the
-    line's horizontal normal, n₂ = a × n₁, β from the height and α² = ρ₀² − p² − β².
+    With dᵢ = rᵢ − r₀ in the mics' span (orthonormal rows ``span`` (k, 3)), tᵢ = span·dᵢ and
+    s = r₀ + spanᵀw + (a part across the span), ‖s − rᵢ‖² = ρ₀² − 2tᵢ·w + ‖dᵢ‖², so ρᵢ = ρ₀ + δᵢ gives
+    2δᵢρ₀ + 2tᵢ·w = ‖dᵢ‖² − δᵢ², linear in (ρ₀, w); with a plane's k = 2 in 2D the height adds
+    (spanᵀw)_z = height − r₀_z. Across the span: β·up (a line in 2D: its height) ± α·across, with
+    α² = ρ₀² − ‖w‖² − β².
 
-    Shapes: ref (H, 3), others (H, 2, 3), deltas (H, 2) m → (H, 2, 3) (NaN where complex,
+    Shapes: ref (H, 3), others (H, D, 3), deltas (H, D) m → (H, 2, 3) (NaN where complex,
     degenerate, or a range < 0).
     """
-    t = (others - ref[:, None]) @ axis  # (H, 2)
-    a_mat = 2 * np.stack([deltas, t], axis=-1)  # rows (2δᵢ, 2tᵢ)
-    ok = np.abs(np.linalg.det(a_mat)) > 1e-9
-    sol = np.linalg.solve(np.where(ok[:, None, None], a_mat, np.eye(2)), (t**2 - deltas**2)[..., None])[..., 0]
-    rho, p = sol[:, 0], sol[:, 1]
-    across = line_normal(axis)
-    up = np.cross(axis, across)
-    beta = (height - ref[:, 2] - p * axis[2]) / up[2]
-    alpha2 = rho**2 - p**2 - beta**2
+    d = others - ref[:, None]
+    rows = np.concatenate([2 * deltas[..., None], 2 * d @ span.T], axis=-1)  # (H, D, 1 + k)
+    rhs = (d**2).sum(-1) - deltas**2
+    if height is not None and len(span) == 2:  # a vertical plane: the height fixes w's vertical part
+        rows = np.concatenate([rows, np.broadcast_to(np.r_[0.0, span[:, 2]], (len(ref), 1, 3))], axis=1)
+        rhs = np.concatenate([rhs, height - ref[:, 2:]], axis=1)
+    ok = np.abs(np.linalg.det(rows)) > 1e-9
+    sol = np.linalg.solve(np.where(ok[:, None, None], rows, np.eye(rows.shape[-1])), rhs[..., None])[..., 0]
+    rho, w = sol[:, 0], sol[:, 1:]
+    centre = ref + w @ span
+    up, beta = np.zeros(3), np.zeros(len(ref))
+    if height is not None and len(span) == 1:  # a line in 2D: the height fixes the part across it that is not `across`
+        up = np.cross(span[0], across)
+        beta = (height - centre[:, 2]) / up[2]
+    alpha2 = rho**2 - (w**2).sum(-1) - beta**2
     alpha = np.sqrt(np.where(alpha2 >= 0, alpha2, np.nan))
-    base = ref + p[:, None] * axis + beta[:, None] * up
+    base = centre + beta[:, None] * up
     roots = np.stack([base + alpha[:, None] * across, base - alpha[:, None] * across], axis=1)
     valid = ok & (rho >= 0) & np.all(rho[:, None] + deltas >= 0, axis=-1) & np.isfinite(alpha)
     return np.where(valid[:, None, None], roots, np.nan)
@@ -222,11 +232,12 @@ def best_hypotheses(mics: np.ndarray, pairs: np.ndarray, measured: np.ndarray, w
     mic_idx, delta = draw_minimal_sets(rng, measured, weights, pairs, len(mics), dims, opts.hypotheses)
     flat_ref = mics[mic_idx[..., 0]].reshape(-1, 3)
     flat_oth = mics[mic_idx[..., 1:]].reshape(-1, dims, 3)
-    axis = line_axis(mics) if dims == 2 else None
-    if axis is None:
+    across = mirror_normal(mics, dims)
+    if across is None:
         cand = star_solutions(flat_ref, flat_oth, np.nan_to_num(delta.reshape(-1, dims)), free, fixed)
-    else:  # collinear mics: star_solutions' system is singular
-        cand = line_star_solutions(flat_ref, flat_oth, np.nan_to_num(delta.reshape(-1, dims)), fixed[2], axis)
+    else:  # mics on a line or in a plane: star_solutions' system is singular
+        cand = mirror_star_solutions(flat_ref, flat_oth, np.nan_to_num(delta.reshape(-1, dims)), array_span(mics), across,
+                                     opts.height if dims == 2 else None)
     cand = cand.reshape(f_count, opts.hypotheses * 2, 3)
     cand[np.repeat(np.isnan(delta).any(-1), 2, axis=1)] = np.nan
     if opts.bounds is not None:
