@@ -46,6 +46,8 @@ SSLKIT_FAR = {"srp-phat --far-field": ("srp-phat", {"far_field": True}), "srp-ph
               "music": ("music", {}), "normmusic": ("normmusic", {})}
 """--static gives one direction per source for the recording, as pyroomacoustics' methods do."""
 PRA_METHODS = ("SRP", "MUSIC", "NormMUSIC", "TOPS")
+ULA_METHODS = ("srp-phat", "multilat")
+"""sslkit's methods on the linear array, positions in its plane on the x ≥ 0 side."""
 PRA_GRID_DEG = 2.0
 """pyroomacoustics' grid: azimuth and colatitude every 2° (its methods evaluate every grid point)."""
 
@@ -168,7 +170,7 @@ def main() -> None:
             folder = make_recording(array, sources, Path(tmp) / f"{array.replace('/', '-')}-{sources.replace(',', '-')}", seed=0)
             n = len(sources.split(","))
             methods = {name: (run_sslkit, str(folder), m, opts, n) for name, (m, opts) in SSLKIT_FAR.items()} if kind == "direction" else \
-                {"srp-phat --dims 2 --bounds (x ≥ 0)": (run_sslkit, str(folder), "srp-phat", {"dims": 2, "height": 0.0, "bounds": ULA_BOUNDS}, n)}
+                {f"{m} --dims 2 --bounds (x ≥ 0)": (run_sslkit, str(folder), m, {"dims": 2, "height": 0.0, "bounds": ULA_BOUNDS}, n) for m in ULA_METHODS}
             if kind == "direction" and array == SPHERE_110 and sources == "2" and not args.no_pyroomacoustics:
                 methods.update({f"pyroomacoustics {m}": (run_pyroomacoustics, str(folder), m, n) for m in args.pyroomacoustics_methods.split(",")})
             if args.methods:

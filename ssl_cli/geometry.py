@@ -86,7 +86,7 @@ def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None 
     image (:func:`mirror_normal`) unless ``bounds`` (2, 3) cover one side of the mirror only.
     Return a warning when 3D answers are mirror-ambiguous (coplanar mics) and no bounds pick a side.
     Errors name ``where`` (the recording)."""
-    what, answers = ("a direction", "directions") if far_field else ("a position", "positions")
+    what = "a direction" if far_field else "a position"
     needed = 2 if far_field else dims + 1
     if len(mics) < needed:
         hint = "; with 3, localize in a plane (--dims 2 --height H)" if dims == 3 and len(mics) == 3 else ""
@@ -100,8 +100,8 @@ def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None 
         raise GeometryError(f"{where}: the microphones are collinear: positions around their line are ambiguous; localize in a "
                             "plane (--dims 2 --height H) with --bounds on one side of the array, or use --far-field --dims 2")
     if line and line_normal(span[0]) is None:
-        raise GeometryError(f"{where}: the microphones lie on a vertical line: in a horizontal plane they hear only the distance from it, "
-                            f"not {answers} around it")
+        heard = "no difference between horizontal directions" if far_field else "only the distance from it in a horizontal plane"
+        raise GeometryError(f"{where}: the microphones lie on a vertical line: they hear {heard}")
     normal = mirror_normal(mics, dims)
     if normal is None or (bounds is not None and bounds_side(mics, bounds, normal) != 0):
         return None
@@ -141,10 +141,13 @@ def mirror_normal(mics: np.ndarray, dims: int) -> np.ndarray | None:
     and in 2D keeps a position in the horizontal search plane. That is the plane of coplanar mics
     in 3D; in 2D, the vertical plane through collinear mics or of mics in a vertical plane. None
     when every mirror is heard."""
-    span, normal = array_span(mics), principal_axes(mics)[1][2]
-    if len(span) == 1:
-        normal = line_normal(span[0]) if dims == 2 else None  # in 3D a turn about the line: check_array_geometry refuses it
-    elif len(span) == 3 or (dims == 2 and abs(normal[2]) >= COPLANAR_RATIO):
+    spread, axes = principal_axes(mics)
+    rank = int((spread >= COPLANAR_RATIO * spread[0]).sum())
+    if rank == 1:
+        normal = line_normal(axes[0]) if dims == 2 else None  # in 3D a turn about the line: check_array_geometry refuses it
+    elif rank == 2 and (dims == 3 or abs(axes[2][2]) < COPLANAR_RATIO):
+        normal = axes[2]
+    else:
         normal = None
     if normal is None:
         return None
