@@ -78,7 +78,7 @@ def check_sample_rate(fs: int, expected: int, where: object, what: str) -> None:
         raise InputFileError(where, f"sample rate {fs} Hz, but {what} expects {expected} Hz")
 
 
-def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None = None, where: object = "mics",
+def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None = None, where: object | None = "mics",
                          far_field: bool = False) -> str | None:
     """Raise for too few mics, and for arrays that cannot tell apart the answers of the search:
     collinear mics in 3D (positions, or ``far_field`` directions, turned about their line), mics on
@@ -86,6 +86,7 @@ def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None 
     image (:func:`mirror_normal`) unless ``bounds`` (2, 3) cover one side of the mirror only.
     Return a warning when 3D answers are mirror-ambiguous (coplanar mics) and no bounds pick a side.
     Errors name ``where`` (the recording)."""
+    where = "the recording" if where is None else where  # an in-memory recording has no path
     what = "a direction" if far_field else "a position"
     needed = 2 if far_field else dims + 1
     if len(mics) < needed:

@@ -124,7 +124,7 @@ def test_a_linear_array_gives_horizontal_directions_on_the_side_the_bounds_give(
     the horizontal plane the bounds pick one of the two mirror images about the line."""
     line = np.stack([np.zeros(16), 0.03 * np.arange(16), np.zeros(16)], 1)
     rec = plane_waves(line, [(30.0, 0.0)], seconds=0.5)
-    with pytest.raises(GeometryError, match="angle between a direction and their line"):
+    with pytest.raises(GeometryError, match="^the recording: the microphones are collinear: .* angle between a direction and their line"):
         sslkit.locate(rec, method, static=True, **FAR_FIELD[method])
     with pytest.raises(GeometryError, match="mirror image about their line"):
         sslkit.locate(rec, method, static=True, dims=2, **FAR_FIELD[method])
