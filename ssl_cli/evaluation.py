@@ -131,7 +131,7 @@ def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, thres
                    n_boot: int = 1000, seed: int = 0, mics: Path | None = None, angular: bool | None = None) -> tuple[Path, dict[str, dict]]:
     """Score each positions.csv in ``pred`` against the sources.csv ``truth`` (see :func:`evaluate_track`;
     the array is ``mics``, default the mics.csv beside ``truth``). Writes ``metrics.json`` and
-    ``error_cdf.png`` into the folder ``out`` (default: that of the first prediction) and returns
+    ``error_cdf.png`` (positions' and directions' errors) into the folder ``out`` (default: that of the first prediction) and returns
     the folder and the metrics by prediction file."""
     import json
 
@@ -145,17 +145,20 @@ def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, thres
     if len(true_track.time) == 0:
         raise InputFileError(truth, "no ground-truth rows")
     array = array_beside(truth, mics, angular)
-    results, errors = {}, {}
+    results, errors, angles = {}, {}, {}
     for path in pred:
         track = read_positions(path)
         err, _ = matched_errors(track, true_track, truncate)
         if len(err) == 0:
             raise InputFileError(path, f"no estimate falls within the time span of {truth}")
-        errors[str(path)] = err
         results[str(path)] = evaluate_track(track, true_track, array, angular, threshold, truncate, n_boot, seed)
+        if "mae_m" in results[str(path)]:
+            errors[str(path)] = err
+        if "angular" in results[str(path)]:
+            angles[str(path)] = angular_errors(track, true_track, array.mean(axis=0))[0]
     with atomic_file(out / METRICS_FILE) as tmp:
         tmp.write_text(json.dumps({"truth": str(truth), "truncate_m": truncate, "results": results}, indent=2))
-    plot_error_cdf(out / CDF_FILE, errors, threshold)
+    plot_error_cdf(out / CDF_FILE, errors, threshold, angles)
     return out, results
 
 
@@ -165,12 +168,16 @@ def evaluate_track(track: PositionTrack, truth: SourceTrack, mics: np.ndarray | 
     from the centroid of ``mics`` (M, 3) (:func:`angular_errors`, :func:`summarize_angles`) when
     ``angular`` is True; None scores directions when the track gives directions only (a far-field
     method) or every source is in the array's far field (:func:`~sslkit.geometry.in_far_field`),
-    and never without ``mics``."""
+    and never without ``mics``. A track of directions only that is scored by its directions has
+    no position metrics (each would be a missing estimate): ``n``, ``coverage`` and ``angular``."""
     metrics = evaluate_positions(track, truth, threshold, truncate, n_boot, seed)
+    directions = directions_only(track)
     if angular is None:
-        angular = mics is not None and (directions_only(track) or bool(in_far_field(truth.xyz, mics).all()))
+        angular = mics is not None and (directions or bool(in_far_field(truth.xyz, mics).all()))
     elif angular and mics is None:
         raise UserError("angular errors are seen from the array's centroid: give the mic positions")
+    if angular and directions:
+        metrics = {"n": metrics["n"], "coverage": metrics["coverage"]}
     if angular:
         metrics["angular"] = summarize_angles(angular_errors(track, truth, mics.mean(axis=0))[0])
     return metrics

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from sslkit.evaluation import ANGLE_THRESHOLD_DEG
 from sslkit.files import atomic_file
 from sslkit.localization.track import PositionTrack
 from sslkit.recording import SourceTrack
@@ -66,19 +67,25 @@ def plot_track(path: str | os.PathLike, track: PositionTrack, mics: np.ndarray, 
     _save(fig, path)
 
 
-def plot_error_cdf(path: str | os.PathLike, errors: dict[str, np.ndarray], threshold: float) -> None:
-    """Cumulative distribution of localization errors, one curve per prediction file."""
+def plot_error_cdf(path: str | os.PathLike, errors: dict[str, np.ndarray], threshold: float,
+                   angles: dict[str, np.ndarray] | None = None) -> None:
+    """Cumulative distributions of localization errors (m), one curve per prediction file, and
+    beside them those of direction errors (degrees) where ``angles`` has any."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, err in errors.items():
-        e = np.sort(err)
-        ax.step(e, np.arange(1, len(e) + 1) / len(e), where="post", label=name)
-    ax.axvline(threshold, color="0.5", ls="--", lw=1, label=f"{threshold * 100:.0f} cm")
-    ax.set_xlabel("error (m)")
-    ax.set_ylabel("fraction of frames")
-    ax.set_xlim(0, max(1.0, 3 * threshold))
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    panels = [(errors, "error (m)", threshold, f"{threshold * 100:.0f} cm", max(1.0, 3 * threshold)),
+              (angles or {}, "direction error (°)", ANGLE_THRESHOLD_DEG, f"{ANGLE_THRESHOLD_DEG:g}°", 6 * ANGLE_THRESHOLD_DEG)]
+    panels = [panel for panel in panels if panel[0]] or panels[:1]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (curves, label, limit, limit_label, reach) in zip(axes[0], panels):
+        for name, err in curves.items():
+            e = np.sort(err)
+            ax.step(e, np.arange(1, len(e) + 1) / len(e), where="post", label=name)
+        ax.axvline(limit, color="0.5", ls="--", lw=1, label=limit_label)
+        ax.set_xlabel(label)
+        ax.set_ylabel("fraction of frames")
+        ax.set_xlim(0, reach)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)

@@ -249,7 +249,27 @@ def test_locate_scores_directions_of_a_far_field_method_even_for_near_sources(tm
     rec.sources = SourceTrack(np.zeros(1), np.zeros(1, int), rec.mics.mean(0)[None] + 1.0 * unit_vector(40.0, 20.0)[None])  # 1 m away
     track = sslkit.locate(rec, "srp-phat", far_field=True)
     metrics = evaluate_track(track, rec.sources, rec.mics)
-    assert metrics["angular"]["median_deg"] < 1.0 and metrics["mae_m"] == 3.0
+    assert metrics["angular"]["median_deg"] < 1.0 and "mae_m" not in metrics  # no positions: scored by directions alone
     assert "angular" not in evaluate_track(track, rec.sources, rec.mics, angular=False)
     result = cli("locate", save_recording(tmp_path / "rec", rec), "--far-field", "--no-plot")
     assert result.exit_code == 0 and "direction error" in result.output and "MAE" not in result.output, result.output
+
+
+def test_evaluate_scores_directions_only_predictions_by_their_directions(tmp_path, cli):
+    """evaluate gave a far-field track 300 cm MAE and 0 % accuracy (every hop a missing position)
+    beside its direction error; its position columns are now empty and its CDF is in degrees."""
+    import json
+
+    from sslkit.recording import save_recording
+
+    rec = plane_waves(compact_array(), [(40.0, 20.0)])
+    rec.sources = SourceTrack(np.zeros(1), np.zeros(1, int), rec.mics.mean(0)[None] + 1.0 * unit_vector(40.0, 20.0)[None])  # 1 m away
+    folder = save_recording(tmp_path / "rec", rec)
+    assert cli("locate", folder, "--far-field", "--no-plot", "--out", tmp_path / "ff.csv").exit_code == 0
+    assert cli("locate", folder, "--method", "srp-phat", "--no-plot", "--out", tmp_path / "near.csv").exit_code == 0
+    result = cli("evaluate", "--pred", tmp_path / "ff.csv", "--pred", tmp_path / "near.csv", "--truth", folder / "sources.csv", "--out", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())["results"]
+    far, near = metrics[str(tmp_path / "ff.csv")], metrics[str(tmp_path / "near.csv")]
+    assert "mae_m" not in far and far["angular"]["median_deg"] < 1.0 and "mae_m" in near
+    assert result.output.count("–") >= 3 and "direction error median" in result.output  # the far-field row's position columns

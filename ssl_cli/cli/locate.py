@@ -147,7 +147,6 @@ def locate(
     options = method_options(method, given_options(ctx, library))
     import numpy as np
 
-    from sslkit.evaluation import directions_only
     from sslkit.localization.job import locate_files
 
     with progress_bar() as progress:
@@ -168,19 +167,19 @@ def locate(
         "real-time factor": f"{run.seconds / rec.duration:.3f} ({run.seconds:.1f} s for {rec.duration:.1f} s)",
     }
     if run.metrics is not None:
-        rows.update(metric_rows(run.metrics, directions_only(track)))
+        rows.update(metric_rows(run.metrics))
     if run.plot:
         rows["plot"] = str(run.plot)
     console.print(summary_table(f"Located ({method}) → {run.positions}", rows))
 
 
-def metric_rows(metrics: dict, directions: bool) -> dict[str, str]:
-    """Summary rows of a located track's metrics against sources.csv: the directions' errors when
-    scored, and the positions' unless the track holds ``directions`` only."""
+def metric_rows(metrics: dict) -> dict[str, str]:
+    """Summary rows of a located track's metrics against sources.csv (:func:`~sslkit.evaluation.evaluate_track`):
+    the positions' errors and the directions' where scored."""
     if not metrics["n"]:
         return {"vs sources.csv": "no hop falls in a source's active time"}
     rows = {}
-    if not directions:
+    if "mae_m" in metrics:
         rows["MAE vs sources.csv (capped 3 m)"] = f"{metrics['mae_m'] * 100:.1f} cm"
         rows["accuracy @30 cm"] = f"{metrics['accuracy'] * 100:.1f} %"
     if metrics.get("angular", {}).get("n"):
@@ -217,6 +216,9 @@ def evaluate(
     for col in ("prediction", "n", "MAE cm (95 % CI)", "median cm", f"acc@{threshold * 100:.0f}cm % (95 % CI)", "located %"):
         table.add_column(col, justify="left" if col == "prediction" else "right", overflow="fold")
     for name, m in results.items():
+        if "mae_m" not in m:  # directions only: scored by their directions, below
+            table.add_row(name, str(m["n"]), "–", "–", "–", f"{m['coverage'] * 100:.0f}")
+            continue
         mae = f"{m['mae_m'] * 100:.1f}" + (f" ({m['mae_ci_m'][0] * 100:.1f}–{m['mae_ci_m'][1] * 100:.1f})" if m["mae_ci_m"] else "")
         acc = f"{m['accuracy'] * 100:.1f} ({m['accuracy_ci'][0] * 100:.1f}–{m['accuracy_ci'][1] * 100:.1f})"
         table.add_row(name, str(m["n"]), mae, f"{m['median_m'] * 100:.1f}", acc, f"{m['coverage'] * 100:.0f}")
