@@ -308,7 +308,8 @@ def window_sums(weighted: torch.Tensor, weights: torch.Tensor, centres: torch.Te
     """Sums of the rows of ``weighted`` (B, ...) and of ``weights`` (B,) from centre − half to
     centre + half (clipped to the B rows) for each of ``centres`` (K,) → (K, ...), (K,); one
     cumulative sum, so the cost does not grow with the window."""
-    summed = torch.cat([torch.zeros_like(weighted[:1]), weighted.cumsum(0)])
+    summed = weighted.new_zeros((len(weighted) + 1, *weighted.shape[1:]))
+    torch.cumsum(weighted, 0, out=summed[1:])  # in place: no second copy of the rows
     counts = torch.cat([weights.new_zeros(1), weights.cumsum(0)])
     first, last = (centres - half).clamp(min=0), (centres + half + 1).clamp(max=len(weighted))
     return summed[last] - summed[first], counts[last] - counts[first]

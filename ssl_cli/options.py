@@ -216,14 +216,15 @@ class MultilatOptions(ArrayOptions):
 
 @dataclass
 class SrpOptions(ArrayOptions):
-    """Options of SRP-PHAT: the search's first-level cell side (m), leaf cell side (m; the leaves'
-    centres are the answers) and beam, half the cells kept per level and frame (the best by bound
+    """Options of SRP-PHAT: the search's first-level cell side (m; None: ``srp.COARSE_STEP``, wider
+    where many pairs would make the first level's steering outgrow ``srp.STEERING_BUDGET_BYTES``),
+    leaf cell side (m; the leaves' centres are the answers) and beam, half the cells kept per level and frame (the best by bound
     and by centre power in turn; wider comes closer to an exhaustive search and costs in
     proportion); far_field: directions of arrival (azimuth, elevation from the mics' centroid)
     instead of positions, for arrays small next to the sources' distance. beam None: the search's own
     default (``srp.BEAM`` for positions, ``directions.BEAM`` for directions)."""
 
-    coarse_step: float = 0.1
+    coarse_step: float | None = None
     final_step: float = 0.005
     beam: int | None = None
     far_field: bool = False

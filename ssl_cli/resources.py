@@ -31,6 +31,21 @@ def check_memory(needed_bytes: float, what: str, change: str) -> None:
                             f"of memory available; {change}")
 
 
+BATCH_BYTES = 2**30
+"""Memory the frames processed at once may take: with many pairs, batches hold fewer frames."""
+
+
+def frames_per_batch(frame_bytes: int, halo: int, most: int, what: str, change: str) -> int:
+    """Frames processed at once: ``most``, or fewer so that they and an integration window's ``halo``
+    frames of ``frame_bytes`` each fit ``BATCH_BYTES`` and a quarter of the available memory;
+    ResourceError (naming ``what``, suggesting ``change``) when even one frame and its halo would
+    not fit in memory."""
+    budget = min(BATCH_BYTES, available_memory() // 4)
+    batch = int(max(1, min(most, budget // frame_bytes - halo)))
+    check_memory((batch + halo) * frame_bytes, f"{what}, {batch + halo} frames at once", change)
+    return batch
+
+
 def check_disk(needed_bytes: float, folder: os.PathLike, what: str, change: str) -> None:
     """ResourceError naming ``what``, its estimate and ``change`` when ``needed_bytes`` exceed the
     free space of the file system that will hold ``folder`` (its nearest existing ancestor)."""

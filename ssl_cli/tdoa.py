@@ -35,7 +35,7 @@ from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, p
 from sslkit.hum import phat_taper
 from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, at_rate, build_options, check_precision
 from sslkit.recording import Recording, SourceTrack, phat_max_freq, room_channels
-from sslkit.resources import available_memory, check_memory, resolve_device
+from sslkit.resources import check_memory, frames_per_batch, resolve_device
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
 MAX_PEAKS = 64
@@ -43,9 +43,6 @@ MAX_PEAKS = 64
 CORRELATION_COPIES = 4
 """Copies of one frame's correlations (float32, frames × pairs × lag bins) alive at once while they
 are computed, averaged and searched for peaks."""
-TDOA_BATCH_BYTES = 2**30
-"""Memory the frames scored at once may take: with many pairs, batches hold fewer frames than
-``TdoaOptions.batch_frames``."""
 
 
 @dataclass
@@ -186,8 +183,9 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
         raise UserError(f"frames of {opts.frame} samples are too short for lags up to {max_lag} samples; use at least {4 * max_lag}")
     scorer = TDOA_METHODS[method](opts, needed_lag, rec.fs, max_lag, opts.frame)
     window = None if opts.static else window_frames(opts.window, opts.hop, rec.fs)
-    batch = tdoa_batch(scorer.frame_bytes(rec.n_mics, len(pairs)), opts, 0 if window is None else window - 1,
-                       f"{method} scores of {len(pairs)} pairs over {opts.frame}-sample frames upsampled {opts.upsample}×")
+    batch = frames_per_batch(scorer.frame_bytes(rec.n_mics, len(pairs)), 0 if window is None else window - 1, opts.batch_frames,
+                             f"{method} scores of {len(pairs)} pairs over {opts.frame}-sample frames upsampled {opts.upsample}×",
+                             "choose fewer pairs (pairs ref:K), a lower upsampling factor, shorter frames or a shorter window")
     audio = torch.as_tensor(rec.audio, device=opts.device)
     frames_all = frame_audio(audio, opts.frame, opts.hop)
     silent = silent_frames(frames_all, opts.silence_db)
@@ -218,17 +216,6 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
     tdoa[silent] = np.nan
     score[silent] = 0.0
     return TdoaResult(times, pairs, rec.mic_ids, tdoa, score, silent)
-
-
-def tdoa_batch(frame_bytes: int, opts: TdoaOptions, halo: int, what: str) -> int:
-    """Frames scored at once: ``opts.batch_frames``, or fewer so that they and the integration
-    window's ``halo`` frames fit ``TDOA_BATCH_BYTES`` and a quarter of the available memory;
-    ResourceError (naming ``what``) when even one frame and its halo would not fit in memory."""
-    budget = min(TDOA_BATCH_BYTES, available_memory() // 4)
-    batch = int(max(1, min(opts.batch_frames, budget // frame_bytes - halo)))
-    check_memory((batch + halo) * frame_bytes, f"{what}, {batch + halo} frames at once",
-                 "choose fewer pairs (pairs ref:K), a lower upsampling factor, shorter frames or a shorter window")
-    return batch
 
 
 def true_tdoa(positions: np.ndarray, mics: np.ndarray, pairs: np.ndarray, c: float = SPEED_OF_SOUND) -> np.ndarray:

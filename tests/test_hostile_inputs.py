@@ -221,7 +221,7 @@ def test_speed_of_sound_must_be_positive(cli, rec, command, c):
 
 def test_jobs_that_cannot_fit_in_memory_are_refused_with_the_estimate(cli, rec):
     assert_one_line_error(cli("tdoa", rec, "--upsample", 100000), "needs about", "upsampling")
-    assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--bounds", "0,0,0,5000,4000,3000"), "needs about", "metres")
+    assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--bounds", "0,0,0,5000,4000,3000"), "bounds", "millimetres", "metres")
     assert_one_line_error(cli("locate", rec, "--method", "srp-phat", "--beam", 10**9), "needs about", "beam")
     assert_one_line_error(cli("locate", rec, "--method", "multilat", "--hypotheses", 10**9), "needs about", "--hypotheses")
     from sslkit import load_recording, locate

@@ -14,7 +14,7 @@ from sslkit.geometry import array_span, bounds_side, check_array_geometry, mirro
 from sslkit.localization.directions import unit_vector
 from sslkit.localization.multilat import RansacOptions, mirror_star_solutions, pool_frames, ransac_multilaterate, refine, star_solutions
 from sslkit.localization.track import PositionTrack, read_positions, smooth_track
-from sslkit.recording import SourceTrack, load_recording, write_mics
+from sslkit.recording import Recording, SourceTrack, load_recording, write_mics
 
 TOL_POS_M = 0.005
 MICS = np.array([
@@ -279,3 +279,28 @@ def test_locate_warns_on_coplanar_mics(cli, luvira_recording, tmp_path):
     result = cli("locate", luvira_recording / "audio.wav", "--mics", tmp_path / "flat.csv", "--out", tmp_path / "p.csv", "--no-plot")
     assert result.exit_code == 0
     assert "coplanar" in result.stderr
+
+
+def test_srp_phat_of_many_mics_widens_its_first_cells_instead_of_refusing(monkeypatch):
+    """40 ad-hoc mics with 1 GB of memory free: the first level's steering at 10 cm cells would take
+    2 GB (it was refused; 110 mics in the LuViRA room were refused at 40 GB). The cells widen until
+    it fits a quarter of the memory, the frames come in batches that fit, and the talker is found."""
+    import sslkit
+    import sslkit.localization.srp as srp
+    import sslkit.resources
+
+    rng = np.random.default_rng(1)
+    mics = rng.uniform([0, 0, 0], [4, 4, 2.5], (40, 3))
+    source, fs = np.array([2.2, 1.4, 1.1]), 16000
+    signal = rng.standard_normal(fs)
+    delays = np.linalg.norm(mics - source, axis=1) / SPEED_OF_SOUND * fs
+    audio = np.stack([np.interp(np.arange(fs // 2) + 400 - d, np.arange(fs), signal) for d in delays], 1).astype(np.float32)
+    rec = Recording(audio, fs, [str(k) for k in range(40)], mics, None, {"room": {"dimensions": [4.0, 4.0, 2.5]}})
+    monkeypatch.setattr(sslkit.resources, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(srp, "available_memory", lambda: 2**30)
+    bounds = np.array([[0.0, 0.0, 0.0], [4.0, 4.0, 2.5]])
+    step = srp.first_level_step(bounds, 780, None)
+    assert step > srp.COARSE_STEP and np.prod(srp.cell_counts(bounds, step)) * 780 * srp.STEERING_BYTES <= 2**28
+    assert srp.first_level_step(bounds, 6, None) == srp.COARSE_STEP and srp.first_level_step(bounds, 780, 0.3) == 0.3
+    track = sslkit.locate(rec, "srp-phat", window=0.25)
+    assert np.nanmedian(np.linalg.norm(track.xyz - source, axis=1)) < 0.02

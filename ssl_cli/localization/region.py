@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sslkit.errors import UserError
-from sslkit.geometry import FAR_FIELD_RATIO, aperture, in_far_field
+from sslkit.geometry import FAR_FIELD_RATIO, aperture, check_metres, in_far_field
 
 BOUNDS_MARGIN_M = 1.0
 """Without a room in scene.yaml, the search box is the mics' box grown by this much (z ≥ 0)."""
@@ -30,13 +30,14 @@ def default_bounds(rec) -> np.ndarray:
 
 
 def search_bounds(rec, bounds: np.ndarray | Sequence | None) -> np.ndarray:
-    """The search box (2, 3) ``bounds`` (checked: min < max on every axis), or :func:`default_bounds` when None."""
+    """The search box (2, 3) ``bounds`` (checked: min < max on every axis, metres), or :func:`default_bounds` when None."""
     if bounds is None:
         return default_bounds(rec)
     box = np.asarray(bounds, dtype=float)
     if box.shape != (2, 3) or not np.all(np.isfinite(box)) or np.any(box[0] >= box[1]):
         raise UserError(f"bounds = {np.asarray(bounds).tolist()}: a search box is [[xmin, ymin, zmin], [xmax, ymax, zmax]] "
                         "in metres with min < max")
+    check_metres(box, "bounds")
     return box
 
 

@@ -55,10 +55,16 @@ from sslkit.localization.region import near_field_warning, plane_height, range_w
 from sslkit.localization.track import PositionTrack
 from sslkit.options import BATCH_FRAMES, SrpOptions, at_rate
 from sslkit.recording import Recording, phat_max_freq
-from sslkit.resources import check_memory
+from sslkit.resources import available_memory, check_memory, frames_per_batch
 
 STEERING_BYTES = 64
 """Bytes per (grid point, pair) of the sparse steering matrix while it is built (indices, values, CSR)."""
+COARSE_STEP = 0.1
+"""Side (m) of the first level's cells unless the options say, or many pairs widen them (:func:`first_level_step`)."""
+STEERING_BUDGET_BYTES = 2**30
+"""Memory the first level's steering may take (and at most a quarter of the available memory): with many pairs, its cells are wider."""
+CORRELATION_COPIES = 3
+"""Copies of one frame's correlations (float32, pairs × lag bins) alive while they are averaged over the window."""
 
 
 UPSAMPLE = 4
@@ -79,6 +85,18 @@ def cell_counts(bounds: np.ndarray, step: float) -> np.ndarray:
     """Cells per axis (3,) that tile ``bounds`` with sides of about ``step``; an axis of zero extent gets one layer."""
     extent = bounds[1] - bounds[0]
     return np.where(extent > 0, np.maximum(1, np.ceil(extent / step)), 1).astype(int)
+
+
+def first_level_step(bounds: np.ndarray, n_pairs: int, step: float | None) -> float:
+    """The first level's cell side (m): ``step``, or for None ``COARSE_STEP`` widened by quarters
+    until the cells × ``n_pairs`` steering fits ``STEERING_BUDGET_BYTES`` and a quarter of the
+    available memory (arrays of many mics)."""
+    if step is not None:
+        return step
+    step, budget = COARSE_STEP, min(STEERING_BUDGET_BYTES, available_memory() // 4)
+    while np.prod(cell_counts(bounds, step)) * n_pairs * STEERING_BYTES > budget and np.prod(cell_counts(bounds, step)) > 1:
+        step *= 1.25
+    return step
 
 
 def coarse_cells(bounds: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
@@ -172,14 +190,14 @@ class CellSearch:
     """The coarse-to-fine search of one recording's geometry (see module docstring)."""
 
     def __init__(self, mics: np.ndarray, pairs: np.ndarray, bounds: np.ndarray, n_lags: int, bins_per_m: float, opts: SrpOptions,
-                 seed_frames: int = 0):
+                 seed_frames: int = 0, coarse_step: float = COARSE_STEP):
         dev = opts.device
         self.mics = torch.as_tensor(mics, dtype=torch.float32, device=dev)
         self.pairs = torch.as_tensor(pairs, device=dev)
         self.bins_per_m, self.opts = bins_per_m, opts
         self.beam = opts.beam or BEAM
         self.candidates = 16 * self.beam  # the most points scored at once per frame: 8 children of 2 × beam cells
-        centres, self.coarse_side = coarse_cells(bounds, opts.coarse_step)
+        centres, self.coarse_side = coarse_cells(bounds, coarse_step)
         self.centres = torch.as_tensor(centres, dtype=torch.float32, device=dev)
         self.steer = lag_steering(pair_tdoa_bins(self.centres, self.mics, self.pairs, bins_per_m, n_lags), n_lags)
         self.lo = torch.as_tensor(bounds[0], dtype=torch.float32, device=dev)
@@ -263,18 +281,21 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
     if opts.far_field:
         search = DirectionSearch(mics, pairs, n_lags, fs * UPSAMPLE / opts.c, UPSAMPLE, dev, opts.beam, seed_frames, horizontal=opts.dims == 2)
     else:
-        n_cells = int(np.prod(cell_counts(bounds, opts.coarse_step)))
+        coarse_step = first_level_step(bounds, len(pairs), opts.coarse_step)
+        n_cells = int(np.prod(cell_counts(bounds, coarse_step)))
         check_memory(n_cells * len(pairs) * STEERING_BYTES, f"an SRP grid of {n_cells:.3g} cells × {len(pairs)} pairs",
                      "check that the bounds and mics.csv are in metres, or narrow the search box (bounds), or use far_field")
-        search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts, seed_frames)
+        search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts, seed_frames, coarse_step)
     check_memory(search.candidates * len(pairs) * SEARCH_BYTES, f"a search beam of {opts.beam} cells per level", "narrow the beam")
     window = None if opts.static else window_frames(opts.window, opts.hop, fs)
     band = band_share(opts.max_freq, fs)
     if window is None:
         averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, ~silent, pairs, n_fft, max_lag, UPSAMPLE, band=band, taper=opts.taper))]
     else:  # correlations are linear in the spectra: average them (smaller than the spectra)
+        batch = frames_per_batch(CORRELATION_COPIES * 4 * len(pairs) * n_lags, window - 1, BATCH_FRAMES,
+                                 f"SRP-PHAT correlations of {len(pairs)} pairs over {n_lags} lag bins", "use a shorter window or fewer mics")
         averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE, band=band, taper=opts.taper),
-                                  len(frames_all), ~silent, window, BATCH_FRAMES)
+                                  len(frames_all), ~silent, window, batch)
     n_out = 1 if window is None else len(frames_all)
     xyz, power = np.empty((n_out, opts.sources, 3)), np.empty((n_out, opts.sources))  # filled in place: no pile of small arrays
     step = max(1, SEARCH_ELEMENTS // (search.candidates * len(pairs)))
