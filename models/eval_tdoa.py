@@ -15,8 +15,8 @@ from sslkit.geometry import SPEED_OF_SOUND, lag_classes, pair_lag_bounds, range_
 from sslkit.recording import Recording
 from sslkit.sims.scene import load_template
 from sslkit.sims.tdoa_windows import active_window_starts
+from sslkit.tdoa import TDOA_ACCURACY_M
 
-TOL_ACCURACY_M = 0.1
 WINDOW = 2048
 """Samples per TDOA estimate (Paper V: N = 2048 at 16 kHz)."""
 TEST_SEED_OFFSET = 2_000_000
@@ -105,7 +105,7 @@ def evaluate_tdoa_protocol(
         for method, pred in predictions.items():
             err = ((pred - tau_t).abs() * c / fs).cpu().numpy()
             rows.append({"method": method, "rt60": cell.rt60, "snr_db": cell.snr_db, "n": len(err),
-                         "mae_cm": float(err.mean() * 100), "acc_10cm": float((err < TOL_ACCURACY_M).mean() * 100)})
+                         "mae_cm": float(err.mean() * 100), "acc_10cm": float((err < TDOA_ACCURACY_M).mean() * 100)})
         if on_progress:
             on_progress(k + 1, len(cells))
     return rows

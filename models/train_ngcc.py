@@ -28,10 +28,10 @@ from sslkit.models.training import (
     warmup_cosine,
 )
 from sslkit.sims.tdoa_windows import WindowBank
+from sslkit.tdoa import TDOA_ACCURACY_M
 
 MODEL_SIZES = SIZES
 
-TOL_ACCURACY_M = 0.1
 
 
 @dataclass
@@ -165,7 +165,7 @@ def run_train_ngcc(
             if on_status:
                 on_status(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps_per_epoch)
         val_loss, val_err = evaluate_batch(model, val_batch, cfg, c)
-        acc = float((val_err < TOL_ACCURACY_M).float().mean())
+        acc = float((val_err < TDOA_ACCURACY_M).float().mean())
         row = {
             "epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_acc_10cm": acc,
             "val_mae_cm": float(val_err.mean() * 100), "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0,

@@ -38,6 +38,8 @@ from sslkit.recording import Recording, SourceTrack, phat_max_freq, room_channel
 from sslkit.resources import check_memory, frames_per_batch, resolve_device
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
+TDOA_ACCURACY_M = 0.1
+"""A TDOA counts as accurate within this many metres of range difference (Paper V's tolerance)."""
 MAX_PEAKS = 64
 """Most TDOA peaks per frame and pair a tdoa.csv may list."""
 CORRELATION_COPIES = 4
@@ -294,6 +296,12 @@ class TdoaRun:
     result: TdoaResult
     c: float
     errors_m: np.ndarray | None = None
+
+    def error_summary(self) -> dict[str, float] | None:
+        """``accuracy``: the share of ``errors_m`` within ``TDOA_ACCURACY_M``, and ``median_m``; None without ground truth."""
+        if self.errors_m is None:
+            return None
+        return {"accuracy": float(np.mean(self.errors_m < TDOA_ACCURACY_M)), "median_m": float(np.median(self.errors_m))}
 
 
 def tdoa_files(recording: str | os.PathLike, out: str | os.PathLike | None = None, mics: str | os.PathLike | None = None,

@@ -203,7 +203,9 @@ def test_tdoa_errors_are_against_the_nearest_active_source_of_any_id(cli, small_
 
     folder = shutil.copytree(small_recording, tmp_path / "rec")
     truth = load_recording(folder).sources
-    before = tdoa_files(folder, tmp_path / "t0.csv").errors_m
+    run = tdoa_files(folder, tmp_path / "t0.csv")
+    before, summary = run.errors_m, run.error_summary()
+    assert summary == {"accuracy": np.mean(before < 0.1), "median_m": np.median(before)} and summary["accuracy"] > 0.5
     renumbered = SourceTrack(truth.time, truth.source_id + 5, truth.xyz)
     write_sources(folder / "sources.csv", renumbered)
     np.testing.assert_array_equal(tdoa_files(folder, tmp_path / "t5.csv").errors_m, before)

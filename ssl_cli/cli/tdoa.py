@@ -50,9 +50,7 @@ def tdoa(
 
       sslkit tdoa demo-rec --peaks 4 --method gcc-phat
     """
-    import numpy as np
-
-    from sslkit.tdoa import tdoa_files
+    from sslkit.tdoa import TDOA_ACCURACY_M, tdoa_files
 
     with progress_bar() as progress:
         task = progress.add_task(f"{method} TDOA", total=None)
@@ -69,7 +67,8 @@ def tdoa(
         "pairs": len(result.pairs),
         "peaks per pair": peaks,
     }
-    if run.errors_m is not None:
-        rows["accuracy @10 cm (vs sources.csv)"] = f"{np.mean(run.errors_m < 0.1) * 100:.1f} %"
-        rows["median |error|"] = f"{np.median(run.errors_m) * 100:.1f} cm"
+    summary = run.error_summary()
+    if summary is not None:
+        rows[f"accuracy @{TDOA_ACCURACY_M * 100:g} cm (vs sources.csv)"] = f"{summary['accuracy'] * 100:.1f} %"
+        rows["median |error|"] = f"{summary['median_m'] * 100:.1f} cm"
     console.print(summary_table(f"TDOA ({method}) → {run.csv}", rows))
