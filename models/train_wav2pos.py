@@ -242,7 +242,8 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
     check_training_config(cfg)
     if not cfg.data:
         channels = simulated_channels(cfg)
-        check_simulated_rooms(cfg.scenes, cfg.val_scenes, 2 * 4 * cfg.n_samples * cfg.windows_per_scene * channels)  # windows listed, then stacked
+        check_simulated_rooms(cfg.scenes, cfg.val_scenes, 2 * 4 * cfg.n_samples * cfg.windows_per_scene * channels,  # windows listed, then stacked
+                              "lower --scenes, --val-scenes or --windows-per-scene")
         check_batch_inputs(cfg.batch_size, 4 * cfg.n_samples * channels)
     with run_folder(run_dir, resume, overwrite) as folder:
         return run_train_wav2pos(cfg, folder, resume, on_status)

@@ -23,14 +23,13 @@ VAL_SEED_OFFSET = 1_000_000
 """Simulated validation rooms use scene indices from here on, disjoint from the training rooms'."""
 
 
-def check_simulated_rooms(scenes: int, val_scenes: int, bytes_per_scene: float) -> None:
+def check_simulated_rooms(scenes: int, val_scenes: int, bytes_per_scene: float, change: str = "lower --scenes or --val-scenes") -> None:
     """Before simulating: training rooms must stay below ``VAL_SEED_OFFSET`` (else they would be
     validation rooms too), and what is kept of the rooms (``bytes_per_scene`` each) must fit in
-    memory. UserError (ResourceError) otherwise."""
+    memory, else ResourceError suggesting ``change``. UserError otherwise."""
     if scenes > VAL_SEED_OFFSET:
         raise UserError(f"--scenes {scenes}: at most {VAL_SEED_OFFSET} training rooms (validation rooms are numbered from there)")
-    check_memory((scenes + val_scenes) * bytes_per_scene, f"{scenes + val_scenes} simulated rooms held in memory",
-                 "lower --scenes, --val-scenes or --windows-per-scene")
+    check_memory((scenes + val_scenes) * bytes_per_scene, f"{scenes + val_scenes} simulated rooms held in memory", change)
 
 
 def check_batch_inputs(batch_size: int, bytes_per_item: float) -> None:
