@@ -13,7 +13,7 @@ import torch
 
 import sslkit
 from conftest import assert_one_line_error
-from sslkit.errors import GeometryError
+from sslkit.errors import GeometryError, UserError
 from sslkit.localization.directions import angle_between, azimuth_elevation, unit_vector
 from sslkit.localization.track import read_positions
 from sslkit.recording import Recording, SourceTrack
@@ -53,6 +53,16 @@ def test_far_field_methods_find_a_plane_wave(method):
     assert np.isnan(track.xyz).all()  # directions only
     error = angle_between(unit_vector(track.azimuth, track.elevation), unit_vector(40.0, 20.0))
     assert error.max() < 1.0, (track.azimuth, track.elevation)
+
+
+@pytest.mark.parametrize("method", ["music", "normmusic"])
+def test_music_refuses_as_many_sources_as_mics(method):
+    """With K ≥ M the noise subspace is empty and every direction scores alike: 4 mics and
+    sources=4 answered elevations near 80° for talkers at 20° and 0°, without a word."""
+    rec = plane_waves(compact_array()[:4], [(40.0, 20.0), (-60.0, 0.0)], seconds=0.5)
+    with pytest.raises(UserError, match="at most M − 1 = 3 sources with 4 microphones"):
+        sslkit.locate(rec, method, static=True, sources=4)
+    assert len(sslkit.locate(rec, method, static=True, sources=3).azimuth) == 3
 
 
 def test_far_field_srp_separates_two_plane_waves():

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from sslkit.errors import UserError
 from sslkit.gcc import frame_audio, frame_times, silent_frames
 from sslkit.geometry import check_array_geometry, on_known_side
 from sslkit.localization.directions import circle_directions, fibonacci_directions, turned
@@ -143,6 +144,9 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
     MUSIC (``normalize``: NormMUSIC), with ``dims`` 2 horizontal ones, on the side of the array's
     unheard mirror that ``bounds`` give (:func:`~sslkit.geometry.on_known_side`); positions are left NaN."""
     opts = at_rate(opts, rec.fs)
+    if opts.sources >= rec.n_mics:
+        raise UserError(f"{rec.path or 'the recording'}: MUSIC finds at most M − 1 = {rec.n_mics - 1} sources with {rec.n_mics} microphones "
+                        f"(its noise subspace must not be empty), not {opts.sources}; use srp-phat --far-field for more")
     bounds = None if opts.bounds is None else search_bounds(rec, opts.bounds)
     warning = check_array_geometry(rec.mics, opts.dims, bounds, rec.path, far_field=True)
     mics = torch.as_tensor(rec.mics - rec.mics.mean(axis=0), dtype=torch.float32)
