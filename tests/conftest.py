@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -34,6 +35,19 @@ def small_scene(**overrides) -> dict:
     }
     scene.update(overrides)
     return scene
+
+
+def free_field_recording(n_mics: int, source: np.ndarray, seed: int = 0, room: tuple[float, float, float] = (4.0, 4.0, 2.5)):
+    """0.5 s of white noise from ``source`` heard in the free field by ``n_mics`` mics drawn
+    uniformly in ``room`` (delays by linear interpolation); the room is the recording's scene."""
+    from sslkit.recording import Recording
+
+    rng = np.random.default_rng(seed)
+    mics = rng.uniform([0, 0, 0], room, (n_mics, 3))
+    signal = rng.standard_normal(FS)
+    delays = np.linalg.norm(mics - source, axis=1) / SPEED_OF_SOUND * FS
+    audio = np.stack([np.interp(np.arange(FS // 2) + 400 - d, np.arange(FS), signal) for d in delays], 1).astype(np.float32)
+    return Recording(audio, FS, [str(k) for k in range(n_mics)], mics, None, {"room": {"dimensions": list(room)}})
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from conftest import FS, SPEED_OF_SOUND, assert_one_line_error
+from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, free_field_recording
 from sslkit.errors import GeometryError
 from sslkit.evaluation import matched_errors, summarize_errors
 from sslkit.geometry import array_span, bounds_side, check_array_geometry, mirror_normal, on_known_side, range_differences
 from sslkit.localization.directions import unit_vector
 from sslkit.localization.multilat import RansacOptions, mirror_star_solutions, pool_frames, ransac_multilaterate, refine, star_solutions
 from sslkit.localization.track import PositionTrack, read_positions, smooth_track
-from sslkit.recording import Recording, SourceTrack, load_recording, write_mics
+from sslkit.recording import SourceTrack, load_recording, write_mics
 
 TOL_POS_M = 0.005
 MICS = np.array([
@@ -289,13 +289,8 @@ def test_srp_phat_of_many_mics_widens_its_first_cells_instead_of_refusing(monkey
     import sslkit.localization.srp as srp
     import sslkit.resources
 
-    rng = np.random.default_rng(1)
-    mics = rng.uniform([0, 0, 0], [4, 4, 2.5], (40, 3))
-    source, fs = np.array([2.2, 1.4, 1.1]), 16000
-    signal = rng.standard_normal(fs)
-    delays = np.linalg.norm(mics - source, axis=1) / SPEED_OF_SOUND * fs
-    audio = np.stack([np.interp(np.arange(fs // 2) + 400 - d, np.arange(fs), signal) for d in delays], 1).astype(np.float32)
-    rec = Recording(audio, fs, [str(k) for k in range(40)], mics, None, {"room": {"dimensions": [4.0, 4.0, 2.5]}})
+    source = np.array([2.2, 1.4, 1.1])
+    rec = free_field_recording(40, source, seed=1)
     monkeypatch.setattr(sslkit.resources, "available_memory", lambda: 2**30)
     monkeypatch.setattr(srp, "available_memory", lambda: 2**30)
     bounds = np.array([[0.0, 0.0, 0.0], [4.0, 4.0, 2.5]])

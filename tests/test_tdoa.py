@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, small_scene
+from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, free_field_recording, small_scene
 from sslkit.gcc import gcc, gcc_fft_length, mic_pairs, pick_peaks, row_max
 from sslkit.models.ngcc import NGCCPHAT, lag_targets
 from sslkit.recording import Recording, SourceTrack, load_recording, write_audio, write_mics
@@ -436,17 +436,11 @@ def test_many_pairs_stream_in_smaller_batches_instead_of_being_refused(monkeypat
     """60 mics (1770 pairs) on a machine with 1 GB free: the memory check once counted 32 frames of
     8-byte values over the whole frame length (3.7 GB) and refused; batches now shrink to fit."""
     import sslkit.resources
-    import sslkit.tdoa
-    from sslkit.recording import Recording
-    from sslkit.tdoa import estimate_tdoa
 
-    rng = np.random.default_rng(0)
-    mics = rng.uniform([0, 0, 0], [4, 4, 2.5], (60, 3))
-    source, fs = np.array([2.0, 2.5, 1.2]), 16000
-    signal = rng.standard_normal(fs)
-    delays = np.linalg.norm(mics - source, axis=1) / SPEED_OF_SOUND * fs
-    audio = np.stack([np.interp(np.arange(fs // 2) + 400 - d, np.arange(fs), signal) for d in delays], 1).astype(np.float32)
+    source = np.array([2.0, 2.5, 1.2])
+    rec = free_field_recording(60, source)
     monkeypatch.setattr(sslkit.resources, "available_memory", lambda: 2**30)
-    result = estimate_tdoa(Recording(audio, fs, [str(k) for k in range(60)], mics), frame=2048, hop=1024)
-    expected = (delays[result.pairs[:, 0]] - delays[result.pairs[:, 1]]) / fs  # τᵢⱼ = tᵢ − tⱼ
-    assert np.nanmedian(np.abs(result.tdoa[:, :, 0] - expected)) < 1 / fs
+    result = estimate_tdoa(rec, frame=2048, hop=1024)
+    delays = np.linalg.norm(rec.mics - source, axis=1) / SPEED_OF_SOUND
+    expected = delays[result.pairs[:, 0]] - delays[result.pairs[:, 1]]  # τᵢⱼ = tᵢ − tⱼ
+    assert np.nanmedian(np.abs(result.tdoa[:, :, 0] - expected)) < 1 / FS
