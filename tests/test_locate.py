@@ -284,7 +284,7 @@ def test_locate_warns_on_coplanar_mics(cli, luvira_recording, tmp_path):
 def test_srp_phat_of_many_mics_widens_its_first_cells_instead_of_refusing(monkeypatch):
     """40 ad-hoc mics with 1 GB of memory free: the first level's steering at 10 cm cells would take
     2 GB (it was refused; 110 mics in the LuViRA room were refused at 40 GB). The cells widen until
-    it fits a quarter of the memory, the frames come in batches that fit, and the talker is found."""
+    it fits its budget, the frames come in batches that fit, and the talker is found."""
     import sslkit
     import sslkit.localization.srp as srp
     import sslkit.resources
@@ -292,7 +292,7 @@ def test_srp_phat_of_many_mics_widens_its_first_cells_instead_of_refusing(monkey
     source = np.array([2.2, 1.4, 1.1])
     rec = free_field_recording(40, source, seed=1)
     monkeypatch.setattr(sslkit.resources, "available_memory", lambda: 2**30)
-    monkeypatch.setattr(srp, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(srp, "STEERING_BUDGET_BYTES", 2**28)
     bounds = np.array([[0.0, 0.0, 0.0], [4.0, 4.0, 2.5]])
     step = srp.first_level_step(bounds, 780, None)
     assert step > srp.COARSE_STEP and np.prod(srp.cell_counts(bounds, step)) * 780 * srp.STEERING_BYTES <= 2**28

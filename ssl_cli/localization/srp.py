@@ -55,14 +55,14 @@ from sslkit.localization.region import near_field_warning, plane_height, range_w
 from sslkit.localization.track import PositionTrack
 from sslkit.options import BATCH_FRAMES, SrpOptions, at_rate
 from sslkit.recording import Recording, phat_max_freq
-from sslkit.resources import available_memory, check_memory, frames_per_batch
+from sslkit.resources import check_memory, frames_per_batch
 
 STEERING_BYTES = 64
 """Bytes per (grid point, pair) of the sparse steering matrix while it is built (indices, values, CSR)."""
 COARSE_STEP = 0.1
 """Side (m) of the first level's cells unless the options say, or many pairs widen them (:func:`first_level_step`)."""
 STEERING_BUDGET_BYTES = 2**30
-"""Memory the first level's steering may take (and at most a quarter of the available memory): with many pairs, its cells are wider."""
+"""Memory the first level's steering may take: with many pairs, its cells are wider."""
 CORRELATION_COPIES = 3
 """Copies of one frame's correlations (float32, pairs × lag bins) alive while they are averaged over the window."""
 
@@ -89,12 +89,12 @@ def cell_counts(bounds: np.ndarray, step: float) -> np.ndarray:
 
 def first_level_step(bounds: np.ndarray, n_pairs: int, step: float | None) -> float:
     """The first level's cell side (m): ``step``, or for None ``COARSE_STEP`` widened by quarters
-    until the cells × ``n_pairs`` steering fits ``STEERING_BUDGET_BYTES`` and a quarter of the
-    available memory (arrays of many mics)."""
+    until the cells × ``n_pairs`` steering fits ``STEERING_BUDGET_BYTES`` (arrays of many mics; a
+    fixed budget, so that the answers do not depend on the machine)."""
     if step is not None:
         return step
-    step, budget = COARSE_STEP, min(STEERING_BUDGET_BYTES, available_memory() // 4)
-    while np.prod(cell_counts(bounds, step)) * n_pairs * STEERING_BYTES > budget and np.prod(cell_counts(bounds, step)) > 1:
+    step = COARSE_STEP
+    while np.prod(cell_counts(bounds, step)) * n_pairs * STEERING_BYTES > STEERING_BUDGET_BYTES and np.prod(cell_counts(bounds, step)) > 1:
         step *= 1.25
     return step
 
