@@ -216,8 +216,9 @@ UNIT_RATIO = 30.0
 
 
 def check_same_units(estimates: np.ndarray, truth: np.ndarray, where: object) -> None:
-    """GeometryError when estimates (n, 3) are typically ``UNIT_RATIO`` times larger or smaller
-    than the truth (m, 3) (one of them in mm or cm), measured about the truth's centre."""
+    """GeometryError when estimates (n, 3) are typically ``UNIT_RATIO`` times farther from the
+    frame's origin than the truth (m, 3), or nearer (one of them in mm or cm); the message gives
+    their typical distance from the truth's centre."""
     finite = estimates[np.isfinite(estimates).all(axis=1)]
     if len(finite) == 0 or len(truth) == 0:
         return
