@@ -114,8 +114,9 @@ def check_array_geometry(mics: np.ndarray, dims: int, bounds: np.ndarray | None 
         axis = int(np.abs(normal).argmax())
         return (f"the microphones are coplanar: a direction and its mirror image about their plane sound the same; directions are "
                 f"given on the side toward +{'xyz'[axis]}; give --bounds on one side of the plane")
+    in_plane = "" if mirror_normal(mics, 2) is not None else ", or --dims 2"  # a vertical plane's mirror stays in the horizontal plane
     return ("the microphones are coplanar: a position and its mirror image about their plane sound the same; "
-            "give --bounds on one side of the plane, or --dims 2")
+            f"give --bounds on one side of the plane{in_plane}")
 
 
 def principal_axes(mics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

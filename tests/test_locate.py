@@ -148,6 +148,7 @@ def test_the_unheard_mirror_of_lines_and_planes():
     np.testing.assert_allclose(mirror_normal(wall, 2), [1.0, 0.0, 0.0], atol=1e-12)
     with pytest.raises(GeometryError, match="in a vertical plane"):
         check_array_geometry(wall, 2, np.array([[0.0, 0.0, 1.0], [5.0, 5.0, 1.0]]))
+    assert check_array_geometry(wall, 3).endswith("give --bounds on one side of the plane")  # --dims 2 would not help it
     assert bounds_side(wall, np.array([[-3.0, 0.0, 0.0], [0.5, 5.0, 2.0]]), mirror_normal(wall, 2)) == -1
     table = MICS.copy()
     table[:, 2] = 1.0
