@@ -29,39 +29,63 @@ def _save(fig, path: str | os.PathLike) -> None:
 
 def plot_track(path: str | os.PathLike, track: PositionTrack, mics: np.ndarray, bounds: np.ndarray,
                truth: SourceTrack | None = None, title: str = "") -> None:
-    """Top view of room, mics and estimated track (coloured by confidence), with x/y/z over time."""
+    """Top view of room, mics and estimated track (coloured by confidence), with x/y/z over time.
+    A track of directions only (far field): each direction drawn from the mics' centroid to the
+    edge of the view, with azimuth and elevation over time; the truth's directions likewise."""
+    from sslkit.evaluation import directions_only
+    from sslkit.localization.directions import azimuth_elevation, unit_vector
+
     plt = _pyplot()
     fig = plt.figure(figsize=(11, 5))
     top = fig.add_subplot(1, 2, 1)
     lo, hi = bounds
+    centre, reach = mics.mean(axis=0), 0.5 * float(np.linalg.norm(hi[:2] - lo[:2]))
+    directions = directions_only(track)
+    if directions:  # seen from the centroid, drawn at the edge of the view; over time in degrees
+        def shown(xyz: np.ndarray) -> np.ndarray:
+            return centre + reach * unit_vector(*azimuth_elevation(xyz - centre))
+
+        def series(xyz: np.ndarray) -> np.ndarray:
+            return np.stack(azimuth_elevation(xyz - centre), axis=1)
+
+        estimates, over_time, names = centre + reach * unit_vector(track.azimuth, track.elevation), np.stack([track.azimuth, track.elevation], 1), \
+            ["azimuth (°)", "elevation (°)"]
+    else:
+        shown = series = lambda xyz: xyz  # noqa: E731
+        estimates, over_time, names = track.xyz, track.xyz, ["x (m)", "y (m)", "z (m)"]
     top.add_patch(plt.Rectangle(lo[:2], *(hi - lo)[:2], fill=False, color="0.4", lw=1.5))
     top.scatter(mics[:, 0], mics[:, 1], marker="^", color="k", s=40, label="mics", zorder=3)
     for i, m in enumerate(mics):
         top.annotate(str(i + 1), m[:2], textcoords="offset points", xytext=(3, 3), fontsize=7)
     if truth is not None:
         for sid in np.unique(truth.source_id):
-            own = truth.of_source(sid)
-            top.plot(own.xyz[:, 0], own.xyz[:, 1], color="tab:green", lw=2, marker="x", ms=8, markevery=max(1, len(own.time) // 20),
+            own = shown(truth.of_source(sid).xyz)
+            top.plot(own[:, 0], own[:, 1], color="tab:green", lw=2, marker="x", ms=8, markevery=max(1, len(own) // 20),
                      label="ground truth" if sid == truth.source_id.min() else None, zorder=4)
-    ok = ~np.isnan(track.xyz).any(1)
-    sc = top.scatter(track.xyz[ok, 0], track.xyz[ok, 1], c=track.confidence[ok], cmap="viridis", vmin=0, vmax=1, s=12, label="estimate", zorder=2)
+    ok = np.isfinite(estimates).all(1)
+    sc = top.scatter(estimates[ok, 0], estimates[ok, 1], c=track.confidence[ok], cmap="viridis", vmin=0, vmax=1, s=12,
+                     label="estimated direction" if directions else "estimate", zorder=2)
     fig.colorbar(sc, ax=top, label="confidence", shrink=0.8)
     top.set_aspect("equal")
-    top.set_xlim(lo[0] - 0.3, hi[0] + 0.3)
-    top.set_ylim(lo[1] - 0.3, hi[1] + 0.3)
+    view = np.stack([lo[:2], hi[:2]] + ([centre[:2] - reach, centre[:2] + reach] if directions else []))
+    top.set_xlim(view[:, 0].min() - 0.3, view[:, 0].max() + 0.3)
+    top.set_ylim(view[:, 1].min() - 0.3, view[:, 1].max() + 0.3)
     top.set_xlabel("x (m)")
     top.set_ylabel("y (m)")
     top.legend(loc="upper right", fontsize=8)
     top.set_title(title or "top view")
-    for k, name in enumerate("xyz"):
-        ax = fig.add_subplot(3, 2, 2 * k + 2)
-        ax.plot(track.times[ok], track.xyz[ok, k], ".", ms=3, color="tab:blue")
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(len(names), 2, 2 * k + 2)
+        ax.plot(track.times[ok], over_time[ok, k], ".", ms=3, color="tab:blue")
         if truth is not None:
             for sid in np.unique(truth.source_id):
                 own = truth.of_source(sid)
-                ax.plot(own.time, own.xyz[:, k], color="tab:green", lw=1.5)
-        ax.set_ylabel(f"{name} (m)")
-        if k == 2:
+                if len(own.time) == 1:  # listed once: static for the whole recording
+                    ax.axhline(series(own.xyz)[0, k], color="tab:green", lw=1.5)
+                else:
+                    ax.plot(own.time, series(own.xyz)[:, k], color="tab:green", lw=1.5)
+        ax.set_ylabel(name)
+        if k == len(names) - 1:
             ax.set_xlabel("time (s)")
     fig.tight_layout()
     _save(fig, path)

@@ -283,3 +283,20 @@ def test_evaluate_scores_directions_only_predictions_by_their_directions(tmp_pat
     far, near = metrics[str(tmp_path / "ff.csv")], metrics[str(tmp_path / "near.csv")]
     assert "mae_m" not in far and far["angular"]["median_deg"] < 1.0 and "mae_m" in near
     assert result.output.count("–") >= 3 and "direction error median" in result.output  # the far-field row's position columns
+
+
+def test_the_plot_of_a_far_field_track_shows_its_directions(monkeypatch, tmp_path):
+    """positions.png of a far-field track had empty x, y, z panels: it now shows the directions
+    over time, beside the truth's, and draws them in the top view from the mics' centroid."""
+    import sslkit.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    rec = plane_waves(compact_array(), [(40.0, 20.0)])
+    track = sslkit.locate(rec, "srp-phat", far_field=True)
+    plots.plot_track(tmp_path / "p.png", track, rec.mics, np.array([[-5.0, -5.0, -5.0], [5.0, 5.0, 5.0]]), rec.sources)
+    panels = {ax.get_ylabel(): ax for ax in figures[0].axes}
+    assert "azimuth (°)" in panels and "elevation (°)" in panels and "x (m)" not in panels
+    estimated = panels["azimuth (°)"].lines[0].get_ydata()
+    assert len(estimated) == len(track.times) and np.allclose(estimated, 40.0, atol=1.0)
+    assert np.allclose(panels["elevation (°)"].lines[1].get_ydata(), 20.0, atol=1e-6)  # the truth, static
