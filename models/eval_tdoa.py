@@ -51,7 +51,7 @@ def snippet_windows(rec: Recording, window: int, c: float) -> tuple[np.ndarray, 
     """Non-overlapping non-silent windows of mics 1–2 (W, 2, window) and true τ₁₂ in samples (W,)."""
     starts = active_window_starts(rec.audio, window, window)
     frames = np.stack([rec.audio[s : s + window, :2].T for s in starts])
-    pos = rec.sources.positions_at((starts + window / 2) / rec.fs)[:, 0]  # the protocol's scenes have one source throughout
+    pos = rec.sources.held_positions((starts + window / 2) / rec.fs)
     return frames, range_differences(pos, rec.mics, FIRST_PAIR)[:, 0] / c * rec.fs
 
 

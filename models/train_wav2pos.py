@@ -95,14 +95,12 @@ class Wav2PosBank:
             starts = active_window_starts(room, n_samples, n_samples // 4)
             if not len(starts):
                 continue
-            centres = rec.sources.positions_at((starts + n_samples / 2) / rec.fs)[:, 0]  # the source at each window's centre
-            known = np.flatnonzero(np.isfinite(centres).all(-1))  # NaN where it is not active
-            for k in rng.choice(known, min(windows_per_scene, len(known)), replace=False):
-                s, position = starts[k], centres[k]
+            for s in rng.choice(starts, min(windows_per_scene, len(starts)), replace=False):
                 window = np.zeros((1 + room.shape[1], n_samples), dtype=np.float32)
                 window[1:] = normalise(room[s : s + n_samples].T)
                 if near:
                     window[0] = normalise(rec.audio[s : s + n_samples, -1][None])[0]
+                position = rec.sources.held_positions(np.array([(s + n_samples / 2) / rec.fs]))[0]
                 audio.append(window)
                 coords.append(np.vstack([position, mics]).astype(np.float32))
                 source.append(position)

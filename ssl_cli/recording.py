@@ -136,6 +136,14 @@ class SourceTrack:
             out[active, s] = np.stack([np.interp(times[active], own.time, own.xyz[:, k]) for k in range(3)], axis=1)
         return out
 
+    def held_positions(self, times: np.ndarray) -> np.ndarray:
+        """The position (T, 3) m of the track's one source, whatever its id, at ``times`` (T,) s:
+        interpolated, and held at its first and last rows before and after them (a simulated
+        scene lists its sources up to its last hop). ValueError when the track has several sources."""
+        (sid,) = self.ids
+        own = self.of_source(sid)
+        return np.stack([np.interp(times, own.time, own.xyz[:, k]) for k in range(3)], axis=1)
+
 
 # ---------------------------------------------------------------------------------------------
 # Audio

@@ -224,6 +224,24 @@ def test_source_positions_are_known_between_their_first_and_last_rows():
     np.testing.assert_allclose(at[1:3, 0], [[0.5, 0, 0], [1, 1, 0]])
     assert np.isnan(at[[0, 3], 0]).all()  # a moving source: unknown outside its rows
     np.testing.assert_allclose(at[:, 1], np.full((4, 3), 7.0))  # listed once: static throughout
+    one = track.of_source(1)
+    np.testing.assert_allclose(one.held_positions(np.array([-0.5, 1.5, 2.5])), [[0.0, 0, 0], [1, 1, 0], [1, 2, 0]])  # held beyond its rows
+    with pytest.raises(ValueError):
+        track.held_positions(np.zeros(1))
+
+
+def test_protocol_snippets_have_a_true_tdoa_up_to_the_recordings_end():
+    """A simulated scene lists its source up to its last hop (here 0.9 s of 1 s): the last
+    snippet's centre lies past it, and still gets the source's position, held."""
+    from sslkit.models.eval_tdoa import snippet_windows
+
+    audio = np.random.default_rng(0).standard_normal((FS, 2)).astype(np.float32)
+    hops = np.arange(10) * 0.1
+    truth = SourceTrack(hops, np.zeros(10, int), np.tile([2.0, 1.0, 1.2], (10, 1)))
+    rec = Recording(audio, FS, ["1", "2"], np.array([[0.0, 0.0, 1.0], [0.3, 0.0, 1.0]]), truth)
+    frames, tau = snippet_windows(rec, 2048, SPEED_OF_SOUND)
+    expected = (np.linalg.norm([2.0, 1.0, 0.2]) - np.linalg.norm([1.7, 1.0, 0.2])) / SPEED_OF_SOUND * FS
+    assert len(tau) == len(frames) == 7 and np.allclose(tau, expected)  # the last centre is at 0.96 s
 
 
 def test_ngcc_pair_correlations_of_many_mics_come_in_bounded_parts(monkeypatch):
