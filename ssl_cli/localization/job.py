@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sslkit.errors import GeometryError, SslkitWarning
 from sslkit.files import check_output_file, output_file
 from sslkit.localization.methods import locate
 from sslkit.localization.region import search_bounds
@@ -26,7 +28,7 @@ ESTIMATED_MICS_FILE = "mics_estimated.csv"
 class LocateRun:
     """What :func:`locate_files` did: the files written, the recording, the track, its seconds of
     work, and its metrics against ``sources.csv`` (:func:`sslkit.evaluation.evaluate_track`; None
-    without ground truth)."""
+    without ground truth, or with a warning when the truth cannot be compared, as in other units)."""
 
     positions: Path
     recording: Recording
@@ -64,7 +66,10 @@ def locate_files(recording: str | os.PathLike, out: str | os.PathLike | None = N
         write_mics(estimated, list(track.estimated_mics), np.array(list(track.estimated_mics.values())))
         run.estimated_mics = estimated
     if rec.sources is not None:
-        run.metrics = evaluate_track(track, rec.sources, rec.mics, n_boot=200)
+        try:
+            run.metrics = evaluate_track(track, rec.sources, rec.mics, n_boot=200)
+        except GeometryError as err:  # the localization stands; only its comparison with the truth cannot be made
+            warnings.warn(SslkitWarning(f"not scored against sources.csv: {err}"))
     if png is not None:
         from sslkit.plots import plot_track
 
