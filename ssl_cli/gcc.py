@@ -269,6 +269,11 @@ def window_frames(window_s: float | None, hop: int, fs: int) -> int | None:
     return 2 * int(round(window_s * fs / hop / 2)) + 1
 
 
+WINDOW_AVERAGE_COPIES = 3
+"""Copies of each frame's values :func:`window_average` holds at once: the values, their cumulative
+sum and the averages (what a memory budget per frame counts)."""
+
+
 def window_average(
     compute: Callable[[int, int], torch.Tensor], n: int, active: torch.Tensor, window: int | None, batch: int,
 ) -> Iterator[tuple[slice, torch.Tensor]]:

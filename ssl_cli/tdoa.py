@@ -20,6 +20,7 @@ from sslkit.errors import InputFileError, SslkitWarning, UserError
 from sslkit.files import atomic_file, read_csv_columns, read_table
 from sslkit.gcc import (
     LAG_MARGIN,
+    WINDOW_AVERAGE_COPIES,
     band_share,
     frame_audio,
     frame_correlations,
@@ -42,9 +43,9 @@ TDOA_ACCURACY_M = 0.1
 """A TDOA counts as accurate within this many metres of range difference (Paper V's tolerance)."""
 MAX_PEAKS = 64
 """Most TDOA peaks per frame and pair a tdoa.csv may list."""
-CORRELATION_COPIES = 4
+CORRELATION_COPIES = WINDOW_AVERAGE_COPIES + 1
 """Copies of one frame's correlations (float32, frames × pairs × lag bins) alive at once while they
-are computed, averaged and searched for peaks."""
+are averaged over the window and searched for peaks."""
 
 
 @dataclass

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from sslkit.gcc import (
     LAG_MARGIN,
+    WINDOW_AVERAGE_COPIES,
     band_share,
     frame_audio,
     frame_correlations,
@@ -63,8 +64,6 @@ COARSE_STEP = 0.1
 """Side (m) of the first level's cells unless the options say, or many pairs widen them (:func:`first_level_step`)."""
 STEERING_BUDGET_BYTES = 2**30
 """Memory the first level's steering may take: with many pairs, its cells are wider."""
-CORRELATION_COPIES = 3
-"""Copies of one frame's correlations (float32, pairs × lag bins) alive while they are averaged over the window."""
 
 
 UPSAMPLE = 4
@@ -292,7 +291,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
     if window is None:
         averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, ~silent, pairs, n_fft, max_lag, UPSAMPLE, band=band, taper=opts.taper))]
     else:  # correlations are linear in the spectra: average them (smaller than the spectra)
-        batch = frames_per_batch(CORRELATION_COPIES * 4 * len(pairs) * n_lags, window - 1, BATCH_FRAMES,
+        batch = frames_per_batch(WINDOW_AVERAGE_COPIES * 4 * len(pairs) * n_lags, window - 1, BATCH_FRAMES,
                                  f"SRP-PHAT correlations of {len(pairs)} pairs over {n_lags} lag bins", "use a shorter window or fewer mics")
         averages = window_average(lambda lo, hi: frame_correlations(frames_all[lo:hi], pairs, n_fft, max_lag, UPSAMPLE, band=band, taper=opts.taper),
                                   len(frames_all), ~silent, window, batch)
