@@ -131,9 +131,9 @@ class SourceTrack:
         times = np.asarray(times, dtype=float)
         out = np.full((len(times), len(self.ids), 3), np.nan)
         for s, sid in enumerate(self.ids):
-            own, (first, last) = self.of_source(sid), self.active_span(sid)
+            first, last = self.active_span(sid)
             active = (times >= first - 1e-9) & (times <= last + 1e-9)
-            out[active, s] = np.stack([np.interp(times[active], own.time, own.xyz[:, k]) for k in range(3)], axis=1)
+            out[active, s] = self.of_source(sid).held_positions(times[active])
         return out
 
     def held_positions(self, times: np.ndarray) -> np.ndarray:
