@@ -235,6 +235,10 @@ class SrpOptions(ArrayOptions):
             raise UserError(f"height = {self.height}: far-field directions have no height (dims 2 gives horizontal directions)")
         if self.beam is not None and not (isinstance(self.beam, numbers.Integral) and self.beam >= 1):
             raise UserError(f"beam = {self.beam!r}: the cells kept per search level must be a positive integer (None: the default)")
+        sides = {"final_step": self.final_step} | ({} if self.coarse_step is None else {"coarse_step": self.coarse_step})
+        for name, side in sides.items():
+            if not (isinstance(side, numbers.Real) and 0 < side < np.inf):
+                raise UserError(f"{name} = {side!r}: a search cell's side is a positive number of metres")
 
 
 @dataclass

@@ -300,3 +300,16 @@ def test_srp_phat_of_many_mics_widens_its_first_cells_instead_of_refusing(monkey
     assert srp.first_level_step(bounds, 6, None) == srp.COARSE_STEP and srp.first_level_step(bounds, 780, 0.3) == 0.3
     track = sslkit.locate(rec, "srp-phat", window=0.25)
     assert np.nanmedian(np.linalg.norm(track.xyz - source, axis=1)) < 0.02
+
+
+@pytest.mark.parametrize(("option", "value"), [("final_step", -1.0), ("final_step", 0.0), ("coarse_step", 0.0), ("coarse_step", float("nan")), ("coarse_step", "a")])
+def test_srp_search_cells_must_have_a_positive_side(option, value):
+    """The library took any cell side: a negative leaf side searched forever, a zero or NaN first
+    level crashed in argmax. The CLI's --resolution had its own bound."""
+    import sslkit
+    from sslkit.errors import UserError
+
+    rec = free_field_recording(8, np.array([2.0, 1.5, 1.2]))
+    with pytest.raises(UserError, match=f"{option} = .*positive number of metres"):
+        sslkit.locate(rec, "srp-phat", static=True, **{option: value})
+
