@@ -1,7 +1,8 @@
 """NGCC-PHAT-based localization against GCC-PHAT multilateration, in one run: milliseconds per
 frame and accuracy of `locate --method multilat` with GCC-PHAT, with NGCC-PHAT in float32 and with
 NGCC-PHAT's convolutions in bfloat16 (`--precision bfloat16`), and of `locate --method wav2pos`
-(the shipped model, whose NGCC-PHAT is most of its time) in both precisions, on held-out
+(the shipped model, whose NGCC-PHAT is most of its time) in both precisions (bfloat16 only where the
+CPU computes in it: emulated, it is many times slower than float32), on held-out
 LuViRA-room recordings (as `luvira_locate.py`, 11 mics). All run interleaved, recording by
 recording, ``--repeats`` rounds; ratios are to GCC-PHAT in the same round. Then where NGCC-PHAT's time goes (filters f, the
 pair correlations, the head g, per frame) and the network's arithmetic (multiply-adds per frame)
@@ -26,6 +27,7 @@ from sslkit.evaluation import matched_errors, summarize_errors
 from sslkit.gcc import frame_audio, mic_pairs
 from sslkit.models.checkpoint import load_model
 from sslkit.recording import room_channels
+from sslkit.resources import native_bfloat16
 from sslkit.sims.dataset import simulate_many
 from sslkit.sims.scene import load_template
 
@@ -43,9 +45,11 @@ args = parser.parse_args()
 
 template = {**load_template("luvira-test"), "duration": args.duration}
 recordings = [room_channels(r) for r in simulate_many(template, list(range(TEST_INDEX_OFFSET, TEST_INDEX_OFFSET + args.recordings)), args.seed)]
-variants = {"gcc-phat": ("multilat", {}), "ngcc float32": ("multilat", {"tdoa": "ngcc"}),
-            "ngcc bfloat16": ("multilat", {"tdoa": "ngcc", "precision": "bfloat16"}),
-            "wav2pos float32": ("wav2pos", {}), "wav2pos bfloat16": ("wav2pos", {"precision": "bfloat16"})}
+PRECISIONS = ("float32", "bfloat16") if native_bfloat16("cpu") else ("float32",)  # emulated bfloat16 is many times slower: not timed
+variants = {"gcc-phat": ("multilat", {})}
+for precision in PRECISIONS:
+    variants[f"ngcc {precision}"] = ("multilat", {"tdoa": "ngcc", "precision": precision})
+    variants[f"wav2pos {precision}"] = ("wav2pos", {"precision": precision})
 
 
 def run(rec, method: str, options: dict) -> tuple[float, np.ndarray, int]:
@@ -123,7 +127,7 @@ def part_times(model, frames: torch.Tensor, pairs: torch.Tensor, macs: dict) -> 
     out = {}
     with torch.no_grad():
         corr = model.pair_correlations(frames, pairs)
-        for precision in ("float32", "bfloat16"):
+        for precision in PRECISIONS:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
                 parts = {"features": seconds_of(lambda: model.features_cnn(model.sinc_norm(model.sinc(frames.reshape(f * m, n)[:, None])))),
                          "correlations": seconds_of(lambda: model.pair_correlations(frames, pairs)),
@@ -148,9 +152,10 @@ for name, ms in rounds["ms_per_frame"].items():
                      "mae_cm": round(100 * s["mae_m"], 1), "median_cm": round(100 * float(np.median(rounds["errors"][name])), 1),
                      "acc_30cm": round(100 * s["accuracy"], 1), "frames": s["n"]}
 macs = parts["macs_per_frame"]["features"] + parts["macs_per_frame"]["head"]
-floor_ms = {precision: macs / (parts[precision]["convolution_gmac_per_s"] * 1e6) for precision in ("float32", "bfloat16")}
+floor_ms = {precision: macs / (parts[precision]["convolution_gmac_per_s"] * 1e6) for precision in PRECISIONS}
 print(json.dumps({
-    "machine": f"{platform.machine()}, {os.cpu_count()} cores", "torch_threads": torch.get_num_threads(),
+    "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}", "torch_threads": torch.get_num_threads(),
+    "native_bfloat16": native_bfloat16("cpu"),
     "load_average_before": load_before, "load_average_after": os.getloadavg(),
     "recordings": args.recordings, "duration_s": args.duration, "repeats": args.repeats,
     "locate": summary, "network": parts,

@@ -105,7 +105,7 @@ class TdoaOptions:
     window: seconds over which each frame's cross-spectra (NGCC-PHAT: lag probabilities) are
     averaged, centred on it; static: the whole recording is one window; batch_frames: frames
     processed at once; precision: ``float32``, or ``bfloat16`` for NGCC-PHAT's convolutions
-    (faster on CPUs with bfloat16 units); max_freq: highest frequency (Hz) GCC-PHAT keeps (None:
+    (faster where the device has bfloat16 arithmetic, :func:`~sslkit.resources.native_bfloat16`); max_freq: highest frequency (Hz) GCC-PHAT keeps (None:
     the whole band, or the occupied band of upsampled audio: :func:`~sslkit.recording.phat_max_freq`);
     taper: the share of each frame under the window's ramps before GCC-PHAT
     (:func:`~sslkit.gcc.cross_spectra`): 0 or False rectangular, 1 or True Hann; None: ``EDGE_TAPER``,

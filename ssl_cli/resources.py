@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import warnings
 
-from sslkit.errors import ResourceError, UserError
+from sslkit.errors import ResourceError, SslkitWarning, UserError
 
 MEMORY_SHARE = 0.8
 """Share of the machine's available memory one job may plan to use."""
@@ -80,3 +81,20 @@ def resolve_device(device: str) -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise UserError(f"device must be auto, cpu or cuda[:N], got '{device}'")
     return device
+
+
+def native_bfloat16(device: str) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a GPU from Ampere on, a CPU with AVX-512 or
+    the Arm equivalents (oneDNN's own check). Elsewhere bfloat16 is emulated."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def warn_if_emulated_bfloat16(device: str) -> None:
+    """A note that reduced precision is asked of a device that only emulates it, so slower than float32."""
+    if not native_bfloat16(device):
+        warnings.warn(SslkitWarning(f"this {'GPU' if device.startswith('cuda') else 'CPU'} has no bfloat16 arithmetic: it is emulated, so "
+                                    "--precision bfloat16 runs many times slower than float32 here, not faster"), stacklevel=3)

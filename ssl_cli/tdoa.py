@@ -36,7 +36,7 @@ from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, p
 from sslkit.hum import phat_taper
 from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, at_rate, build_options, check_precision
 from sslkit.recording import Recording, SourceTrack, phat_max_freq, room_channels
-from sslkit.resources import check_memory, frames_per_batch, resolve_device
+from sslkit.resources import check_memory, frames_per_batch, resolve_device, warn_if_emulated_bfloat16
 
 TDOA_COLUMNS = ["frame", "time", "mic_i", "mic_j", "rank", "tdoa_s", "delta_m", "score"]
 TDOA_ACCURACY_M = 0.1
@@ -118,6 +118,8 @@ class NgccScorer:
 
         self.model, self.meta, self.path = load_model(opts.checkpoint, "ngcc-phat", opts.device, fs=fs, max_lag=needed_lag)
         self.reduced = opts.precision == "bfloat16"
+        if self.reduced:
+            warn_if_emulated_bfloat16(opts.device)
         self.frame = frame
 
     def frame_bytes(self, n_mics: int, n_pairs: int) -> int:

@@ -73,7 +73,7 @@ def locate(
     method: str = typer.Option(DEFAULT_METHOD, "--method", help=f"{', '.join(LOCATE_OPTIONS)}; see the README for the choice."),
     tdoa: str = typer.Option(MultilatOptions.tdoa, "--tdoa", help=f"multilat's TDOAs: {', '.join(TDOA_METHOD_NAMES)}, or a tdoa.csv file."),
     precision: str = typer.Option(MultilatOptions.precision, "--precision", help="multilat --tdoa ngcc and wav2pos: float32, or "
-                                  "bfloat16 for NGCC-PHAT's convolutions (faster where the CPU has bfloat16 units)."),
+                                  "bfloat16 for NGCC-PHAT's convolutions (faster on CPUs with AVX-512 and recent GPUs; elsewhere emulated and much slower)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Model checkpoint (multilat --tdoa ngcc, or wav2pos; default: the shipped one)."),
     use_mics: Optional[str] = typer.Option(None, "--use-mics", help="Use only these mic ids, e.g. 1,2,3,5,8."),
     known_source: bool = typer.Option(False, "--known-source", help="wav2pos: the near-source channel gives the source signal (setup 1b)."),

@@ -36,7 +36,8 @@ def tdoa(
     window: float = typer.Option(0.0, "--window", min=0.0, help="Average each frame's cross-spectra (ngcc: lag probabilities) over this "
                                  "many seconds centred on it before peak picking (0: the frame alone)."),
     static: bool = typer.Option(False, "--static", help="Average the whole recording: one set of TDOAs (a static source)."),
-    precision: str = typer.Option("float32", "--precision", help="ngcc: float32, or bfloat16 for the network's convolutions."),
+    precision: str = typer.Option("float32", "--precision", help="ngcc: float32, or bfloat16 for the network's convolutions (faster on CPUs with AVX-512 and recent GPUs; "
+                                 "elsewhere emulated and much slower)."),
     c: SpeedOfSound = None,
     device: Device = "auto",
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output CSV, or a folder for tdoa.csv (default: beside the input)."),

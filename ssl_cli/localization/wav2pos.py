@@ -15,6 +15,7 @@ from sslkit.localization.region import search_bounds
 from sslkit.localization.track import PositionTrack, smooth_track
 from sslkit.options import SILENCE_DB, Wav2PosOptions, at_rate
 from sslkit.recording import Recording
+from sslkit.resources import warn_if_emulated_bfloat16
 
 GEOMETRY_TOLERANCE_M = 0.5
 """How far a recording's mic may lie from the mics a wav2pos checkpoint was trained with."""
@@ -43,6 +44,8 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     path = resolve_checkpoint(opts.checkpoint, "wav2pos")
     model, meta = load_checkpoint(path, opts.device, kind="wav2pos")
     check_wav2pos_input(model, meta, rec, path, opts)
+    if opts.precision == "bfloat16" and model.ngcc is not None:
+        warn_if_emulated_bfloat16(opts.device)
     if opts.known_source and rec.source_signal is None:
         raise InputFileError(rec.path, "known_source needs a near-source channel (scene.yaml near_source), and there is none")
     n = model.n_samples
