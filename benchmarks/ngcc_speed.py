@@ -2,7 +2,7 @@
 frame and accuracy of `locate --method multilat` with GCC-PHAT, with NGCC-PHAT in float32 and with
 NGCC-PHAT's convolutions in bfloat16 (`--precision bfloat16`), and of `locate --method wav2pos`
 (the shipped model, whose NGCC-PHAT is most of its time) in both precisions (bfloat16 only where the
-CPU computes in it: emulated, it is many times slower than float32), on held-out
+CPU computes in it; where it is emulated, only its time against float32 on the first 2 s), on held-out
 LuViRA-room recordings (as `luvira_locate.py`, 11 mics). All run interleaved, recording by
 recording, ``--repeats`` rounds; ratios are to GCC-PHAT in the same round. Then where NGCC-PHAT's time goes (filters f, the
 pair correlations, the head g, per frame) and the network's arithmetic (multiply-adds per frame)
@@ -13,10 +13,12 @@ network can go below here; with ``--compile``, the parts again under torch.compi
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -139,7 +141,20 @@ def part_times(model, frames: torch.Tensor, pairs: torch.Tensor, macs: dict) -> 
     return out
 
 
+def emulated_bfloat16(seconds: float = 2.0) -> dict:
+    """Where bfloat16 is only emulated: seconds of multilateration on NGCC-PHAT over the first
+    seconds of the first recording in float32 and in bfloat16, and their ratio."""
+    short = dataclasses.replace(recordings[0], audio=recordings[0].audio[: int(seconds * recordings[0].fs)])
+    times = {}
+    for precision in ("float32", "bfloat16"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the note that bfloat16 is emulated here
+            times[precision] = run(short, "multilat", {"tdoa": "ngcc", "precision": precision})[0]
+    return {"audio_s": seconds, "seconds": times, "bfloat16_over_float32": times["bfloat16"] / times["float32"]}
+
+
 load_before = os.getloadavg()
+emulated = None if native_bfloat16("cpu") else emulated_bfloat16()
 rounds = timed_rounds()
 parts = network_parts()
 gcc = np.array(rounds["ms_per_frame"]["gcc-phat"])
@@ -155,7 +170,7 @@ macs = parts["macs_per_frame"]["features"] + parts["macs_per_frame"]["head"]
 floor_ms = {precision: macs / (parts[precision]["convolution_gmac_per_s"] * 1e6) for precision in PRECISIONS}
 print(json.dumps({
     "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}", "torch_threads": torch.get_num_threads(),
-    "native_bfloat16": native_bfloat16("cpu"),
+    "native_bfloat16": native_bfloat16("cpu"), "emulated_bfloat16": emulated,
     "load_average_before": load_before, "load_average_after": os.getloadavg(),
     "recordings": args.recordings, "duration_s": args.duration, "repeats": args.repeats,
     "locate": summary, "network": parts,

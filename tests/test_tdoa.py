@@ -128,6 +128,23 @@ def test_ngcc_common_shift_changes_nothing_and_delay_moves_the_peak():
             torch.testing.assert_close(moved, torch.roll(base, d, dims=-1), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("design", ["circular", "reference"])
+def test_ngcc_inference_folds_each_batch_norm_into_its_convolution(design):
+    torch.manual_seed(0)
+    model = NGCCPHAT(**TINY_NGCC, design=design)
+    for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)):  # statistics as after training
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), norm.weight.data.uniform_(0.5, 2), norm.bias.data.uniform_(-1, 1)
+    model.eval()
+    x = torch.randn(3, 8, 64)
+    for block in [*model.features_cnn, *model.head]:  # each against torch's padded convolution, batch norm and activation
+        k = block.conv.kernel_size[0]
+        conv = torch.nn.Conv1d(8, block.conv.out_channels, k, padding=k // 2, padding_mode="circular" if design == "circular" or block in model.features_cnn else "zeros",
+                               bias=block.conv.bias is not None)
+        conv.load_state_dict(block.conv.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(block(x), block.act(block.norm(conv(x))), atol=1e-5, rtol=1e-5)
+
+
 def test_ngcc_pair_logits_match_pairwise_forward():
     torch.manual_seed(0)
     model = NGCCPHAT(**TINY_NGCC).eval()
