@@ -212,16 +212,22 @@ def mse_table(output: torch.Tensor, vectors: torch.Tensor, weighted: bool = Fals
     """
     weight = distance_weights(vectors, dim=-1) if weighted else None
     scaled = vectors if weight is None else weight * vectors
-    gain = (scaled * vectors).sum(-1)[:, None, :] - 2 * output @ scaled.transpose(1, 2)
+    gain = (scaled * vectors).sum(-1)[:, None, :] - 2 * pairwise_dots(output, scaled)
     if weight is not None:
-        gain = gain + output.square() @ (weight - 1).transpose(1, 2)
+        gain = gain + pairwise_dots(output.square(), weight - 1)
     return gain / output.shape[-1]
 
 
 def ce_table(output: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of every track's logits against every dummy track's distribution of S scopes
     (less that against none, 0). output (S, N, A), vectors (S, D, A) → (S, N, D)."""
-    return -F.log_softmax(output, dim=-1) @ vectors.transpose(1, 2)
+    return -pairwise_dots(F.log_softmax(output, dim=-1), vectors)
+
+
+def pairwise_dots(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Dot products of every row of a with every row of b, scope by scope: (S, N, A), (S, D, A) →
+    (S, N, D). Broadcast and summed: batched matrix products of a few rows each cost more."""
+    return (a[:, :, None, :] * b[:, None, :, :]).sum(-1)
 
 
 def scope_vectors(target: torch.Tensor) -> torch.Tensor:
@@ -434,12 +440,13 @@ def bradpit_loss(output: torch.Tensor, target: torch.Tensor, pair: PairLoss) -> 
     scopes = event_scopes(target)
     total, scoped_output = scopes.split(output, pair)  # (), (S, N, A)
     m_scope = scopes.event_counts()
-    for m in range(1, n + 1):
-        rows = slice(None) if m == 1 else (m_scope == m).nonzero()[:, 0]
+    one = pair.table(scoped_output, scope_vectors(scopes.target[:, :1])).sum(dim=(1, 2))  # M = 1's one sequence: every track on A0
+    total = total + torch.where(m_scope == 1, one, 0.0).sum()
+    for m in range(2, n + 1):
+        rows = (m_scope == m).nonzero()[:, 0]
         group = scopes.target[rows, dummy_index(m, 0) : dummy_index(m, 0) + m]  # (S_M, M, 1+A)
         gain = pair.table(scoped_output[rows], scope_vectors(group))  # (S_M, N, M)
-        best = (gain.flatten(1) @ sequence_selection(n, m, gain.dtype, gain.device).T).min(dim=1).values  # (S_M,)
-        total = total + (torch.where(m_scope == 1, best, 0.0) if m == 1 else best).sum()
+        total = total + (gain.flatten(1) @ sequence_selection(n, m, gain.dtype, gain.device).T).min(dim=1).values.sum()
     return total / (n * scope_count(output))
 
 

@@ -83,6 +83,15 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def machine_description() -> dict:
+    """What a benchmark's figures depend on: cores, the CPU's vector extensions as torch uses them,
+    whether it computes in bfloat16, and the load average (1, 5, 15 min) when asked."""
+    import torch
+
+    return {"cores": os.cpu_count(), "cpu": torch.backends.cpu.get_cpu_capability(), "native_bfloat16": native_bfloat16("cpu"),
+            "load_average": list(os.getloadavg())}
+
+
 def native_bfloat16(device: str) -> bool:
     """Whether ``device`` computes in bfloat16 natively: a GPU from Ampere on, a CPU with AVX-512 or
     the Arm equivalents (oneDNN's own check). Elsewhere bfloat16 is emulated."""

@@ -176,7 +176,8 @@ def test_bench_adpit_cli_writes_json(cli, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     rows = report["results"]
-    assert report["load_average_at_start"] >= 0 and "load average" in result.output
+    assert report["machine"]["load_average"][0] >= 0 and report["machine"]["cores"] >= 1 and "load average" in result.output
+    assert "│ 3 │ bradpit" in result.output  # every column, N too, fits the console
     assert [(r["tracks"], r["variant"]) for r in rows][:4] == [(2, "baseline"), (2, "overlay"), (2, "distance-first"), (2, "bradpit")]
     assert all(r["seconds"] > 0 and r["seconds_spread"][0] <= r["seconds"] <= r["seconds_spread"][1] for r in rows)
     assert rows[0]["speedup"] == 1.0 and rows[0]["speedup_spread"] == [1.0, 1.0]

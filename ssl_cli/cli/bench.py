@@ -9,7 +9,7 @@ from rich.table import Table
 
 from sslkit.cli.app import Device, Seed, app, console, parse_int_list, progress_bar, user_errors
 from sslkit.errors import UserError
-from sslkit.resources import resolve_device
+from sslkit.resources import machine_description, resolve_device
 
 
 @app.command("bench-adpit")
@@ -47,12 +47,12 @@ def bench_adpit(
                         f"(enumerating the sequences of 7 tracks does not fit in memory), got '{tracks}'")
     check_output_file(out)
     dev = resolve_device(device)
-    import os
-
-    load = os.getloadavg()[0]
+    machine = machine_description()
     table = Table(title=f"ADPIT forward + backward, B={batch} T={frames} A={axes} C={classes} on {dev}; medians of {repeats} interleaved "
-                  f"rounds; load average {load:.1f} on {os.cpu_count()} cores", title_justify="left")
-    for col in ("N", "variant", "ms", "speed-up (min–max)", "theory gain", "pairs/scope", "peak MB"):
+                  f"rounds; load average {machine['load_average'][0]:.1f} on {machine['cores']} cores ({machine['cpu']}); theory: "
+                  "the gain the pairs per scope predict", title_justify="left")
+    columns = ("N", "variant", "ms", "speed-up (min–max)", "theory", "pairs") + (("peak MB",) if dev.startswith("cuda") else ())
+    for col in columns:
         table.add_column(col, justify="right" if col != "variant" else "left", no_wrap=True)
     with progress_bar() as progress:
         task = progress.add_task("benchmarking", total=len(n_list) * 4)
@@ -62,11 +62,12 @@ def bench_adpit(
             ms = "skipped" if row["seconds"] is None else f"{row['seconds'] * 1e3:.1f}"
             speed = "–" if row["speedup"] is None else f"{row['speedup']:.1f}× ({row['speedup_spread'][0]:.1f}–{row['speedup_spread'][1]:.1f})"
             peak = "–" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}"
-            table.add_row(str(row["tracks"]), row["variant"], ms, speed, f"{row['theory_gain']:.1f}×", f"{row['pairs_per_scope']:.1f}", peak)
+            cells = (str(row["tracks"]), row["variant"], ms, speed, f"{row['theory_gain']:.1f}×", f"{row['pairs_per_scope']:.1f}", peak)
+            table.add_row(*cells[: len(columns)])
 
         results = benchmark_adpit(n_list, batch, frames, classes, axes, active, overlap, dev, warmup, repeats, max_memory_gb, seed, show)
     with atomic_file(out) as tmp:
-        tmp.write_text(json.dumps({"load_average_at_start": load, "cores": os.cpu_count(), "results": results}, indent=2))
+        tmp.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     console.print(table)
     console.print(f"results → {out}")
 
