@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import sslkit
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, free_field_recording
 from sslkit.errors import GeometryError, UserError
 from sslkit.localization.directions import angle_between, azimuth_elevation, unit_vector
 from sslkit.localization.track import read_positions
@@ -43,6 +43,15 @@ def compact_array(seed: int = 1) -> np.ndarray:
     """12 mics at random inside a 20 cm ball (a compact 3D array)."""
     points = np.random.default_rng(seed).normal(size=(12, 3))
     return 0.1 * points / np.linalg.norm(points, axis=1, keepdims=True) * np.random.default_rng(seed + 1).uniform(0.3, 1, (12, 1))
+
+
+def test_multilateration_that_locates_nothing_says_why():
+    rec = plane_waves(compact_array(), [(40.0, 20.0)])  # a source 100 m away, far outside the default region
+    track = sslkit.locate(rec, "multilat")
+    assert np.isnan(track.xyz).all()
+    assert any("no hop was located" in w and "--far-field" in w for w in track.warnings)
+    near = sslkit.locate(free_field_recording(6, np.array([1.5, 2.0, 1.2])), "multilat")
+    assert np.isfinite(near.xyz).any() and not any("no hop was located" in w for w in near.warnings)
 
 
 @pytest.mark.parametrize("method", ["srp-phat", "music", "normmusic"])

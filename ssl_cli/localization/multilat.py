@@ -374,11 +374,16 @@ def locate_multilat(rec: Recording, opts: MultilatOptions, on_progress=None) -> 
     height = plane_height(rec.mics, bounds, opts.height) if opts.dims == 2 else None
     ransac = RansacOptions(opts.hypotheses, opts.threshold, opts.min_inliers, dims=opts.dims, height=height,
                            bounds=bounds, c=opts.c, seed=opts.seed)
+    heard = ~np.isnan(tdoa).all(axis=(1, 2))  # hops with a TDOA peak in some pair
     found = []
     for _ in range(opts.sources):
         out = ransac_multilaterate(rec.mics, result.pairs, tdoa, ransac, score)
         found.append(out)
         explained = np.abs(tdoa * opts.c - range_differences(out["xyz"], rec.mics, result.pairs)[..., None]) < opts.threshold
         tdoa, score = np.where(explained, np.nan, tdoa), np.where(explained, 0.0, score)
+    if heard.any() and np.isnan(found[0]["xyz"][heard]).any(axis=-1).all():
+        low, high = (", ".join(f"{v:.2f}" for v in corner) for corner in bounds)
+        notes.append(f"no hop was located: no position in the search region (from ({low}) to ({high}) m) is consistent with enough pairs' "
+                     "TDOAs; the source may lie outside it (--bounds), or the array see it only as a direction (--far-field)")
     return PositionTrack.from_hops(times, np.stack([o["xyz"] for o in found], 1), np.stack([o["confidence"] for o in found], 1),
                                    np.stack([o["n_inliers"] for o in found], 1), "; ".join(notes) or None)
