@@ -7,11 +7,11 @@
 import argparse
 import json
 import os
-import platform
 
 import torch
 
 from sslkit.models.adpit_bench import benchmark_adpit
+from sslkit.resources import machine_description
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--tracks", default="3,4,5,6")
@@ -21,5 +21,5 @@ parser.add_argument("--overlap", type=float, default=0.05)
 args = parser.parse_args()
 load = os.getloadavg()
 rows = benchmark_adpit([int(n) for n in args.tracks.split(",")], device=args.device, repeats=args.repeats, overlap=args.overlap)
-print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}", "load_average_before": load, "load_average_after": os.getloadavg(),
+print(json.dumps({"machine": machine_description(), "load_average_before": load, "load_average_after": os.getloadavg(),
                   "torch_threads": torch.get_num_threads(), "results": rows}, indent=2))

@@ -9,9 +9,10 @@ processes, one with the allocator left as the process starts and one after the c
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
+
+from sslkit.resources import machine_description
 
 WORK = """
 import sys, time, torch, sslkit
@@ -44,5 +45,5 @@ for _ in range(args.rounds):
     times["as_started"].append(seconds("default"))
     times["keep_freed_memory"].append(seconds("keep"))
 ratios = [a / b for a, b in zip(times["as_started"], times["keep_freed_memory"])]
-print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_average_before": load_before,
+print(json.dumps({"machine": machine_description(), "load_average_before": load_before,
                   "load_average_after": os.getloadavg(), "seconds_per_32_frames": times, "speedup_per_round": ratios}, indent=2))

@@ -26,7 +26,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import sys
 import warnings
 from dataclasses import replace
@@ -37,6 +36,7 @@ import numpy as np
 from sslkit import SslkitWarning, load_recording, locate
 from sslkit.evaluation import matched_errors, summarize_errors
 from sslkit.recording import Recording, resample_audio, room_channels
+from sslkit.resources import machine_description
 from sslkit.sims.dataset import simulate_many
 from sslkit.sims.scene import load_template
 
@@ -117,6 +117,6 @@ for frames, taper in FRAMES.items():
         for condition, (degrade, options) in conditions().items():
             for method in METHODS:
                 results[f"{name}, {condition}, {method}, {frames}"] = run(recordings, method, degrade, {**options, "taper": taper})
-print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_average_before": load_before,
+print(json.dumps({"machine": machine_description(), "load_average_before": load_before,
                   "load_average_after": os.getloadavg(), "recordings": args.recordings, "duration_s": args.duration,
                   "results": results}, indent=2))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 from multiprocessing import Pool
 from pathlib import Path
@@ -29,6 +28,7 @@ import soundfile as sf
 
 from sslkit import locate, read_recording
 from sslkit.evaluation import matched_errors
+from sslkit.resources import machine_description
 from sslkit.sims.signals import bundled_speech
 
 ROOM = np.array([8.0, 6.0, 3.0])
@@ -128,7 +128,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     with Pool(args.workers) as pool:
         rooms = pool.map(run_one, jobs)
-    print(json.dumps({"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    print(json.dumps({"machine": machine_description(),
                       "load_average_start": load, "load_average_end": os.getloadavg()[0], "rooms": rooms}, indent=1))
 
 

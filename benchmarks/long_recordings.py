@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from real_arrays import in_fresh_process
+
+from sslkit.resources import machine_description
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "luvira-demo"
 METHODS = ("multilat", "srp-phat", "music", "wav2pos")
@@ -63,7 +64,7 @@ def main() -> None:
             for method in args.methods.split(","):
                 rows.append({"minutes": minutes, "method": method, "audio_mb": audio_mb, **in_fresh_process(run, str(folder), method)})
                 print(json.dumps(rows[-1]), file=sys.stderr)
-    print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_average": os.getloadavg(), "rows": rows}, indent=1))
+    print(json.dumps({"machine": machine_description(), "load_average": os.getloadavg(), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

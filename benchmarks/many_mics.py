@@ -13,12 +13,13 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import sys
 import time
 
 import numpy as np
+
+from sslkit.resources import machine_description
 
 SOURCE = np.array([3.1, 4.2, 1.2])
 ROOM = [7.0, 8.0, 2.0]
@@ -73,7 +74,7 @@ def main() -> None:
                 rows.append(queue.get())
                 process.join()
                 print(json.dumps(rows[-1]), flush=True, file=sys.stderr)
-    print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_average": os.getloadavg(), "rows": rows}, indent=1))
+    print(json.dumps({"machine": machine_description(), "load_average": os.getloadavg(), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

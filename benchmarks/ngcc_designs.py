@@ -12,7 +12,6 @@ and accuracy at 10 cm of GCC-PHAT and of each design, plus parameters and traini
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sslkit.models.checkpoint import load_model
 from sslkit.models.eval_tdoa import evaluate_tdoa_files
 from sslkit.models.ngcc import DESIGNS
 from sslkit.models.train_ngcc import NgccTrainConfig, train_ngcc
+from sslkit.resources import machine_description
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--work", type=Path, required=True, help="Folder for the two run folders and their evaluations.")
@@ -31,7 +31,7 @@ parser.add_argument("--device", default="cpu")
 parser.add_argument("--workers", type=int, default=1)
 args = parser.parse_args()
 
-result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start",
+result = {"machine": f"{machine_description()}, load average {os.getloadavg()[0]:.1f} at start",
           "size": args.size, "epochs": args.epochs, "scenes": args.scenes, "snippets": args.snippets, "designs": {}}
 for design in DESIGNS:
     run = args.work / design

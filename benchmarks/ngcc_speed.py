@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import time
 import warnings
 
@@ -29,7 +28,7 @@ from sslkit.evaluation import matched_errors, summarize_errors
 from sslkit.gcc import frame_audio, mic_pairs
 from sslkit.models.checkpoint import load_model
 from sslkit.recording import room_channels
-from sslkit.resources import native_bfloat16
+from sslkit.resources import machine_description, native_bfloat16
 from sslkit.sims.dataset import simulate_many
 from sslkit.sims.scene import load_template
 
@@ -169,7 +168,7 @@ for name, ms in rounds["ms_per_frame"].items():
 macs = parts["macs_per_frame"]["features"] + parts["macs_per_frame"]["head"]
 floor_ms = {precision: macs / (parts[precision]["convolution_gmac_per_s"] * 1e6) for precision in PRECISIONS}
 print(json.dumps({
-    "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}", "torch_threads": torch.get_num_threads(),
+    "machine": machine_description(), "torch_threads": torch.get_num_threads(),
     "native_bfloat16": native_bfloat16("cpu"), "emulated_bfloat16": emulated,
     "load_average_before": load_before, "load_average_after": os.getloadavg(),
     "recordings": args.recordings, "duration_s": args.duration, "repeats": args.repeats,

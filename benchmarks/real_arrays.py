@@ -21,7 +21,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from sslkit.resources import machine_description
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 RESULTS = Path(__file__).parent / "results" / "real_arrays_cpu.json"
@@ -186,7 +187,7 @@ def main() -> None:
                 rows.append({"array": array, "sources": sources, "method": name, **summary,
                              "seconds": result["seconds"], "peak_mb": result["peak_mb"]})
                 print(json.dumps(rows[-1]), file=sys.stderr)
-    print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_average": os.getloadavg(), "rows": rows}, indent=1))
+    print(json.dumps({"machine": machine_description(), "load_average": os.getloadavg(), "rows": rows}, indent=1))
 
 
 def print_tables(results: dict) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from sslkit import locate
 from sslkit.evaluation import matched_errors
 from sslkit.options import DEFAULT_WINDOW_S
+from sslkit.resources import machine_description
 from sslkit.sims.room import simulate
 from sslkit.sims.scene import resolve_scene
 
@@ -202,7 +202,7 @@ def main() -> None:
     with Pool(args.workers) as pool:
         records = pool.map(run_one, jobs, chunksize=1)
     rows = aggregate(records)
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.workers} workers",
+    result = {"machine": f"{machine_description()}, {args.workers} workers",
               "load_average_at_start": load, "seconds": time.perf_counter() - start, "rooms_per_cell": args.rooms, "frames": args.frames,
               "cells": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -33,6 +32,7 @@ from reverb_sweep import ROOM, scene
 from sslkit.gcc import correlation, cross_spectra, frame_audio, gcc_fft_length, mic_pairs, silent_frames, window_average, window_frames
 from sslkit.localization.srp import BEAM, SEED_SPAN_S, UPSAMPLE, CellSearch, pooled_over_cells, steered_power
 from sslkit.options import DEFAULT_WINDOW_S, SrpOptions
+from sslkit.resources import machine_description
 from sslkit.sims.room import simulate
 from sslkit.sims.scene import resolve_scene
 
@@ -104,7 +104,7 @@ def main() -> None:
             row["peak_power_per_pair_median"] = float(maximum.median() / len(pairs))
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
-    print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_average": os.getloadavg(), "rows": rows}, indent=1))
+    print(json.dumps({"machine": machine_description(), "load_average": os.getloadavg(), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

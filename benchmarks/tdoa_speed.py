@@ -10,7 +10,6 @@ against the FFTs no method can avoid (each mic's frame forward, each pair's corr
 import argparse
 import json
 import os
-import platform
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ from scipy.signal.windows import tukey
 from sslkit.gcc import correlation_batch, frame_audio, gcc_fft_length, mic_pairs
 from sslkit.options import EDGE_TAPER
 from sslkit.recording import Recording
+from sslkit.resources import machine_description
 from sslkit.tdoa import estimate_tdoa
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -79,7 +79,7 @@ for _ in range(args.repeats):
 median = {name: float(np.median(t)) for name, t in times.items()}
 print(json.dumps({
     "audio_seconds": args.seconds, "mics": n_mics, "pairs": n_pairs, "device": args.device, "torch_threads": torch.get_num_threads(),
-    "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_average_before": load_before, "load_average_after": os.getloadavg(),
+    "machine": machine_description(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
     "median_seconds": median, "all_seconds": times, "speedup": median["per_pair_loop"] / median["vectorized"],
     "vectorized_over_fft_floor": median["vectorized"] / median["fft_floor"], "real_time_factor": median["vectorized"] / args.seconds,
 }, indent=2))

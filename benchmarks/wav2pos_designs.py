@@ -12,13 +12,13 @@ import argparse
 import csv
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 from sslkit.models.checkpoint import load_model, resolve_checkpoint
 from sslkit.models.train_wav2pos import Wav2PosTrainConfig, train_wav2pos
 from sslkit.models.wav2pos import DESIGNS
+from sslkit.resources import machine_description
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--work", type=Path, required=True, help="Folder for the run folders.")
@@ -33,7 +33,7 @@ parser.add_argument("--workers", type=int, default=1)
 args = parser.parse_args()
 
 ngcc = str(resolve_checkpoint("ngcc-phat-luvira"))
-result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start",
+result = {"machine": f"{machine_description()}, load average {os.getloadavg()[0]:.1f} at start",
           "config": {k: v for k, v in vars(args).items() if k != "work"} | {"ngcc": Path(ngcc).name}, "designs": {}}
 for design in DESIGNS:
     cfg = Wav2PosTrainConfig(scenes=args.scenes, val_scenes=args.val_scenes, epochs=args.epochs, dim=args.dim, depth=args.depth, heads=args.heads,

@@ -11,7 +11,6 @@ untrained model of the paper's size and design (``Wav2Pos.from_size("paper")``) 
 import argparse
 import json
 import os
-import platform
 import time
 
 import torch
@@ -20,6 +19,7 @@ from sslkit.allocator import keep_freed_memory
 from sslkit.localization.lagfit import LagFitOptions, fit_lag_distributions
 from sslkit.models.checkpoint import load_checkpoint, resolve_checkpoint
 from sslkit.models.wav2pos import Wav2Pos, predict_with_views, upper_pairs
+from sslkit.resources import machine_description
 
 keep_freed_memory()  # as the CLI does
 parser = argparse.ArgumentParser(description=__doc__)
@@ -88,7 +88,7 @@ def time_all(model: Wav2Pos) -> list[dict]:
 
 shipped, _ = load_checkpoint(args.checkpoint or resolve_checkpoint("wav2pos"), args.device)
 load_before = os.getloadavg()
-result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "machine": machine_description(),
           "threads": torch.get_num_threads(), "mics": args.mics,
           "ngcc_features": shipped.ngcc is not None, "model": {k: shipped.config[k] for k in ("dim", "depth", "heads")},
           "timings": time_all(shipped)}

@@ -83,13 +83,15 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def machine_description() -> dict:
-    """What a benchmark's figures depend on: cores, the CPU's vector extensions as torch uses them,
-    whether it computes in bfloat16, and the load average (1, 5, 15 min) when asked."""
+def machine_description() -> str:
+    """The machine a benchmark ran on, in one line: architecture, cores, the CPU's vector extensions
+    as torch uses them, and whether it computes in bfloat16."""
+    import platform
+
     import torch
 
-    return {"cores": os.cpu_count(), "cpu": torch.backends.cpu.get_cpu_capability(), "native_bfloat16": native_bfloat16("cpu"),
-            "load_average": list(os.getloadavg())}
+    native = ", native bfloat16" if native_bfloat16("cpu") else ""
+    return f"{platform.machine()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}{native}"
 
 
 def native_bfloat16(device: str) -> bool:

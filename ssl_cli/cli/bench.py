@@ -47,10 +47,11 @@ def bench_adpit(
                         f"(enumerating the sequences of 7 tracks does not fit in memory), got '{tracks}'")
     check_output_file(out)
     dev = resolve_device(device)
-    machine = machine_description()
+    import os
+
+    machine, load = machine_description(), os.getloadavg()[0]
     table = Table(title=f"ADPIT forward + backward, B={batch} T={frames} A={axes} C={classes} on {dev}; medians of {repeats} interleaved "
-                  f"rounds; load average {machine['load_average'][0]:.1f} on {machine['cores']} cores ({machine['cpu']}); theory: "
-                  "the gain the pairs per scope predict", title_justify="left")
+                  f"rounds; load average {load:.1f} on {machine}; theory: the gain the pairs per scope predict", title_justify="left")
     columns = ("N", "variant", "ms", "speed-up (min–max)", "theory", "pairs") + (("peak MB",) if dev.startswith("cuda") else ())
     for col in columns:
         table.add_column(col, justify="right" if col != "variant" else "left", no_wrap=True)
@@ -67,7 +68,7 @@ def bench_adpit(
 
         results = benchmark_adpit(n_list, batch, frames, classes, axes, active, overlap, dev, warmup, repeats, max_memory_gb, seed, show)
     with atomic_file(out) as tmp:
-        tmp.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+        tmp.write_text(json.dumps({"machine": machine, "load_average_at_start": load, "results": results}, indent=2))
     console.print(table)
     console.print(f"results → {out}")
 
