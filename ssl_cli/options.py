@@ -305,6 +305,18 @@ DEFAULT_METHOD = "srp-phat"
 benchmarks/reverb_sweep.py (README: choosing a method)."""
 TDOA_METHOD_NAMES = ("gcc-phat", "ngcc")
 """The TDOA methods (:data:`sslkit.tdoa.TDOA_METHODS`)."""
+TDOA_METHOD_OPTIONS = {"gcc-phat": ("weighting", "beta", "upsample", "max_freq", "taper"), "ngcc": ("checkpoint", "precision")}
+"""The options of :class:`TdoaOptions` that shape one TDOA method only."""
+
+
+def check_tdoa_method_options(method: str, opts: TdoaOptions) -> None:
+    """UserError when an option of the other TDOA method is set (away from its default): it would be ignored."""
+    defaults = TdoaOptions()
+    for other, names in TDOA_METHOD_OPTIONS.items():
+        given = [name for name in names if other != method and getattr(opts, name) != getattr(defaults, name)]
+        if given:
+            raise UserError(f"{' and '.join(given)} {'shapes' if len(given) == 1 else 'shape'} {other} only, not {method}"
+                            + (" (NGCC-PHAT's network sees the frames as it was trained on)" if method == "ngcc" else ""))
 
 
 def at_rate(opts: Options, fs: float, given_at: float | None = None) -> Options:

@@ -34,7 +34,7 @@ from sslkit.gcc import (
 )
 from sslkit.geometry import SPEED_OF_SOUND, check_speed_of_sound, lag_classes, pair_lag_bounds, range_differences, speed_of_sound
 from sslkit.hum import phat_taper
-from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, at_rate, build_options, check_precision
+from sslkit.options import TDOA_METHOD_NAMES, TdoaOptions, at_rate, build_options, check_precision, check_tdoa_method_options
 from sslkit.recording import Recording, SourceTrack, phat_max_freq, room_channels
 from sslkit.resources import check_memory, frames_per_batch, resolve_device, warn_if_emulated_bfloat16
 
@@ -165,11 +165,10 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
     if method not in TDOA_METHODS:
         raise UserError(f"unknown TDOA method '{method}' (choose from {', '.join(TDOA_METHODS)})")
     recording_fs = rec.fs
+    check_tdoa_method_options(method, opts)
     if method == "ngcc":
         from sslkit.models.checkpoint import at_model_rate
 
-        if opts.max_freq is not None or opts.taper:
-            raise UserError("max_freq and taper shape GCC-PHAT; NGCC-PHAT's network sees the frames as it was trained on")
         rec = at_model_rate(rec, opts.checkpoint, "ngcc-phat")
     else:
         if opts.max_freq is not None or opts.weighting != "cc":  # plain correlation weighs an empty band by its (nil) power

@@ -706,9 +706,12 @@ def test_upsampled_audio_is_localized_in_its_occupied_band(tmp_path):
         assert not np.array_equal(auto.track.xyz, run(method, max_freq=3 * fs / 2).track.xyz)
     with pytest.raises(UserError, match=r"upsampled: max_freq = 30000 Hz is outside its band \(0, 24000\] Hz"):
         run("srp-phat", max_freq=30000)
-    for shaping in (dict(max_freq=8000), dict(taper=True)):
-        with pytest.raises(UserError, match="NGCC-PHAT's network sees the frames as it was trained on"):
+    for shaping in (dict(max_freq=8000), dict(taper=True), dict(weighting="cc"), dict(upsample=4)):
+        with pytest.raises(UserError, match="shapes gcc-phat only, not ngcc .NGCC-PHAT's network sees the frames as it was trained on"):
             estimate_tdoa(load_recording(folder), "ngcc", **shaping)
+    for model_option in (dict(precision="bfloat16"), dict(checkpoint="ngcc-phat")):  # would be ignored
+        with pytest.raises(UserError, match="shapes ngcc only, not gcc-phat"):
+            estimate_tdoa(load_recording(folder), "gcc-phat", **model_option)
 
 
 def hum(n: int, fs: int, mains: float, phases: np.ndarray) -> np.ndarray:
