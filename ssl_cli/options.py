@@ -214,6 +214,10 @@ class MultilatOptions(ArrayOptions):
     precision: str = "float32"
 
 
+MULTILAT_TDOA_OPTIONS = ("frame", "hop", "window", "static", "max_freq", "taper", "checkpoint", "peaks", "weighting", "beta", "max_tau", "precision")
+"""The :class:`MultilatOptions` that shape how its TDOAs are estimated: TDOAs read from a tdoa.csv take none of them."""
+
+
 @dataclass
 class SrpOptions(ArrayOptions):
     """Options of SRP-PHAT: the search's first-level cell side (m; None: ``srp.COARSE_STEP``, wider
@@ -309,11 +313,16 @@ TDOA_METHOD_OPTIONS = {"gcc-phat": ("weighting", "beta", "upsample", "max_freq",
 """The options of :class:`TdoaOptions` that shape one TDOA method only."""
 
 
+def options_set(opts: Options, names: Sequence[str]) -> list[str]:
+    """Those of the options ``names`` that ``opts`` (a dataclass of options) holds away from their defaults."""
+    defaults = type(opts)()
+    return [name for name in names if getattr(opts, name) != getattr(defaults, name)]
+
+
 def check_tdoa_method_options(method: str, opts: TdoaOptions) -> None:
     """UserError when an option of the other TDOA method is set (away from its default): it would be ignored."""
-    defaults = TdoaOptions()
     for other, names in TDOA_METHOD_OPTIONS.items():
-        given = [name for name in names if other != method and getattr(opts, name) != getattr(defaults, name)]
+        given = options_set(opts, names) if other != method else []
         if given:
             raise UserError(f"{' and '.join(given)} {'shapes' if len(given) == 1 else 'shape'} {other} only, not {method}"
                             + (" (NGCC-PHAT's network sees the frames as it was trained on)" if method == "ngcc" else ""))

@@ -246,6 +246,10 @@ def test_locate_srp_and_tdoa_csv_input_and_evaluate(cli, luvira_recording, tmp_p
     assert not (tmp_path / "srp.png").exists()
     assert cli("tdoa", luvira_recording, "--peaks", 4, "--out", tmp_path / "tdoa.csv").exit_code == 0
     assert cli("locate", luvira_recording, "--method", "multilat", "--tdoa", tmp_path / "tdoa.csv", "--out", tmp_path / "ml.csv").exit_code == 0
+    estimation_only = cli("locate", luvira_recording, "--method", "multilat", "--tdoa", tmp_path / "tdoa.csv", "--peaks", 2, "--window", 0.2,
+                          "--out", tmp_path / "ignored.csv")  # would change nothing: the TDOAs are in the file
+    assert_one_line_error(estimation_only, "peaks", "window", "how TDOAs are estimated")
+    assert not (tmp_path / "ignored.csv").exists()
     result = cli("evaluate", "--pred", tmp_path / "srp.csv", "--pred", tmp_path / "ml.csv", "--truth",
                  luvira_recording / "sources.csv", "--out", tmp_path / "eval")
     assert result.exit_code == 0, result.output

@@ -21,7 +21,7 @@ from sslkit.errors import UserError
 from sslkit.geometry import SPEED_OF_SOUND, array_span, check_array_geometry, mirror_normal, range_differences
 from sslkit.localization.region import plane_height, range_warning, search_bounds
 from sslkit.localization.track import PositionTrack
-from sslkit.options import MultilatOptions
+from sslkit.options import MULTILAT_TDOA_OPTIONS, MultilatOptions, options_set
 from sslkit.recording import Recording
 from sslkit.resources import check_memory
 
@@ -357,6 +357,10 @@ def multilat_tdoas(rec: Recording, opts: MultilatOptions, on_progress=None):
     if opts.tdoa not in TDOA_METHODS:
         if not str(opts.tdoa).endswith(".csv"):
             raise UserError(f"tdoa = '{opts.tdoa}': give a TDOA method ({', '.join(TDOA_METHODS)}) or a tdoa.csv file")
+        given = options_set(opts, MULTILAT_TDOA_OPTIONS)
+        if given:
+            raise UserError(f"{', '.join(given)}: {'it shapes' if len(given) == 1 else 'they shape'} how TDOAs are estimated, "
+                            f"and {opts.tdoa} holds them already")
         return read_tdoa_csv(opts.tdoa, rec.mic_ids)
     tdoa_opts = TdoaOptions(frame=opts.frame, hop=opts.hop, peaks=opts.peaks, weighting=opts.weighting, beta=opts.beta, max_tau=opts.max_tau,
                             c=opts.c, device=opts.device, checkpoint=opts.checkpoint, window=opts.window, static=opts.static,
