@@ -73,6 +73,15 @@ def check_sources_and_window(sources: int, window: float) -> None:
         raise UserError(f"window = {window}: the integration window is a non-negative number of seconds")
 
 
+def check_static(opts: Options) -> None:
+    """UserError for options a static run ignores: it takes the whole recording as one window and
+    gives one estimate per source, so an integration window or a running median has nothing to do."""
+    if opts.static:
+        given = options_set(opts, [name for name in ("window", "smooth") if hasattr(opts, name)])
+        if given:
+            raise UserError(f"static takes the whole recording as one window (one estimate per source): {' and '.join(given)} would do nothing")
+
+
 def check_dims(dims: int) -> None:
     """UserError unless localization is in 3 (x, y, z) or 2 (x, y) dimensions."""
     if dims not in (2, 3):
@@ -134,6 +143,7 @@ class TdoaOptions:
 
     def __post_init__(self) -> None:
         check_taper(self.taper)
+        check_static(self)
         if not (isinstance(self.min_separation_s, numbers.Real) and np.isfinite(self.min_separation_s) and self.min_separation_s >= 0):
             raise UserError(f"min_separation = {self.min_separation_s!r}: peaks are a non-negative number of seconds apart")
 
@@ -183,6 +193,7 @@ class ArrayOptions(LocateOptions):
 
     def __post_init__(self) -> None:
         check_sources_and_window(self.sources, self.window)
+        check_static(self)
         check_taper(self.taper)
         check_dims(self.dims)
 
@@ -274,6 +285,7 @@ class Wav2PosOptions(LocateOptions):
 
     def __post_init__(self) -> None:
         check_sources_and_window(1, self.window)
+        check_static(self)
         check_precision(self.precision)
         if not (isinstance(self.views, numbers.Integral) and 0 <= self.views <= MAX_VIEWS):
             raise UserError(f"views = {self.views!r}: from 0 to {MAX_VIEWS} masked views per frame")
@@ -298,6 +310,7 @@ class MusicOptions(LocateOptions):
 
     def __post_init__(self) -> None:
         check_sources_and_window(self.sources, self.window)
+        check_static(self)
         check_dims(self.dims)
 
 

@@ -131,3 +131,11 @@ def test_bfloat16_on_a_device_that_only_emulates_it_says_so(demo, monkeypatch, n
         sslkit.estimate_tdoa(short, "ngcc", device="cpu", precision="bfloat16")
     notes = [str(w.message) for w in caught if "emulated" in str(w.message)]
     assert len(notes) == (0 if native else 1) and (native or "slower than float32" in notes[0])
+
+
+def test_static_runs_refuse_what_they_would_ignore(demo):
+    for method, options in [("srp-phat", dict(window=0.3)), ("multilat", dict(smooth=5)), ("wav2pos", dict(window=0.2)), ("music", dict(window=1.0))]:
+        with pytest.raises(sslkit.UserError, match="static takes the whole recording as one window"):
+            sslkit.locate(demo, method, static=True, **options)
+    with pytest.raises(sslkit.UserError, match="window would do nothing"):
+        sslkit.estimate_tdoa(demo, "gcc-phat", static=True, window=0.2)
