@@ -182,6 +182,7 @@ def test_bench_adpit_cli_writes_json(cli, tmp_path):
     assert all(r["seconds"] > 0 and r["seconds_spread"][0] <= r["seconds"] <= r["seconds_spread"][1] for r in rows)
     assert rows[0]["speedup"] == 1.0 and rows[0]["speedup_spread"] == [1.0, 1.0]
     assert_one_line_error(cli("bench-adpit", "--tracks", "three", "--out", tmp_path / "x.json"), "--tracks")
+    assert_one_line_error(cli("bench-adpit", "--tracks", "3,3", "--out", tmp_path / "x.json"), "--tracks names a number of tracks twice")
     assert not (tmp_path / "x.json").exists()
     huge = cli("bench-adpit", "--tracks", "3", "--batch-size", 100000, "--frames", 100000, "--device", "cpu", "--out", tmp_path / "y.json")
     assert_one_line_error(huge, "ADPIT inputs", "--batch-size")

@@ -42,6 +42,8 @@ def bench_adpit(
     from sslkit.models.adpit_bench import benchmark_adpit
 
     n_list = parse_int_list(tracks, "--tracks")
+    if len(set(n_list)) < len(n_list):
+        raise UserError(f"--tracks names a number of tracks twice: '{tracks}'")
     if min(n_list) < 2 or max(n_list) > MAX_TRACKS:
         raise UserError(f"--tracks takes numbers of tracks from 2 (one track has nothing to permute) to {MAX_TRACKS} "
                         f"(enumerating the sequences of 7 tracks does not fit in memory), got '{tracks}'")
