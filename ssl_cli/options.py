@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TypeVar
 
 import numpy as np
@@ -82,6 +82,12 @@ def check_static(opts: Options) -> None:
             raise UserError(f"static takes the whole recording as one window (one estimate per source): {' and '.join(given)} would do nothing")
 
 
+def check_beta(opts: Options) -> None:
+    """UserError for a β-PHAT exponent given with another weighting, which would ignore it."""
+    if opts.weighting != "beta-phat" and options_set(opts, ["beta"]):
+        raise UserError(f"beta = {opts.beta}: the exponent of weighting beta-phat, but weighting is {opts.weighting}")
+
+
 def check_dims(dims: int) -> None:
     """UserError unless localization is in 3 (x, y, z) or 2 (x, y) dimensions."""
     if dims not in (2, 3):
@@ -144,6 +150,7 @@ class TdoaOptions:
     def __post_init__(self) -> None:
         check_taper(self.taper)
         check_static(self)
+        check_beta(self)
         if not (isinstance(self.min_separation_s, numbers.Real) and np.isfinite(self.min_separation_s) and self.min_separation_s >= 0):
             raise UserError(f"min_separation = {self.min_separation_s!r}: peaks are a non-negative number of seconds apart")
 
@@ -224,6 +231,10 @@ class MultilatOptions(ArrayOptions):
     seed: int = 0
     precision: str = "float32"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_beta(self)
+
 
 MULTILAT_TDOA_OPTIONS = ("frame", "hop", "window", "static", "max_freq", "taper", "checkpoint", "peaks", "weighting", "beta", "max_tau", "precision")
 """The :class:`MultilatOptions` that shape how its TDOAs are estimated: TDOAs read from a tdoa.csv take none of them."""
@@ -248,6 +259,11 @@ class SrpOptions(ArrayOptions):
         super().__post_init__()
         if self.far_field and self.height is not None:
             raise UserError(f"height = {self.height}: far-field directions have no height (dims 2 gives horizontal directions)")
+        cell_sides = options_set(self, ["coarse_step", "final_step"]) if self.far_field else []
+        if cell_sides:
+            named = [f"{name} (--resolution)" if name == "final_step" else name for name in cell_sides]
+            raise UserError(f"{' and '.join(named)} {'sizes' if len(named) == 1 else 'size'} the position search's cells in metres; the far-field search refines "
+                            "directions on its own grid")
         if self.beam is not None and not (isinstance(self.beam, numbers.Integral) and self.beam >= 1):
             raise UserError(f"beam = {self.beam!r}: the cells kept per search level must be a positive integer (None: the default)")
         sides = {"final_step": self.final_step} | ({} if self.coarse_step is None else {"coarse_step": self.coarse_step})
@@ -286,6 +302,11 @@ class Wav2PosOptions(LocateOptions):
     def __post_init__(self) -> None:
         check_sources_and_window(1, self.window)
         check_static(self)
+        if self.refine_radius > 0 and options_set(self, ["views"]):
+            raise UserError(f"views = {self.views}: the views give the network's own estimates a confidence (refine_radius 0); "
+                            "the fit gives its own")
+        if self.refine_radius == 0 and options_set(self, ["start_window"]):
+            raise UserError(f"start_window = {self.start_window}: where the fit starts, and refine_radius 0 fits nothing")
         check_precision(self.precision)
         if not (isinstance(self.views, numbers.Integral) and 0 <= self.views <= MAX_VIEWS):
             raise UserError(f"views = {self.views!r}: from 0 to {MAX_VIEWS} masked views per frame")
@@ -328,8 +349,8 @@ TDOA_METHOD_OPTIONS = {"gcc-phat": ("weighting", "beta", "upsample", "max_freq",
 
 def options_set(opts: Options, names: Sequence[str]) -> list[str]:
     """Those of the options ``names`` that ``opts`` (a dataclass of options) holds away from their defaults."""
-    defaults = type(opts)()
-    return [name for name in names if getattr(opts, name) != getattr(defaults, name)]
+    defaults = {f.name: f.default for f in fields(opts)}
+    return [name for name in names if getattr(opts, name) != defaults[name]]
 
 
 def check_tdoa_method_options(method: str, opts: TdoaOptions) -> None:

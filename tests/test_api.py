@@ -139,3 +139,16 @@ def test_static_runs_refuse_what_they_would_ignore(demo):
             sslkit.locate(demo, method, static=True, **options)
     with pytest.raises(sslkit.UserError, match="window would do nothing"):
         sslkit.estimate_tdoa(demo, "gcc-phat", static=True, window=0.2)
+
+
+def test_options_a_method_would_ignore_are_refused(demo):
+    cases = [("multilat", dict(beta=0.5), "the exponent of weighting beta-phat, but weighting is phat"),
+             ("wav2pos", dict(views=4), "the views give the network's own estimates a confidence"),
+             ("wav2pos", dict(refine_radius=0.0, start_window=5), "refine_radius 0 fits nothing"),
+             ("srp-phat", dict(far_field=True, final_step=0.1), r"final_step \(--resolution\) sizes the position search's cells")]
+    for method, options, message in cases:
+        with pytest.raises(sslkit.UserError, match=message):
+            sslkit.locate(demo, method, **options)
+    with pytest.raises(sslkit.UserError, match="the exponent of weighting beta-phat"):
+        sslkit.estimate_tdoa(demo, "gcc-phat", beta=0.3)
+    assert np.isfinite(sslkit.locate(demo, "multilat", weighting="beta-phat", beta=0.5).xyz).any()  # where it applies

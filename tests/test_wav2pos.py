@@ -338,10 +338,10 @@ def test_refinement_on_the_lag_distributions_sharpens_the_shipped_model():
 
     rec = room_channels(load_recording(Path(__file__).parents[1] / "examples" / "luvira-demo"))
     network = locate(rec, "wav2pos", views=0, refine_radius=0.0)
-    refined = locate(rec, "wav2pos", views=0, refine_radius=0.8)
+    refined = locate(rec, "wav2pos", refine_radius=0.8)
     assert matched_errors(refined, rec.sources)[0].mean() < 0.7 * matched_errors(network, rec.sources)[0].mean()
     assert np.nanmax(np.abs(refined.xyz - smooth_track(network.xyz, 9))) <= 0.8 + 1e-4  # within the box around its start
-    subset = dict(views=0, use_mics=["1", "2", "4", "5", "6", "8", "9"], unknown_mics=["4"])
+    subset = dict(use_mics=["1", "2", "4", "5", "6", "8", "9"], unknown_mics=["4"])
     moved = room_channels(load_recording(rec.path))
     moved.mics[3] += 1.5  # mic 4: its position is declared unknown, so it must not matter
     np.testing.assert_array_equal(locate(rec, "wav2pos", **subset).xyz, locate(moved, "wav2pos", **subset).xyz)
