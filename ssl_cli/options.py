@@ -75,9 +75,10 @@ def check_sources_and_window(sources: int, window: float) -> None:
 
 def check_static(opts: Options) -> None:
     """UserError for options a static run ignores: it takes the whole recording as one window and
-    gives one estimate per source, so an integration window or a running median has nothing to do."""
+    gives one estimate per source, so an integration window, a running median or wav2pos's window of
+    starting points (it starts from the median of all its estimates) has nothing to do."""
     if opts.static:
-        given = options_set(opts, [name for name in ("window", "smooth") if hasattr(opts, name)])
+        given = options_set(opts, [name for name in ("window", "smooth", "start_window") if hasattr(opts, name)])
         if given:
             raise UserError(f"static takes the whole recording as one window (one estimate per source): {' and '.join(given)} would do nothing")
 

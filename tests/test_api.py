@@ -134,7 +134,8 @@ def test_bfloat16_on_a_device_that_only_emulates_it_says_so(demo, monkeypatch, n
 
 
 def test_static_runs_refuse_what_they_would_ignore(demo):
-    for method, options in [("srp-phat", dict(window=0.3)), ("multilat", dict(smooth=5)), ("wav2pos", dict(window=0.2)), ("music", dict(window=1.0))]:
+    for method, options in [("srp-phat", dict(window=0.3)), ("multilat", dict(smooth=5)), ("wav2pos", dict(window=0.2)), ("wav2pos", dict(start_window=3)),
+                            ("music", dict(window=1.0))]:
         with pytest.raises(sslkit.UserError, match="static takes the whole recording as one window"):
             sslkit.locate(demo, method, static=True, **options)
     with pytest.raises(sslkit.UserError, match="window would do nothing"):
