@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sslkit.errors import ConfigError, Interrupted, OutputError, SslkitWarning
+from sslkit.errors import ConfigError, Interrupted, OutputError, SslkitWarning, UserError
 from sslkit.files import (
     check_folder_to_fill,
     check_only_ours,
@@ -121,16 +121,17 @@ def simulate_one(template: dict, seed: int, index: int, out: str, audio_dir: str
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str) -> Iterator[object]:
+def dask_client(scheduler: str, workers: int | None = None) -> Iterator[object]:
     """A dask.distributed client of the cluster at ``scheduler`` (its address, or ``local`` for a
-    local cluster of one single-threaded worker process per core), closed on exit; ConfigError when
-    dask.distributed is missing or no scheduler answers."""
+    local cluster of ``workers`` single-threaded worker processes, default one per core), closed on
+    exit; ConfigError when dask.distributed is missing or no scheduler answers."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError("--scheduler needs dask.distributed: pip install 'sslkit[cluster]'") from None
     logging.getLogger("distributed").setLevel(logging.ERROR)  # the cluster's own progress notes are not the user's
-    cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None) if scheduler == "local" else None
+    local = scheduler == "local"
+    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None) if local else None
     try:
         client = Client(cluster if cluster is not None else scheduler, timeout=CLUSTER_TIMEOUT_S)
     except OSError as err:
@@ -175,8 +176,8 @@ def simulate_dataset(
     scheduler: str | None = None,
 ) -> Path:
     """Simulate ``count`` scenes into ``out/scene_NNNNN`` and write ``out/index.csv``, on
-    ``workers`` local processes or, with ``scheduler``, on a Dask cluster (:func:`cluster_rows`);
-    the files are the same either way.
+    ``workers`` local processes or, with ``scheduler``, on a Dask cluster (:func:`cluster_rows`;
+    ``local``: ``workers`` processes of a local one); the files are the same either way.
 
     Scenes whose folder already holds a ``scene.yaml`` are kept (folders are written atomically,
     so a present one is complete): re-running after an interruption resumes, provided the
@@ -185,11 +186,13 @@ def simulate_dataset(
     stop at once and :class:`~sslkit.errors.Interrupted` says how many scenes were kept.
     """
     out = Path(out)
+    if scheduler not in (None, "local") and workers is not None:
+        raise UserError(f"workers = {workers}: the cluster at {scheduler} runs the scenes on its own workers")
     present = check_dataset_folder(out, template, seed, audio_dir, count, overwrite)
     per_scene = dataset_bytes(template, seed, audio_dir)
     check_disk(per_scene * (count - present), out, f"{count - present} scenes to simulate, about {format_bytes(per_scene)} each",
                "simulate fewer (--count) or choose another --out")
-    with dask_client(scheduler) if scheduler is not None else contextlib.nullcontext() as client:  # connected before anything is written
+    with dask_client(scheduler, workers) if scheduler is not None else contextlib.nullcontext() as client:  # connected before anything is written
         return simulate_scenes(template, count, out, seed, workers, audio_dir, save_rirs, on_progress, overwrite, client)
 
 

@@ -299,7 +299,7 @@ def test_a_dask_cluster_writes_the_same_files_and_resumes(cli, tmp_path, monkeyp
     import shutil
 
     shutil.rmtree(tmp_path / "dask" / "scene_00002")
-    assert cli("simulate", "--config", cfg, "--count", 4, "--out", tmp_path / "dask", "--scheduler", "local", "--seed", 3).exit_code == 0
+    assert cli("simulate", "--config", cfg, "--count", 4, "--out", tmp_path / "dask", "--scheduler", "local", "--workers", 2, "--seed", 3).exit_code == 0
     assert same_bits("scene_00002/audio.wav")
     from conftest import assert_one_line_error
 
@@ -307,6 +307,10 @@ def test_a_dask_cluster_writes_the_same_files_and_resumes(cli, tmp_path, monkeyp
     assert_one_line_error(cli("simulate", "--config", cfg, "--count", 2, "--out", tmp_path / "x", "--scheduler", "tcp://127.0.0.1:9"),
                           "no Dask scheduler answers")
     assert not (tmp_path / "x").exists()  # connected before anything is written
+    assert_one_line_error(cli("simulate", "--config", cfg, "--count", 2, "--out", tmp_path / "x", "--scheduler", "tcp://127.0.0.1:9", "--workers", 2),
+                          "runs the scenes on its own workers")
+    assert_one_line_error(cli("simulate", "--config", cfg, "--out", tmp_path / "x", "--workers", 2), "--workers runs datasets: give --count N")
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_geometry_check_takes_many_mics_without_a_table_of_all_pairs():

@@ -52,8 +52,9 @@ def simulate(
         return
     if (preset is None) == (config is None):
         raise UserError("give exactly one of --preset or --config (or --list-presets)")
-    if scheduler is not None and count is None:
-        raise UserError("--scheduler runs datasets: give --count N")
+    for flag, value in (("--scheduler", scheduler), ("--workers", workers)):
+        if value is not None and count is None:
+            raise UserError(f"{flag} runs datasets: give --count N")
     if out is None:
         out = Path(preset) if preset else config.with_suffix("")
         if config is not None and config.name == "scene.yaml":
