@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from sslkit.errors import UserError
 from sslkit.files import write_yaml
 from sslkit.geometry import lag_classes, pair_lag_bounds, speed_of_sound
-from sslkit.models.adpit import adpit_loss, check_track_count
-from sslkit.models.ngcc import NGCCPHAT, SIZES, lag_targets, multi_lag_targets
+from sslkit.models.adpit import VARIANTS, adpit_loss, check_track_count
+from sslkit.models.ngcc import DESIGNS, NGCCPHAT, SIZES, lag_targets, multi_lag_targets
 from sslkit.models.training import (
     VAL_SEED_OFFSET,
     RunRecord,
@@ -108,16 +108,22 @@ def train_ngcc(cfg: NgccTrainConfig, run_dir: str | Path, resume: bool = False, 
 
 
 def check_ngcc_config(cfg: NgccTrainConfig) -> None:
-    """UserError before any work: numbers (``check_training_config``), the output tracks ADPIT can
+    """UserError before any work: numbers (``check_training_config``), the named size, design and
+    ADPIT variant (an ADPIT variant only with several output tracks), the output tracks ADPIT can
     enumerate, the simulated rooms, which are held whole in memory, and the batch."""
     from sslkit.sims.dataset import dataset_bytes
     from sslkit.sims.scene import load_template
 
     check_training_config(cfg)
+    for flag, value, choices in (("--size", cfg.size, MODEL_SIZES), ("--design", cfg.design, DESIGNS), ("--adpit", cfg.adpit, VARIANTS)):
+        if value is not None and value not in choices:
+            raise UserError(f"{flag} must be one of {', '.join(choices)}, got '{value}'")
     try:
         check_track_count(cfg.targets)
     except ValueError as err:
         raise UserError(f"--targets {cfg.targets}: {err}") from None
+    if cfg.targets == 1 and cfg.adpit != NgccTrainConfig.adpit:
+        raise UserError(f"--adpit {cfg.adpit}: ADPIT permutes the output tracks of --targets 2 or more; one track has nothing to permute")
     check_simulated_rooms(cfg.scenes, cfg.val_scenes, dataset_bytes(load_template(cfg.scene), cfg.seed, cfg.audio_dir))
     check_batch_inputs(cfg.batch_size, 2 * 4 * cfg.window)  # two float32 windows per item
 

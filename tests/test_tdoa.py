@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import sslkit.errors as sslkit_errors
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, free_field_recording, small_scene
 from sslkit.gcc import gcc, gcc_fft_length, mic_pairs, pick_peaks, row_max
 from sslkit.models.ngcc import NGCCPHAT, lag_targets
@@ -385,6 +386,12 @@ def test_train_ngcc_cli_tiny_run_writes_run_folder_and_resumes(cli, tmp_path):
     assert cli(*args[:-1], reference, "--epochs", 1, "--design", "reference").exit_code == 0
     assert load_checkpoint(reference / "best.pt")[0].design == "reference"
     assert_one_line_error(cli("train-ngcc", "--design", "linear", "--out", tmp_path / "x"), "--design must be one of")
+    assert_one_line_error(cli("train-ngcc", "--adpit", "overlay", "--out", tmp_path / "x"), "one track has nothing to permute")
+    assert not (tmp_path / "x").exists()
+    from sslkit.models.train_ngcc import NgccTrainConfig, train_ngcc
+
+    with pytest.raises(sslkit_errors.UserError, match="--size must be one of"):  # the library's own rule, not the CLI's
+        train_ngcc(NgccTrainConfig(size="huge"), tmp_path / "y")
 
 
 def test_sinc_conv_fft_path_equals_circular_conv1d():

@@ -44,17 +44,8 @@ def train_ngcc_command(
 
       sslkit train-ngcc --scene tetra-seld --targets 3 --out runs/ngcc-multi
     """
-    from sslkit.models.train_ngcc import MODEL_SIZES, NgccTrainConfig, train_ngcc
+    from sslkit.models.train_ngcc import NgccTrainConfig, train_ngcc
 
-    if size not in MODEL_SIZES:
-        raise UserError(f"--size must be one of {', '.join(MODEL_SIZES)}, got '{size}'")
-    from sslkit.models.adpit import VARIANTS
-    from sslkit.models.ngcc import DESIGNS
-
-    if design is not None and design not in DESIGNS:
-        raise UserError(f"--design must be one of {', '.join(DESIGNS)}, got '{design}'")
-    if adpit not in VARIANTS:
-        raise UserError(f"--adpit must be one of {', '.join(VARIANTS)}, got '{adpit}'")
     cfg = NgccTrainConfig(scene, scenes, val_scenes, windows_per_scene, epochs, batch_size, lr, sigma, targets, adpit, size=size, design=design, device=resolve_device(device),
                           seed=seed, workers=workers, audio_dir=str(audio_dir) if audio_dir else None)
     with labelled_progress() as status:
