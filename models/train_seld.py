@@ -55,6 +55,10 @@ EPOCH_METRICS = ("f_ld", "doae_deg", "rde", "seld_score")
 """Validation metrics recorded each epoch in metrics.csv (NaN: undefined, or nothing to validate on)."""
 DISTANCE_WEIGHTS = {"none": "mse", "reciprocal": "mse-reciprocal-distance"}
 """The ADPIT pair loss of each ``distance_weight``."""
+FEATURES = ("logmel+gcc", "logmel+ngcc", "logmel")
+"""The input features: log-mel spectrograms with GCC-PHAT or NGCC-PHAT pair features, or alone."""
+LOSSES = ("baseline", "overlay", "distance-first", "bradpit")
+"""The ADPIT variants training takes (``baseline`` is the DCASE2024 baseline's ADPIT; the CLI calls it ``adpit``)."""
 
 
 def read_class_names(path: str | os.PathLike) -> list[str]:
@@ -153,6 +157,11 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     """Train a SELD model in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
     ``resume`` and ``overwrite``); returns the final epoch's metrics."""
     check_training_config(cfg)
+    for flag, value, choices in (("--loss", cfg.loss, LOSSES), ("--distance-weight", cfg.distance_weight, DISTANCE_WEIGHTS),
+                                 ("--features", cfg.features, FEATURES)):
+        if value not in choices:
+            named = ["adpit (baseline)" if choice == "baseline" else choice for choice in choices]
+            raise UserError(f"{flag} must be one of {', '.join(named)}, got '{value}'")
     with run_folder(run_dir, resume, overwrite) as folder:
         return run_train_seld(cfg, folder, on_status, resume)
 

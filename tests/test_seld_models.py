@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from sslkit.errors import UserError
 from sslkit.models.adpit import ADPITLoss
 from sslkit.models.seld_features import SeldFeatures
 from sslkit.models.seldnet import SeldNet
@@ -91,6 +92,14 @@ def test_train_seld_cli_and_loss_choice_does_not_change_training(cli, tmp_path):
         assert_one_line_error(cli("train-seld", "--data", tmp_path / "data", "--classes", tmp_path / "classes.yaml", *size, "--out", tmp_path / "big"),
                               fragment, "needs about")
     assert not (tmp_path / "big").exists()
+    for flag, value, fragment in (("--loss", "brute-force", "adpit (baseline), overlay"), ("--features", "mfcc", "logmel+gcc"),
+                                  ("--distance-weight", "square", "none, reciprocal")):
+        assert_one_line_error(cli("train-seld", "--data", tmp_path / "data", flag, value, "--out", tmp_path / "bad"), f"{flag} must be one of", fragment)
+    from sslkit.models.train_seld import SeldTrainConfig, train_seld
+
+    with pytest.raises(UserError, match="--loss must be one of"):  # the library's rule, not only the CLI's
+        train_seld(SeldTrainConfig([str(tmp_path / "data")], [], ["speech"], loss="adpit"), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
     from pathlib import Path
 
     shutil.copytree(tmp_path / "data" / "scene_00000", tmp_path / "mixed" / "a")
@@ -268,7 +277,7 @@ def test_train_seld_with_multi_target_ngcc_features(cli, tmp_path):
 
 
 def test_clips_of_another_array_are_named_and_other_rates_resampled():
-    from sslkit.errors import SslkitWarning, UserError
+    from sslkit.errors import SslkitWarning
     from sslkit.models.train_seld import Clip, clip_targets, same_array_and_rate
     from sslkit.seld import SeldEvents
 

@@ -282,6 +282,13 @@ def test_reference_design_trains_and_locates_from_the_cli(cli, tmp_path):
     from conftest import assert_one_line_error
 
     assert_one_line_error(cli("train-wav2pos", *data, "--design", "paper", "--out", tmp_path / "bad"), "--design must be one of")
+    assert_one_line_error(cli("train-wav2pos", *data, "--dim", 30, "--heads", 4, "--out", tmp_path / "bad"), "--heads 4 does not divide --dim 30")
+    from sslkit.errors import UserError
+    from sslkit.models.train_wav2pos import Wav2PosTrainConfig, train_wav2pos
+
+    with pytest.raises(UserError, match="--masking must be one of"):  # the library's rule, not only the CLI's
+        train_wav2pos(Wav2PosTrainConfig(masking="half"), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_view_masks_hide_only_fully_known_mics_and_keep_five():

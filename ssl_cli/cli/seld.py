@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from sslkit.cli.app import Device, Overwrite, Resume, Seed, app, console, labelled_progress, progress_bar, summary_table, user_errors
-from sslkit.errors import UserError
 from sslkit.resources import resolve_device
 
 
@@ -44,18 +43,9 @@ def train_seld_command(
 
     Multi-GPU: torchrun --nproc_per_node 4 -m sslkit train-seld --device cuda ...
     """
-    from sslkit.models.adpit import VARIANTS
     from sslkit.models.train_seld import DEFAULT_CLASSES, SeldTrainConfig, read_class_names, seld_data_folders, train_seld
 
     variant = "baseline" if loss == "adpit" else loss
-    if variant not in VARIANTS or variant == "brute-force":
-        raise UserError(f"--loss must be adpit, overlay, distance-first or bradpit, got '{loss}'")
-    from sslkit.models.train_seld import DISTANCE_WEIGHTS
-
-    if distance_weight not in DISTANCE_WEIGHTS:
-        raise UserError(f"--distance-weight must be one of {', '.join(DISTANCE_WEIGHTS)}, got '{distance_weight}'")
-    if features not in ("logmel+gcc", "logmel+ngcc", "logmel"):
-        raise UserError(f"--features must be logmel+gcc, logmel+ngcc or logmel, got '{features}'")
     names = read_class_names(classes) if classes else DEFAULT_CLASSES
     cfg = SeldTrainConfig(seld_data_folders(data), seld_data_folders(val) if val else [], list(names), features, variant, epochs,
                           batch_size, lr=lr, filters=filters, rnn_size=rnn_size, channel_swap=channel_swap, distance_unit=distance_unit, distance_weight=distance_weight,

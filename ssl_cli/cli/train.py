@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from sslkit.cli.app import Device, Overwrite, Resume, Seed, Workers, app, console, labelled_progress, progress_bar, summary_table, user_errors
-from sslkit.errors import UserError
 from sslkit.resources import resolve_device
 
 
@@ -128,16 +127,8 @@ def train_wav2pos_command(
 
       sslkit train-wav2pos --data rec1 --data rec2 --init runs/wav2pos/best.pt --lr 1e-4 --out runs/wav2pos-real
     """
-    from sslkit.models.train_wav2pos import MASKINGS, Wav2PosTrainConfig, train_wav2pos
+    from sslkit.models.train_wav2pos import Wav2PosTrainConfig, train_wav2pos
 
-    if masking not in MASKINGS:
-        raise UserError(f"--masking must be one of {', '.join(MASKINGS)}")
-    if dim % heads:
-        raise UserError(f"--heads {heads} does not divide --dim {dim}")
-    from sslkit.models.wav2pos import DESIGNS
-
-    if design not in DESIGNS:
-        raise UserError(f"--design must be one of {', '.join(DESIGNS)}, got '{design}'")
     cfg = Wav2PosTrainConfig(scene=scene, data=[str(p) for p in data or []], scenes=scenes, val_scenes=val_scenes,
                              windows_per_scene=windows_per_scene, min_mics=min_mics, rotate=rotate, epochs=epochs, batch_size=batch_size, lr=lr, masking=masking,
                              dim=dim, depth=depth, heads=heads, design=design, ngcc=str(ngcc) if ngcc else None, init=str(init) if init else None,
