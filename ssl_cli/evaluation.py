@@ -193,6 +193,8 @@ def array_beside(truth: Path, mics: Path | None, angular: bool | None) -> np.nda
     none, an error only when ``angular`` asks for directions (they are seen from the array's centroid)."""
     from sslkit.recording import read_mics
 
+    if mics is not None and angular is False:
+        raise UserError(f"{mics}: the mic positions serve the angular errors only, and angular scoring is off")
     path = Path(mics) if mics is not None else Path(truth).parent / "mics.csv"
     if not path.is_file():
         if angular:

@@ -188,7 +188,7 @@ def test_delayed_fit_averages_lag_distributions_over_the_window(window_frames):
         fit = DelayedLagFit(rec, [], FS, opts)
         parts = [fit.add(network[s : s + block], probs[s : s + block]) for s in range(0, n_frames, block)] + [fit.finish()]
         torch.testing.assert_close(torch.tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32), expected[0])
-    static = DelayedLagFit(rec, [], FS, Wav2PosOptions(start_window=5, c=343.0, static=True))
+    static = DelayedLagFit(rec, [], FS, Wav2PosOptions(c=343.0, static=True))
     for s in range(0, n_frames, 6):
         assert len(static.add(network[s : s + 6], probs[s : s + 6])[0]) == 0
     one, _ = static.finish()

@@ -274,6 +274,11 @@ def test_locate_and_evaluate_bad_input(cli, luvira_recording, tmp_path):
     assert_one_line_error(cli("evaluate", "--pred", bad, "--truth", luvira_recording / "sources.csv", "--out", tmp_path / "e"), "line 2")
     assert_one_line_error(cli("evaluate", "--pred", tmp_path / "none.csv", "--truth", luvira_recording / "sources.csv"), "no such file")
     assert not (tmp_path / "e").exists()
+    assert cli("locate", luvira_recording, "--no-plot", "--out", tmp_path / "p.csv").exit_code == 0
+    scored = ("evaluate", "--pred", tmp_path / "p.csv", "--truth", luvira_recording / "sources.csv", "--out", tmp_path / "e")
+    assert_one_line_error(cli(*scored, "--truncate", 2, "--no-truncate"), "contradict each other")
+    assert_one_line_error(cli(*scored, "--no-angular", "--mics", luvira_recording / "mics.csv"), "serve the angular errors only")
+    assert not (tmp_path / "e").exists()
 
 
 def test_locate_warns_on_coplanar_mics(cli, luvira_recording, tmp_path):

@@ -211,6 +211,8 @@ def evaluate(
     """
     from sslkit.evaluation import evaluate_files
 
+    if no_truncate and truncate != TRUNCATE_M:
+        raise UserError("--truncate and --no-truncate contradict each other: give one")
     out, results = evaluate_files(pred, truth, out, threshold, None if no_truncate else truncate, bootstrap, seed, mics, angular)
     table = Table(title=f"Localization metrics → {out / 'metrics.json'}", title_justify="left")
     for col in ("prediction", "n", "MAE cm (95 % CI)", "median cm", f"acc@{threshold * 100:.0f}cm % (95 % CI)", "located %"):
