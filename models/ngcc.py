@@ -71,7 +71,7 @@ class ConvBlock(nn.Module):
         if self.training or not isinstance(self.norm, nn.BatchNorm1d):
             return self.drop(self.act(self.norm(self.convolve(x, self.conv.weight, self.conv.bias))))
         y = self.convolve(x, *folded_batch_norm(self.conv, self.norm))
-        return F.leaky_relu_(y, 0.2) if isinstance(self.act, nn.LeakyReLU) else y
+        return F.leaky_relu_(y, self.act.negative_slope) if isinstance(self.act, nn.LeakyReLU) else y
 
 
 def folded_batch_norm(conv: nn.Conv1d, norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,6 +27,7 @@ from sslkit.models.training import (
     stage_progress,
     warmup_cosine,
 )
+from sslkit.options import check_choice
 from sslkit.sims.tdoa_windows import WindowBank
 from sslkit.tdoa import TDOA_ACCURACY_M
 
@@ -115,9 +116,10 @@ def check_ngcc_config(cfg: NgccTrainConfig) -> None:
     from sslkit.sims.scene import load_template
 
     check_training_config(cfg)
-    for flag, value, choices in (("--size", cfg.size, MODEL_SIZES), ("--design", cfg.design, DESIGNS), ("--adpit", cfg.adpit, VARIANTS)):
-        if value is not None and value not in choices:
-            raise UserError(f"{flag} must be one of {', '.join(choices)}, got '{value}'")
+    check_choice("--size", cfg.size, list(MODEL_SIZES))
+    if cfg.design is not None:  # None: chosen by the size
+        check_choice("--design", cfg.design, DESIGNS)
+    check_choice("--adpit", cfg.adpit, list(VARIANTS))
     try:
         check_track_count(cfg.targets)
     except ValueError as err:

@@ -38,6 +38,7 @@ from sslkit.models.training import (
     stage_progress,
     warmup_cosine,
 )
+from sslkit.options import check_choice
 from sslkit.recording import recording_folders, resample_audio
 from sslkit.seld import SeldEvents, load_seld_model, predict_clip
 from sslkit.seld_metrics import seld_metrics
@@ -157,11 +158,9 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     """Train a SELD model in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
     ``resume`` and ``overwrite``); returns the final epoch's metrics."""
     check_training_config(cfg)
-    for flag, value, choices in (("--loss", cfg.loss, LOSSES), ("--distance-weight", cfg.distance_weight, DISTANCE_WEIGHTS),
-                                 ("--features", cfg.features, FEATURES)):
-        if value not in choices:
-            named = ["adpit (baseline)" if choice == "baseline" else choice for choice in choices]
-            raise UserError(f"{flag} must be one of {', '.join(named)}, got '{value}'")
+    check_choice("--loss", cfg.loss, LOSSES, ["adpit (baseline)", *LOSSES[1:]])
+    check_choice("--distance-weight", cfg.distance_weight, list(DISTANCE_WEIGHTS))
+    check_choice("--features", cfg.features, FEATURES)
     with run_folder(run_dir, resume, overwrite) as folder:
         return run_train_seld(cfg, folder, on_status, resume)
 

@@ -38,6 +38,7 @@ from sslkit.models.training import (
     warmup_cosine,
 )
 from sslkit.models.wav2pos import DESIGNS, Wav2Pos, random_masks, wav2pos_frame_batch, wav2pos_loss
+from sslkit.options import check_choice
 from sslkit.recording import Recording
 from sslkit.sims.tdoa_windows import active_window_starts
 
@@ -238,9 +239,8 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
     """Train wav2pos in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
     ``resume`` and ``overwrite``); returns the final epoch's metrics."""
     check_training_config(cfg)
-    for flag, value, choices in (("--masking", cfg.masking, MASKINGS), ("--design", cfg.design, DESIGNS)):
-        if value not in choices:
-            raise UserError(f"{flag} must be one of {', '.join(choices)}, got '{value}'")
+    check_choice("--masking", cfg.masking, MASKINGS)
+    check_choice("--design", cfg.design, DESIGNS)
     if cfg.dim % cfg.heads:
         raise UserError(f"--heads {cfg.heads} does not divide --dim {cfg.dim}")
     if not cfg.data:

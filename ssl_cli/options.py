@@ -101,10 +101,16 @@ def check_taper(taper: float | None) -> None:
         raise UserError(f"taper = {taper!r}: the share of each frame under the window's ramps, from 0 (rectangular) to 1 (Hann)")
 
 
+def check_choice(name: str, value: object, choices: Sequence[str], shown: Sequence[str] | None = None) -> None:
+    """UserError when ``value`` of the option ``name`` is not one of ``choices`` (listed as ``shown``,
+    default the choices themselves)."""
+    if value not in choices:
+        raise UserError(f"{name} must be one of {', '.join(shown or choices)}, got '{value}'")
+
+
 def check_precision(precision: str) -> None:
     """UserError for a precision not in PRECISIONS."""
-    if precision not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    check_choice("precision", precision, PRECISIONS)
 
 
 @dataclass
