@@ -363,7 +363,8 @@ def multilat_tdoas(rec: Recording, opts: MultilatOptions, on_progress=None):
                             f"and {opts.tdoa} holds them already")
         return read_tdoa_csv(opts.tdoa, rec.mic_ids)
     tdoa_opts = TdoaOptions(frame=opts.frame, hop=opts.hop, peaks=opts.peaks, weighting=opts.weighting, beta=opts.beta, max_tau=opts.max_tau,
-                            c=opts.c, device=opts.device, checkpoint=opts.checkpoint, window=0.0 if opts.static else opts.window, static=opts.static,
+                            c=opts.c, device=opts.device, checkpoint=opts.checkpoint,
+                            window=0.0 if opts.static else opts.window, static=opts.static,  # a static run has no window (check_static)
                             precision=opts.precision, max_freq=opts.max_freq, taper=opts.taper)
     return run_tdoa(rec, opts.tdoa, tdoa_opts, on_progress)
 
