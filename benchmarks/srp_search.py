@@ -50,7 +50,7 @@ def windowed_correlations(rec) -> tuple[torch.Tensor, np.ndarray, float]:
     frames = frame_audio(torch.as_tensor(rec.audio, dtype=torch.float32), FRAME, HOP)
     n_fft = gcc_fft_length(FRAME, max_lag)
     active = ~silent_frames(frames)
-    window = window_frames(DEFAULT_WINDOW_S, HOP, rec.fs)
+    window = window_frames(DEFAULT_WINDOW_S, HOP, rec.fs, len(frames))
     averaged = torch.cat([a for _, a in window_average(lambda lo, hi: cross_spectra(frames[lo:hi], pairs, n_fft), len(frames), active, window, 16)])
     return correlation(averaged[active], n_fft, max_lag, UPSAMPLE).float(), pairs, rec.fs * UPSAMPLE / C
 

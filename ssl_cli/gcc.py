@@ -259,14 +259,15 @@ def mean_correlation(frames: torch.Tensor, active: torch.Tensor, pairs: np.ndarr
     return correlation(mean_cross, n_fft, max_lag, upsample).float()
 
 
-def window_frames(window_s: float | None, hop: int, fs: int) -> int | None:
-    """Frames in an integration window of ``window_s`` seconds centred on a hop (odd, ≥ 1);
-    None (the whole recording) stays None."""
+def window_frames(window_s: float | None, hop: int, fs: int, n_frames: int) -> int | None:
+    """Frames in an integration window of ``window_s`` seconds centred on a hop (odd, ≥ 1), at most
+    2·n_frames − 1 (from any of the recording's ``n_frames`` frames, a longer window holds no more of
+    them); None (the whole recording) stays None."""
     if window_s is None:
         return None
     if not (np.isfinite(window_s) and window_s >= 0):
         raise UserError(f"the integration window must be a non-negative number of seconds, got {window_s}")
-    return 2 * int(round(window_s * fs / hop / 2)) + 1
+    return 2 * min(int(round(window_s * fs / hop / 2)), n_frames - 1) + 1
 
 
 WINDOW_AVERAGE_COPIES = 3

@@ -186,12 +186,12 @@ def run_tdoa(rec: Recording, method: str, opts: TdoaOptions, on_progress=None) -
     if max_lag >= opts.frame // 2:
         raise UserError(f"frames of {opts.frame} samples are too short for lags up to {max_lag} samples; use at least {4 * max_lag}")
     scorer = TDOA_METHODS[method](opts, needed_lag, rec.fs, max_lag, opts.frame)
-    window = None if opts.static else window_frames(opts.window, opts.hop, rec.fs)
+    audio = torch.as_tensor(rec.audio, device=opts.device)
+    frames_all = frame_audio(audio, opts.frame, opts.hop)
+    window = None if opts.static else window_frames(opts.window, opts.hop, rec.fs, len(frames_all))
     batch = frames_per_batch(scorer.frame_bytes(rec.n_mics, len(pairs)), 0 if window is None else window - 1, opts.batch_frames,
                              f"{method} scores of {len(pairs)} pairs over {opts.frame}-sample frames upsampled {opts.upsample}×",
                              "choose fewer pairs (pairs ref:K), a lower upsampling factor, shorter frames or a shorter window")
-    audio = torch.as_tensor(rec.audio, device=opts.device)
-    frames_all = frame_audio(audio, opts.frame, opts.hop)
     silent = silent_frames(frames_all, opts.silence_db)
     if silent.all():
         warnings.warn(SslkitWarning(f"{rec.path}: every frame is more than {opts.silence_db:g} dB below the loudest, so all are "

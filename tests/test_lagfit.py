@@ -147,19 +147,20 @@ def test_delayed_fit_over_blocks_equals_one_fit_from_the_running_median():
     rec = Recording(np.zeros((10, len(MICS))), FS, [str(k) for k in range(len(MICS))], MICS, None, {"room": {"dimensions": [7.0, 8.0, 2.0]}})
     opts = Wav2PosOptions(start_window=5, c=343.0)
     start = torch.tensor(np.nan_to_num(smooth_track(network, 5)), dtype=torch.float32)
-    expected = DelayedLagFit(rec, [], FS, opts).refine(start, probs)  # one fit over the whole track
+    expected = DelayedLagFit(rec, [], FS, opts, n_frames).refine(start, probs)  # one fit over the whole track
     for block in (1, 4, 16, 40):
-        fit = DelayedLagFit(rec, [], FS, opts)
+        fit = DelayedLagFit(rec, [], FS, opts, n_frames)
         parts = [fit.add(network[s : s + block], probs[s : s + block]) for s in range(0, n_frames, block)] + [fit.finish()]
         torch.testing.assert_close(torch.tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32), expected[0])
         torch.testing.assert_close(torch.tensor(np.concatenate([p[1] for p in parts]), dtype=torch.float32), expected[1])
 
 
-@pytest.mark.parametrize("window_frames", [3, 7])
+@pytest.mark.parametrize("window_frames", [3, 7, 101])
 def test_delayed_fit_averages_lag_distributions_over_the_window(window_frames):
     """Brute force: with a window of W frames each frame is fitted to the mean of the lag
-    distributions of the active frames within ±W//2 of it, whatever the block size; static fits
-    one position to the mean over all active frames from the median of all estimates."""
+    distributions of the active frames within ±W//2 of it, whatever the block size (a window longer
+    than the recording: all of them); static fits one position to the mean over all active frames
+    from the median of all estimates."""
     from sslkit.localization.track import smooth_track
     from sslkit.localization.wav2pos import DelayedLagFit
     from sslkit.options import Wav2PosOptions
@@ -178,19 +179,19 @@ def test_delayed_fit_averages_lag_distributions_over_the_window(window_frames):
     opts = Wav2PosOptions(start_window=5, c=343.0, hop=hop, window=(window_frames - 1) * hop / FS)  # exactly window_frames frames
     from sslkit.gcc import window_frames as frames_in_window
 
-    assert frames_in_window(opts.window, hop, FS) == window_frames
+    assert frames_in_window(opts.window, hop, FS, n_frames) == min(window_frames, 2 * n_frames - 1)
     half = window_frames // 2
     active = ~np.isnan(network).any(1)
     averaged = torch.stack([probs[[g for g in range(max(0, f - half), min(n_frames, f + half + 1)) if active[g]]].mean(0) for f in range(n_frames)])
     start = torch.tensor(np.nan_to_num(smooth_track(network, 5)), dtype=torch.float32)
-    expected = DelayedLagFit(rec, [], FS, opts).refine(start, averaged)
+    expected = DelayedLagFit(rec, [], FS, opts, n_frames).refine(start, averaged)
     for block in (1, 5, 40):
-        fit = DelayedLagFit(rec, [], FS, opts)
+        fit = DelayedLagFit(rec, [], FS, opts, n_frames)
         parts = [fit.add(network[s : s + block], probs[s : s + block]) for s in range(0, n_frames, block)] + [fit.finish()]
         torch.testing.assert_close(torch.tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32), expected[0])
-    static = DelayedLagFit(rec, [], FS, Wav2PosOptions(c=343.0, static=True))
+    static = DelayedLagFit(rec, [], FS, Wav2PosOptions(c=343.0, static=True), n_frames)
     for s in range(0, n_frames, 6):
         assert len(static.add(network[s : s + 6], probs[s : s + 6])[0]) == 0
     one, _ = static.finish()
-    whole = DelayedLagFit(rec, [], FS, opts).refine(torch.tensor(np.nanmedian(network, axis=0)[None], dtype=torch.float32), probs[active].mean(0)[None])
+    whole = DelayedLagFit(rec, [], FS, opts, n_frames).refine(torch.tensor(np.nanmedian(network, axis=0)[None], dtype=torch.float32), probs[active].mean(0)[None])
     torch.testing.assert_close(torch.tensor(one, dtype=torch.float32), whole[0])

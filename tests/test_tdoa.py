@@ -486,3 +486,18 @@ def test_many_pairs_stream_in_smaller_batches_instead_of_being_refused(monkeypat
     delays = np.linalg.norm(rec.mics - source, axis=1) / SPEED_OF_SOUND
     expected = delays[result.pairs[:, 0]] - delays[result.pairs[:, 1]]  # τᵢⱼ = tᵢ − tⱼ
     assert np.nanmedian(np.abs(result.tdoa[:, :, 0] - expected)) < 1 / FS
+
+
+def test_a_window_longer_than_the_recording_integrates_all_of_it(small_recording):
+    """A window of 10¹² s once sized its memory check by 3·10¹³ frames and was refused; a window past
+    the recording's ends holds all of its frames, so every hop answers what the whole recording does."""
+    from sslkit import locate
+
+    rec = load_recording(small_recording)
+    whole = estimate_tdoa(rec, window=2 * rec.duration)
+    endless = estimate_tdoa(rec, window=1e12)
+    np.testing.assert_array_equal(endless.tdoa, whole.tdoa)
+    located = endless.tdoa[np.isfinite(endless.tdoa[:, 0, 0]), :, 0]
+    assert len(located) > 1 and (located == located[0]).all()
+    track = locate(rec, "srp-phat", window=1e12)
+    np.testing.assert_array_equal(track.xyz, locate(rec, "srp-phat", window=2 * rec.duration).xyz)

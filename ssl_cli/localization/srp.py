@@ -286,7 +286,7 @@ def srp_phat(audio: np.ndarray, fs: int, mics: np.ndarray, pairs: np.ndarray, bo
                      "check that the bounds and mics.csv are in metres, or narrow the search box (bounds), or use far_field")
         search = CellSearch(mics, pairs, bounds, n_lags, fs * UPSAMPLE / opts.c, opts, seed_frames, coarse_step)
     check_memory(search.candidates * len(pairs) * SEARCH_BYTES, f"a search beam of {opts.beam} cells per level", "narrow the beam")
-    window = None if opts.static else window_frames(opts.window, opts.hop, fs)
+    window = None if opts.static else window_frames(opts.window, opts.hop, fs, len(frames_all))
     band = band_share(opts.max_freq, fs)
     if window is None:
         averages = [(slice(0, len(frames_all)), mean_correlation(frames_all, ~silent, pairs, n_fft, max_lag, UPSAMPLE, band=band, taper=opts.taper))]

@@ -72,7 +72,7 @@ def locate_wav2pos(rec: Recording, opts: Wav2PosOptions, on_progress=None) -> Po
     unknown = [rec.mic_ids.index(m) + 1 for m in opts.unknown_mics]
     coord_known[:, unknown] = False
     refine = opts.refine_radius > 0 and model.ngcc is not None
-    fit = DelayedLagFit(rec, unknown, model.fs, opts) if refine else None
+    fit = DelayedLagFit(rec, unknown, model.fs, opts, len(frames)) if refine else None
     xyz, confidence, mic_pred = np.empty((len(frames), 3)), np.empty(len(frames)), np.empty((len(frames), rec.n_mics, 3))  # filled in place
     written = 0  # rows of xyz and confidence filled (the fit answers frames late, static once)
     frame_batch = wav2pos_frame_batch(opts.device)
@@ -116,7 +116,7 @@ def network_integrated(xyz: np.ndarray, confidence: np.ndarray, silent: np.ndarr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all silent: NaN, as wanted
             return np.nanmedian(xyz, axis=0)[None], np.array([np.mean(confidence[~silent]) if (~silent).any() else 0.0])
-    window = window_frames(opts.window, opts.hop, fs)
+    window = window_frames(opts.window, opts.hop, fs, len(xyz))
     return (smooth_track(xyz, window), confidence) if window > 1 else (xyz, confidence)
 
 
@@ -127,7 +127,7 @@ class DelayedLagFit:
     ``start_window // 2`` frames after it, so only those frames' lag distributions are held. The
     pairs of mics at token rows ``unknown_rows`` (unknown positions) are left out of the fit."""
 
-    def __init__(self, rec: Recording, unknown_rows: list[int], fs: int, opts: Wav2PosOptions):
+    def __init__(self, rec: Recording, unknown_rows: list[int], fs: int, opts: Wav2PosOptions, n_frames: int):
         from sslkit.localization.lagfit import LagFitOptions
         from sslkit.models.wav2pos import upper_pairs
 
@@ -140,7 +140,7 @@ class DelayedLagFit:
         self.fit_opts = LagFitOptions(radius=opts.refine_radius, c=opts.c)
         self.fs, self.window, self.half = fs, opts.start_window, opts.start_window // 2
         self.static = opts.static
-        self.w = 0 if opts.static else window_frames(opts.window, at_rate(opts, fs).hop, fs) // 2  # lag distributions averaged over ±w frames
+        self.w = 0 if opts.static else window_frames(opts.window, at_rate(opts, fs).hop, fs, n_frames) // 2  # lag distributions averaged over ±w frames
         self.network = np.empty((0, 3))
         self.buffer = None  # lag distributions of frames buffer_start … received − 1
         self.buffer_start = 0
