@@ -38,7 +38,7 @@ from sslkit.models.training import (
     warmup_cosine,
 )
 from sslkit.models.wav2pos import DESIGNS, Wav2Pos, random_masks, wav2pos_frame_batch, wav2pos_loss
-from sslkit.options import check_choice
+from sslkit.options import check_choice, options_set
 from sslkit.recording import Recording
 from sslkit.sims.tdoa_windows import active_window_starts
 
@@ -72,9 +72,14 @@ class Wav2PosTrainConfig:
     n_samples: int = 2048
     ngcc: str | None = None
     init: str | None = None
+    """A wav2pos checkpoint to fine-tune: it keeps its network (``INIT_KEEPS`` are refused with it)."""
     device: str = "cpu"
     seed: int = 0
     workers: int | None = None
+
+
+INIT_KEEPS = ("dim", "depth", "heads", "design", "ngcc")
+"""What a fine-tuned network (``init``) keeps from its checkpoint: these options do not apply to it."""
 
 
 class Wav2PosBank:
@@ -241,6 +246,10 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
     check_training_config(cfg)
     check_choice("--masking", cfg.masking, MASKINGS)
     check_choice("--design", cfg.design, DESIGNS)
+    kept = options_set(cfg, INIT_KEEPS) if cfg.init else []
+    if kept:
+        raise UserError(f"--init {cfg.init} keeps its network's size, design and NGCC-PHAT: "
+                        f"{', '.join('--' + name for name in kept)} would be ignored")
     if cfg.dim % cfg.heads:
         raise UserError(f"--heads {cfg.heads} does not divide --dim {cfg.dim}")
     if not cfg.data:

@@ -232,6 +232,9 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
     from conftest import assert_one_line_error
 
     assert_one_line_error(cli("train-wav2pos", *data, "--init", resolve_checkpoint("ngcc-phat"), "--out", tmp_path / "bad"), "a wav2pos checkpoint is needed")
+    assert_one_line_error(cli("train-wav2pos", *data, "--init", run / "best.pt", "--dim", 32, "--ngcc", resolve_checkpoint("ngcc-phat"), "--out", tmp_path / "bad"),
+                          "keeps its network's size", "--dim, --ngcc would be ignored")  # once ignored without a word
+    assert not (tmp_path / "bad").exists()
     (tmp_path / "empty").mkdir()
     assert_one_line_error(cli("train-wav2pos", "--data", tmp_path / "empty", "--out", tmp_path / "bad"), "empty", "no recording folders")
     out = tmp_path / "pos" / "positions.csv"

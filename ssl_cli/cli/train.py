@@ -110,7 +110,7 @@ def train_wav2pos_command(
     heads: int = typer.Option(4, "--heads", min=1, help="Attention heads (must divide --dim)."),
     design: str = typer.Option("reference", "--design", help="reference (the authors' layers, Paper VII's network) or sslkit (the shipped checkpoint's variant)."),
     ngcc: Optional[Path] = typer.Option(None, "--ngcc", help="Frozen NGCC-PHAT checkpoint for the TDOA module (none: raw audio only)."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune this wav2pos checkpoint (keeps its size, design and NGCC-PHAT; --dim/--depth/--heads/--design/--ngcc unused)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune this wav2pos checkpoint (keeps its size, design and NGCC-PHAT: --dim, --depth, --heads, --design and --ngcc do not apply)."),
     device: Device = "auto",
     workers: Workers = None,
     seed: Seed = 0,
