@@ -104,7 +104,7 @@ def train_ngcc(cfg: NgccTrainConfig, run_dir: str | Path, resume: bool = False, 
     """Train NGCC-PHAT in the run folder ``run_dir`` (see :func:`~sslkit.models.training.run_folder` for
     ``resume`` and ``overwrite``); returns the final epoch's metrics."""
     check_ngcc_config(cfg)
-    with run_folder(run_dir, resume, overwrite) as folder:
+    with run_folder(run_dir, resume, overwrite, cfg) as folder:
         return run_train_ngcc(cfg, folder, resume, on_status)
 
 
@@ -157,7 +157,7 @@ def run_train_ngcc(
     record = RunRecord(run_dir, model, "ngcc-phat", ("train_loss", "val_loss"), "val_acc_10cm", higher_is_better=True)
     if resume:
         record.resume(optimizer, scheduler, cfg.device, rng)
-    write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model_args})
+    write_yaml(run_dir / "config.yaml", {**asdict(cfg), "network": model_args})
     row: dict = {}
     for epoch in range(record.start_epoch, cfg.epochs):
         model.train()

@@ -14,7 +14,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +161,7 @@ def train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callable[[s
     check_choice("--loss", cfg.loss, LOSSES, ["adpit (baseline)", *LOSSES[1:]])
     check_choice("--distance-weight", cfg.distance_weight, list(DISTANCE_WEIGHTS))
     check_choice("--features", cfg.features, FEATURES)
-    with run_folder(run_dir, resume, overwrite) as folder:
+    with run_folder(run_dir, resume, overwrite, cfg) as folder:
         return run_train_seld(cfg, folder, on_status, resume)
 
 
@@ -221,7 +221,7 @@ def run_train_seld(cfg: SeldTrainConfig, run_dir: str | Path, on_status: Callabl
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     rng = np.random.default_rng([cfg.seed, rank])
     swaps = channel_swaps(train[0].mics) if cfg.channel_swap else [(np.arange(n_mics), np.eye(3))]
-    write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model.config})
+    write_yaml(run_dir / "config.yaml", {**asdict(cfg), "network": model.config})
     row: dict = {}
     record = RunRecord(run_dir, model, "seldnet", ("train_loss",), "f_ld", higher_is_better=True)
     if resume:
@@ -292,15 +292,14 @@ def train_val_clips(cfg: SeldTrainConfig) -> tuple[list[Clip], list[Clip]]:
 def evaluate_run(run_dir: str | Path, device: str, protocol: str = "dcase2024") -> dict:
     """DCASE metrics (``protocol``: see :mod:`sslkit.seld_metrics`) of a train-seld run's best.pt on
     the validation clips its config.yaml names."""
-    import yaml
-
     run_dir = Path(run_dir)
     for name in ("best.pt", "config.yaml"):
         if not (run_dir / name).is_file():
             raise InputFileError(run_dir, f"has no {name}: not a train-seld run folder")
     model, _, features, ngcc = load_seld_model(run_dir / "best.pt", device)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    cfg = replace(SeldTrainConfig(**{k: v for k, v in config.items() if k != "model"}), device=device)
+    config = read_yaml(run_dir / "config.yaml")
+    settings = {item.name for item in fields(SeldTrainConfig)}  # not the network it resolved to
+    cfg = replace(SeldTrainConfig(**{k: v for k, v in config.items() if k in settings}), device=device)
     val = load_clips(cfg.val_data, cfg.classes) if cfg.val_data else train_val_clips(cfg)[1]  # no training audio read when not needed
     return evaluate_clips(model, features, val, cfg, clip_ngcc_features(ngcc, val, device, None), protocol)
 

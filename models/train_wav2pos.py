@@ -257,7 +257,7 @@ def train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool = F
         check_simulated_rooms(cfg.scenes, cfg.val_scenes, 2 * 4 * cfg.n_samples * cfg.windows_per_scene * channels,  # windows listed, then stacked
                               "lower --scenes, --val-scenes or --windows-per-scene")
         check_batch_inputs(cfg.batch_size, 4 * cfg.n_samples * channels)
-    with run_folder(run_dir, resume, overwrite) as folder:
+    with run_folder(run_dir, resume, overwrite, cfg) as folder:
         return run_train_wav2pos(cfg, folder, resume, on_status)
 
 
@@ -309,7 +309,7 @@ def run_train_wav2pos(cfg: Wav2PosTrainConfig, run_dir: str | Path, resume: bool
     if resume:
         record.resume(optimizer, scheduler, device)
     if rank == 0:
-        write_yaml(run_dir / "config.yaml", {**asdict(cfg), "model": model.config})
+        write_yaml(run_dir / "config.yaml", {**asdict(cfg), "network": model.config})
     row: dict = {}
     for epoch in range(record.start_epoch, cfg.epochs):
         net.train()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sslkit.errors import InputFileError, Interrupted, OutputError, UserError, describe
-from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, check_only_ours, remove_sslkit_folder
+from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, check_only_ours, plain, read_yaml, remove_sslkit_folder
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.resources import check_memory
 
@@ -60,13 +60,33 @@ def check_training_config(cfg: object) -> None:
         raise UserError(f"--lr is {cfg.lr}: the learning rate must be positive")
 
 
+RESUME_MAY_CHANGE = ("epochs", "device", "workers")
+"""Settings a resumed run may change: train longer, elsewhere, with other data workers."""
+
+
+def check_same_run(saved: Path, config: object) -> None:
+    """UserError when the settings ``config`` (a dataclass) differ from the run's ``saved``
+    config.yaml (if any) in more than ``RESUME_MAY_CHANGE``: resuming would mix two runs."""
+    if not saved.is_file():
+        return
+    before = read_yaml(saved)
+    now = plain(dataclasses.asdict(config))
+    changed = [f"--{key.replace('_', '-')} {now[key]} (the run has {before[key]})" for key in now
+               if key not in RESUME_MAY_CHANGE and isinstance(before, dict) and key in before and before[key] != now[key]]
+    if changed:
+        raise UserError(f"{saved.parent}: --resume continues the run as it was set up; {', '.join(changed)}: "
+                        "drop the change, or train into another --out")
+
+
 @contextlib.contextmanager
-def run_folder(path: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> Iterator[Path]:
+def run_folder(path: str | os.PathLike, resume: bool = False, overwrite: bool = False, config: object = None) -> Iterator[Path]:
     """A training run's folder, checked before any work; removed again if the run fails before
     writing anything into it.
 
     A non-empty folder must be an earlier sslkit run: ``resume`` continues it (it needs its
-    ``last.pt``), ``overwrite`` starts over (deleting it), neither is an error.
+    ``last.pt``, and ``config``, the run's settings as a dataclass, must be those of its
+    ``config.yaml`` but for ``RESUME_MAY_CHANGE``), ``overwrite`` starts over (deleting it), neither
+    is an error.
     """
     path = check_folder_to_fill(Path(path))
     existing = path.is_dir() and any(path.iterdir())
@@ -74,6 +94,8 @@ def run_folder(path: str | os.PathLike, resume: bool = False, overwrite: bool = 
         check_only_ours(path)
     if resume and not (path / "last.pt").is_file():
         raise OutputError(f"{path}: nothing to resume (no last.pt); run without --resume to start")
+    if resume and config is not None:
+        check_same_run(path / "config.yaml", config)
     if existing and not resume:
         if not overwrite:
             raise OutputError(f"{path}: holds an earlier run; --resume continues it, --overwrite starts over")
