@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sslkit.errors import InputFileError, Interrupted, OutputError, UserError, describe
-from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, check_only_ours, plain, read_yaml, remove_sslkit_folder
+from sslkit.files import MANIFEST, atomic_file, check_folder_to_fill, check_only_ours, first_difference, plain, read_yaml, remove_sslkit_folder
 from sslkit.models.checkpoint import save_checkpoint
 from sslkit.resources import check_memory
 
@@ -69,12 +69,11 @@ def check_same_run(saved: Path, config: object) -> None:
     config.yaml (if any) in more than ``RESUME_MAY_CHANGE``: resuming would mix two runs."""
     if not saved.is_file():
         return
+    now = {key: value for key, value in plain(dataclasses.asdict(config)).items() if key not in RESUME_MAY_CHANGE}
     before = read_yaml(saved)
-    now = plain(dataclasses.asdict(config))
-    changed = [f"--{key.replace('_', '-')} {now[key]} (the run has {before[key]})" for key in now
-               if key not in RESUME_MAY_CHANGE and isinstance(before, dict) and key in before and before[key] != now[key]]
-    if changed:
-        raise UserError(f"{saved.parent}: --resume continues the run as it was set up; {', '.join(changed)}: "
+    difference = first_difference({key: before.get(key) for key in now} if isinstance(before, dict) else before, now)
+    if difference:
+        raise UserError(f"{saved.parent}: --resume continues the run as it was set up, with {difference}: "
                         "drop the change, or train into another --out")
 
 

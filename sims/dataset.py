@@ -16,6 +16,7 @@ from sslkit.errors import ConfigError, Interrupted, OutputError, SslkitWarning, 
 from sslkit.files import (
     check_folder_to_fill,
     check_only_ours,
+    first_difference,
     plain,
     read_yaml,
     remove_sslkit_folder,
@@ -273,25 +274,6 @@ def check_dataset_folder(out: Path, template: dict, seed: int, audio_dir: str | 
         return 0
     difference = first_difference(read_yaml(out / DATASET_FILE), dataset_record(template, seed, audio_dir))
     if difference:
-        raise OutputError(f"{out}: an sslkit dataset made with {difference}; resume it with the same options, "
+        raise OutputError(f"{out}: an sslkit dataset made with {difference.removeprefix('template.')}; resume it with the same options, "
                           "or choose another --out (--overwrite replaces it)")
     return len(present_scenes(out, count))
-
-
-def first_difference(old: object, new: object, where: str = "") -> str | None:
-    """The first place where two records differ, as 'KEY OLD (not NEW)', or None."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in dict.fromkeys([*old, *new]):
-            found = first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else str(key))
-            if found:
-                return found
-        return None
-    if old != new:
-        label = where.removeprefix("template.") or "the template"
-        return f"{label} = {_short(old)} (not {_short(new)})"
-    return None
-
-
-def _short(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -279,6 +279,24 @@ def plain(obj: object) -> object:
     return obj
 
 
+def first_difference(old: object, new: object, where: str = "") -> str | None:
+    """The first place where two records (nested dicts) differ, as 'KEY.SUBKEY = OLD (not NEW)', or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in dict.fromkeys([*old, *new]):
+            found = first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+        return None
+    if old != new:
+        return f"{where or 'the record'} = {_short(old)} (not {_short(new)})"
+    return None
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def read_table(path: Path, required: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     """Read a CSV with a header, skipping '#' comment lines; check that ``required`` columns exist."""
     if not path.is_file():

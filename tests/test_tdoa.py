@@ -380,7 +380,7 @@ def test_train_ngcc_cli_tiny_run_writes_run_folder_and_resumes(cli, tmp_path):
     assert cli(*args, "--epochs", 2, "--resume").exit_code == 0
     assert len((out / "metrics.csv").read_text().splitlines()) == 3  # header + epochs 1 and 2
     assert_one_line_error(cli(*args, "--epochs", 3, "--resume", "--lr", 0.01, "--seed", 3),  # two runs in one folder, the config of neither
-                          "--resume continues the run as it was set up", "--lr 0.01 (the run has 0.001), --seed 3 (the run has 0)")
+                          "--resume continues the run as it was set up, with lr = 0.001 (not 0.01)")
     assert len((out / "metrics.csv").read_text().splitlines()) == 3
     model, meta = load_checkpoint(out / "best.pt")
     assert meta["model"] == "ngcc-phat" and model.max_tau == 23 and meta["metrics"]["epoch"] >= 1  # the 0.5 m pair's 23.3 samples, as Paper V
