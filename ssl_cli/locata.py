@@ -145,6 +145,8 @@ def import_locata(folder: str | Path, fs: int | None = None) -> Recording:
 def locata_folders(root: str | Path) -> list[Path]:
     """The ``<array>`` folders (those holding an ``audio_array_<array>.wav``) under ``root``, sorted."""
     root = Path(root)
+    if not root.is_dir():
+        raise InputFileError(root, "no such folder" if not root.exists() else "is a file; a LOCATA folder is needed")
     found = sorted(p.parent for p in root.rglob("audio_array_*.wav") if p.name == f"audio_array_{p.parent.name}.wav")
     if not found:
         raise InputFileError(root, "no LOCATA recordings (<task>/<recording>/<array>/audio_array_<array>.wav)")

@@ -111,3 +111,10 @@ def test_a_failing_recording_leaves_no_folder_of_the_import(cli, tmp_path):
     edit_line(second / "audio_array_timestamps_dummy5.txt", 2, lambda cells: cells[:1] + ["13"] + cells[2:])
     assert_one_line_error(cli("import-locata", tmp_path / "LOCATA", "--out", tmp_path / "out"), "recording2", "not a date")
     assert not (tmp_path / "out").exists()
+
+
+def test_import_locata_names_a_missing_folder_and_one_without_recordings(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(cli("import-locata", tmp_path / "absent", "--out", tmp_path / "out"), "absent", "no such folder")
+    assert_one_line_error(cli("import-locata", tmp_path / "empty", "--out", tmp_path / "out"), "empty", "no LOCATA recordings")
+    assert not (tmp_path / "out").exists()
