@@ -49,6 +49,8 @@ class LuviraColumns:
 
 def find_tracks(folder: Path) -> list[Path]:
     """``Track k.wav`` files sorted by k; they must be numbered 1..N without gaps."""
+    if not folder.is_dir():
+        raise InputFileError(folder, "no such folder" if not folder.exists() else "is a file; a LuViRA folder of 'Track N.wav' files is needed")
     tracks = {int(m.group(1)): p for p in folder.iterdir() if (m := TRACK_PATTERN.match(p.name))}
     if not tracks:
         raise InputFileError(folder, "no 'Track N.wav' files")

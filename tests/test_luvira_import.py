@@ -57,6 +57,9 @@ def test_import_luvira_static_table_and_errors(cli, tmp_path):
     (folder / "Track 3.wav").unlink()
     assert_one_line_error(cli("import-luvira", folder, "--mic-positions", folder / "mics.txt", "--truth", folder / "mocap.csv",
                               "--out", tmp_path / "bad"), "not 1..")
+    for where, problem in ((tmp_path / "absent", "no such folder"), (folder / "Track 1.wav", "is a file")):  # once tracebacks
+        assert_one_line_error(cli("import-luvira", where, "--mic-positions", folder / "mics.txt", "--truth", folder / "mocap.csv",
+                                  "--out", tmp_path / "bad"), where.name, problem)
     assert not (tmp_path / "bad").exists()
 
 
