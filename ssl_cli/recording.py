@@ -363,7 +363,7 @@ def recording_folders(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     folders = [path] if (path / AUDIO_FILE).is_file() else sorted(p for p in path.glob("*") if (p / AUDIO_FILE).is_file())
     if not folders:
-        raise InputFileError(path, "no recording folders")
+        raise InputFileError(path, "no such folder" if not path.exists() else "no recording folders")
     return folders
 
 

@@ -237,6 +237,7 @@ def test_train_wav2pos_and_locate_cli(cli, tmp_path):
     assert not (tmp_path / "bad").exists()
     (tmp_path / "empty").mkdir()
     assert_one_line_error(cli("train-wav2pos", "--data", tmp_path / "empty", "--out", tmp_path / "bad"), "empty", "no recording folders")
+    assert_one_line_error(cli("train-wav2pos", "--data", tmp_path / "absent", "--out", tmp_path / "bad"), "absent", "no such folder")
     out = tmp_path / "pos" / "positions.csv"
     result = cli("locate", tmp_path / "data" / "scene_00000", "--method", "wav2pos", "--checkpoint", run / "best.pt",
                  "--known-source", "--unknown-mics", "3", "--out", out, "--no-plot")
