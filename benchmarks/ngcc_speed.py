@@ -130,7 +130,7 @@ def part_times(model, frames: torch.Tensor, pairs: torch.Tensor, macs: dict) -> 
         corr = model.pair_correlations(frames, pairs)
         for precision in PRECISIONS:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
-                parts = {"features": seconds_of(lambda: model.features_cnn(model.sinc_norm(model.sinc(frames.reshape(f * m, n)[:, None])))),
+                parts = {"features": seconds_of(lambda: model.features(frames.reshape(f * m, n))),
                          "correlations": seconds_of(lambda: model.pair_correlations(frames, pairs)),
                          "head": seconds_of(lambda: model.logits_from_correlations(corr))}
             ms = {k: 1e3 * v / f for k, v in parts.items()}

@@ -70,8 +70,30 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training or not isinstance(self.norm, nn.BatchNorm1d):
             return self.drop(self.act(self.norm(self.convolve(x, self.conv.weight, self.conv.bias))))
-        y = self.convolve(x, *folded_batch_norm(self.conv, self.norm))
+        return self.activated(self.convolve(x, *folded_batch_norm(self.conv, self.norm)))
+
+    def unpadded(self, x: torch.Tensor) -> torch.Tensor:
+        """The block at inference on an input padded already: ``kernel − 1`` samples shorter out than in."""
+        weight, bias = folded_batch_norm(self.conv, self.norm) if isinstance(self.norm, nn.BatchNorm1d) else (self.conv.weight, self.conv.bias)
+        return self.activated(F.conv1d(x, weight, bias))
+
+    def activated(self, y: torch.Tensor) -> torch.Tensor:
+        """The activation at inference, in place (dropout is the identity then)."""
         return F.leaky_relu_(y, self.act.negative_slope) if isinstance(self.act, nn.LeakyReLU) else y
+
+
+def run_blocks(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``blocks`` (ConvBlocks) on x (B, C, N) → (B, C', N). At inference with circular padding
+    throughout, the input is padded once by the blocks' summed half-kernels and each convolution runs
+    unpadded: every layer commutes with circular shifts, so the outputs are those of padding at every
+    layer, without a padded copy of every layer's activations."""
+    halo = sum(block.conv.kernel_size[0] // 2 for block in blocks)
+    if blocks.training or any(block.padding != "circular" for block in blocks) or halo > x.shape[-1]:
+        return blocks(x)
+    x = F.pad(x, (halo, halo), mode="circular")
+    for block in blocks:
+        x = block.unpadded(x)
+    return x
 
 
 def folded_batch_norm(conv: nn.Conv1d, norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +171,7 @@ class NGCCPHAT(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """f: (B, N) signals, less their means (``centred``: SincNet's lowest band lets some DC
         through) → (B, L, N) filtered channels."""
-        return self.features_cnn(self.sinc_norm(self.sinc(centred(x)[:, None])))
+        return run_blocks(self.features_cnn, self.sinc_norm(self.sinc(centred(x)[:, None])))
 
     @staticmethod
     def whitened_spectra(y: torch.Tensor) -> torch.Tensor:
@@ -176,7 +198,7 @@ class NGCCPHAT(nn.Module):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         s1, s2 = self.spectra(self.features(torch.cat([x1, x2]))).chunk(2)
-        return self.head(self.correlate(s1 * s2.conj(), x1.shape[-1]))
+        return run_blocks(self.head, self.correlate(s1 * s2.conj(), x1.shape[-1]))
 
     def pair_correlations(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """The L GCC-PHATs of many pairs of one frame batch: each mic is filtered and transformed
@@ -200,7 +222,7 @@ class NGCCPHAT(nn.Module):
     def logits_from_correlations(self, corr: torch.Tensor) -> torch.Tensor:
         """g over correlations (F, P, L, lags) → logits (F, P, K, lags)."""
         f, p = corr.shape[:2]
-        return self.head(corr.flatten(0, 1)).reshape(f, p, self.n_outputs, self.n_lags)
+        return run_blocks(self.head, corr.flatten(0, 1)).reshape(f, p, self.n_outputs, self.n_lags)
 
     def pair_logits(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """Logits for many pairs of one frame batch. Shape: frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1)."""
@@ -217,7 +239,7 @@ class NGCCPHAT(nn.Module):
         mirror-averaged. frames (F, M, N), pairs (P, 2) → (F, P, C, 2·τmax+1)."""
 
         def hidden(corr: torch.Tensor) -> torch.Tensor:
-            return self.head[:-1](corr.flatten(0, 1)).reshape(*corr.shape[:2], -1, self.n_lags)
+            return run_blocks(self.head[:-1], corr.flatten(0, 1)).reshape(*corr.shape[:2], -1, self.n_lags)
 
         return self.mirror_averaged(self.pair_correlations(frames, pairs), hidden)
 
