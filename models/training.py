@@ -69,9 +69,11 @@ def check_same_run(saved: Path, config: object) -> None:
     config.yaml (if any) in more than ``RESUME_MAY_CHANGE``: resuming would mix two runs."""
     if not saved.is_file():
         return
-    now = {key: value for key, value in plain(dataclasses.asdict(config)).items() if key not in RESUME_MAY_CHANGE}
     before = read_yaml(saved)
-    difference = first_difference({key: before.get(key) for key in now} if isinstance(before, dict) else before, now)
+    now = {key: value for key, value in plain(dataclasses.asdict(config)).items() if key not in RESUME_MAY_CHANGE}
+    if isinstance(before, dict):  # the settings it records (a run of an older sslkit may lack newer ones)
+        before, now = {key: before[key] for key in now if key in before}, {key: now[key] for key in now if key in before}
+    difference = first_difference(before, now)
     if difference:
         raise UserError(f"{saved.parent}: --resume continues the run as it was set up, with {difference}: "
                         "drop the change, or train into another --out")

@@ -152,6 +152,22 @@ def test_unwritable_output_places_fail_before_any_work(cli, rec, tmp_path, scene
     assert (tmp_path / "plain.txt").read_text() == "x"
 
 
+def test_a_resumed_run_may_change_only_its_length_device_and_workers(tmp_path):
+    """Settings config.yaml records must match (a run of an older sslkit may lack newer ones)."""
+    import yaml
+
+    from sslkit.errors import UserError
+    from sslkit.models.train_ngcc import NgccTrainConfig
+    from sslkit.models.training import check_same_run
+
+    saved = tmp_path / "config.yaml"
+    recorded = {key: value for key, value in NgccTrainConfig().__dict__.items() if key != "sigma"}  # as if sigma came later
+    saved.write_text(yaml.safe_dump({**recorded, "network": {"channels": 32}}))
+    check_same_run(saved, NgccTrainConfig(epochs=60, device="cuda", workers=4, sigma=2.0))
+    with pytest.raises(UserError, match=r"batch_size = 32 \(not 8\)"):
+        check_same_run(saved, NgccTrainConfig(batch_size=8))
+
+
 def test_training_run_folders_are_checked_before_work_and_failed_runs_leave_none(cli, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()

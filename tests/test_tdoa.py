@@ -146,21 +146,22 @@ def test_ngcc_inference_folds_each_batch_norm_into_its_convolution(design):
             torch.testing.assert_close(block(x), block.act(block.norm(conv(x))), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("max_tau", [23, 3])
-def test_ngcc_blocks_at_inference_equal_padding_at_every_layer(max_tau):
+@pytest.mark.parametrize("max_tau, design", [(23, "circular"), (3, "circular"), (23, "reference")])
+def test_ngcc_blocks_at_inference_equal_padding_at_every_layer(max_tau, design):
     """f and g pad their input once and convolve unpadded at inference (``run_blocks``): the same
-    as torch's circularly padded convolutions layer by layer, also for fewer lags than the head's
-    summed half-kernels (then padded layer by layer)."""
+    as torch's padded convolutions layer by layer, also for fewer lags than the head's summed
+    half-kernels and for the reference design's zero-padded head (both padded layer by layer)."""
     from sslkit.models.ngcc import run_blocks
 
     torch.manual_seed(0)
-    model = NGCCPHAT(**{**TINY_NGCC, "max_tau": max_tau}).eval()
+    model = NGCCPHAT(**{**TINY_NGCC, "max_tau": max_tau}, design=design).eval()
     for blocks, length in ((model.features_cnn, 64), (model.head, model.n_lags), (model.head[:-1], model.n_lags)):
         x = torch.randn(3, blocks[0].conv.in_channels, length)
         expected = x
         for block in blocks:
             k = block.conv.kernel_size[0]
-            conv = torch.nn.Conv1d(block.conv.in_channels, block.conv.out_channels, k, padding=k // 2, padding_mode="circular", bias=block.conv.bias is not None)
+            conv = torch.nn.Conv1d(block.conv.in_channels, block.conv.out_channels, k, padding=k // 2, padding_mode="circular" if block.padding == "circular" else "zeros",
+                                   bias=block.conv.bias is not None)
             conv.load_state_dict(block.conv.state_dict())
             expected = block.act(block.norm(conv(expected)))
         with torch.no_grad():
