@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import FS, SPEED_OF_SOUND
-from sslkit.localization.lagfit import LagFitOptions, fit_lag_distributions, lag_fit_confidence, lag_log_likelihood
+from sslkit.localization.lagfit import LagFitOptions, LagSmoother, fit_lag_distributions, lag_fit_confidence, lag_log_likelihood
 
 MICS = np.array([
     [5.9, 5.7, 1.15], [6.4, 3.4, 0.05], [4.8, 0.9, 1.57], [2.4, 0.5, 1.1], [0.4, 3.9, 1.37], [1.1, 6.5, 1.55],
@@ -195,3 +195,15 @@ def test_delayed_fit_averages_lag_distributions_over_the_window(window_frames):
     one, _ = static.finish()
     whole = DelayedLagFit(rec, [], FS, opts, n_frames).refine(torch.tensor(np.nanmedian(network, axis=0)[None], dtype=torch.float32), probs[active].mean(0)[None])
     torch.testing.assert_close(torch.tensor(one, dtype=torch.float32), whole[0])
+
+
+@pytest.mark.parametrize("sigma", [0.2, 0.7, 4.0, 500.0])
+def test_lag_smoothing_is_the_zero_padded_gaussian_convolution(sigma):
+    """Brute force: each distribution convolved (numpy, zero-padded) with the Gaussian of taps to
+    ±⌈3σ⌉ summing to one, also when the kernel is wider than the 41 lags; below 0.3 lags, unsmoothed."""
+    probs = torch.rand(3, 2, 41, dtype=torch.float64)
+    half = int(np.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    expected = np.apply_along_axis(lambda row: np.convolve(row, kernel / kernel.sum())[half : half + 41], -1, probs.numpy())
+    smoothed = LagSmoother(probs)(sigma).numpy()
+    np.testing.assert_allclose(smoothed, probs.numpy() if sigma < 0.3 else expected, atol=1e-12)

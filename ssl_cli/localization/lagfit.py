@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from sslkit.gcc import gcc_fft_length
 from sslkit.geometry import SPEED_OF_SOUND, range_differences
 
 
@@ -33,15 +33,31 @@ class LagFitOptions:
     c: float = SPEED_OF_SOUND
 
 
-def smooth_lags(probs: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian smoothing of (..., L) distributions along the lag axis by ``sigma`` lags (zero-padded)."""
-    if sigma < 0.3:
-        return probs
-    half = math.ceil(3 * sigma)
-    x = torch.arange(-half, half + 1, dtype=probs.dtype, device=probs.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    flat = probs.reshape(-1, 1, probs.shape[-1])
-    return F.conv1d(F.pad(flat, (half, half)), (kernel / kernel.sum())[None, None]).reshape(probs.shape)
+class LagSmoother:
+    """Gaussian smoothing of distributions (..., L) along the lag axis, zero-padded, by several widths:
+    transformed once, over enough points that the circular convolution is the linear one (taps beyond
+    ±(L − 1) reach no output), then one product and one inverse transform per width."""
+
+    def __init__(self, probs: torch.Tensor):
+        self.probs, self.n_lags = probs, probs.shape[-1]
+        self.n_fft = gcc_fft_length(self.n_lags, self.n_lags)
+        self.spectrum = torch.fft.rfft(probs, n=self.n_fft)
+
+    def __call__(self, sigma: float) -> torch.Tensor:
+        """The distributions smoothed by a Gaussian of ``sigma`` lags (taps to ±3σ, summing to one);
+        below 0.3 lags, as they are."""
+        if sigma < 0.3:
+            return self.probs
+        half = math.ceil(3 * sigma)
+        x = torch.arange(-half, half + 1, dtype=self.probs.dtype, device=self.probs.device)
+        kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+        kernel = kernel / kernel.sum()
+        reach = min(half, self.n_lags - 1)
+        circular = torch.zeros(self.n_fft, dtype=self.probs.dtype, device=self.probs.device)
+        circular[: reach + 1] = kernel[half : half + reach + 1]
+        if reach:
+            circular[-reach:] = kernel[half - reach : half]
+        return torch.fft.irfft(self.spectrum * torch.fft.rfft(circular), n=self.n_fft)[..., : self.n_lags]
 
 
 def lag_log_likelihood(points: torch.Tensor, mics: torch.Tensor, pairs: torch.Tensor, probs: torch.Tensor,
@@ -81,10 +97,11 @@ def fit_lag_distributions(start: torch.Tensor, mics: torch.Tensor, pairs: torch.
     offsets = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)  # (G, 3)
     best, half_width = start, min(opts.radius, float((bounds[1] - bounds[0]).max()))  # a wider box holds no more of the region
     frames = torch.arange(len(start), device=start.device)
+    smoothed = LagSmoother(probs)
     while True:
         step = 2 * half_width / (opts.points - 1)
         grid = torch.maximum(torch.minimum(best[:, None] + offsets * half_width, bounds[1]), bounds[0])  # (F, G, 3)
-        score = lag_log_likelihood(grid, mics, pairs, smooth_lags(probs, step * fs / opts.c), valid, fs, opts)
+        score = lag_log_likelihood(grid, mics, pairs, smoothed(step * fs / opts.c), valid, fs, opts)
         score = score - ((grid - start[:, None]) ** 2).sum(-1) / (2 * opts.prior**2)
         best = grid[frames, score.argmax(1)]
         if step <= opts.final_step:
