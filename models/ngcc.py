@@ -68,14 +68,17 @@ class ConvBlock(nn.Module):
         return F.conv1d(F.pad(x, (half, half), mode=self.padding), weight, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training or not isinstance(self.norm, nn.BatchNorm1d):
+        if self.training:
             return self.drop(self.act(self.norm(self.convolve(x, self.conv.weight, self.conv.bias))))
-        return self.activated(self.convolve(x, *folded_batch_norm(self.conv, self.norm)))
+        return self.activated(self.convolve(x, *self.inference_weights()))
 
     def unpadded(self, x: torch.Tensor) -> torch.Tensor:
         """The block at inference on an input padded already: ``kernel − 1`` samples shorter out than in."""
-        weight, bias = folded_batch_norm(self.conv, self.norm) if isinstance(self.norm, nn.BatchNorm1d) else (self.conv.weight, self.conv.bias)
-        return self.activated(F.conv1d(x, weight, bias))
+        return self.activated(F.conv1d(x, *self.inference_weights()))
+
+    def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The convolution's weight and bias at inference, with the batch norm (if any) folded in."""
+        return folded_batch_norm(self.conv, self.norm) if isinstance(self.norm, nn.BatchNorm1d) else (self.conv.weight, self.conv.bias)
 
     def activated(self, y: torch.Tensor) -> torch.Tensor:
         """The activation at inference, in place (dropout is the identity then)."""
