@@ -135,6 +135,20 @@ def read_checkpoint_file(path: str | os.PathLike, device: str = "cpu") -> dict:
         return torch.load(path, map_location=device, weights_only=True)
 
 
+def read_checkpoint(path: Path, device: str = "cpu") -> dict:
+    """:func:`read_checkpoint_file`, with an InputFileError saying what is wrong when the file is
+    not a readable PyTorch checkpoint holding a dict."""
+    try:
+        state = read_checkpoint_file(path, device)
+    except Exception as err:
+        with open(path, "rb") as f:
+            torch_file = f.read(2) in (b"PK", b"\x80\x02")  # torch's zip archive, or its legacy pickle
+        raise InputFileError(path, f"not a readable checkpoint ({describe(err)})" if torch_file else "not a PyTorch checkpoint file") from None
+    if not isinstance(state, dict):
+        raise InputFileError(path, "not an sslkit checkpoint (no model name it knows)")
+    return state
+
+
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu", kind: str | None = None) -> tuple[torch.nn.Module, dict]:
     """Rebuild the model saved at ``path`` (in eval mode) and return it with its metadata.
 
@@ -144,13 +158,8 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu", kind: str | No
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "no such checkpoint")
-    try:
-        state = read_checkpoint_file(path, device)
-    except Exception as err:
-        with open(path, "rb") as f:
-            torch_file = f.read(2) in (b"PK", b"\x80\x02")  # torch's zip archive, or its legacy pickle
-        raise InputFileError(path, f"not a readable checkpoint ({describe(err)})" if torch_file else "not a PyTorch checkpoint file") from None
-    found = state.get("model") if isinstance(state, dict) else None
+    state = read_checkpoint(path, device)
+    found = state.get("model")
     if found not in model_registry():
         raise InputFileError(path, "not an sslkit checkpoint (no model name it knows)")
     if kind is not None and found != kind:

@@ -70,9 +70,11 @@ def check_same_run(saved: Path, config: object) -> None:
     if not saved.is_file():
         return
     before = read_yaml(saved)
+    if not isinstance(before, dict):
+        raise InputFileError(saved, "holds no run settings (a YAML mapping of them is expected)")
     now = {key: value for key, value in plain(dataclasses.asdict(config)).items() if key not in RESUME_MAY_CHANGE}
-    if isinstance(before, dict):  # the settings it records (a run of an older sslkit may lack newer ones)
-        before, now = {key: before[key] for key in now if key in before}, {key: now[key] for key in now if key in before}
+    # the settings it records (a run of an older sslkit may lack newer ones)
+    before, now = {key: before[key] for key in now if key in before}, {key: now[key] for key in now if key in before}
     difference = first_difference(before, now)
     if difference:
         raise UserError(f"{saved.parent}: --resume continues the run as it was set up, with {difference}: "
@@ -191,17 +193,20 @@ def restore_run(last: Path, model: torch.nn.Module, optimizer, scheduler, device
     """
     if not last.is_file():
         return None
-    from sslkit.models.checkpoint import read_checkpoint_file
+    from sslkit.models.checkpoint import read_checkpoint
 
+    state = read_checkpoint(last, device)
+    missing = [key for key in ("state_dict", "optimizer", "scheduler", "epoch", "best_metric") + (("rng",) if rng is not None else ()) if key not in state]
+    if missing:
+        raise InputFileError(last, f"cannot resume from it: it has no {', '.join(missing)} (a training run's last.pt has)")
     try:
-        state = read_checkpoint_file(last, device)
         model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if rng is not None:
+            rng.bit_generator.state = state["rng"]
     except Exception as err:
         raise InputFileError(last, f"cannot resume from it ({describe(err)})") from None
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if rng is not None:
-        rng.bit_generator.state = state["rng"]
     return state
 
 

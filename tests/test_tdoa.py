@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -390,6 +392,21 @@ def test_multi_target_loss_is_permutation_invariant():
     torch.testing.assert_close(loss, swapped)
 
 
+def assert_resume_names_a_broken_run(cli, args: list, out: Path) -> None:
+    """--resume on a run folder whose last.pt or config.yaml is not what training wrote: one line
+    naming the file, and the folder as it was."""
+    last, config = (out / "last.pt").read_bytes(), (out / "config.yaml").read_text()
+    broken = [("last.pt", b"garbage", "not a PyTorch checkpoint file"),
+              ("last.pt", (out / "best.pt").read_bytes(), "cannot resume from it: it has no optimizer, scheduler, epoch, best_metric"),
+              ("config.yaml", b"- a list\n", "holds no run settings")]
+    for name, content, fragment in broken:
+        (out / name).write_bytes(content)
+        assert_one_line_error(cli(*args, "--epochs", 3, "--resume"), f"{name}: {fragment}")
+        assert (out / name).read_bytes() == content and len((out / "metrics.csv").read_text().splitlines()) == 3
+        (out / "last.pt").write_bytes(last)
+        (out / "config.yaml").write_text(config)
+
+
 def test_train_ngcc_cli_tiny_run_writes_run_folder_and_resumes(cli, tmp_path):
     from sslkit.models.checkpoint import load_checkpoint
 
@@ -404,6 +421,7 @@ def test_train_ngcc_cli_tiny_run_writes_run_folder_and_resumes(cli, tmp_path):
     assert_one_line_error(cli(*args, "--epochs", 3, "--resume", "--lr", 0.01, "--seed", 3),  # two runs in one folder, the config of neither
                           "--resume continues the run as it was set up, with lr = 0.001 (not 0.01)")
     assert len((out / "metrics.csv").read_text().splitlines()) == 3
+    assert_resume_names_a_broken_run(cli, args, out)
     model, meta = load_checkpoint(out / "best.pt")
     assert meta["model"] == "ngcc-phat" and model.max_tau == 23 and meta["metrics"]["epoch"] >= 1  # the 0.5 m pair's 23.3 samples, as Paper V
     assert_one_line_error(cli("train-ngcc", "--size", "huge", "--out", out), "--size")
