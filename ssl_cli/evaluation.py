@@ -57,12 +57,18 @@ def matched_errors(pred: PositionTrack, truth: SourceTrack, truncate: float | No
 def angular_errors(pred: PositionTrack, truth: SourceTrack, origin: np.ndarray, missing_deg: float = 180.0) -> tuple[np.ndarray, np.ndarray]:
     """Angles (degrees) between the estimated directions and those of the sources active at each
     hop, seen from ``origin`` (3,) (the array's centroid; estimates without directions are seen from
-    it too), matched as :func:`matched_errors` matches positions; a source without an estimate counts ``missing_deg``. Returns errors (N,) and source
-    ids (N,), one per (hop, active source)."""
+    it too), matched as :func:`matched_errors` matches positions; a source without an estimate counts ``missing_deg``.
+    Horizontal directions (``pred.horizontal``) are azimuths: their errors are those of the sources'
+    azimuths. Returns errors (N,) and source ids (N,), one per (hop, active source)."""
     from sslkit.localization.directions import angle_between, unit_vector
 
-    found = pred.xyz - origin if pred.azimuth is None else unit_vector(pred.azimuth, pred.elevation)  # positions only: seen from origin
-    angle = lambda true, est: angle_between(true[:, None] - origin, est[None])  # noqa: E731
+    if pred.azimuth is None:  # positions only: seen from origin
+        found = pred.xyz - origin
+    else:
+        found = unit_vector(pred.azimuth, np.zeros_like(pred.azimuth) if pred.horizontal else pred.elevation)
+    plane = np.array([1.0, 1.0, 0.0]) if pred.horizontal else np.ones(3)
+    # a source straight above or below the array has every azimuth
+    angle = lambda true, est: np.nan_to_num(angle_between((true[:, None] - origin) * plane, est[None]))  # noqa: E731
     return hungarian_errors(pred.times, found, truth, angle, missing_deg)
 
 
@@ -165,7 +171,8 @@ def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, thres
 def evaluate_track(track: PositionTrack, truth: SourceTrack, mics: np.ndarray | None, angular: bool | None = None, threshold: float = THRESHOLD_M,
                    truncate: float | None = TRUNCATE_M, n_boot: int = 1000, seed: int = 0) -> dict:
     """:func:`evaluate_positions`, plus, under the key ``angular``, the errors of the directions seen
-    from the centroid of ``mics`` (M, 3) (:func:`angular_errors`, :func:`summarize_angles`) when
+    from the centroid of ``mics`` (M, 3) (:func:`angular_errors`, :func:`summarize_angles`; with
+    ``horizontal`` True when they are azimuth errors) when
     ``angular`` is True; None scores directions when the track gives directions only (a far-field
     method) or every source is in the array's far field (:func:`~sslkit.geometry.in_far_field`),
     and never without ``mics``. A track of directions only that is scored by its directions has
@@ -179,7 +186,7 @@ def evaluate_track(track: PositionTrack, truth: SourceTrack, mics: np.ndarray | 
     if angular and directions:
         metrics = {"n": metrics["n"], "coverage": metrics["coverage"]}
     if angular:
-        metrics["angular"] = summarize_angles(angular_errors(track, truth, mics.mean(axis=0))[0])
+        metrics["angular"] = summarize_angles(angular_errors(track, truth, mics.mean(axis=0))[0]) | {"horizontal": track.horizontal}
     return metrics
 
 

@@ -31,7 +31,8 @@ def plot_track(path: str | os.PathLike, track: PositionTrack, mics: np.ndarray, 
                truth: SourceTrack | None = None, title: str = "") -> None:
     """Top view of room, mics and estimated track (coloured by confidence), with x/y/z over time.
     A track of directions only (far field): each direction drawn from the mics' centroid to the
-    edge of the view, with azimuth and elevation over time; the truth's directions likewise."""
+    edge of the view, with azimuth and elevation (azimuth only for horizontal directions) over time;
+    the truth's directions likewise."""
     from sslkit.evaluation import directions_only
     from sslkit.localization.directions import azimuth_elevation, unit_vector
 
@@ -48,8 +49,9 @@ def plot_track(path: str | os.PathLike, track: PositionTrack, mics: np.ndarray, 
         def series(xyz: np.ndarray) -> np.ndarray:
             return np.stack(azimuth_elevation(xyz - centre), axis=1)
 
-        estimates, over_time, names = centre + reach * unit_vector(track.azimuth, track.elevation), np.stack([track.azimuth, track.elevation], 1), \
-            ["azimuth (°)", "elevation (°)"]
+        elevation = np.zeros_like(track.azimuth) if track.horizontal else track.elevation  # azimuths only: drawn in the plane
+        estimates, over_time = centre + reach * unit_vector(track.azimuth, elevation), np.stack([track.azimuth, elevation], 1)
+        names = ["azimuth (°)"] if track.horizontal else ["azimuth (°)", "elevation (°)"]
     else:
         shown = series = lambda xyz: xyz  # noqa: E731
         estimates, over_time, names = track.xyz, track.xyz, ["x (m)", "y (m)", "z (m)"]

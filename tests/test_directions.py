@@ -150,7 +150,7 @@ def test_a_linear_array_gives_horizontal_directions_on_the_side_the_bounds_give(
     for x_range, expected in (((0.0, 5.0), 30.0), ((-5.0, 0.0), 150.0)):
         bounds = [[x_range[0], -5.0, -1.0], [x_range[1], 5.0, 1.0]]
         track = sslkit.locate(rec, method, static=True, dims=2, bounds=bounds, **FAR_FIELD[method])
-        assert abs(track.azimuth[0] - expected) < 1.0 and track.elevation[0] == 0.0, (x_range, track.azimuth, track.elevation)
+        assert abs(track.azimuth[0] - expected) < 1.0 and track.horizontal, (x_range, track.azimuth, track.elevation)
 
 
 def test_locate_gives_a_linear_arrays_directions_from_the_cli(tmp_path, cli):
@@ -162,7 +162,7 @@ def test_locate_gives_a_linear_arrays_directions_from_the_cli(tmp_path, cli):
     result = cli("locate", folder, "--method", "music", "--dims", "2", "--bounds", "0,-5,-1,5,5,1", "--static", "--no-plot")
     assert result.exit_code == 0, result.output
     track = read_positions(folder / "positions.csv")
-    assert abs(track.azimuth[0] - 30.0) < 1.0 and track.elevation[0] == 0.0
+    assert abs(track.azimuth[0] - 30.0) < 1.0 and np.isnan(track.elevation[0])  # a horizontal direction: no elevation estimated
 
 
 @pytest.mark.parametrize("method", FAR_FIELD)
@@ -178,6 +178,27 @@ def test_a_planar_array_reports_the_mirror_side_the_bounds_give(method):
     below = sslkit.locate(rec, method, static=True, bounds=[[-9.0, -9.0, -9.0], [9.0, 9.0, 0.5]], **FAR_FIELD[method])
     assert not any("coplanar" in note for note in below.warnings)
     assert angle_between(unit_vector(below.azimuth, below.elevation), unit_vector(40.0, -25.0))[0] < 2.0
+
+
+@pytest.mark.parametrize("method", FAR_FIELD)
+def test_horizontal_directions_are_azimuths_and_scored_as_azimuths(method, tmp_path, cli):
+    """A ring's horizontal search (--dims 2) estimates no elevation: positions.csv leaves it empty
+    and evaluate scores the azimuth, where it counted the talker's 25° elevation as error."""
+    from sslkit.evaluation import evaluate_track
+    from sslkit.recording import save_recording
+
+    phi = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    rec = plane_waves(np.stack([0.1 * np.cos(phi), 0.1 * np.sin(phi), np.full(8, 1.0)], 1), [(40.0, 25.0)], seconds=0.5)
+    track = sslkit.locate(rec, method, dims=2, **FAR_FIELD[method])
+    assert track.horizontal and np.isnan(track.elevation).all() and np.allclose(track.azimuth, 40.0, atol=1.0)
+    angular = evaluate_track(track, rec.sources, rec.mics)["angular"]
+    assert angular["horizontal"] and angular["median_deg"] < 1.0 and angular["accuracy_deg"] == 1.0
+    in_3d = evaluate_track(sslkit.locate(rec, method, **FAR_FIELD[method]), rec.sources, rec.mics)["angular"]
+    assert not in_3d["horizontal"] and in_3d["median_deg"] < 2.0
+    folder = save_recording(tmp_path / "ring", rec)
+    result = cli("locate", folder, "--method", method, "--dims", "2", *(["--far-field"] if method == "srp-phat" else []), "--out", tmp_path / "az.csv")
+    assert result.exit_code == 0 and "azimuth error vs sources.csv" in " ".join(result.output.split()), result.output
+    assert read_positions(tmp_path / "az.csv").horizontal and (tmp_path / "az.png").is_file()
 
 
 def real_recording(tmp_path: Path, array: str, sources: str, seconds: float = 1.0, fitted: bool = False) -> Path:

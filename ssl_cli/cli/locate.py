@@ -90,7 +90,7 @@ def locate(
     frame: Optional[int] = typer.Option(None, "--frame", min=16, help=f"Frame length in samples (default: {duration_help(DEFAULT_FRAME_S)})."),
     hop: Optional[int] = typer.Option(None, "--hop", min=1, help=f"Hop in samples, one position per hop (default: {duration_help(DEFAULT_HOP_S)})."),
     pool: int = typer.Option(MultilatOptions.pool, "--pool", min=1, help="multilat: pool the TDOAs of N consecutive frames into one estimate."),
-    dims: int = typer.Option(ArrayOptions.dims, "--dims", min=2, max=3, help="3 (x, y, z) or 2 (x, y at --height; directions: horizontal ones)."),
+    dims: int = typer.Option(ArrayOptions.dims, "--dims", min=2, max=3, help="3 (x, y, z) or 2 (x, y at --height; directions: azimuths only)."),
     height: Optional[float] = typer.Option(None, "--height", help="Source height for --dims 2 (default: mean mic height)."),
     bounds: Optional[str] = typer.Option(None, "--bounds", help="Search box xmin,ymin,zmin,xmax,ymax,zmax (default: the room)."),
     final_step: float = typer.Option(SrpOptions.final_step, "--resolution", min=0.0005, help="srp-phat: side (m) of the search's finest cells."),
@@ -173,6 +173,11 @@ def locate(
     console.print(summary_table(f"Located ({method}) → {run.positions}", rows))
 
 
+def angle_name(angular: dict) -> str:
+    """What the angular errors of :func:`~sslkit.evaluation.evaluate_track` measure."""
+    return "azimuth" if angular.get("horizontal") else "direction"
+
+
 def metric_rows(metrics: dict) -> dict[str, str]:
     """Summary rows of a located track's metrics against sources.csv (:func:`~sslkit.evaluation.evaluate_track`):
     the positions' errors and the directions' where scored."""
@@ -184,7 +189,7 @@ def metric_rows(metrics: dict) -> dict[str, str]:
         rows["accuracy @30 cm"] = f"{metrics['accuracy'] * 100:.1f} %"
     if metrics.get("angular", {}).get("n"):
         a = metrics["angular"]
-        rows["direction error vs sources.csv"] = f"median {a['median_deg']:.1f}°, {a['accuracy_deg'] * 100:.0f} % within {a['threshold_deg']:g}°"
+        rows[f"{angle_name(a)} error vs sources.csv"] = f"median {a['median_deg']:.1f}°, {a['accuracy_deg'] * 100:.0f} % within {a['threshold_deg']:g}°"
     return rows
 
 
@@ -230,5 +235,5 @@ def evaluate(
     for name, m in results.items():
         if m.get("angular", {}).get("n"):
             a = m["angular"]
-            console.print(f"{name}: direction error median {a['median_deg']:.1f}°, mean {a['mean_deg']:.1f}°, "
+            console.print(f"{name}: {angle_name(a)} error median {a['median_deg']:.1f}°, mean {a['mean_deg']:.1f}°, "
                           f"{a['accuracy_deg'] * 100:.0f} % within {a['threshold_deg']:g}°")

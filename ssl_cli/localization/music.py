@@ -190,7 +190,7 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
     confidence = np.where(np.isnan(directions).any(-1), 0.0, np.clip(strength, 0, 1) if normalize else 1.0)
     notes = [n for n in (warning, near_field_warning(rec, opts.bounds)) if n]
     return PositionTrack.from_directions(times, on_known_side(directions, rec.mics, opts.dims, bounds), confidence,
-                                         np.full(strength.shape, rec.n_mics), "; ".join(notes) or None)
+                                         np.full(strength.shape, rec.n_mics), "; ".join(notes) or None, horizontal=opts.dims == 2)
 
 
 

@@ -329,7 +329,7 @@ def locate_srp(rec: Recording, opts: SrpOptions, on_progress=None) -> PositionTr
         power = srp["power"]
         notes = [n for n in (warning, near_field_warning(rec, opts.bounds)) if n]
         return PositionTrack.from_directions(srp["times"], on_known_side(srp["xyz"], rec.mics, opts.dims, bounds), np.clip(power, 0, 1),
-                                             np.full(power.shape, len(pairs)), "; ".join(notes) or None)
+                                             np.full(power.shape, len(pairs)), "; ".join(notes) or None, horizontal=opts.dims == 2)
     bounds = search_bounds(rec, opts.bounds)
     if opts.dims == 2:
         bounds = bounds.copy()

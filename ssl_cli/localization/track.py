@@ -23,7 +23,8 @@ class PositionTrack:
     times (R,) s, xyz (R, 3) m (NaN = no solution, or a far-field method), confidence (R,),
     n_inliers (R,), track (R,) the source's rank within its hop (0 = strongest; all 0 for one
     source), azimuth and elevation (R,) in degrees seen from the array's centroid (see
-    :mod:`sslkit.localization.directions`; NaN = no solution).
+    :mod:`sslkit.localization.directions`; NaN = no solution; an azimuth without elevation is a
+    horizontal direction, from a search of the horizontal plane that estimates no elevation).
     """
 
     times: np.ndarray
@@ -47,6 +48,14 @@ class PositionTrack:
         has_direction = ~np.isnan(self.azimuth) if self.azimuth is not None else np.zeros(len(self.times), bool)
         return ~np.isnan(self.xyz).any(1) | has_direction
 
+    @property
+    def horizontal(self) -> bool:
+        """Whether the track's directions are azimuths only (a horizontal far-field search)."""
+        if self.azimuth is None or self.elevation is None:
+            return False
+        found = np.isfinite(self.azimuth)
+        return bool(found.any()) and not np.isfinite(self.elevation[found]).any()
+
     def fill_directions(self, origin: np.ndarray) -> None:
         """Azimuth and elevation of the positions seen from ``origin`` (3,), where a method gave none."""
         if self.azimuth is None:
@@ -56,12 +65,15 @@ class PositionTrack:
 
     @classmethod
     def from_directions(cls, times: np.ndarray, u: np.ndarray, confidence: np.ndarray, n_inliers: np.ndarray,
-                        warning: str | None = None) -> PositionTrack:
-        """Rows of a far-field method from per-hop directions of S sources: u (F, S, 3) unit vectors (NaN: none)."""
+                        warning: str | None = None, horizontal: bool = False) -> PositionTrack:
+        """Rows of a far-field method from per-hop directions of S sources: u (F, S, 3) unit vectors
+        (NaN: none); ``horizontal``: directions searched in the horizontal plane, azimuths only."""
         from sslkit.localization.directions import azimuth_elevation
 
         track = cls.from_hops(times, np.full(u.shape, np.nan), confidence, n_inliers, warning)
         track.azimuth, track.elevation = azimuth_elevation(u.reshape(-1, 3))
+        if horizontal:
+            track.elevation = np.full_like(track.azimuth, np.nan)
         return track
 
     @classmethod
