@@ -216,7 +216,7 @@ def check_wav2pos_input(model, meta: dict, rec: Recording, path, opts: Wav2PosOp
     rec.check_holds(model.n_samples, f"{path.name} window")
     low, high = meta.get("mic_range", (5, rec.n_mics))
     if not low <= rec.n_mics <= high:
-        raise InputFileError(rec.path, f"{rec.n_mics} microphones, but {path} was trained on {low} to {high} (choose some with use_mics)")
+        raise InputFileError(rec.path, f"{rec.n_mics} microphones, but {path} was trained on {low} to {high} (choose some with --use-mics)")
     unknown = set(opts.unknown_mics) - set(rec.mic_ids)
     if unknown:
         raise UserError(f"unknown_mics: no mic {sorted(unknown)[0]} in mics.csv (ids: {','.join(rec.mic_ids)})")
