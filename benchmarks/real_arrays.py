@@ -4,7 +4,8 @@ side by side on the spheres.
 
 Each case is a recording made by ``../shared/real/make_recording.py`` from the bundled *test*
 voices (3 s, 16 kHz, 30 dB SNR): every single loudspeaker of each set, the four loudspeakers of
-the 110-point sphere at once, and pairs of loudspeakers on the linear array. Each method runs in a
+the 110-point sphere at once (pyroomacoustics' methods on it and on loudspeaker 2 alone), and
+pairs of loudspeakers on the linear array. Each method runs in a
 fresh process, so its peak memory is its own. Errors: median angle (degrees) to the fitted
 directions of shared/real's README (spheres), median distance (m) to the fitted positions (linear
 array); several sources are matched to the truth hop by hop (Hungarian).
@@ -13,6 +14,8 @@ array); several sources are matched to the truth hop by hop (Hungarian).
     python benchmarks/real_arrays.py --tables                 # markdown tables of the last run
     python benchmarks/real_arrays.py --case sofia-sphere/a3-rigid-r0.0875-110ch:2 --methods "srp-phat --far-field,pyroomacoustics SRP" \
         --pyroomacoustics-methods SRP                         # one case, two methods
+    python benchmarks/real_arrays.py --case sofia-sphere/a3-rigid-r0.0875-110ch:1,2,3,4 --pyroomacoustics-methods MUSIC,NormMUSIC \
+        --methods "srp-phat --far-field --static,music --static,normmusic --static,pyroomacoustics MUSIC,pyroomacoustics NormMUSIC"
 
 Skips (prints a note and an empty result) when ../shared/real is absent.
 """
@@ -44,9 +47,12 @@ FITTED_DIRECTIONS = {  # shared/real/README.md: plane-wave fits to the measured 
 }
 ULA_BOUNDS = [[0.0, -0.5, -1.0], [2.0, 1.5, 1.0]]
 SSLKIT_FAR = {"srp-phat --far-field": ("srp-phat", {"far_field": True}), "srp-phat --far-field --static": ("srp-phat", {"far_field": True, "static": True}),
-              "music": ("music", {}), "normmusic": ("normmusic", {})}
+              "music": ("music", {}), "normmusic": ("normmusic", {}),
+              "music --static": ("music", {"static": True}), "normmusic --static": ("normmusic", {"static": True})}
 """--static gives one direction per source for the recording, as pyroomacoustics' methods do."""
 PRA_METHODS = ("SRP", "MUSIC", "NormMUSIC", "TOPS")
+PRA_CASES = ((SPHERE_110, "2"), (SPHERE_110, "1,2,3,4"))
+"""The cases pyroomacoustics' methods run on too (each takes minutes on 110 channels)."""
 ULA_METHODS = ("srp-phat", "multilat")
 """sslkit's methods on the linear array, positions in its plane on the x ≥ 0 side."""
 PRA_GRID_DEG = 2.0
@@ -172,7 +178,7 @@ def main() -> None:
             n = len(sources.split(","))
             methods = {name: (run_sslkit, str(folder), m, opts, n) for name, (m, opts) in SSLKIT_FAR.items()} if kind == "direction" else \
                 {f"{m} --dims 2 --bounds (x ≥ 0)": (run_sslkit, str(folder), m, {"dims": 2, "height": 0.0, "bounds": ULA_BOUNDS}, n) for m in ULA_METHODS}
-            if kind == "direction" and array == SPHERE_110 and sources == "2" and not args.no_pyroomacoustics:
+            if (array, sources) in PRA_CASES and not args.no_pyroomacoustics:
                 methods.update({f"pyroomacoustics {m}": (run_pyroomacoustics, str(folder), m, n) for m in args.pyroomacoustics_methods.split(",")})
             if args.methods:
                 methods = {name: call for name, call in methods.items() if name in args.methods.split(",")}

@@ -221,6 +221,30 @@ def test_measured_spherical_array_gives_the_fitted_direction(tmp_path, method):
     assert np.median(angle_between(unit_vector(track.azimuth, track.elevation), fitted)) < 2.0
 
 
+def test_music_peaks_are_local_maxima_not_the_flank_of_a_stronger_peak():
+    """After the strongest peak and its 10° neighbourhood, the highest value left lay on that peak's
+    flank: a broad peak beside a narrow weaker one gave the flank as the second source."""
+    from sslkit.localization.music import find_peaks, first_grid, grid_neighbours
+
+    grid, _ = first_grid(3)
+    strong, weak = unit_vector(40.0, 0.0), unit_vector(120.0, 10.0)
+    bump = lambda centre, width_deg: np.exp(-((angle_between(grid.numpy(), centre) / width_deg) ** 2))  # noqa: E731
+    power = torch.as_tensor(2.0 * bump(strong, 30.0) + 0.5 * bump(weak, 5.0), dtype=torch.float32)[None]
+    peaks = find_peaks(power, grid, grid_neighbours(grid, 3), 2)[0].numpy()
+    assert angle_between(peaks, np.stack([strong, weak])).max() < 3.0, peaks
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real is absent")
+def test_normmusic_finds_four_talkers_on_the_measured_sphere(tmp_path):
+    """The four loudspeakers of the 110-point sphere at once: NormMUSIC's fourth direction was the
+    flank of another talker's peak (29° off)."""
+    folder = real_recording(tmp_path, "sofia-sphere/a3-rigid-r0.0875-110ch", "1,2,3,4", seconds=1.5, fitted=True)
+    track = sslkit.locate(sslkit.load_recording(folder), "normmusic", static=True, sources=4)
+    fitted = unit_vector(np.array([45.6, 16.2, 346.0, 316.1]), np.array([0.6, 0.8, 1.0, 1.3]))  # shared/real/README
+    errors = angle_between(fitted[:, None], unit_vector(track.azimuth, track.elevation)[None]).min(axis=1)
+    assert errors.max() < 2.0, errors
+
+
 @pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real is absent")
 @pytest.mark.parametrize("method", ["srp-phat", "multilat"])
 def test_measured_linear_array_localizes_with_the_half_plane(tmp_path, method):

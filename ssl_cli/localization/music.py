@@ -7,8 +7,8 @@ eigenvectors span the signal subspace Eₛ. A direction u has steering vector a�
 exp(−iωₖτₘ(u)), τₘ(u) = −(rₘ − r̄)·u / c (a plane wave from u reaches mics farther along u first),
 and pseudo-spectrum 1 / (M − ‖Eₛᴴaₖ(u)‖²) (the noise-subspace projection, as ‖aₖ‖² = M). MUSIC sums
 the bins' pseudo-spectra; NormMUSIC first divides each bin's by its maximum over directions, so
-that no bin dominates. Peaks are found on a Fibonacci grid (in 2D, around the horizontal circle)
-and refined on a finer local grid.
+that no bin dominates. Peaks (local maxima, at least 10° apart) are found on a Fibonacci grid (in 2D, around the
+horizontal circle) and refined on a finer local grid.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ MAX_BINS = 64
 """Frequency bins analysed at most (evenly spread over the band)."""
 MIN_SEPARATION_DEG = 10.0
 """Peaks closer than this to a stronger one are the same source."""
+GRID_NEIGHBOURS = 8
+"""A direction of the first grid is a peak when its value is at least that of its nearest GRID_NEIGHBOURS (2 in 2D)."""
 HOP_BATCH = 8
 """Hops whose covariances are decomposed at once."""
 SNAPSHOT_BATCH = 2048
@@ -102,12 +104,13 @@ def snapshot_range(snapshot_centres: np.ndarray, centre: float, half_window: flo
     return nearest, nearest + 1
 
 
-def find_peaks(power: torch.Tensor, grid: torch.Tensor, count: int) -> torch.Tensor:
-    """Up to ``count`` directions (H, count, 3) of the highest grid values (H, G), each at least
-    ``MIN_SEPARATION_DEG`` from the stronger ones (NaN when fewer exist): repeatedly the best
-    direction, then its neighbourhood removed."""
+def find_peaks(power: torch.Tensor, grid: torch.Tensor, neighbours: torch.Tensor, count: int) -> torch.Tensor:
+    """Up to ``count`` directions (H, count, 3) of the highest local maxima of the values (H, G) at
+    the directions of ``grid`` (G, 3) (no lower than at their ``neighbours`` (G, k)), each at least ``MIN_SEPARATION_DEG`` from the stronger ones (NaN when
+    fewer exist): repeatedly the best, then its neighbourhood removed. Only local maxima: the best
+    value left beside a removed neighbourhood is most often the flank of the peak just taken."""
     cos_limit = math.cos(math.radians(MIN_SEPARATION_DEG))
-    power = power.clone()
+    power = power.masked_fill(power < power[:, neighbours].amax(dim=-1), -torch.inf)
     peaks = []
     for _ in range(count):
         best = power.argmax(dim=-1)  # (H,)
@@ -116,6 +119,13 @@ def find_peaks(power: torch.Tensor, grid: torch.Tensor, count: int) -> torch.Ten
         peaks.append(torch.where(found[:, None], u, torch.nan))
         power = power.masked_fill(u @ grid.T >= cos_limit, -torch.inf)
     return torch.stack(peaks, dim=1)
+
+
+def grid_neighbours(grid: torch.Tensor, dims: int) -> torch.Tensor:
+    """Indices (G, k) of the nearest other directions of each direction of ``grid`` (G, 3):
+    ``GRID_NEIGHBOURS`` of them, or in 2D the one on either side around the circle."""
+    closeness = (grid @ grid.T).fill_diagonal_(-2.0)
+    return closeness.topk(2 if dims == 2 else GRID_NEIGHBOURS, dim=-1).indices
 
 
 def first_grid(dims: int) -> tuple[torch.Tensor, float]:
@@ -169,13 +179,14 @@ def locate_music(rec: Recording, opts: MusicOptions, on_progress=None, normalize
     else:
         half_window = max(opts.window, opts.frame / rec.fs) / 2
     grid, spacing = first_grid(opts.dims)
+    neighbours = grid_neighbours(grid, opts.dims)
     directions, strength = np.empty((len(times), opts.sources, 3)), np.empty((len(times), opts.sources))  # filled in place
     for start in range(0, len(times), HOP_BATCH):
         block = slice(start, start + HOP_BATCH)
         covariance = hop_covariances(spectra_of, times[block], snapshot_centres, half_window)
         _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
         subspace = vectors[..., -opts.sources :].to(torch.complex64)  # (H, K, M, S)
-        peaks = find_peaks(pseudo_spectrum(subspace, grid, mics, omega, opts.c, normalize), grid, opts.sources)
+        peaks = find_peaks(pseudo_spectrum(subspace, grid, mics, omega, opts.c, normalize), grid, neighbours, opts.sources)
         for radius in (spacing, spacing / (REFINE_POINTS - 1)):  # two rounds of local refinement
             candidates = local_grid(torch.nan_to_num(peaks), radius, opts.dims)  # (H, S, R, 3)
             h, s, r, _ = candidates.shape
