@@ -221,6 +221,21 @@ def test_measured_spherical_array_gives_the_fitted_direction(tmp_path, method):
     assert np.median(angle_between(unit_vector(track.azimuth, track.elevation), fitted)) < 2.0
 
 
+def test_far_field_srp_is_not_drawn_to_the_correlation_bins_on_a_small_ring():
+    """A 6-mic ring 9.2 cm across (a ReSpeaker's size): far-field SRP-PHAT read the correlations by
+    linear interpolation, whose maxima lie where the pairs' lags fall on bins: noise-free plane
+    waves came out up to 3.5° off. Cubic interpolation: within a few tenths of a degree."""
+    phi = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+    ring = np.stack([0.046 * np.cos(phi), 0.046 * np.sin(phi), np.zeros(6)], 1)
+    rng = np.random.default_rng(0)
+    errors = []
+    for seed in range(6):
+        direction = (rng.uniform(0, 360), rng.uniform(5, 60))
+        track = sslkit.locate(plane_waves(ring, [direction], seconds=0.5, seed=seed), "srp-phat", far_field=True, static=True)
+        errors.append(angle_between(unit_vector(track.azimuth, track.elevation), unit_vector(*direction))[0])
+    assert max(errors) < 0.5, errors
+
+
 def test_music_peaks_are_local_maxima_not_the_flank_of_a_stronger_peak():
     """After the strongest peak and its 10° neighbourhood, the highest value left lay on that peak's
     flank: a broad peak beside a narrow weaker one gave the flank as the second source."""

@@ -10,12 +10,14 @@ given as azimuth (degrees counter-clockwise from +x in the x-y plane of mics.csv
 The search is that of the near-field SRP (:mod:`.srp`) on the sphere: a Fibonacci grid of
 ``COARSE_DIRECTIONS`` cells; within a cell of angular radius ρ every pair's range difference moves
 by at most ‖rᵢ − rⱼ‖·ρ, so the correlations max-pooled over that many lags bound the power in the
-cell from above; each level keeps 2 × ``BEAM`` distinct cells, those with the highest bounds and
+cell from above (but for the small overshoot of the cubic interpolation below); each level keeps 2 × ``BEAM`` distinct cells, those with the highest bounds and
 those with the highest centre power taken in turn, splits each into 4 children of half the radius,
 down to ``FINAL_DEG``. As there, each frame also scores the answers of the frames within
 ``srp.SEED_SPAN_S`` of it, with the leaves next to them, and keeps one that beats its own. In 2D
 (``horizontal``) the cells are arcs of the horizontal circle, ``COARSE_DIRECTIONS`` of them, each
-split into 2.
+split into 2. The correlations are read between their bins by cubic (Catmull-Rom) interpolation:
+with linear interpolation the power is largest where the pairs' lags fall on bins, so the answers
+moved in steps of a bin over the aperture, coarse for a compact array.
 
 An array that lies in a plane (or, in 2D, on a line or in a vertical plane) hears a direction and
 its mirror image about that plane alike: :func:`~sslkit.geometry.on_known_side` reports the side the bounds give.
@@ -118,8 +120,9 @@ class DirectionSearch:
         self.coarse_value, self.coarse_bound = lag_steering(coarse_bins, n_lags, interpolate=True), lag_steering(coarse_bins, n_lags)
 
     def bound_width(self, radius: float) -> int:
-        """Lags a cell of angular ``radius`` spans for the longest pair, plus interpolation and rounding."""
-        return int(math.ceil(self.longest * radius * self.bins_per_m + 1.5))
+        """Lags a cell of angular ``radius`` spans for the longest pair, plus the cubic interpolation's
+        two bins and half a bin of rounding."""
+        return int(math.ceil(self.longest * radius * self.bins_per_m + 2.5))
 
     def best(self, corr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The highest-power direction of each frame and its power: corr (F, P, L) → (F, 3), (F,)."""
@@ -136,7 +139,7 @@ class DirectionSearch:
             u, radius = self.children(u, radius), radius / 2
             tau = direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags)
             bound = cell_bounds(max_pooled(corr, self.bound_width(radius)), tau)
-            value = power_at_bins(corr, tau)
+            value = power_at_bins(corr, tau, cubic=True)
         power = self.power(corr, u)
         top = power.argmax(dim=-1)
         rows = torch.arange(len(u), device=corr.device)
@@ -157,7 +160,7 @@ class DirectionSearch:
 
     def power(self, corr: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """The steered power (F, K) of directions u (F, K, 3) in each frame of corr (F, P, L)."""
-        return power_at_bins(corr, direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags))
+        return power_at_bins(corr, direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags), cubic=True)
 
     def suppress(self, corr: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
         """``corr`` with every pair's lags within ``SUPPRESS_SAMPLES`` of the found directions' (F, 3) TDOAs zeroed."""

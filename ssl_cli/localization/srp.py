@@ -118,12 +118,19 @@ def steered_power(corr: torch.Tensor, points: torch.Tensor, mics: torch.Tensor, 
     return power_at_bins(corr, pair_tdoa_bins(points, mics, pairs, bins_per_m, corr.shape[-1]))
 
 
-def power_at_bins(corr: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-    """Σ over pairs of corr (F, P, L) read at the fractional lag bins tau (F, G, P) by linear interpolation → (F, G)."""
+def power_at_bins(corr: torch.Tensor, tau: torch.Tensor, cubic: bool = False) -> torch.Tensor:
+    """Σ over pairs of corr (F, P, L) read at the fractional lag bins tau (F, G, P) → (F, G): by linear
+    interpolation, or ``cubic`` (Catmull-Rom, from the two bins on either side: smooth, so that the
+    maximum over directions is not drawn to where the pairs' lags fall on bins, as it is with linear
+    interpolation, in steps of a bin over a compact array's aperture)."""
     low = tau.floor().long()
-    frac = tau - low
+    t = tau - low
     c_t = corr.transpose(1, 2)  # (F, L, P)
-    return ((1 - frac) * c_t.gather(1, low) + frac * c_t.gather(1, low + 1)).sum(-1)
+    if not cubic:
+        return ((1 - t) * c_t.gather(1, low) + t * c_t.gather(1, low + 1)).sum(-1)
+    at = lambda shift: c_t.gather(1, (low + shift).clamp(0, corr.shape[-1] - 1))  # noqa: E731
+    weights = (((2 - t) * t - 1) * t / 2, ((3 * t - 5) * t * t + 2) / 2, ((4 - 3 * t) * t + 1) * t / 2, (t - 1) * t * t / 2)
+    return sum(w * at(shift) for w, shift in zip(weights, (-1, 0, 1, 2))).sum(-1)
 
 
 def cell_bounds(pooled: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
