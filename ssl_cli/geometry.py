@@ -204,12 +204,28 @@ def check_geometry(mics: np.ndarray, path: object = "mics.csv") -> None:
     if len(missing):
         raise GeometryError(f"{path}: microphone {missing[0] + 1} has a missing coordinate (NaN, infinite or empty)")
     check_metres(mics, path)
-    from scipy.spatial import cKDTree  # pairs within reach without an (M, M) table: any number of mics
-
-    same = cKDTree(mics).query_pairs(1e-6, output_type="ndarray")
-    if len(same):
-        i, j = sorted(same.tolist())[0]
+    same = coinciding_pairs(mics, SAME_POSITION_M)
+    if same:
+        i, j = same[0]
         raise GeometryError(f"{path}: microphones {i + 1} and {j + 1} have the same position")
+
+
+SAME_POSITION_M = 1e-6
+"""Microphones closer than this are at the same position."""
+
+
+def coinciding_pairs(points: np.ndarray, reach: float) -> list[tuple[int, int]]:
+    """The pairs (i < j, sorted) of points (M, 3) within ``reach`` of each other, without an (M, M)
+    table: sorted along x, each point is compared only with those within ``reach`` of it in x."""
+    order = np.argsort(points[:, 0], kind="stable")
+    x = points[order, 0]
+    ends = np.searchsorted(x, x + reach, side="right")
+    pairs = []
+    for k in np.flatnonzero(ends > np.arange(len(x)) + 1):  # points with another within reach in x: few
+        near = order[k + 1 : ends[k]]
+        close = near[np.linalg.norm(points[near] - points[order[k]], axis=1) <= reach]
+        pairs += [(min(i, int(order[k])), max(i, int(order[k]))) for i in close.tolist()]
+    return sorted(pairs)
 
 
 UNIT_RATIO = 30.0

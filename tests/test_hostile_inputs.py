@@ -771,6 +771,20 @@ def test_mains_hum_is_found_and_windowed_away(cli, tmp_path):
     assert mains_hum(clean.audio + level * hum(len(clean.audio), clean.fs, 60.0, np.zeros(clean.n_mics)), clean.fs)[0] == 60.0
 
 
+def test_coinciding_mics_are_the_pairs_a_distance_table_finds():
+    """geometry.coinciding_pairs (x-sorted windows, no (M, M) table) against all pairwise distances,
+    on points at and around the 1 µm reach."""
+    from sslkit.geometry import SAME_POSITION_M, coinciding_pairs
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        m = int(rng.integers(1, 40))
+        points = rng.choice([0.0, 0.5e-6, 1.0, 2.0], size=(m, 3)) + rng.integers(0, 2, (m, 3)) * rng.uniform(0, 2e-6, (m, 3))
+        distance = np.linalg.norm(points[:, None] - points[None], axis=-1)
+        expected = [(i, j) for i in range(m) for j in range(i + 1, m) if distance[i, j] <= SAME_POSITION_M]
+        assert coinciding_pairs(points, SAME_POSITION_M) == expected
+
+
 def test_frames_are_tapered_at_their_edges_by_default():
     """Without hum, PHAT frames are under a Tukey window with EDGE_TAPER of them in its ramps (the
     default both GCC-PHAT and SRP-PHAT use); True is Hann, False rectangular; other values are refused."""
@@ -785,6 +799,8 @@ def test_frames_are_tapered_at_their_edges_by_default():
     ramp = tapered_window(2048, EDGE_TAPER)
     assert ramp[0] == 0 and (ramp[256:1793] == 1).all() and (ramp[1:256] < 1).all()
     np.testing.assert_allclose(ramp.numpy(), tukey(2049, EDGE_TAPER)[:-1], atol=1e-7)  # periodic: the symmetric one less its end
+    for n, share in ((16, 0.1), (255, 0.5), (1023, 0.999), (6144, 0.01), (7, 0.0)):  # written out: scipy.signal took 1.7 s to import
+        np.testing.assert_allclose(tapered_window(n, share, torch.float64).numpy(), tukey(n, share, sym=False), atol=1e-12, rtol=0)
     demo = load_recording(Path(__file__).parents[1] / "examples" / "luvira-demo")
     assert phat_taper(demo.audio, demo.fs, None) == EDGE_TAPER and phat_taper(demo.audio, demo.fs, True) == 1.0
     for method in ("srp-phat", "multilat"):
