@@ -221,6 +221,24 @@ def test_measured_spherical_array_gives_the_fitted_direction(tmp_path, method):
     assert np.median(angle_between(unit_vector(track.azimuth, track.elevation), fitted)) < 2.0
 
 
+def test_cubic_reading_of_correlations_is_catmull_rom():
+    """power_at_bins with second differences against the Catmull-Rom spline in its matrix form,
+    neighbours beyond the ends clamped; without them, linear interpolation."""
+    from sslkit.localization.srp import power_at_bins, second_differences
+
+    generator = torch.Generator().manual_seed(0)
+    corr = torch.randn(2, 7, 30, dtype=torch.float64, generator=generator)
+    tau = torch.rand(2, 11, 7, dtype=torch.float64, generator=generator) * 28.999
+    tau[0, 0] = 0.0  # the first bin and the last interval, where the clamping acts
+    tau[1, 0] = 28.999
+    low = tau.floor().long()
+    t = tau - low
+    p0, p1, p2, p3 = (corr.transpose(1, 2).gather(1, (low + shift).clamp(0, 29)) for shift in (-1, 0, 1, 2))
+    spline = 0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (3 * p1 - p0 - 3 * p2 + p3) * t**3)
+    torch.testing.assert_close(power_at_bins(corr, tau, second_differences(corr)), spline.sum(-1), atol=1e-12, rtol=0)
+    torch.testing.assert_close(power_at_bins(corr, tau), ((1 - t) * p1 + t * p2).sum(-1), atol=1e-12, rtol=0)
+
+
 def test_far_field_srp_is_not_drawn_to_the_correlation_bins_on_a_small_ring():
     """A 6-mic ring 9.2 cm across (a ReSpeaker's size): far-field SRP-PHAT read the correlations by
     linear interpolation, whose maxima lie where the pairs' lags fall on bins: noise-free plane
@@ -290,6 +308,7 @@ def test_angular_errors_of_positions_without_directions_are_seen_from_the_centro
 def test_direction_search_takes_a_neighbours_answer_only_where_it_has_more_power():
     from sslkit.gcc import frame_audio, frame_correlations, gcc_fft_length, mic_pairs
     from sslkit.localization.directions import DirectionSearch
+    from sslkit.localization.srp import second_differences
 
     rec = plane_waves(compact_array(), [(40.0, 20.0)], seconds=0.5)
     pairs = mic_pairs("all", rec.n_mics)
@@ -299,8 +318,9 @@ def test_direction_search_takes_a_neighbours_answer_only_where_it_has_more_power
     assert np.all(angle_between(found.numpy(), unit_vector(40.0, 20.0)) < 1.0)
     wrong = found.clone()
     wrong[5] = torch.as_tensor(unit_vector(-120.0, -30.0), dtype=torch.float32)  # as if the beam had missed the peak in frame 5
-    wrong_power = search.power(corr, wrong[:, None])[:, 0]
-    mended, mended_power = search.with_neighbours_answers(corr, wrong, wrong_power)
+    curvature = second_differences(corr)
+    wrong_power = search.power(corr, curvature, wrong[:, None])[:, 0]
+    mended, mended_power = search.with_neighbours_answers(corr, curvature, wrong, wrong_power)
     assert angle_between(mended[5].numpy(), found[5].numpy()) < 0.3 and mended_power[5] >= 0.999 * power[5]
     assert torch.equal(mended[:5], found[:5]) and torch.all(mended_power >= wrong_power)
 

@@ -30,7 +30,7 @@ import math
 import numpy as np
 import torch
 
-from sslkit.localization.srp import cell_bounds, distinct_top_cells, lag_steering, max_pooled, power_at_bins, with_lent_answers
+from sslkit.localization.srp import cell_bounds, distinct_top_cells, lag_steering, max_pooled, power_at_bins, second_differences, with_lent_answers
 
 COARSE_DIRECTIONS = 512
 """Cells of the first level (about 9° apart)."""
@@ -129,6 +129,7 @@ class DirectionSearch:
         radius = self.coarse_radius
         u = self.grid.expand(len(corr), -1, -1)
         final = math.radians(FINAL_DEG)
+        curvature = second_differences(corr)
         bound = (self.coarse_bound @ max_pooled(corr, self.bound_width(radius)).flatten(1).T).T  # (F, G)
         value = (self.coarse_value @ corr.flatten(1).T).T
         while True:
@@ -139,17 +140,17 @@ class DirectionSearch:
             u, radius = self.children(u, radius), radius / 2
             tau = direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags)
             bound = cell_bounds(max_pooled(corr, self.bound_width(radius)), tau)
-            value = power_at_bins(corr, tau, cubic=True)
-        power = self.power(corr, u)
+            value = power_at_bins(corr, tau, curvature)
+        power = self.power(corr, curvature, u)
         top = power.argmax(dim=-1)
         rows = torch.arange(len(u), device=corr.device)
-        return self.with_neighbours_answers(corr, u[rows, top], power[rows, top])
+        return self.with_neighbours_answers(corr, curvature, u[rows, top], power[rows, top])
 
-    def with_neighbours_answers(self, corr: torch.Tensor, u: torch.Tensor, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def with_neighbours_answers(self, corr: torch.Tensor, curvature: torch.Tensor, u: torch.Tensor, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each frame's answer (F, 3) and power (F,), replaced where one of the answers of the frames
         within ``seed_frames`` of it, or a leaf next to one, has a higher power in that frame."""
         leaf_neighbours = lambda lent: torch.cat([lent, self.children(lent, 2 * math.radians(FINAL_DEG))], dim=1)  # noqa: E731
-        return with_lent_answers(u, power, self.seed_frames, leaf_neighbours, lambda candidates: self.power(corr, candidates))
+        return with_lent_answers(u, power, self.seed_frames, leaf_neighbours, lambda candidates: self.power(corr, curvature, candidates))
 
     def children(self, u: torch.Tensor, radius: float) -> torch.Tensor:
         """The centres of the children (radius / 2) of the cells centred at u (F, K, 3): 4 each on the
@@ -158,9 +159,10 @@ class DirectionSearch:
             return tangent_children(u, radius)
         return torch.stack([turned(u, -radius / 2), turned(u, radius / 2)], dim=2).flatten(1, 2)
 
-    def power(self, corr: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """The steered power (F, K) of directions u (F, K, 3) in each frame of corr (F, P, L)."""
-        return power_at_bins(corr, direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags), cubic=True)
+    def power(self, corr: torch.Tensor, curvature: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The steered power (F, K) of directions u (F, K, 3) in each frame of corr (F, P, L), whose
+        ``second_differences`` are ``curvature`` (cubic interpolation)."""
+        return power_at_bins(corr, direction_bins(u, self.mics, self.pairs, self.bins_per_m, self.n_lags), curvature)
 
     def suppress(self, corr: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
         """``corr`` with every pair's lags within ``SUPPRESS_SAMPLES`` of the found directions' (F, 3) TDOAs zeroed."""

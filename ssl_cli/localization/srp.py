@@ -118,19 +118,27 @@ def steered_power(corr: torch.Tensor, points: torch.Tensor, mics: torch.Tensor, 
     return power_at_bins(corr, pair_tdoa_bins(points, mics, pairs, bins_per_m, corr.shape[-1]))
 
 
-def power_at_bins(corr: torch.Tensor, tau: torch.Tensor, cubic: bool = False) -> torch.Tensor:
+def power_at_bins(corr: torch.Tensor, tau: torch.Tensor, curvature: torch.Tensor | None = None) -> torch.Tensor:
     """Σ over pairs of corr (F, P, L) read at the fractional lag bins tau (F, G, P) → (F, G): by linear
-    interpolation, or ``cubic`` (Catmull-Rom, from the two bins on either side: smooth, so that the
-    maximum over directions is not drawn to where the pairs' lags fall on bins, as it is with linear
-    interpolation, in steps of a bin over a compact array's aperture)."""
+    interpolation, or given the ``curvature`` (:func:`second_differences` of corr) by cubic
+    (Catmull-Rom) interpolation, which is the linear reading less t(1 − t)/2 times the linear reading
+    of the second differences, t the fraction of a bin. Smooth: the maximum over directions is not
+    drawn to where the pairs' lags fall on bins, as with linear interpolation, whose answers move in
+    steps of a bin over a compact array's aperture."""
     low = tau.floor().long()
     t = tau - low
     c_t = corr.transpose(1, 2)  # (F, L, P)
-    if not cubic:
+    if curvature is None:
         return ((1 - t) * c_t.gather(1, low) + t * c_t.gather(1, low + 1)).sum(-1)
-    at = lambda shift: c_t.gather(1, (low + shift).clamp(0, corr.shape[-1] - 1))  # noqa: E731
-    weights = (((2 - t) * t - 1) * t / 2, ((3 * t - 5) * t * t + 2) / 2, ((4 - 3 * t) * t + 1) * t / 2, (t - 1) * t * t / 2)
-    return sum(w * at(shift) for w, shift in zip(weights, (-1, 0, 1, 2))).sum(-1)
+    e_t, w = curvature.transpose(1, 2), t * (1 - t) / 2
+    return ((1 - t) * (c_t.gather(1, low) - w * e_t.gather(1, low)) + t * (c_t.gather(1, low + 1) - w * e_t.gather(1, low + 1))).sum(-1)
+
+
+def second_differences(corr: torch.Tensor) -> torch.Tensor:
+    """c[k+1] − 2c[k] + c[k−1] along the lags of corr (F, P, L), an end's missing neighbour taken as
+    the end itself → (F, P, L)."""
+    padded = torch.cat([corr[..., :1], corr, corr[..., -1:]], dim=-1)
+    return padded[..., 2:] - 2 * corr + padded[..., :-2]
 
 
 def cell_bounds(pooled: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
