@@ -126,11 +126,12 @@ def gcc(
 def tapered_window(n: int, taper: float, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
     """The periodic Tukey window of ``n`` samples whose raised-cosine ramps cover the share ``taper``
     of it, half at each end: 1 is the Hann window, 0 the rectangular one. Shape (n,)."""
+    if taper <= 0 or n <= 1:  # rectangular; a single sample is kept whole
+        return torch.ones(n, dtype=dtype, device=device)
     edge = torch.arange(n, dtype=torch.float64) / n
     edge = torch.minimum(edge, 1 - edge)  # from the nearer end, as a share of the (periodic) window
-    ramp = 0.5 * (1 - torch.cos(2 * math.pi * edge / max(taper, 1e-300)))
-    tapered = (edge < taper / 2) & (n > 1)  # a single sample is kept whole
-    return torch.where(tapered, ramp, 1.0).to(dtype=dtype, device=device)
+    ramp = 0.5 * (1 - torch.cos(2 * math.pi * edge / taper))
+    return torch.where(edge < taper / 2, ramp, 1.0).to(dtype=dtype, device=device)
 
 
 def cross_spectra(frames: torch.Tensor, pairs: np.ndarray, n_fft: int, weighting: str = "phat", beta: float = 0.7,

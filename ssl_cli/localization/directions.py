@@ -10,9 +10,9 @@ given as azimuth (degrees counter-clockwise from +x in the x-y plane of mics.csv
 The search is that of the near-field SRP (:mod:`.srp`) on the sphere: a Fibonacci grid of
 ``COARSE_DIRECTIONS`` cells; within a cell of angular radius ρ every pair's range difference moves
 by at most ‖rᵢ − rⱼ‖·ρ, so the correlations max-pooled over that many lags bound the power in the
-cell from above (but for the small overshoot of the cubic interpolation below); each level keeps 2 × ``BEAM`` distinct cells, those with the highest bounds and
-those with the highest centre power taken in turn, splits each into 4 children of half the radius,
-down to ``FINAL_DEG``. As there, each frame also scores the answers of the frames within
+cell from above (but for the small overshoot of the cubic interpolation below); each level keeps
+2 × ``BEAM`` distinct cells, those with the highest bounds and those with the highest centre power
+taken in turn, splits each into 4 children of half the radius, down to ``FINAL_DEG``. As there, each frame also scores the answers of the frames within
 ``srp.SEED_SPAN_S`` of it, with the leaves next to them, and keeps one that beats its own. In 2D
 (``horizontal``) the cells are arcs of the horizontal circle, ``COARSE_DIRECTIONS`` of them, each
 split into 2. The correlations are read between their bins by cubic (Catmull-Rom) interpolation:
