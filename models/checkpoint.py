@@ -135,6 +135,10 @@ def read_checkpoint_file(path: str | os.PathLike, device: str = "cpu") -> dict:
         return torch.load(path, map_location=device, weights_only=True)
 
 
+NOT_SSLKIT = "not an sslkit checkpoint (no model name it knows)"
+"""What a readable torch file that sslkit did not write is told."""
+
+
 def read_checkpoint(path: Path, device: str = "cpu") -> dict:
     """:func:`read_checkpoint_file`, with an InputFileError saying what is wrong when the file is
     not a readable PyTorch checkpoint holding a dict."""
@@ -145,7 +149,7 @@ def read_checkpoint(path: Path, device: str = "cpu") -> dict:
             torch_file = f.read(2) in (b"PK", b"\x80\x02")  # torch's zip archive, or its legacy pickle
         raise InputFileError(path, f"not a readable checkpoint ({describe(err)})" if torch_file else "not a PyTorch checkpoint file") from None
     if not isinstance(state, dict):
-        raise InputFileError(path, "not an sslkit checkpoint (no model name it knows)")
+        raise InputFileError(path, NOT_SSLKIT)
     return state
 
 
@@ -161,7 +165,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu", kind: str | No
     state = read_checkpoint(path, device)
     found = state.get("model")
     if found not in model_registry():
-        raise InputFileError(path, "not an sslkit checkpoint (no model name it knows)")
+        raise InputFileError(path, NOT_SSLKIT)
     if kind is not None and found != kind:
         raise InputFileError(path, f"is a {found} checkpoint; a {kind} checkpoint is needed here")
     try:
