@@ -26,11 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslkit.gcc import centred, pair_products
+from sslkit.gcc import centred, correlation, pair_products
 from sslkit.models.sincnet import SincConv
 
-PAIR_CHUNK_ELEMENTS = 2**23
-"""Complex elements of pair cross-spectra processed at once in ``pair_correlations`` (64 MB): frames × pairs."""
+PAIR_CHUNK_ELEMENTS = 2**21
+"""Complex elements of pair cross-spectra processed at once in ``pair_correlations`` (16 MB): frames × pairs."""
+
+CACHE_ELEMENTS = 2**21
+"""Activations a stack of layers holds at once at inference on a CPU (8 MB in float32): the batch
+goes through in parts that stay in the CPU's caches, faster than whole layers through memory."""
 
 
 DESIGNS = ("circular", "reference")
@@ -72,9 +76,12 @@ class ConvBlock(nn.Module):
             return self.drop(self.act(self.norm(self.convolve(x, self.conv.weight, self.conv.bias))))
         return self.activated(self.convolve(x, *self.inference_weights()))
 
-    def unpadded(self, x: torch.Tensor) -> torch.Tensor:
-        """The block at inference on an input padded already: ``kernel − 1`` samples shorter out than in."""
-        return self.activated(F.conv1d(x, *self.inference_weights()))
+    def unpadded(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The block at inference on inputs padded already, (B, C, 1, N) in channels-last memory
+        (oneDNN's fastest layout): ``kernel − 1`` samples shorter out than in, same layout."""
+        weight, bias = self.inference_weights()
+        weight = weight[:, :, None]
+        return lambda x: self.activated(F.conv2d(x, weight, bias))
 
     def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The convolution's weight and bias at inference, with the batch norm (if any) folded in."""
@@ -93,10 +100,24 @@ def run_blocks(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     halo = sum(block.conv.kernel_size[0] // 2 for block in blocks)
     if blocks.training or any(block.padding != "circular" for block in blocks) or halo > x.shape[-1]:
         return blocks(x)
-    x = F.pad(x, (halo, halo), mode="circular")
-    for block in blocks:
-        x = block.unpadded(x)
-    return x
+    layers = [block.unpadded() for block in blocks]
+    return torch.cat([run_unpadded(layers, part, halo) for part in cache_sized(x, x[0].numel())])
+
+
+def run_unpadded(layers: Sequence[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor, halo: int) -> torch.Tensor:
+    """``ConvBlock.unpadded`` layers on x (B, C, N) padded circularly by ``halo`` once → (B, C', N)."""
+    x = F.pad(x, (halo, halo), mode="circular")[:, :, None].contiguous(memory_format=torch.channels_last)
+    for layer in layers:
+        x = layer(x)
+    return x[:, :, 0].contiguous()
+
+
+def cache_sized(x: torch.Tensor, row_elements: int) -> tuple[torch.Tensor, ...]:
+    """x (B, ...) in parts along B whose activations, ``row_elements`` per row, are at most
+    ``CACHE_ELEMENTS`` on a CPU; whole on a GPU, which wants large batches."""
+    if x.device.type != "cpu":
+        return (x,)
+    return x.split(max(1, CACHE_ELEMENTS // row_elements))
 
 
 def folded_batch_norm(conv: nn.Conv1d, norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,7 +194,14 @@ class NGCCPHAT(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """f: (B, N) signals, less their means (``centred``: SincNet's lowest band lets some DC
-        through) → (B, L, N) filtered channels."""
+        through) → (B, L, N) filtered channels. At inference the signals go through in parts that
+        keep each part's channels in the CPU's caches (``cache_sized``)."""
+        if self.training:
+            return self.filtered(x)
+        return torch.cat([self.filtered(part) for part in cache_sized(x, self.sinc.n_filters * x.shape[-1])])
+
+    def filtered(self, x: torch.Tensor) -> torch.Tensor:
+        """f on a batch at once: (B, N) → (B, L, N)."""
         return run_blocks(self.features_cnn, self.sinc_norm(self.sinc(centred(x)[:, None])))
 
     @staticmethod
@@ -189,15 +217,13 @@ class NGCCPHAT(nn.Module):
             return self.whitened_spectra(y)
         return torch.fft.rfft(y.float(), n=2 * y.shape[-1])
 
-    def correlate(self, cross: torch.Tensor, n: int) -> torch.Tensor:
+    def correlate(self, cross: torch.Tensor, n: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """GCC-PHAT at lags −τmax…τmax from the cross-spectrum S₁S₂* of two signals' ``spectra`` (n
         samples each): circular over n points, whitened already; or linear over 2n points, weighted
-        by 1/(|S₁S₂*| + ε) (reference design). (..., K) → (..., 2τmax+1)."""
+        by 1/(|S₁S₂*| + ε) (reference design). (..., K) → (..., 2τmax+1), written into ``out`` when given."""
         if self.design == "circular":
-            r = torch.fft.irfft(cross, n=n)
-        else:
-            r = torch.fft.irfft(cross / (cross.abs() + REFERENCE_EPSILON), n=2 * n)
-        return torch.cat([r[..., -self.max_tau :], r[..., : self.max_tau + 1]], dim=-1)
+            return correlation(cross, n, self.max_tau, out=out)
+        return correlation(cross / (cross.abs() + REFERENCE_EPSILON), 2 * n, self.max_tau, out=out)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         s1, s2 = self.spectra(self.features(torch.cat([x1, x2]))).chunk(2)
@@ -217,10 +243,12 @@ class NGCCPHAT(nn.Module):
         pair_step = max(1, min(len(pairs), PAIR_CHUNK_ELEMENTS // per_pair))  # many mics: a frame's pairs in parts too
         frame_step = max(1, PAIR_CHUNK_ELEMENTS // (pair_step * per_pair))
         pairs = pairs.cpu().numpy()
-        return torch.cat([
-            torch.cat([self.correlate(pair_products(block, pairs[p : p + pair_step]), n) for p in range(0, len(pairs), pair_step)], dim=1)
-            for block in spectra.split(frame_step)
-        ])
+        out = spectra.new_empty(f, len(pairs), spectra.shape[2], self.n_lags, dtype=spectra.real.dtype)
+        for start in range(0, f, frame_step):
+            block = spectra[start : start + frame_step]
+            for p in range(0, len(pairs), pair_step):
+                self.correlate(pair_products(block, pairs[p : p + pair_step]), n, out=out[start : start + frame_step, p : p + pair_step])
+        return out
 
     def logits_from_correlations(self, corr: torch.Tensor) -> torch.Tensor:
         """g over correlations (F, P, L, lags) → logits (F, P, K, lags)."""
@@ -229,13 +257,16 @@ class NGCCPHAT(nn.Module):
 
     def pair_logits(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """Logits for many pairs of one frame batch. Shape: frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1)."""
-        return self.logits_from_correlations(self.pair_correlations(frames, pairs))
+        return self.in_frame_blocks(frames, pairs, self.logits_from_correlations)
 
     def symmetric_pair_probabilities(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """Lag distributions of many pairs, mirror-averaged (``mirror_averaged``): the distributions of
         (j, i) are exactly those of (i, j) mirrored. frames (F, M, N), pairs (P, 2) → (F, P, K, 2·τmax+1).
         """
-        return self.mirror_averaged(self.pair_correlations(frames, pairs), lambda c: torch.softmax(self.logits_from_correlations(c).float(), dim=-1))
+        def probabilities(corr: torch.Tensor) -> torch.Tensor:
+            return self.mirror_averaged(corr, lambda c: torch.softmax(self.logits_from_correlations(c).float(), dim=-1))
+
+        return self.in_frame_blocks(frames, pairs, probabilities)
 
     def symmetric_pair_features(self, frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """Paper VI's TDOA features: the channels g has before its last layer (C = head_channels),
@@ -244,7 +275,14 @@ class NGCCPHAT(nn.Module):
         def hidden(corr: torch.Tensor) -> torch.Tensor:
             return run_blocks(self.head[:-1], corr.flatten(0, 1)).reshape(*corr.shape[:2], -1, self.n_lags)
 
-        return self.mirror_averaged(self.pair_correlations(frames, pairs), hidden)
+        return self.in_frame_blocks(frames, pairs, lambda corr: self.mirror_averaged(corr, hidden))
+
+    def in_frame_blocks(self, frames: torch.Tensor, pairs: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn`` of the pair correlations (F', P, L, lags) of a few frames at a time (``cache_sized``),
+        concatenated over frames: each block's correlations are read by ``fn`` while they are in the
+        caches, and the whole batch's never take memory at once. frames (F, M, N) → (F, ...)."""
+        per_frame = len(pairs) * self.config["channels"] * self.n_lags
+        return torch.cat([fn(self.pair_correlations(block, pairs)) for block in cache_sized(frames, per_frame)])
 
     @staticmethod
     def mirror_averaged(corr: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:

@@ -305,6 +305,27 @@ def test_ngcc_pair_correlations_of_many_mics_come_in_bounded_parts(monkeypatch):
     torch.testing.assert_close(parts, whole, rtol=0, atol=0)
 
 
+def test_ngcc_inference_in_cache_sized_parts_equals_the_whole_batch(monkeypatch):
+    """At inference the filters and the head run on parts of the batch (``CACHE_ELEMENTS``) and the
+    correlations are read a few frames at a time (``in_frame_blocks``): the same outputs as one pass."""
+    import sslkit.models.ngcc as ngcc
+
+    model = NGCCPHAT(max_tau=6, n_sinc=4, sinc_len=31, channels=4, feature_kernels=(3,), head_channels=4, head_kernels=(3, 3)).eval()
+    frames, pairs = torch.randn(5, 4, 256, generator=torch.Generator().manual_seed(0)), torch.as_tensor(mic_pairs("all", 4))
+    outputs = (model.pair_logits, model.symmetric_pair_probabilities, model.symmetric_pair_features)
+    with torch.no_grad():
+        monkeypatch.setattr(ngcc, "CACHE_ELEMENTS", 2**40)
+        whole = [fn(frames, pairs) for fn in outputs]
+        monkeypatch.setattr(ngcc, "CACHE_ELEMENTS", 2 * 6 * 4 * 13)  # two frames' correlations at a time, f one signal at a time, g nine pairs
+        blocks = []
+        correlations = model.pair_correlations
+        monkeypatch.setattr(model, "pair_correlations", lambda block, p: blocks.append(len(block)) or correlations(block, p))
+        parts = [fn(frames, pairs) for fn in outputs]
+    assert blocks == [2, 2, 1] * 3
+    for got, expected in zip(parts, whole):
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
 def test_silent_frames_are_flagged_not_estimated(tmp_path):
     audio = fractional_delays(16000, [0.0, 2.0]).astype(np.float32)
     audio[4000:12000] = 0
