@@ -229,7 +229,8 @@ def coinciding_pairs(points: np.ndarray, reach: float) -> list[tuple[int, int]]:
 
 
 UNIT_RATIO = 30.0
-"""Ratio of typical magnitudes from which two sets of positions are taken to be in different units."""
+"""Ratio of typical magnitudes (positions, or SELD distances) from which two sets of them are taken
+to be in different units (m against cm or mm)."""
 
 
 def check_same_units(estimates: np.ndarray, truth: np.ndarray, where: object) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from sslkit.errors import InputFileError, UserError
 from sslkit.files import atomic_file, read_text
+from sslkit.geometry import UNIT_RATIO
 
 if TYPE_CHECKING:
     import torch
@@ -224,10 +225,6 @@ def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathL
 
 
 SELD_METRICS_FILE = "seld_metrics.json"
-UNIT_RATIO = 30.0
-"""Typical predicted and reference distances this many times apart are taken for a unit mix-up (m against cm)."""
-
-
 def check_distance_units(pred: list[SeldEvents], truth: list[SeldEvents], where: object) -> None:
     """UserError when the predictions' distances are typically ``UNIT_RATIO`` times larger or smaller
     than the references' (a polar file holds centimetres, a Cartesian one metres)."""
