@@ -232,11 +232,17 @@ UNIT_RATIO = 30.0
 """Ratio of typical magnitudes (positions, or SELD distances) from which two sets of them are taken
 to be in different units (m against cm or mm)."""
 
+MISREAD_SCALE_M = 10.0
+"""Typical distance from the origin (m) beyond which positions can be metres misread from cm or mm:
+a position 10 cm or more from the origin, in centimetres, reads as 10 m or more."""
+
 
 def check_same_units(estimates: np.ndarray, truth: np.ndarray, where: object) -> None:
     """GeometryError when estimates (n, 3) are typically ``UNIT_RATIO`` times farther from the
-    frame's origin than the truth (m, 3), or nearer (one of them in mm or cm); the message gives
-    their typical distance from the truth's centre."""
+    frame's origin than the truth (m, 3), or nearer, and the farther of the two lies beyond
+    ``MISREAD_SCALE_M`` (one of them in mm or cm); the message gives their typical distance from
+    the truth's centre. Estimates that collapsed onto a compact array at the origin, with the truth
+    metres away, are errors to score, not a unit mix-up."""
     finite = estimates[np.isfinite(estimates).all(axis=1)]
     if len(finite) == 0 or len(truth) == 0:
         return
@@ -244,7 +250,7 @@ def check_same_units(estimates: np.ndarray, truth: np.ndarray, where: object) ->
     scale_truth = max(float(np.median(np.linalg.norm(truth, axis=1))), 1e-3)
     scale_est = float(np.median(np.linalg.norm(finite, axis=1)))
     ratio = scale_est / scale_truth
-    if ratio > UNIT_RATIO or ratio < 1 / UNIT_RATIO:
+    if (ratio > UNIT_RATIO or ratio < 1 / UNIT_RATIO) and max(scale_est, scale_truth) > MISREAD_SCALE_M:
         typical = float(np.median(np.linalg.norm(finite - centre, axis=1)))
         raise GeometryError(f"{where}: the estimates lie about {typical:.3g} m from the truth and are about {ratio:.3g}× its scale: "
                             "are they in millimetres or centimetres? sslkit reads metres")

@@ -207,6 +207,22 @@ def test_metrics_on_hand_made_errors():
     assert m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
 
 
+@pytest.mark.parametrize("truth_at, found_at, mixed_up", [
+    (3.0, 0.03, False),  # near-field estimates collapsed onto a compact array at the origin: errors to score
+    (3.0, 300.0, True),  # estimates in centimetres
+    (0.5, 500.0, True),  # in millimetres
+    (2500.0, 2.5, True),  # the truth in millimetres
+])
+def test_estimates_in_other_units_are_told_from_estimates_far_off(truth_at, found_at, mixed_up):
+    truth = SourceTrack(np.array([0.0, 2.0]), np.zeros(2, int), np.array([[truth_at, 0, 0]] * 2))
+    pred = PositionTrack(np.array([0.5, 1.5]), np.array([[found_at, 0, 0], [0, found_at, 0]]), np.ones(2), np.zeros(2, int))
+    if mixed_up:
+        with pytest.raises(GeometryError, match="millimetres or centimetres"):
+            matched_errors(pred, truth)
+    else:
+        np.testing.assert_allclose(matched_errors(pred, truth, truncate=None)[0], [truth_at - found_at, np.hypot(truth_at, found_at)])
+
+
 @pytest.fixture(scope="module")
 def luvira_recording(tmp_path_factory):
     """A 3 s static speech source in the LuViRA room (RT60 0.2 s)."""
