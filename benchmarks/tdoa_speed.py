@@ -4,7 +4,7 @@ against the FFTs no method can avoid (each mic's frame forward, each pair's corr
 11 mics (55 pairs), 60 s at 16 kHz, frame 2048, hop 1024, 4 peaks. The three are interleaved,
 ``--repeats`` rounds, medians reported with the machine's load. Prints JSON.
 
-    python benchmarks/tdoa_speed.py [--seconds 60] [--device cuda] > benchmarks/results/tdoa_speed_cpu.json
+    python benchmarks/tdoa_speed.py [--seconds 60] [--device cuda] [--keep-freed-memory] > benchmarks/results/tdoa_speed_cpu.json
 """
 
 import argparse
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy.signal.windows import tukey
 
+from sslkit.allocator import keep_freed_memory
 from sslkit.gcc import correlation_batch, frame_audio, gcc_fft_length, mic_pairs
 from sslkit.options import EDGE_TAPER
 from sslkit.recording import Recording
@@ -26,7 +27,10 @@ parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--seconds", type=float, default=60.0)
 parser.add_argument("--device", default="cpu")
 parser.add_argument("--repeats", type=int, default=5)
+parser.add_argument("--keep-freed-memory", action="store_true", help="call sslkit.keep_freed_memory() first, as the CLI does")
 args = parser.parse_args()
+if args.keep_freed_memory:
+    keep_freed_memory()
 fs, n_mics, frame, hop, max_lag = 16000, 11, 2048, 1024, 330
 rng = np.random.default_rng(0)
 audio = rng.standard_normal((int(args.seconds * fs), n_mics)).astype(np.float32)
@@ -78,7 +82,7 @@ for _ in range(args.repeats):
         times[name].append(seconds(fn))
 median = {name: float(np.median(t)) for name, t in times.items()}
 print(json.dumps({
-    "audio_seconds": args.seconds, "mics": n_mics, "pairs": n_pairs, "device": args.device, "torch_threads": torch.get_num_threads(),
+    "audio_seconds": args.seconds, "mics": n_mics, "pairs": n_pairs, "device": args.device, "keep_freed_memory": args.keep_freed_memory, "torch_threads": torch.get_num_threads(),
     "machine": machine_description(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
     "median_seconds": median, "all_seconds": times, "speedup": median["per_pair_loop"] / median["vectorized"],
     "vectorized_over_fft_floor": median["vectorized"] / median["fft_floor"], "real_time_factor": median["vectorized"] / args.seconds,
