@@ -428,6 +428,19 @@ def assert_resume_names_a_broken_run(cli, args: list, out: Path) -> None:
         (out / "config.yaml").write_text(config)
 
 
+def test_ngcc_trains_through_the_inverse_fft_correlation(monkeypatch):
+    """With many lags for its frame (LuViRA's τmax 315 in 2048 samples) the correlation is an inverse
+    FFT rather than sums at the lags, and the loss must reach the filters through it (it raised)."""
+    import sslkit.gcc
+
+    monkeypatch.setattr(sslkit.gcc, "correlation_at_lags", lambda *args: pytest.fail("the inverse FFT is the cheaper path here"))
+    model = NGCCPHAT(max_tau=100, n_sinc=4, sinc_len=31, channels=4, feature_kernels=(3,), head_channels=4, head_kernels=(3, 3))
+    x = torch.randn(2, 256, generator=torch.Generator().manual_seed(0))
+    model(x, x.roll(3, -1)).logsumexp(-1).sum().backward()
+    grad = model.sinc.low_hz.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
 def test_train_ngcc_cli_tiny_run_writes_run_folder_and_resumes(cli, tmp_path):
     from sslkit.models.checkpoint import load_checkpoint
 
