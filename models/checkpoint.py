@@ -132,7 +132,8 @@ def read_checkpoint_file(path: str | os.PathLike, device: str = "cpu") -> dict:
     hostile file cannot run code (torch's ``weights_only``)."""
     from torch.torch_version import TorchVersion
 
-    with torch.serialization.safe_globals([TorchVersion]), warnings.catch_warnings():  # torch_version of checkpoints written before it was a str
+    # TorchVersion: the torch_version of checkpoints written before it was a str
+    with torch.serialization.safe_globals([TorchVersion]), warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)  # a damaged file: the error that follows says so
         return torch.load(path, map_location=device, weights_only=True)
 

@@ -191,11 +191,12 @@ def correlation(cross: torch.Tensor, n_fft: int, max_lag: int, upsample: int = 1
         return correlation_at_lags(cross, n_fft, max_lag, upsample, out)
     r = torch.fft.irfft(cross, n=n_fft * upsample)
     half = max_lag * upsample
+    negative, positive = r[..., r.shape[-1] - half :], r[..., : half + 1]  # negative lags wrap to the end
     if out is None:  # differentiable (NGCC-PHAT trains through it)
-        joined = torch.cat([r[..., r.shape[-1] - half :], r[..., : half + 1]], dim=-1)  # negative lags wrap to the end
+        joined = torch.cat([negative, positive], dim=-1)
         return joined.mul_(upsample) if upsample != 1 else joined
-    torch.mul(r[..., r.shape[-1] - half :], upsample, out=out[..., :half])
-    torch.mul(r[..., : half + 1], upsample, out=out[..., half:])
+    torch.mul(negative, upsample, out=out[..., :half])
+    torch.mul(positive, upsample, out=out[..., half:])
     return out
 
 

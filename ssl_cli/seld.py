@@ -225,6 +225,8 @@ def predict_seld_files(checkpoint: str | os.PathLike, recordings: str | os.PathL
 
 
 SELD_METRICS_FILE = "seld_metrics.json"
+
+
 def check_distance_units(pred: list[SeldEvents], truth: list[SeldEvents], where: object) -> None:
     """UserError when the predictions' distances are typically ``UNIT_RATIO`` times larger or smaller
     than the references' (a polar file holds centimetres, a Cartesian one metres)."""
