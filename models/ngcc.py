@@ -29,8 +29,8 @@ from torch import nn
 from sslkit.gcc import centred, correlation, pair_products
 from sslkit.models.sincnet import SincConv
 
-PAIR_CHUNK_ELEMENTS = 2**21
-"""Complex elements of pair cross-spectra processed at once in ``pair_correlations`` (16 MB): frames × pairs."""
+PAIR_CHUNK_ELEMENTS = 2**23
+"""Complex elements of pair cross-spectra processed at once in ``pair_correlations`` (64 MB): frames × pairs."""
 
 CACHE_ELEMENTS = 2**21
 """Activations a stack of layers holds at once at inference on a CPU (8 MB in float32): the batch
