@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sslkit.errors import ConfigError, Interrupted, OutputError, SslkitWarning, UserError
+from sslkit.errors import ConfigError, GeometryError, Interrupted, OutputError, SslkitWarning, UserError
 from sslkit.files import (
     check_folder_to_fill,
     check_only_ours,
@@ -33,7 +33,7 @@ INDEX_FILE = "index.csv"
 DATASET_FILE = "dataset.yaml"
 INDEX_COLUMNS = ["scene", "folder", "room_x", "room_y", "room_z", "rt60", "snr_db", "n_mics", "n_sources", "duration"]
 MAX_REDRAWS = 50
-"""Attempts to redraw a scene whose random RT60 the random room cannot reach."""
+"""Attempts to redraw a scene whose random RT60 the random room cannot reach or whose source leaves the room."""
 CLUSTER_TIMEOUT_S = 30
 """Seconds to wait for a Dask scheduler to answer."""
 
@@ -43,17 +43,19 @@ def scene_folder(out: Path, index: int) -> Path:
 
 
 def draw_feasible_scene(template: dict, seed: int, index: int, audio_dir: str | None) -> Scene:
-    """Resolve scene ``index``; redraw (with a derived index) while inverse Sabine rejects it."""
-    from sslkit.sims.room import make_room
+    """Resolve scene ``index``; redraw (with a derived index) while inverse Sabine rejects its room or
+    a source's path leaves the room (:func:`~sslkit.sims.room.check_placement`)."""
+    from sslkit.sims.room import check_placement, make_room
 
     for attempt in range(MAX_REDRAWS):
         scene = resolve_scene(template, seed, index + attempt * 1_000_003, audio_dir)
         try:
             make_room(scene.room, scene.fs, scene.c)
+            check_placement(scene)
             return scene
-        except ConfigError:
-            continue
-    raise ConfigError(f"scene {index}: no feasible room after {MAX_REDRAWS} draws (check rt60 and dimensions ranges)")
+        except (ConfigError, GeometryError) as err:
+            last = err
+    raise ConfigError(f"scene {index}: no feasible scene after {MAX_REDRAWS} draws (check the template's ranges); the last: {last}")
 
 
 def parallel_map(fn: Callable, jobs: list[tuple], workers: int | None, ordered: bool = True) -> Iterator:

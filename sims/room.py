@@ -186,6 +186,31 @@ def block_times(n: int, hop: int, fs: int, moving: bool) -> np.ndarray:
     return np.arange(int(np.ceil((n - 1) / hop)) + 1) * hop / fs if moving else np.zeros(1)
 
 
+def scene_blocks(scene: Scene) -> tuple[int, int]:
+    """The recording's length and the crossfade hop, in samples."""
+    return int(round(scene.duration * scene.fs)), max(1, int(round(scene.block * scene.fs)))
+
+
+def block_positions(scene: Scene, src: SourceSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The centre times (T,) s of the simulation's crossfade blocks (one for a static source) and
+    the positions (T, 3) of ``src`` at them."""
+    n, hop = scene_blocks(scene)
+    times = block_times(n, hop, scene.fs, src.moving)
+    return times, positions_at(np.array(src.waypoints), src.speed, times)
+
+
+def check_placement(scene: Scene) -> None:
+    """Raise GeometryError when a mic is outside the room, or a source's path (its waypoints and its
+    positions at the block times: a spline through waypoints near a wall can swing past it) leaves
+    the room or passes within ``MIN_SOURCE_MIC_M`` of a mic."""
+    dims, mics = np.array(scene.room.dimensions), np.array(scene.mics)
+    check_inside(mics, dims, "microphone")
+    for k, src in enumerate(scene.sources):
+        positions = block_positions(scene, src)[1]
+        check_inside(np.vstack([positions, src.waypoints]), dims, f"source {k}")
+        check_apart_from_mics(positions, mics, f"source {k}")
+
+
 def source_signal(src: SourceSpec, n: int, fs: int) -> np.ndarray:
     """The source's signal on the recording's time axis, zero outside its active interval."""
     start = int(round(src.start * fs))
@@ -218,21 +243,16 @@ def simulate(scene: Scene, save_rirs: bool = False) -> tuple[Recording, dict[str
     mean reverberant signal power over the room microphones.
     """
     fs, c = scene.fs, scene.c
-    dims = np.array(scene.room.dimensions)
     mics = np.array(scene.mics)
-    check_inside(mics, dims, "microphone")
+    check_placement(scene)
     check_scene_size(scene)
     check_active_sources(scene)
-    n = int(round(scene.duration * fs))
-    hop = max(1, int(round(scene.block * fs)))
+    n, hop = scene_blocks(scene)
     truth = ground_truth(scene)
     clean = np.zeros((n, len(mics) + (scene.near_source is not None)))
     rirs_out = {}
     for k, src in enumerate(scene.sources):
-        times = block_times(n, hop, fs, src.moving)
-        positions = positions_at(np.array(src.waypoints), src.speed, times)
-        check_inside(np.vstack([positions, src.waypoints]), dims, f"source {k}")
-        check_apart_from_mics(positions, mics, f"source {k}")
+        times, positions = block_positions(scene, src)
         rirs = compute_rirs(scene.room, fs, c, mics, positions, np.random.default_rng([scene.seed, k]))
         signal = source_signal(src, n, fs)
         clean[:, : len(mics)] += convolve_blocks(signal, rirs, hop)

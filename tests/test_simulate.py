@@ -139,6 +139,24 @@ def test_dataset_is_indexed_and_resumable(cli, tmp_path):
     np.testing.assert_array_equal(load_recording(redo.parent).audio, first)
 
 
+def test_a_random_path_that_swings_out_of_the_room_is_redrawn():
+    """The spline through random waypoints 0.5 m from the walls can swing past a wall (scene 121 of
+    luvira-sim at seed 0, about one scene in 150): a dataset redraws such a scene instead of stopping
+    there with an error; scenes that fit are drawn as before."""
+    from sslkit.errors import ConfigError, GeometryError
+    from sslkit.sims.dataset import draw_feasible_scene
+    from sslkit.sims.room import check_placement
+
+    template = load_template("luvira-sim")
+    with pytest.raises(GeometryError, match="source 0 at .* is outside the room"):
+        check_placement(resolve_scene(template, 0, 121))
+    check_placement(draw_feasible_scene(template, 0, 121, None))
+    assert draw_feasible_scene(template, 0, 120, None) == resolve_scene(template, 0, 120)
+    fixed = small_scene(sources=[{"signal": "noise", "trajectory": {"waypoints": [[1.0, 1.0, 1.0], [9.0, 1.0, 1.0]], "speed": 0.5}}])
+    with pytest.raises(ConfigError, match="no feasible scene after .* the last: source 0 at .* is outside the room"):
+        draw_feasible_scene(fixed, 0, 0, None)
+
+
 def test_a_dataset_larger_than_the_disk_is_refused_at_once(cli, tmp_path):
     """More scenes than the disk holds: one line with the estimate before any work, and no folder."""
     import shutil
