@@ -1,13 +1,15 @@
 """NGCC-PHAT-based localization against GCC-PHAT multilateration, in one run: milliseconds per
-frame and accuracy of `locate --method multilat` with GCC-PHAT, with NGCC-PHAT in float32 and with
-NGCC-PHAT's convolutions in bfloat16 (`--precision bfloat16`), and of `locate --method wav2pos`
+frame and accuracy of `locate --method multilat` with GCC-PHAT, with NGCC-PHAT (the default for the
+array, ``ngcc-phat-luvira-compact``, and the 32-channel ``ngcc-phat-luvira``) in float32 and with
+its convolutions in bfloat16 (`--precision bfloat16`), and of `locate --method wav2pos`
 (the shipped model, whose NGCC-PHAT is most of its time) in both precisions (bfloat16 only where the
 CPU computes in it; where it is emulated, only its time against float32 on the first 2 s), on held-out
 LuViRA-room recordings (as `luvira_locate.py`, 11 mics). All run interleaved, recording by
-recording, ``--repeats`` rounds; ratios are to GCC-PHAT in the same round. Then where NGCC-PHAT's time goes (filters f, the
-pair correlations, the head g, per frame) and the network's arithmetic (multiply-adds per frame)
-against the rate this CPU reaches in those convolutions: the time no implementation of this
-network can go below here; with ``--compile``, the parts again under torch.compile. Prints JSON.
+recording, ``--repeats`` rounds; ratios are to GCC-PHAT in the same round. Then, for each of the
+two networks, where its time goes (filters f, the pair correlations, the head g, per frame) and its
+arithmetic (multiply-adds per frame) against the rate this CPU reaches in those convolutions: the
+time no implementation of that network can go below here; with ``--compile``, the parts again
+under torch.compile. Prints JSON.
 
     python benchmarks/ngcc_speed.py [--compile] > benchmarks/results/ngcc_speed_cpu.json
 """
@@ -50,6 +52,7 @@ PRECISIONS = ("float32", "bfloat16") if native_bfloat16("cpu") else ("float32",)
 variants = {"gcc-phat": ("multilat", {})}
 for precision in PRECISIONS:
     variants[f"ngcc {precision}"] = ("multilat", {"tdoa": "ngcc", "precision": precision})
+    variants[f"ngcc small {precision}"] = ("multilat", {"tdoa": "ngcc", "checkpoint": "ngcc-phat-luvira", "precision": precision})
     variants[f"wav2pos {precision}"] = ("wav2pos", {"precision": precision})
 
 
@@ -93,12 +96,15 @@ def seconds_of(fn, repeats: int = 3) -> float:
     return min(times)
 
 
-def network_parts() -> dict:
-    """ms per frame of NGCC-PHAT's parts (32 frames of 11 mics, all 55 pairs), float32 and
-    bfloat16, with the multiply-adds of its convolutions and the rate they reach; with
-    ``--compile`` the same under torch.compile, with the compilation's seconds and the largest
-    change of a logit."""
-    model, _, _ = load_model("ngcc-phat-luvira", "ngcc-phat", "cpu")
+NETWORKS = ("ngcc-phat-luvira-compact", "ngcc-phat-luvira")
+
+
+def network_parts(name: str) -> dict:
+    """ms per frame of the parts of the shipped NGCC-PHAT ``name`` (32 frames of 11 mics, all 55
+    pairs), float32 and bfloat16, with the multiply-adds of its convolutions and the rate they
+    reach; with ``--compile`` the same under torch.compile, with the compilation's seconds and the
+    largest change of a logit."""
+    model, _, _ = load_model(name, "ngcc-phat", "cpu")
     frames = frame_audio(torch.as_tensor(recordings[0].audio), FRAME, HOP)[:32]
     pairs = torch.as_tensor(mic_pairs("all", frames.shape[1]))
     convs = [mod for mod in model.modules() if isinstance(mod, torch.nn.Conv1d)]
@@ -155,7 +161,7 @@ def emulated_bfloat16(seconds: float = 2.0) -> dict:
 load_before = os.getloadavg()
 emulated = None if native_bfloat16("cpu") else emulated_bfloat16()
 rounds = timed_rounds()
-parts = network_parts()
+parts = {name: network_parts(name) for name in NETWORKS}
 gcc = np.array(rounds["ms_per_frame"]["gcc-phat"])
 summary = {}
 for name, ms in rounds["ms_per_frame"].items():
@@ -165,14 +171,14 @@ for name, ms in rounds["ms_per_frame"].items():
                      "ratio_to_gcc_spread": [float(ratios.min()), float(ratios.max())],
                      "mae_cm": round(100 * s["mae_m"], 1), "median_cm": round(100 * float(np.median(rounds["errors"][name])), 1),
                      "acc_30cm": round(100 * s["accuracy"], 1), "frames": s["n"]}
-macs = parts["macs_per_frame"]["features"] + parts["macs_per_frame"]["head"]
-floor_ms = {precision: macs / (parts[precision]["convolution_gmac_per_s"] * 1e6) for precision in PRECISIONS}
+floor_ms = {name: {precision: (p["macs_per_frame"]["features"] + p["macs_per_frame"]["head"]) / (p[precision]["convolution_gmac_per_s"] * 1e6)
+                   for precision in PRECISIONS} for name, p in parts.items()}
 print(json.dumps({
     "machine": machine_description(), "torch_threads": torch.get_num_threads(),
     "native_bfloat16": native_bfloat16("cpu"), "emulated_bfloat16": emulated,
     "load_average_before": load_before, "load_average_after": os.getloadavg(),
     "recordings": args.recordings, "duration_s": args.duration, "repeats": args.repeats,
-    "locate": summary, "network": parts,
+    "locate": summary, "networks": parts,
     "convolutions_alone_ms_per_frame": floor_ms,
-    "convolutions_alone_over_gcc_multilat": {p: ms / summary["gcc-phat"]["ms_per_frame"] for p, ms in floor_ms.items()},
+    "convolutions_alone_over_gcc_multilat": {name: {p: ms / summary["gcc-phat"]["ms_per_frame"] for p, ms in f.items()} for name, f in floor_ms.items()},
 }, indent=2))

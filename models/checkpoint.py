@@ -28,7 +28,7 @@ def checkpoint_folder() -> Path:
 
 
 def shipped_index() -> dict[str, dict]:
-    """Shipped checkpoint name → its entry in ``checkpoints/index.yaml`` (kind, fs, max_tau, outputs, trained_for)."""
+    """Shipped checkpoint name → its entry in ``checkpoints/index.yaml`` (kind, fs, max_tau, outputs, channels, trained_for)."""
     import yaml
 
     return yaml.safe_load((checkpoint_folder() / "index.yaml").read_text())
@@ -37,12 +37,13 @@ def shipped_index() -> dict[str, dict]:
 def resolve_checkpoint(checkpoint: str | os.PathLike | None, kind: str | None = None, fs: int | None = None, max_lag: int | None = None,
                        outputs: int = 1) -> Path:
     """The checkpoint file to use: ``checkpoint`` as a path or a shipped name, or else the shipped
-    checkpoint of ``kind`` at ``fs`` Hz with at least ``outputs`` tracks and the smallest lag range
-    that covers ``max_lag`` samples. GeometryError when no shipped checkpoint fits."""
+    checkpoint of ``kind`` at ``fs`` Hz with at least ``outputs`` tracks, the smallest lag range
+    that covers ``max_lag`` samples and, of those, the fewest channels (the cheapest network).
+    GeometryError when no shipped checkpoint fits."""
     index = shipped_index()
     if checkpoint is not None:
         return checkpoint_folder() / f"{checkpoint}.pt" if str(checkpoint) in index else Path(checkpoint)
-    fitting = [(entry.get("max_tau", 0), name) for name, entry in index.items()
+    fitting = [(entry.get("max_tau", 0), entry.get("channels", 0), name) for name, entry in index.items()
                if entry["kind"] == kind and fs in (None, entry["fs"]) and entry.get("outputs", 1) >= outputs
                and (max_lag is None or entry["max_tau"] >= max_lag)]
     if not fitting:
@@ -50,7 +51,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, kind: str | None = 
         need += f" covering lags up to {max_lag} samples" if max_lag is not None else ""
         need += f" with {outputs} output tracks" if outputs > 1 else ""
         raise GeometryError(f"no shipped {kind} checkpoint{need}; train one for this array and give its path")
-    return checkpoint_folder() / f"{min(fitting)[1]}.pt"
+    return checkpoint_folder() / f"{min(fitting)[-1]}.pt"
 
 
 def checkpoint_fs(checkpoint: str | os.PathLike | None, kind: str, fs: int) -> int:

@@ -489,7 +489,7 @@ def test_shipped_ngcc_checkpoint_describes_itself_and_is_picked_for_its_array():
     assert meta["model"] == "ngcc-phat" and meta["config"]["fs"] == FS and model.max_tau == 24
     assert {"sslkit_version", "torch_version", "command", "metrics"} <= set(meta)
     assert resolve_checkpoint(None, "ngcc-phat", FS, 20).name == "ngcc-phat.pt"  # the 0.5 m pair of Paper V fits
-    assert resolve_checkpoint(None, "ngcc-phat", FS, 300).name == "ngcc-phat-luvira.pt"  # the LuViRA array needs ±315 lags
+    assert resolve_checkpoint(None, "ngcc-phat", FS, 300).name == "ngcc-phat-luvira-compact.pt"  # the LuViRA array needs ±315 lags
     with pytest.raises(Exception, match="no shipped ngcc-phat checkpoint at 44100 Hz covering lags up to 20"):
         resolve_checkpoint(None, "ngcc-phat", 44100, 20)
 

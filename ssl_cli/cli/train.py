@@ -24,7 +24,7 @@ def train_ngcc_command(
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine schedule)."),
     sigma: float = typer.Option(0.0, "--sigma", min=0, help="Gaussian label smoothing width in samples (0: one-hot)."),
-    size: str = typer.Option("small", "--size", help="small (CPU-friendly), seld (Paper VI: C = 16 feature channels) or paper (Paper V: 128 sinc filters of 1023 taps)."),
+    size: str = typer.Option("small", "--size", help="small (CPU-friendly), compact (8 channels: fast inference on a CPU), seld (Paper VI: C = 16 feature channels) or paper (Paper V: 128 sinc filters of 1023 taps)."),
     design: Optional[str] = typer.Option(None, "--design", help="circular (shift-equivariant, sslkit's) or reference (the authors' layers); default: reference for --size paper, else circular."),
     targets: int = typer.Option(1, "--targets", min=1, help="Output tracks K; K > 1 trains multi-target TDOA with ADPIT (Paper VI)."),
     adpit: str = typer.Option("bradpit", "--adpit", help="ADPIT implementation for --targets > 1."),
