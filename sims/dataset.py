@@ -45,12 +45,13 @@ def scene_folder(out: Path, index: int) -> Path:
 def draw_feasible_scene(template: dict, seed: int, index: int, audio_dir: str | None) -> Scene:
     """Resolve scene ``index``; redraw (with a derived index) while inverse Sabine rejects its room or
     a source's path leaves the room (:func:`~sslkit.sims.room.check_placement`)."""
-    from sslkit.sims.room import check_placement, make_room
+    from sslkit.sims.room import check_placement, check_scene_size, make_room
 
     for attempt in range(MAX_REDRAWS):
         scene = resolve_scene(template, seed, index + attempt * 1_000_003, audio_dir)
         try:
             make_room(scene.room, scene.fs, scene.c)
+            check_scene_size(scene)  # a scene too large for memory stops here, before its path is traced
             check_placement(scene)
             return scene
         except (ConfigError, GeometryError) as err:

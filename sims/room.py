@@ -181,9 +181,14 @@ def check_apart_from_mics(points: np.ndarray, mics: np.ndarray, what: str) -> No
                             f"keep sources at least {MIN_SOURCE_MIC_M * 100:g} cm from the mics")
 
 
+def block_count(n: int, hop: int, moving: bool) -> int:
+    """Crossfade blocks over n samples every ``hop``: one for a static source."""
+    return int(np.ceil((n - 1) / hop)) + 1 if moving else 1
+
+
 def block_times(n: int, hop: int, fs: int, moving: bool) -> np.ndarray:
     """Centre times (s) of the crossfade blocks: one block for a static source."""
-    return np.arange(int(np.ceil((n - 1) / hop)) + 1) * hop / fs if moving else np.zeros(1)
+    return np.arange(block_count(n, hop, moving)) * hop / fs
 
 
 def scene_blocks(scene: Scene) -> tuple[int, int]:
@@ -244,8 +249,8 @@ def simulate(scene: Scene, save_rirs: bool = False) -> tuple[Recording, dict[str
     """
     fs, c = scene.fs, scene.c
     mics = np.array(scene.mics)
-    check_placement(scene)
     check_scene_size(scene)
+    check_placement(scene)
     check_active_sources(scene)
     n, hop = scene_blocks(scene)
     truth = ground_truth(scene)
@@ -314,8 +319,8 @@ def check_scene_size(scene: Scene) -> None:
     from sslkit.resources import check_memory
 
     n_channels = len(scene.mics) + (scene.near_source is not None)
-    n = int(round(scene.duration * scene.fs))
-    positions = max(len(block_times(n, max(1, int(round(scene.block * scene.fs))), scene.fs, src.moving)) for src in scene.sources)
+    n, hop = scene_blocks(scene)
+    positions = max(block_count(n, hop, src.moving) for src in scene.sources)
     needed = scene.duration * scene.fs * (n_channels + 1) * 8 * WORKING_COPIES
     check_memory(needed, f"a {scene.duration:g} s scene at {scene.fs} Hz with {n_channels} channels", "shorten the duration or simulate it in parts")
     length = rir_length(scene.room, scene.fs, scene.c)

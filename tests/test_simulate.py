@@ -143,7 +143,7 @@ def test_a_random_path_that_swings_out_of_the_room_is_redrawn():
     """The spline through random waypoints 0.5 m from the walls can swing past a wall (scene 121 of
     luvira-sim at seed 0, about one scene in 150): a dataset redraws such a scene instead of stopping
     there with an error; scenes that fit are drawn as before."""
-    from sslkit.errors import ConfigError, GeometryError
+    from sslkit.errors import ConfigError, GeometryError, ResourceError
     from sslkit.sims.dataset import draw_feasible_scene
     from sslkit.sims.room import check_placement
 
@@ -155,6 +155,8 @@ def test_a_random_path_that_swings_out_of_the_room_is_redrawn():
     fixed = small_scene(sources=[{"signal": "noise", "trajectory": {"waypoints": [[1.0, 1.0, 1.0], [9.0, 1.0, 1.0]], "speed": 0.5}}])
     with pytest.raises(ConfigError, match="no feasible scene after .* the last: source 0 at .* is outside the room"):
         draw_feasible_scene(fixed, 0, 0, None)
+    with pytest.raises(ResourceError, match="a 1e\\+09 s scene"):  # refused before its path's 2·10¹⁰ positions are traced
+        draw_feasible_scene({**fixed, "duration": 1e9}, 0, 0, None)
 
 
 def test_a_dataset_larger_than_the_disk_is_refused_at_once(cli, tmp_path):
