@@ -36,6 +36,10 @@ CACHE_ELEMENTS = 2**21
 """Activations a stack of layers holds at once at inference on a CPU (8 MB in float32): the batch
 goes through in parts that stay in the CPU's caches, faster than whole layers through memory."""
 
+NARROW_CHANNELS = 16
+"""Stacks of convolutions with fewer input channels than this run at inference on pairs of samples
+(``to_phases``): oneDNN fills its 16-lane vectors with channels, and 8 channels leave half of each empty."""
+
 
 DESIGNS = ("circular", "reference")
 REFERENCE_EPSILON = 1e-3
@@ -78,11 +82,13 @@ class ConvBlock(nn.Module):
             return self.drop(self.act(self.norm(self.convolve(x, self.conv.weight, self.conv.bias))))
         return self.activated(self.convolve(x, *self.inference_weights()))
 
-    def unpadded(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The block at inference on inputs padded already, (B, C, 1, N) in channels-last memory
-        (oneDNN's fastest layout): ``kernel − 1`` samples shorter out than in, same layout."""
+    def unpadded(self, phases: int = 1) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The block at inference on inputs padded already, in channels-last memory (oneDNN's fastest
+        layout) and ``phases`` samples per step (``to_phases``): (B, phases·C, 1, N / phases) →
+        (B, phases·C', 1, (N − kernel + 1) / phases), same layout."""
         weight, bias = self.inference_weights()
-        weight = weight[:, :, None]
+        weight = phase_weights(weight, phases)
+        bias = None if bias is None else bias.repeat(phases)
         return lambda x: self.activated(F.conv2d(x, weight, bias))
 
     def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -98,20 +104,64 @@ def run_blocks(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``blocks`` (ConvBlocks) on x (B, C, N) → (B, C', N). At inference with circular padding
     throughout, the input is padded once by the blocks' summed half-kernels and each convolution runs
     unpadded: every layer commutes with circular shifts, so the outputs are those of padding at every
-    layer, without a padded copy of every layer's activations."""
-    halo = sum(block.conv.kernel_size[0] // 2 for block in blocks)
-    if blocks.training or any(block.padding != "circular" for block in blocks) or halo > x.shape[-1]:
+    layer, without a padded copy of every layer's activations. Narrow stacks (``NARROW_CHANNELS``)
+    with odd kernels convolve two samples per step."""
+    kernels = [block.conv.kernel_size[0] for block in blocks]
+    halo = sum(k // 2 for k in kernels)
+    if blocks.training or any(block.padding != "circular" for block in blocks) or halo >= x.shape[-1]:
         return blocks(x)
-    layers = [block.unpadded() for block in blocks]
-    return torch.cat([run_unpadded(layers, part, halo) for part in cache_sized(x, x[0].numel())])
+    narrow = min(block.conv.in_channels for block in blocks) < NARROW_CHANNELS and all(k % 2 for k in kernels)
+    phases = 2 if narrow else 1
+    layers = [block.unpadded(phases) for block in blocks]
+    return in_cache_sized_parts(lambda part: run_unpadded(layers, part, halo, phases), x, x[0].numel())
 
 
-def run_unpadded(layers: Sequence[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor, halo: int) -> torch.Tensor:
-    """``ConvBlock.unpadded`` layers on x (B, C, N) padded circularly by ``halo`` once → (B, C', N)."""
-    x = F.pad(x, (halo, halo), mode="circular")[:, :, None].contiguous(memory_format=torch.channels_last)
+def run_unpadded(layers: Sequence[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor, halo: int, phases: int) -> torch.Tensor:
+    """``ConvBlock.unpadded(phases)`` layers on x (B, C, N) padded circularly by ``halo`` once → (B, C', N).
+    The padded length is rounded up to whole steps of ``phases`` samples; the outputs the extra
+    samples reach lie past the N kept (each output reads only the inputs at and after its own index)."""
+    n = x.shape[-1]
+    x = to_phases(circularly_padded_channels_last(x, halo, -(n + 2 * halo) % phases), phases)
     for layer in layers:
         x = layer(x)
-    return x[:, :, 0].contiguous()
+    return from_phases(x, phases)[:, :, 0, :n].contiguous()
+
+
+def circularly_padded_channels_last(x: torch.Tensor, halo: int, extra: int) -> torch.Tensor:
+    """x (B, C, N) padded circularly by ``halo`` samples before and ``halo + extra`` after, as
+    (B, C, 1, N + 2·halo + extra) in channels-last memory: three strided copies into one array
+    (half the time of a padded copy and a change of layout). Needs halo + extra ≤ N."""
+    b, c, n = x.shape
+    samples = x.transpose(1, 2)
+    out = x.new_empty(b, n + 2 * halo + extra, c)
+    out[:, halo : halo + n] = samples
+    out[:, :halo] = samples[:, n - halo :]
+    out[:, halo + n :] = samples[:, : halo + extra]
+    return out.transpose(1, 2)[:, :, None]
+
+
+def to_phases(x: torch.Tensor, phases: int) -> torch.Tensor:
+    """x (B, C, 1, N) in channels-last memory seen as (B, phases·C, 1, N / phases): channel p·C + c
+    at step t is channel c at sample phases·t + p. A view of the same memory."""
+    b, channels, _, n = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b, 1, n // phases, phases * channels).permute(0, 3, 1, 2)
+
+
+def from_phases(x: torch.Tensor, phases: int) -> torch.Tensor:
+    """``to_phases`` undone: (B, phases·C, 1, N) in channels-last memory → (B, C, 1, phases·N), a view."""
+    b, channels, _, n = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b, 1, n * phases, channels // phases).permute(0, 3, 1, 2)
+
+
+def phase_weights(weight: torch.Tensor, phases: int) -> torch.Tensor:
+    """A convolution kernel (C', C, K) as one over ``phases`` samples per step (``to_phases``):
+    (phases·C', phases·C, 1, ⌈(K + phases − 1) / phases⌉). Output phase p is the kernel delayed by
+    p samples, read in steps of ``phases``."""
+    c_out, c_in, k = weight.shape
+    taps = -(-(k + phases - 1) // phases)
+    delayed = torch.stack([F.pad(weight, (p, taps * phases - k - p)) for p in range(phases)])  # (phases, C', C, taps·phases)
+    steps = delayed.reshape(phases, c_out, c_in, taps, phases)  # sample j·phases + q
+    return steps.permute(0, 1, 4, 2, 3).reshape(phases * c_out, phases * c_in, 1, taps)
 
 
 def cache_sized(x: torch.Tensor, row_elements: int) -> tuple[torch.Tensor, ...]:
@@ -120,6 +170,13 @@ def cache_sized(x: torch.Tensor, row_elements: int) -> tuple[torch.Tensor, ...]:
     if x.device.type != "cpu":
         return (x,)
     return x.split(max(1, CACHE_ELEMENTS // row_elements))
+
+
+def in_cache_sized_parts(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, row_elements: int) -> torch.Tensor:
+    """``fn`` of x (B, ...) applied to its ``cache_sized`` parts, concatenated along B (the one
+    part's result itself, not a copy, when x is one part)."""
+    outputs = [fn(part) for part in cache_sized(x, row_elements)]
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
 def folded_batch_norm(conv: nn.Conv1d, norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,7 +257,7 @@ class NGCCPHAT(nn.Module):
         keep each part's channels in the CPU's caches (``cache_sized``)."""
         if self.training:
             return self.filtered(x)
-        return torch.cat([self.filtered(part) for part in cache_sized(x, self.sinc.n_filters * x.shape[-1])])
+        return in_cache_sized_parts(self.filtered, x, self.sinc.n_filters * x.shape[-1])
 
     def filtered(self, x: torch.Tensor) -> torch.Tensor:
         """f on a batch at once: (B, N) → (B, L, N)."""
@@ -284,7 +341,7 @@ class NGCCPHAT(nn.Module):
         concatenated over frames: each block's correlations are read by ``fn`` while they are in the
         caches, and the whole batch's never take memory at once. frames (F, M, N) → (F, ...)."""
         per_frame = len(pairs) * self.config["channels"] * self.n_lags
-        return torch.cat([fn(self.pair_correlations(block, pairs)) for block in cache_sized(frames, per_frame)])
+        return in_cache_sized_parts(lambda block: fn(self.pair_correlations(block, pairs)), frames, per_frame)
 
     @staticmethod
     def mirror_averaged(corr: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:

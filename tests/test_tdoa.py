@@ -148,16 +148,17 @@ def test_ngcc_inference_folds_each_batch_norm_into_its_convolution(design):
             torch.testing.assert_close(block(x), block.act(block.norm(conv(x))), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("max_tau, design", [(23, "circular"), (3, "circular"), (23, "reference")])
-def test_ngcc_blocks_at_inference_equal_padding_at_every_layer(max_tau, design):
-    """f and g pad their input once and convolve unpadded at inference (``run_blocks``): the same
-    as torch's padded convolutions layer by layer, also for fewer lags than the head's summed
-    half-kernels and for the reference design's zero-padded head (both padded layer by layer)."""
+@pytest.mark.parametrize("max_tau, design, channels", [(23, "circular", 8), (23, "circular", 16), (3, "circular", 8), (23, "reference", 8)])
+def test_ngcc_blocks_at_inference_equal_padding_at_every_layer(max_tau, design, channels):
+    """f and g pad their input once and convolve unpadded at inference (``run_blocks``), narrow ones
+    (8 channels) two samples per step: the same as torch's padded convolutions layer by layer, for
+    even and odd lengths, also for fewer lags than the head's summed half-kernels and for the
+    reference design's zero-padded head (both padded layer by layer)."""
     from sslkit.models.ngcc import run_blocks
 
     torch.manual_seed(0)
-    model = NGCCPHAT(**{**TINY_NGCC, "max_tau": max_tau}, design=design).eval()
-    for blocks, length in ((model.features_cnn, 64), (model.head, model.n_lags), (model.head[:-1], model.n_lags)):
+    model = NGCCPHAT(**{**TINY_NGCC, "max_tau": max_tau, "channels": channels, "head_channels": channels}, design=design).eval()
+    for blocks, length in ((model.features_cnn, 64), (model.features_cnn, 63), (model.head, model.n_lags), (model.head[:-1], model.n_lags)):
         x = torch.randn(3, blocks[0].conv.in_channels, length)
         expected = x
         for block in blocks:
