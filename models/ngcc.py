@@ -182,9 +182,15 @@ def in_cache_sized_parts(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
 def folded_batch_norm(conv: nn.Conv1d, norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
     """The weight and bias of ``conv`` followed by ``norm`` with its running statistics (inference)
     as one convolution: (C_out, C_in, K) and (C_out,)."""
+    scale, shift = batch_norm_affine(norm)
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    return conv.weight * scale[:, None, None], bias
+
+
+def batch_norm_affine(norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """``norm`` at inference (running statistics) as x·scale + shift per channel: (C,) and (C,)."""
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    bias = -norm.running_mean if conv.bias is None else conv.bias - norm.running_mean
-    return conv.weight * scale[:, None, None], bias * scale + norm.bias
+    return scale, norm.bias - norm.running_mean * scale
 
 
 class NGCCPHAT(nn.Module):
@@ -261,7 +267,11 @@ class NGCCPHAT(nn.Module):
 
     def filtered(self, x: torch.Tensor) -> torch.Tensor:
         """f on a batch at once: (B, N) → (B, L, N)."""
-        return run_blocks(self.features_cnn, self.sinc_norm(self.sinc(centred(x)[:, None])))
+        x = centred(x)[:, None]
+        if self.training:
+            return run_blocks(self.features_cnn, self.sinc_norm(self.sinc(x)))
+        norm, act = self.sinc_norm
+        return run_blocks(self.features_cnn, F.leaky_relu_(self.sinc(x, *batch_norm_affine(norm)), act.negative_slope))
 
     @staticmethod
     def whitened_spectra(y: torch.Tensor) -> torch.Tensor:

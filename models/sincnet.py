@@ -54,14 +54,19 @@ class SincConv(nn.Module):
         kernel = torch.cat([left, centre, left.flip(1)], dim=1) / (2 * band)
         return kernel.unsqueeze(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Each filter's output, times ``scale`` plus ``shift`` (n_filters,) when given: a batch norm at
+        inference folded into the filters."""
         half = (self.kernel_size - 1) // 2
         n = x.shape[-1]
+        kernel = self.filters() if scale is None else self.filters() * scale[:, None, None]
         if self.kernel_size < FFT_MIN_KERNEL or n < self.kernel_size:
-            return F.conv1d(F.pad(x, (half, half), mode="circular"), self.filters())
+            return F.conv1d(F.pad(x, (half, half), mode="circular"), kernel, shift)
         # circular convolution by FFT: the kernels are symmetric, so correlation = convolution
-        kernel = self.filters()[:, 0]  # (F, K)
         circular = torch.zeros(len(kernel), n, device=x.device, dtype=kernel.dtype)
-        circular[:, : half + 1] = kernel[:, half:]
-        circular[:, n - half :] = kernel[:, :half]
-        return torch.fft.irfft(torch.fft.rfft(x) * torch.fft.rfft(circular)[None], n=n)
+        circular[:, : half + 1] = kernel[:, 0, half:]
+        circular[:, n - half :] = kernel[:, 0, :half]
+        spectra = torch.fft.rfft(x) * torch.fft.rfft(circular)[None]
+        if shift is not None:
+            spectra[..., 0] += n * shift  # a constant is n times itself at 0 Hz
+        return torch.fft.irfft(spectra, n=n)

@@ -10,8 +10,8 @@ import torch
 
 import sslkit.errors as sslkit_errors
 from conftest import FS, SPEED_OF_SOUND, assert_one_line_error, free_field_recording, small_scene
-from sslkit.gcc import gcc, gcc_fft_length, mic_pairs, pick_peaks, row_max
-from sslkit.models.ngcc import NGCCPHAT, lag_targets
+from sslkit.gcc import centred, gcc, gcc_fft_length, mic_pairs, pick_peaks, row_max
+from sslkit.models.ngcc import NGCCPHAT, lag_targets, run_blocks
 from sslkit.recording import Recording, SourceTrack, load_recording, write_audio, write_mics
 from sslkit.tdoa import estimate_tdoa, read_tdoa_csv, true_tdoa, write_tdoa_csv
 
@@ -148,14 +148,27 @@ def test_ngcc_inference_folds_each_batch_norm_into_its_convolution(design):
             torch.testing.assert_close(block(x), block.act(block.norm(conv(x))), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("sinc_len", [63, 255])  # SincNet by conv1d and by FFT
+def test_ngcc_inference_folds_the_sinc_batch_norm_into_the_filters(sinc_len):
+    """At inference f's first batch norm scales the sinc filters and adds its shift (by FFT: at 0 Hz):
+    the same as the batch norm after them, as in training."""
+    torch.manual_seed(0)
+    model = NGCCPHAT(**{**TINY_NGCC, "sinc_len": sinc_len})
+    norm = model.sinc_norm[0]
+    norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), norm.weight.data.uniform_(0.5, 2), norm.bias.data.uniform_(-1, 1)
+    model.eval()
+    x = torch.randn(3, 512)
+    with torch.no_grad():
+        expected = run_blocks(model.features_cnn, model.sinc_norm(model.sinc(centred(x)[:, None])))
+        torch.testing.assert_close(model.features(x), expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("max_tau, design, channels", [(23, "circular", 8), (23, "circular", 16), (3, "circular", 8), (23, "reference", 8)])
 def test_ngcc_blocks_at_inference_equal_padding_at_every_layer(max_tau, design, channels):
     """f and g pad their input once and convolve unpadded at inference (``run_blocks``), narrow ones
     (8 channels) two samples per step: the same as torch's padded convolutions layer by layer, for
     even and odd lengths, also for fewer lags than the head's summed half-kernels and for the
     reference design's zero-padded head (both padded layer by layer)."""
-    from sslkit.models.ngcc import run_blocks
-
     torch.manual_seed(0)
     model = NGCCPHAT(**{**TINY_NGCC, "max_tau": max_tau, "channels": channels, "head_channels": channels}, design=design).eval()
     for blocks, length in ((model.features_cnn, 64), (model.features_cnn, 63), (model.head, model.n_lags), (model.head[:-1], model.n_lags)):
