@@ -37,8 +37,9 @@ CACHE_ELEMENTS = 2**21
 goes through in parts that stay in the CPU's caches, faster than whole layers through memory."""
 
 NARROW_CHANNELS = 16
-"""Stacks of convolutions with fewer input channels than this run at inference on pairs of samples
-(``to_phases``): oneDNN fills its 16-lane vectors with channels, and 8 channels leave half of each empty."""
+"""Stacks of convolutions with fewer input channels than this run at inference on a CPU on pairs of
+samples (``to_phases``): oneDNN fills its 16-lane vectors with channels, and 8 channels leave half of
+each empty."""
 
 
 DESIGNS = ("circular", "reference")
@@ -104,13 +105,13 @@ def run_blocks(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``blocks`` (ConvBlocks) on x (B, C, N) → (B, C', N). At inference with circular padding
     throughout, the input is padded once by the blocks' summed half-kernels and each convolution runs
     unpadded: every layer commutes with circular shifts, so the outputs are those of padding at every
-    layer, without a padded copy of every layer's activations. Narrow stacks (``NARROW_CHANNELS``)
-    with odd kernels convolve two samples per step."""
+    layer, without a padded copy of every layer's activations. On a CPU, narrow stacks
+    (``NARROW_CHANNELS``) with odd kernels convolve two samples per step."""
     kernels = [block.conv.kernel_size[0] for block in blocks]
     halo = sum(k // 2 for k in kernels)
     if blocks.training or any(block.padding != "circular" for block in blocks) or halo >= x.shape[-1]:
         return blocks(x)
-    narrow = min(block.conv.in_channels for block in blocks) < NARROW_CHANNELS and all(k % 2 for k in kernels)
+    narrow = x.device.type == "cpu" and min(block.conv.in_channels for block in blocks) < NARROW_CHANNELS and all(k % 2 for k in kernels)
     phases = 2 if narrow else 1
     layers = [block.unpadded(phases) for block in blocks]
     return in_cache_sized_parts(lambda part: run_unpadded(layers, part, halo, phases), x, x[0].numel())
