@@ -28,11 +28,15 @@ def evaluate_positions(pred: PositionTrack, truth: SourceTrack, threshold: float
     (share of rows with a position) and, with several sources, the same per source in ``per_source``.
     Estimates are matched to the sources active at each hop (see :func:`matched_errors`); ``n`` is 0
     when no hop falls in a source's active time."""
-    err, source = matched_errors(pred, truth, truncate)
+    return position_metrics(pred, *matched_errors(pred, truth, truncate), threshold, n_boot, seed)
+
+
+def position_metrics(pred: PositionTrack, errors: np.ndarray, sources: np.ndarray, threshold: float, n_boot: int, seed: int) -> dict:
+    """:func:`evaluate_positions`' metrics from the matched errors (N,) and their source ids (N,)."""
     coverage = float(np.mean(pred.located)) if len(pred.xyz) else 0.0
-    metrics = summarize_errors(err, threshold, n_boot, seed, coverage)
-    if len(np.unique(source)) > 1:
-        metrics["per_source"] = {int(sid): summarize_errors(err[source == sid], threshold, n_boot, seed) for sid in np.unique(source)}
+    metrics = summarize_errors(errors, threshold, n_boot, seed, coverage)
+    if len(np.unique(sources)) > 1:
+        metrics["per_source"] = {int(sid): summarize_errors(errors[sources == sid], threshold, n_boot, seed) for sid in np.unique(sources)}
     return metrics
 
 
@@ -115,9 +119,10 @@ def bootstrap_ci(values: np.ndarray, stat, rng: np.random.Generator, n_boot: int
 
 
 def summarize_errors(errors: np.ndarray, threshold: float = THRESHOLD_M, n_boot: int = 1000, seed: int = 0, coverage: float | None = None) -> dict:
-    """MAE, median and accuracy at ``threshold`` (fraction of errors below it), with 95 % CIs."""
+    """MAE, median and accuracy at ``threshold`` (fraction of errors below it), with 95 % CIs, and
+    ``coverage`` as given."""
     if len(errors) == 0:
-        return {"n": 0}
+        return {"n": 0, "coverage": coverage}
     rng = np.random.default_rng(seed)
     hits = (errors < threshold).astype(float)
     finite = np.isfinite(errors)
@@ -153,15 +158,14 @@ def evaluate_files(pred: list[Path], truth: Path, out: Path | None = None, thres
     array = array_beside(truth, mics, angular)
     results, errors, angles = {}, {}, {}
     for path in pred:
-        track = read_positions(path)
-        err, _ = matched_errors(track, true_track, truncate)
+        metrics, err, angle_err = scored_track(read_positions(path), true_track, array, angular, threshold, truncate, n_boot, seed)
         if len(err) == 0:
             raise InputFileError(path, f"no estimate falls within the time span of {truth}")
-        results[str(path)] = evaluate_track(track, true_track, array, angular, threshold, truncate, n_boot, seed)
-        if "mae_m" in results[str(path)]:
+        results[str(path)] = metrics
+        if "mae_m" in metrics:
             errors[str(path)] = err
-        if "angular" in results[str(path)]:
-            angles[str(path)] = angular_errors(track, true_track, array.mean(axis=0))[0]
+        if angle_err is not None:
+            angles[str(path)] = angle_err
     with atomic_file(out / METRICS_FILE) as tmp:
         tmp.write_text(json.dumps({"truth": str(truth), "truncate_m": truncate, "results": results}, indent=2))
     plot_error_cdf(out / CDF_FILE, errors, threshold, angles)
@@ -177,17 +181,27 @@ def evaluate_track(track: PositionTrack, truth: SourceTrack, mics: np.ndarray | 
     method) or every source is in the array's far field (:func:`~sslkit.geometry.in_far_field`),
     and never without ``mics``. A track of directions only that is scored by its directions has
     no position metrics (each would be a missing estimate): ``n``, ``coverage`` and ``angular``."""
-    metrics = evaluate_positions(track, truth, threshold, truncate, n_boot, seed)
+    return scored_track(track, truth, mics, angular, threshold, truncate, n_boot, seed)[0]
+
+
+def scored_track(track: PositionTrack, truth: SourceTrack, mics: np.ndarray | None, angular: bool | None, threshold: float,
+                 truncate: float | None, n_boot: int, seed: int) -> tuple[dict, np.ndarray, np.ndarray | None]:
+    """:func:`evaluate_track`'s metrics with the errors they summarize: the positions' matched errors
+    (N,) in m, and the directions' (N,) in degrees when directions are scored (else None)."""
+    errors, sources = matched_errors(track, truth, truncate)
+    metrics = position_metrics(track, errors, sources, threshold, n_boot, seed)
     directions = directions_only(track)
     if angular is None:
         angular = mics is not None and (directions or bool(in_far_field(truth.xyz, mics).all()))
     elif angular and mics is None:
         raise UserError("angular errors are seen from the array's centroid: give the mic positions")
-    if angular and directions:
+    if not angular:
+        return metrics, errors, None
+    if directions:
         metrics = {"n": metrics["n"], "coverage": metrics["coverage"]}
-    if angular:
-        metrics["angular"] = summarize_angles(angular_errors(track, truth, mics.mean(axis=0))[0]) | {"horizontal": track.horizontal}
-    return metrics
+    angle_errors = angular_errors(track, truth, mics.mean(axis=0))[0]
+    metrics["angular"] = summarize_angles(angle_errors) | {"horizontal": track.horizontal}
+    return metrics, errors, angle_errors
 
 
 def directions_only(track: PositionTrack) -> bool:

@@ -870,3 +870,17 @@ def test_default_frames_and_hops_last_as_long_at_any_rate(tmp_path):
     for bad in (dict(hop=0), dict(frame=-5), dict(hop=2.5)):  # refused, not rounded into a one-sample hop
         with pytest.raises(UserError, match=r"= (0|-5|2.5): a positive whole number of samples"):
             locate(high, "srp-phat", **bad)
+
+
+def test_estimates_outside_the_truths_time_span_are_one_line(cli, tmp_path):
+    """A positions.csv whose hops all fall outside the sources' active time is one line naming it, for
+    positions and for directions only (scored by their directions, these had no coverage to report)."""
+    rec = user_recording(tmp_path / "rec")
+    truth = tmp_path / "rec" / "sources.csv"
+    truth.write_text("time,source_id,x,y,z\n0,0,2.5,1.8,1.2\n0.5,0,2.6,1.8,1.2\n")  # a source moving for 0.5 s
+    pred = tmp_path / "pred.csv"
+    for rows in ("time,x,y,z,track\n5.0,1,2,1,0\n", "time,x,y,z,track,azimuth_deg,elevation_deg\n5.0,,,,0,10,5\n"):
+        pred.write_text(rows)
+        result = cli("evaluate", "--pred", pred, "--truth", truth, "--mics", rec / "mics.csv", "--angular", "--out", tmp_path / "ev")
+        assert_one_line_error(result, "pred.csv", "no estimate falls within the time span")
+        assert not (tmp_path / "ev").exists()
