@@ -304,8 +304,8 @@ def test_every_signal_kind_renders_reproducibly_with_disjoint_splits(kind):
 def test_a_dask_cluster_writes_the_same_files_and_resumes(cli, tmp_path, monkeypatch):
     cfg = tmp_path / "data.yml"
     cfg.write_text(yaml.safe_dump(small_scene(room={"dimensions": [4.0, 3.0, 2.5], "rt60": {"uniform": [0.2, 0.4]}})))
-    assert cli("simulate", "--config", cfg, "--count", 4, "--out", tmp_path / "local", "--workers", 1, "--seed", 3).exit_code == 0
-    result = cli("simulate", "--config", cfg, "--count", 4, "--out", tmp_path / "dask", "--scheduler", "local", "--seed", 3)
+    assert cli("simulate", "--config", cfg, "--count", 8, "--out", tmp_path / "local", "--workers", 1, "--seed", 3).exit_code == 0
+    result = cli("simulate", "--config", cfg, "--count", 8, "--out", tmp_path / "dask", "--scheduler", "local", "--seed", 3)
     assert result.exit_code == 0, result.output
     import soundfile as sf
 
@@ -314,12 +314,12 @@ def test_a_dask_cluster_writes_the_same_files_and_resumes(cli, tmp_path, monkeyp
             return np.array_equal(*(sf.read(tmp_path / run / name, dtype="float32")[0].view(np.uint32) for run in ("dask", "local")))
         return (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
 
-    for name in ("index.csv", "dataset.yaml", *(f"scene_0000{i}/{f}" for i in range(4) for f in ("audio.wav", "mics.csv", "sources.csv", "scene.yaml"))):
+    for name in ("index.csv", "dataset.yaml", *(f"scene_0000{i}/{f}" for i in range(8) for f in ("audio.wav", "mics.csv", "sources.csv", "scene.yaml"))):
         assert same_bits(name), name
     import shutil
 
     shutil.rmtree(tmp_path / "dask" / "scene_00002")
-    assert cli("simulate", "--config", cfg, "--count", 4, "--out", tmp_path / "dask", "--scheduler", "local", "--workers", 2, "--seed", 3).exit_code == 0
+    assert cli("simulate", "--config", cfg, "--count", 8, "--out", tmp_path / "dask", "--scheduler", "local", "--workers", 2, "--seed", 3).exit_code == 0
     assert same_bits("scene_00002/audio.wav")
     from conftest import assert_one_line_error
 
